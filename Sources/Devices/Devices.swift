@@ -1,0 +1,2 @@
+// Deterministic device models.
+import MachineCore

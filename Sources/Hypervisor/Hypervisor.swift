@@ -1,0 +1,2 @@
+// The host side of a run.
+import MachineCore

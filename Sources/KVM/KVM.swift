@@ -1,0 +1,2 @@
+// The Swift KVM layer: the only importer of CKVM.
+import CKVM

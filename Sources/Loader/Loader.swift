@@ -1,0 +1,3 @@
+// ELF and Multiboot loading.
+import MachineCore
+import CLibElf

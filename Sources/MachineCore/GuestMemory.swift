@@ -1,0 +1,156 @@
+import Crypto
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why a guest-memory operation failed.
+public enum GuestMemoryError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The requested size is zero, not a multiple of the page size, or larger than the limit.
+    case invalidSize(UInt64, reason: String)
+    /// The host refused to reserve the memory (mmap failed with this errno).
+    case allocationFailed(size: UInt64, errno: Int32)
+    /// An access of `count` bytes at `address` falls (partly) outside guest RAM.
+    case outOfRange(address: GuestAddress, count: UInt64)
+
+    public var description: String {
+        switch self {
+        case .invalidSize(let size, let reason):
+            return "invalid guest memory size \(size) bytes: \(reason)"
+        case .allocationFailed(let size, let errno):
+            return "cannot reserve \(size) bytes of guest memory: \(String(cString: strerror(errno)))"
+        case .outOfRange(let address, let count):
+            return "guest access of \(count) bytes at \(address) is outside guest RAM"
+        }
+    }
+}
+
+/// Guest RAM: one contiguous, page-aligned, anonymous host mapping that starts at `base`.
+///
+/// This is the guest-memory backend: together with the KVM layer it is the only place that uses
+/// unsafe pointers. Every accessor checks bounds; the host mapping is released in `deinit`.
+/// The KVM engine maps the same host pages into the VM through `hostAddress`, so a VM that uses
+/// this memory must be destroyed before the memory is.
+public final class GuestMemory {
+    /// The page size the mapping is aligned to.
+    public static let pageSize: UInt64 = 4096
+    /// The largest guest RAM Lockstep will reserve (64 GiB).
+    public static let maximumSize: UInt64 = 64 << 30
+
+    /// The guest-physical address of the first byte of RAM.
+    public let base: GuestAddress
+    /// The size of RAM in bytes.
+    public let size: UInt64
+
+    @usableFromInline let host: UnsafeMutableRawPointer
+
+    /// Reserves `size` bytes of zeroed guest RAM starting at guest-physical `base`.
+    /// The corresponding C function is `mmap(MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)`.
+    public init(size: UInt64, base: GuestAddress = GuestAddress(0)) throws(GuestMemoryError) {
+        guard size > 0 else { throw .invalidSize(size, reason: "it must not be zero") }
+        guard size % Self.pageSize == 0 else {
+            throw .invalidSize(size, reason: "it must be a multiple of \(Self.pageSize)")
+        }
+        guard size <= Self.maximumSize else {
+            throw .invalidSize(size, reason: "the limit is \(Self.maximumSize >> 30) GiB")
+        }
+        guard base.advanced(by: size) != nil else {
+            throw .invalidSize(size, reason: "RAM at \(base) would wrap around the address space")
+        }
+        // SAFETY: an anonymous private mapping with no fixed address; the result is checked for
+        // MAP_FAILED before use and released exactly once in deinit.
+        let p = mmap(nil, Int(size), PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        guard let p, p != MAP_FAILED else { throw .allocationFailed(size: size, errno: errno) }
+        self.host = p
+        self.base = base
+        self.size = size
+    }
+
+    deinit {
+        // SAFETY: `host` came from mmap with exactly `size` bytes and nothing else unmaps it.
+        munmap(host, Int(size))
+    }
+
+    /// The host virtual address of guest RAM, for registering it as a KVM memory slot.
+    public var hostAddress: UInt64 { UInt64(UInt(bitPattern: host)) }
+
+    /// The offset into RAM of `count` bytes at `address`, or nil if any of them is outside RAM.
+    @inlinable public func offset(of address: GuestAddress, count: UInt64) -> Int? {
+        guard let offset = address.offset(from: base), offset <= size, count <= size - offset
+        else { return nil }
+        return Int(offset)
+    }
+
+    /// Whether all `count` bytes at `address` are guest RAM.
+    @inlinable public func contains(_ address: GuestAddress, count: UInt64 = 1) -> Bool {
+        offset(of: address, count: count) != nil
+    }
+
+    @inlinable func checkedOffset(_ address: GuestAddress, _ count: UInt64) throws(GuestMemoryError)
+        -> Int
+    {
+        guard let offset = offset(of: address, count: count) else {
+            throw .outOfRange(address: address, count: count)
+        }
+        return offset
+    }
+
+    /// Copies `count` bytes of guest RAM at `address`.
+    public func read(at address: GuestAddress, count: Int) throws(GuestMemoryError) -> [UInt8] {
+        let offset = try checkedOffset(address, UInt64(count))
+        // SAFETY: checkedOffset proved [offset, offset+count) lies inside the mapping.
+        return [UInt8](UnsafeRawBufferPointer(start: host + offset, count: count))
+    }
+
+    /// Copies `bytes` into guest RAM at `address`.
+    public func write(_ bytes: some Collection<UInt8>, at address: GuestAddress)
+        throws(GuestMemoryError)
+    {
+        let offset = try checkedOffset(address, UInt64(bytes.count))
+        // SAFETY: checkedOffset proved the destination range lies inside the mapping.
+        let destination = UnsafeMutableRawBufferPointer(start: host + offset, count: bytes.count)
+        destination.copyBytes(from: bytes)
+    }
+
+    /// Sets `count` bytes at `address` to `byte`.
+    public func fill(_ byte: UInt8, at address: GuestAddress, count: Int) throws(GuestMemoryError) {
+        let offset = try checkedOffset(address, UInt64(count))
+        // SAFETY: checkedOffset proved the range lies inside the mapping.
+        memset(host + offset, Int32(byte), count)
+    }
+
+    /// Reads an integer stored at `address` in byte order `order` (no alignment required).
+    @inlinable public func load<T: FixedWidthInteger & UnsignedInteger>(
+        _ type: T.Type, at address: GuestAddress, order: ByteOrder
+    ) throws(GuestMemoryError) -> T {
+        let offset = try checkedOffset(address, UInt64(MemoryLayout<T>.size))
+        // SAFETY: checkedOffset proved the bytes lie inside the mapping; loadUnaligned has no
+        // alignment requirement.
+        let raw = host.loadUnaligned(fromByteOffset: offset, as: T.self)
+        return order == .little ? T(littleEndian: raw) : T(bigEndian: raw)
+    }
+
+    /// Stores an integer at `address` in byte order `order` (no alignment required).
+    @inlinable public func store<T: FixedWidthInteger & UnsignedInteger>(
+        _ value: T, at address: GuestAddress, order: ByteOrder
+    ) throws(GuestMemoryError) {
+        let offset = try checkedOffset(address, UInt64(MemoryLayout<T>.size))
+        let raw = order == .little ? value.littleEndian : value.bigEndian
+        // SAFETY: checkedOffset proved the bytes lie inside the mapping.
+        host.storeBytes(of: raw, toByteOffset: offset, as: T.self)
+    }
+
+    /// Feeds all of guest RAM into `hasher`.
+    public func hash(into hasher: inout SHA256) {
+        // SAFETY: the whole mapping is readable for `size` bytes while self is alive.
+        hasher.update(bufferPointer: UnsafeRawBufferPointer(start: host, count: Int(size)))
+    }
+
+    /// SHA-256 of all of guest RAM.
+    public func digest() -> StateDigest {
+        var hasher = SHA256()
+        hash(into: &hasher)
+        return StateDigest(hasher.finalize())
+    }
+}

@@ -1,0 +1,86 @@
+/// The instruction set a guest is built for.
+public enum GuestArchitecture: String, Sendable, Codable, CaseIterable, CustomStringConvertible {
+    /// x86-64 (Multiboot v1 ELF32 or ELF64 kernels), run on KVM.
+    case x86_64
+    /// PA-RISC 1.1 (ELF32 hppa kernels), run on Lockstep's emulator.
+    case parisc
+
+    public var description: String { rawValue }
+}
+
+/// What cuts a machine's execution into epochs that end at the same instruction on every replica.
+public enum EpochClock: String, Sendable, Codable, CaseIterable, CustomStringConvertible {
+    /// PA-RISC recovery counter (CR0, PSW.R, interruption 3): counts non-nullified instructions.
+    case recoveryCounter = "recovery-counter"
+    /// x86 KVM single-stepping: one exit per guest instruction (only at CPL0 on some hosts).
+    case singleStep = "single-step"
+    /// x86 retired-instruction performance counter with overshoot handling (needs a host PMU).
+    case performanceCounter = "pmu"
+    /// x86 deterministic VM exits (port I/O, MMIO, HLT, trapped environment instructions): an
+    /// epoch is a number of such exits; interrupt latency is bounded by how often the guest exits.
+    case deterministicExits = "exits"
+
+    public var description: String { rawValue }
+
+    /// The unit `Machine.progress` counts in with this clock.
+    public var unit: String {
+        switch self {
+        case .recoveryCounter, .singleStep, .performanceCounter: "instructions"
+        case .deterministicExits: "exits"
+        }
+    }
+}
+
+/// Why `Machine.run(budget:)` returned.
+public enum MachineStop: Hashable, Sendable, CustomStringConvertible {
+    /// The epoch clock spent the whole budget: an epoch boundary.
+    case epochEnd
+    /// The guest is waiting for an interrupt (x86 HLT with interrupts enabled, the PA-RISC wait
+    /// hint). This ends the epoch early, at the same instruction on every replica.
+    case idle
+    /// The guest asked to stop with this exit status (debug-exit port, halt, or a clean shutdown).
+    case exited(status: Int32)
+    /// The guest crashed (triple fault, an interruption with no handler, ...). The reason is one
+    /// line for the user.
+    case crashed(reason: String)
+
+    public var description: String {
+        switch self {
+        case .epochEnd: "epoch end"
+        case .idle: "idle"
+        case .exited(let status): "exited with status \(status)"
+        case .crashed(let reason): "crashed: \(reason)"
+        }
+    }
+}
+
+/// A virtual machine as the hypervisor and the replication layer drive it, whatever the engine.
+///
+/// All calls come from one thread (the machine's own, never Swift's cooperative pool). The
+/// machine calls its `GuestEnvironment` for every environment instruction, console output and
+/// disk request; asynchronous inputs reach it only through `applyBoundary`.
+public protocol Machine: AnyObject {
+    /// The guest's instruction set.
+    var architecture: GuestArchitecture { get }
+    /// The epoch clock this machine runs with.
+    var epochClock: EpochClock { get }
+    /// Units of the epoch clock (see `EpochClock.unit`) executed since the machine was created.
+    var progress: UInt64 { get }
+    /// The machine's virtual clock.
+    var clock: VirtualClock { get }
+    /// The earliest virtual time at which a guest timer will raise an interrupt, if one is armed.
+    var nextTimerDeadline: VirtualTime? { get }
+    /// Disk requests submitted and not yet completed (for uncertain completions at a failover).
+    var outstandingBlockRequests: [BlockRequestID] { get }
+
+    /// Runs the guest until it has made `budget` more units of progress, or stops earlier.
+    func run(budget: UInt64) throws -> MachineStop
+
+    /// At an epoch boundary: sets virtual time, applies `events` in order and evaluates timers,
+    /// so that interrupts become pending for delivery from here on.
+    func applyBoundary(time: VirtualTime, events: [BoundaryEvent]) throws
+
+    /// A digest of everything that must be equal on two replicas in the same state: guest RAM,
+    /// CPU registers and device state.
+    func stateDigest() throws -> StateDigest
+}

@@ -1,0 +1,2 @@
+// The PA-RISC emulator engine.
+import MachineCore

@@ -1,0 +1,2 @@
+// Primary/backup replication.
+import MachineCore

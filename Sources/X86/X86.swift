@@ -1,0 +1,2 @@
+// The x86 engine on KVM.
+import MachineCore
