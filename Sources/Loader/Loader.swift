@@ -1,3 +1,0 @@
-// ELF and Multiboot loading.
-import MachineCore
-import CLibElf
