@@ -29,9 +29,10 @@ public final class ReplicationStatus: @unchecked Sendable {
     private var snapshot: Snapshot
     private var lastWrite = Date.distantPast
 
-    public init(role: String, statsPath: String?) {
+    /// - Parameter statusLine: whether to draw the status line (only ever on a terminal).
+    public init(role: String, statsPath: String?, statusLine: Bool = true) {
         self.statsPath = statsPath
-        interactive = isatty(STDERR_FILENO) != 0
+        interactive = statusLine && isatty(STDERR_FILENO) != 0
         snapshot = Snapshot(role: role, state: "starting", epoch: 0, backupLag: 0, bytesSent: 0,
                             bytesReceived: 0, sendBytesPerSecond: 0, elapsedSeconds: 0)
     }
