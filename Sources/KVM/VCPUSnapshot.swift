@@ -1,0 +1,36 @@
+/// Everything KVM holds for one vCPU, captured by `VCPU.snapshot()` and put back by
+/// `VCPU.restore(_:)`. Guest RAM is not included: it belongs to the memory owner.
+///
+/// The corresponding ioctls are `KVM_GET_REGS`, `KVM_GET_SREGS`, `KVM_GET_FPU`,
+/// `KVM_GET_XSAVE2`, `KVM_GET_XCRS`, `KVM_GET_MSRS`, `KVM_GET_DEBUGREGS`,
+/// `KVM_GET_VCPU_EVENTS` and `KVM_GET_MP_STATE`, and their `SET` counterparts.
+public struct VCPUSnapshot: Hashable, Sendable, Codable {
+    public var registers: Registers
+    public var specialRegisters: SpecialRegisters
+    /// The FXSAVE-layout view; informational when `xsave` is present (XSAVE is a superset and is
+    /// what `restore` writes).
+    public var fpu: FPUState
+    public var xsave: XSAVEState?
+    public var extendedControlRegisters: [ExtendedControlRegister]
+    /// Every MSR of `KVMSystem.msrIndexList()` that this vCPU can read.
+    public var msrs: [MSREntry]
+    public var debugRegisters: DebugRegisters
+    public var events: VCPUEvents
+    public var mpState: MPState
+
+    public init(
+        registers: Registers, specialRegisters: SpecialRegisters, fpu: FPUState, xsave: XSAVEState?,
+        extendedControlRegisters: [ExtendedControlRegister], msrs: [MSREntry],
+        debugRegisters: DebugRegisters, events: VCPUEvents, mpState: MPState
+    ) {
+        self.registers = registers
+        self.specialRegisters = specialRegisters
+        self.fpu = fpu
+        self.xsave = xsave
+        self.extendedControlRegisters = extendedControlRegisters
+        self.msrs = msrs
+        self.debugRegisters = debugRegisters
+        self.events = events
+        self.mpState = mpState
+    }
+}
