@@ -42,6 +42,10 @@ extension VCPU {
     }
 
     /// Sets the x87/SSE state. The corresponding ioctl is `KVM_SET_FPU`.
+    ///
+    /// The kernel writes the legacy FXSAVE area without marking x87/SSE in use in XSTATE_BV, so
+    /// `xsave()` (and a guest that restores its state with XRSTOR) may not see the change; use
+    /// `setXSAVE` to change SSE state reliably.
     public func setFPU(_ state: FPUState) throws(KVMError) {
         var c = state.c
         try Syscall.ioctl(fd, ckvm_KVM_SET_FPU, &c, name: "KVM_SET_FPU")

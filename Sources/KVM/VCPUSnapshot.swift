@@ -7,8 +7,9 @@
 public struct VCPUSnapshot: Hashable, Sendable, Codable {
     public var registers: Registers
     public var specialRegisters: SpecialRegisters
-    /// The FXSAVE-layout view; informational when `xsave` is present (XSAVE is a superset and is
-    /// what `restore` writes).
+    /// The FXSAVE-layout view; informational when `xsave` is present. `restore` writes XSAVE
+    /// only: `KVM_SET_FPU` fills the legacy area without marking x87/SSE in use in XSTATE_BV
+    /// (measured on this kernel), so XSAVE is the state the guest actually gets.
     public var fpu: FPUState
     public var xsave: XSAVEState?
     public var extendedControlRegisters: [ExtendedControlRegister]
