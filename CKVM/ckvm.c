@@ -161,3 +161,14 @@ void ckvm_dirty_log_set_bitmap(struct kvm_dirty_log *log, void *bitmap) {
 void ckvm_clear_dirty_log_set_bitmap(struct kvm_clear_dirty_log *log, void *bitmap) {
     log->dirty_bitmap = bitmap;
 }
+void ckvm_coalesced_mmio_zone_set_pio(struct kvm_coalesced_mmio_zone *zone, uint32_t pio) {
+    zone->pio = pio;
+}
+uint32_t ckvm_coalesced_mmio_pio(const struct kvm_coalesced_mmio *entry) { return entry->pio; }
+
+uint32_t ckvm_load_acquire_u32(const uint32_t *pointer) {
+    return __atomic_load_n(pointer, __ATOMIC_ACQUIRE);
+}
+void ckvm_store_release_u32(uint32_t *pointer, uint32_t value) {
+    __atomic_store_n(pointer, value, __ATOMIC_RELEASE);
+}

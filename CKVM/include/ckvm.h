@@ -220,11 +220,24 @@ uint8_t ckvm_run_eoi_vector(const struct kvm_run *run);
 /* KVM_EXIT_NOTIFY: notify.flags (anonymous union member). */
 uint32_t ckvm_run_notify_flags(const struct kvm_run *run);
 
+/* ---- Rings shared with the kernel ---- */
+
+/* Acquire load of a ring index the kernel produces: Swift cannot do atomic accesses on memory
+ * it does not own (the coalesced MMIO ring page). */
+uint32_t ckvm_load_acquire_u32(const uint32_t *pointer);
+/* Release store of a ring index the kernel consumes: Swift cannot do atomic accesses on memory
+ * it does not own. */
+void ckvm_store_release_u32(uint32_t *pointer, uint32_t value);
+
 /* ---- Anonymous unions in other structs ---- */
 
 /* Sets kvm_dirty_log.dirty_bitmap, a member of an anonymous union. */
 void ckvm_dirty_log_set_bitmap(struct kvm_dirty_log *log, void *bitmap);
 /* Sets kvm_clear_dirty_log.dirty_bitmap, a member of an anonymous union. */
 void ckvm_clear_dirty_log_set_bitmap(struct kvm_clear_dirty_log *log, void *bitmap);
+/* Sets kvm_coalesced_mmio_zone.pio, a member of an anonymous union. */
+void ckvm_coalesced_mmio_zone_set_pio(struct kvm_coalesced_mmio_zone *zone, uint32_t pio);
+/* kvm_coalesced_mmio.pio, a member of an anonymous union. */
+uint32_t ckvm_coalesced_mmio_pio(const struct kvm_coalesced_mmio *entry);
 
 #endif
