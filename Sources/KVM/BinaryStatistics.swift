@@ -37,16 +37,21 @@ public final class BinaryStatistics {
             case unsupported(UInt32)
         }
 
+        /// The statistic's name (`insn_emulation`, `exits`, ...).
         public var name: String
+        /// How the value evolves (`KVM_STATS_TYPE_*`).
         public var kind: Kind
+        /// The unit of the value (`KVM_STATS_UNIT_*`).
         public var unit: Unit
         /// The value is `raw × base^exponent`, with `base` 10 or 2.
         public var base: Int
+        /// The power of `base` the raw value is scaled by.
         public var exponent: Int16
         /// The number of 64-bit values (1, or the bucket count of a histogram).
         public var size: Int
         /// The byte offset of the values from the start of the data block.
         public var offset: Int
+        /// The bucket width of a linear histogram.
         public var bucketSize: UInt32
     }
 
@@ -75,6 +80,8 @@ public final class BinaryStatistics {
             var descriptors: [Descriptor] = []
             for i in 0..<count {
                 let start = i * entrySize
+                // SAFETY: `raw` holds `count` entries of `entrySize` bytes read from the file, so the
+                // descriptor header at `start` is inside it; loadUnaligned needs no alignment.
                 let d = raw.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: start, as: kvm_stats_desc.self) }
                 let nameStart = start + MemoryLayout<kvm_stats_desc>.size
                 let flags = d.flags

@@ -10,11 +10,16 @@ public struct CPUIDEntry: Hashable, Sendable, Codable {
     public var index: UInt32
     /// `KVM_CPUID_FLAG_*`.
     public var flags: UInt32
+    /// The EAX output.
     public var eax: UInt32
+    /// The EBX output.
     public var ebx: UInt32
+    /// The ECX output.
     public var ecx: UInt32
+    /// The EDX output.
     public var edx: UInt32
 
+    /// A leaf with the given outputs.
     public init(
         function: UInt32, index: UInt32 = 0, flags: UInt32 = 0,
         eax: UInt32 = 0, ebx: UInt32 = 0, ecx: UInt32 = 0, edx: UInt32 = 0
@@ -57,6 +62,8 @@ public struct CPUIDEntry: Hashable, Sendable, Codable {
     ) throws(KVMError) -> [CPUIDEntry] {
         let count = entries?.count ?? capacity
         let size = headerSize + entrySize * count
+        // SAFETY: allocated with the size and alignment of the header plus `count` entries and
+        // freed by the defer below; every access below stays inside it.
         let buffer = UnsafeMutableRawPointer.allocate(
             byteCount: size, alignment: MemoryLayout<kvm_cpuid2>.alignment)
         defer { buffer.deallocate() }
@@ -70,6 +77,7 @@ public struct CPUIDEntry: Hashable, Sendable, Codable {
             }
         }
         _ = try body(buffer)
+        // SAFETY: nent is clamped to `count`, so every entry read lies inside `buffer`.
         let filled = min(Int(buffer.load(as: UInt32.self)), count)
         return (0..<filled).map { i in
             CPUIDEntry(buffer.load(fromByteOffset: headerSize + i * entrySize, as: kvm_cpuid_entry2.self))

@@ -11,6 +11,7 @@ public struct CoalescedAccess: Hashable, Sendable {
     /// Whether this is a port write (`KVM_CAP_COALESCED_PIO`).
     public var isPIO: Bool
 
+    /// A buffered write.
     public init(address: UInt64, data: [UInt8], isPIO: Bool) {
         self.address = address
         self.data = data
@@ -64,6 +65,7 @@ extension VCPU {
         let last = ckvm_load_acquire_u32(lastPointer)
         var accesses: [CoalescedAccess] = []
         while first != last && first < capacity {
+            // SAFETY: `first` < capacity, so the entry lies inside the ring page (see above).
             let entry = (ring + header + Int(first) * entrySize).assumingMemoryBound(to: kvm_coalesced_mmio.self)
             let length = min(Int(entry.pointee.len), 8)
             let data = withUnsafeBytes(of: entry.pointee.data) { Array($0.prefix(length)) }

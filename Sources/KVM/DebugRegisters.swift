@@ -7,10 +7,14 @@ import CKVM
 public struct DebugRegisters: Hashable, Sendable, Codable {
     /// DR0–DR3.
     public var db: [UInt64] = [0, 0, 0, 0]
+    /// DR6, the debug status register.
     public var dr6: UInt64 = 0xFFFF_0FF0
+    /// DR7, the debug control register.
     public var dr7: UInt64 = 0x400
+    /// `kvm_debugregs.flags`.
     public var flags: UInt64 = 0
 
+    /// The reset state: DR0–DR3 zero, DR6 0xFFFF0FF0, DR7 0x400.
     public init() {}
 
     init(_ c: kvm_debugregs) {

@@ -13,18 +13,24 @@ public struct FPUState: Hashable, Sendable, Codable {
     public var fsw: UInt16 = 0
     /// Abridged x87 tag word (FXSAVE format).
     public var ftwx: UInt8 = 0
+    /// The last x87 opcode (FOP).
     public var lastOpcode: UInt16 = 0
+    /// The last x87 instruction pointer.
     public var lastIP: UInt64 = 0
+    /// The last x87 data pointer.
     public var lastDP: UInt64 = 0
     /// XMM0–XMM15, 16 bytes each, little-endian.
     public var xmm: [[UInt8]] = Array(repeating: Array(repeating: 0, count: 16), count: 16)
     /// The SSE control and status register.
     public var mxcsr: UInt32 = 0x1F80
 
+    /// The reset state (FCW 0x37F, MXCSR 0x1F80, registers zero).
     public init() {}
 
     init(_ c: kvm_fpu) {
         var c = c
+        // SAFETY: fpr is 8 × 16 bytes and xmm 16 × 16 bytes (C arrays imported as tuples);
+        // the slices stay inside them.
         fpr = withUnsafeBytes(of: &c.fpr) { bytes in (0..<8).map { Array(bytes[$0 * 16 ..< $0 * 16 + 16]) } }
         xmm = withUnsafeBytes(of: &c.xmm) { bytes in (0..<16).map { Array(bytes[$0 * 16 ..< $0 * 16 + 16]) } }
         fcw = c.fcw; fsw = c.fsw; ftwx = c.ftwx; lastOpcode = c.last_opcode
@@ -33,6 +39,7 @@ public struct FPUState: Hashable, Sendable, Codable {
 
     var c: kvm_fpu {
         var c = kvm_fpu()
+        // SAFETY: at most 8 × 16 bytes into fpr and 16 × 16 into xmm, their exact sizes.
         withUnsafeMutableBytes(of: &c.fpr) { bytes in
             for (i, register) in fpr.prefix(8).enumerated() {
                 for (j, byte) in register.prefix(16).enumerated() { bytes[i * 16 + j] = byte }

@@ -40,8 +40,10 @@ public struct HardwareBreakpoint: Hashable, Sendable {
 
     /// The guest linear address.
     public var address: UInt64
+    /// What the breakpoint watches.
     public var kind: Kind
 
+    /// A breakpoint at guest linear `address` (execute by default).
     public init(address: UInt64, kind: Kind = .execute) {
         self.address = address
         self.kind = kind
@@ -72,10 +74,12 @@ public struct HardwareBreakpoint: Hashable, Sendable {
 ///
 /// The corresponding C struct is `struct kvm_guest_debug`.
 public struct GuestDebug: Hashable, Sendable {
+    /// The `KVM_GUESTDBG_*` flags.
     public var control: GuestDebugControl
     /// `arch.debugreg[0...7]`: DR0–DR3 addresses, [6] unused, [7] = DR7.
     public var debugRegisters: [UInt64]
 
+    /// A configuration from raw flags and debug registers.
     public init(control: GuestDebugControl, debugRegisters: [UInt64] = Array(repeating: 0, count: 8)) {
         precondition(debugRegisters.count == 8, "kvm_guest_debug_arch has 8 debug registers")
         self.control = control

@@ -27,8 +27,10 @@ public struct KVMError: Error, Equatable, Hashable, Sendable, CustomStringConver
         errno == 0 ? "no errno" : String(cString: strerror(errno))
     }
 
-    /// One line: the operation, its target or reason, and the errno.
+    /// One line: the operation, its target or reason, and the errno. A failed `open` of a
+    /// device reads like "/dev/kvm: no such device (is KVM enabled?); open: errno 2".
     public var description: String {
+        if operation == "open", let detail { return "\(detail); open: errno \(errno)" }
         var line = operation
         if let detail { line += " (\(detail))" }
         if errno != 0 { line += ": \(errnoDescription) (errno \(errno))" }

@@ -56,7 +56,7 @@ public final class KVMSystem {
         switch error {
         case ENOENT, ENODEV, ENXIO: "\(path): no such device (is KVM enabled?)"
         case EACCES, EPERM: "\(path): permission denied (add the user to the kvm group)"
-        default: "\(path): cannot open"
+        default: "\(path): \(String(cString: strerror(error)).lowercased())"
         }
     }
 

@@ -18,6 +18,7 @@ public struct MSRFilter: Hashable, Sendable {
             /// `KVM_MSR_FILTER_WRITE`: the range applies to WRMSR.
             public static let write = Operations(rawValue: UInt32(KVM_MSR_FILTER_WRITE))
         }
+        /// The accesses this range applies to.
         public var operations: Operations
         /// The first MSR index covered.
         public var base: UInt32
@@ -26,6 +27,7 @@ public struct MSRFilter: Hashable, Sendable {
         /// One bit per MSR from `base`: 1 allows, 0 denies.
         public var bitmap: [UInt8]
 
+        /// A range of `count` MSRs from `base`; `bitmap` has a bit per MSR (1 allows).
         public init(operations: Operations, base: UInt32, count: UInt32, bitmap: [UInt8]) {
             precondition(bitmap.count * 8 >= Int(count), "the bitmap needs a bit for each of the \(count) MSRs")
             self.operations = operations
@@ -45,6 +47,7 @@ public struct MSRFilter: Hashable, Sendable {
     /// At most 16 ranges (`KVM_MSR_FILTER_MAX_RANGES`).
     public var ranges: [Range]
 
+    /// A filter of at most 16 ranges.
     public init(defaultDeny: Bool = false, ranges: [Range]) {
         precondition(ranges.count <= Int(KVM_MSR_FILTER_MAX_RANGES), "at most \(KVM_MSR_FILTER_MAX_RANGES) MSR filter ranges")
         self.defaultDeny = defaultDeny
@@ -73,6 +76,7 @@ extension VirtualMachine {
         var c = kvm_msr_filter()
         c.flags = UInt32(filter.defaultDeny ? KVM_MSR_FILTER_DEFAULT_DENY : KVM_MSR_FILTER_DEFAULT_ALLOW)
         let total = max(1, filter.ranges.reduce(0) { $0 + $1.bitmap.count })
+        // SAFETY: `total` bytes, freed by the defer below after the ioctl; see the loop.
         let storage = UnsafeMutablePointer<UInt8>.allocate(capacity: total)
         defer { storage.deallocate() }
         var offset = 0

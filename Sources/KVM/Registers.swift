@@ -4,10 +4,15 @@ import CKVM
 ///
 /// The corresponding C struct is `struct kvm_regs` (`KVM_GET_REGS` / `KVM_SET_REGS`).
 public struct Registers: Hashable, Sendable, Codable {
+    /// RAX, RBX, RCX, RDX.
     public var rax: UInt64 = 0, rbx: UInt64 = 0, rcx: UInt64 = 0, rdx: UInt64 = 0
+    /// RSI, RDI, RSP, RBP.
     public var rsi: UInt64 = 0, rdi: UInt64 = 0, rsp: UInt64 = 0, rbp: UInt64 = 0
+    /// R8–R11.
     public var r8: UInt64 = 0, r9: UInt64 = 0, r10: UInt64 = 0, r11: UInt64 = 0
+    /// R12–R15.
     public var r12: UInt64 = 0, r13: UInt64 = 0, r14: UInt64 = 0, r15: UInt64 = 0
+    /// The instruction pointer (an offset into CS).
     public var rip: UInt64 = 0
     /// RFLAGS; bit 1 is always set on x86.
     public var rflags: UInt64 = 0x2
@@ -35,11 +40,15 @@ public struct Registers: Hashable, Sendable, Codable {
 ///
 /// The corresponding C struct is `struct kvm_segment`.
 public struct Segment: Hashable, Sendable, Codable {
+    /// The linear base address.
     public var base: UInt64 = 0
+    /// The limit in bytes (already scaled by `g`).
     public var limit: UInt32 = 0
+    /// The visible selector.
     public var selector: UInt16 = 0
     /// The 4-bit descriptor type (e.g. 0xB: execute/read code, accessed; 0x3: read/write data).
     public var type: UInt8 = 0
+    /// The P bit.
     public var present: Bool = false
     /// Descriptor privilege level, 0...3.
     public var dpl: UInt8 = 0
@@ -51,11 +60,15 @@ public struct Segment: Hashable, Sendable, Codable {
     public var l: Bool = false
     /// Granularity: the limit counts 4 KiB units.
     public var g: Bool = false
+    /// The AVL bit.
     public var avl: Bool = false
+    /// The segment is unusable (a null selector in protected mode).
     public var unusable: Bool = false
 
+    /// All zero.
     public init() {}
 
+    /// A segment with the given descriptor cache (present, S = 1 by default).
     public init(
         base: UInt64, limit: UInt32, selector: UInt16, type: UInt8, present: Bool = true,
         dpl: UInt8 = 0, db: Bool = false, s: Bool = true, l: Bool = false, g: Bool = false,
@@ -90,9 +103,12 @@ public struct Segment: Hashable, Sendable, Codable {
 ///
 /// The corresponding C struct is `struct kvm_dtable`.
 public struct DescriptorTable: Hashable, Sendable, Codable {
+    /// The linear base address.
     public var base: UInt64 = 0
+    /// The table limit in bytes minus one.
     public var limit: UInt16 = 0
 
+    /// A table at `base` of `limit + 1` bytes.
     public init(base: UInt64 = 0, limit: UInt16 = 0) {
         self.base = base
         self.limit = limit
@@ -113,12 +129,15 @@ public struct DescriptorTable: Hashable, Sendable, Codable {
 ///
 /// The corresponding C struct is `struct kvm_sregs` (`KVM_GET_SREGS` / `KVM_SET_SREGS`).
 public struct SpecialRegisters: Hashable, Sendable, Codable {
+    /// The segment registers.
     public var cs = Segment(), ds = Segment(), es = Segment(), fs = Segment(), gs = Segment(), ss = Segment()
     /// The task register.
     public var tr = Segment()
     /// The LDT register.
     public var ldt = Segment()
+    /// GDTR and IDTR.
     public var gdt = DescriptorTable(), idt = DescriptorTable()
+    /// The control registers.
     public var cr0: UInt64 = 0, cr2: UInt64 = 0, cr3: UInt64 = 0, cr4: UInt64 = 0, cr8: UInt64 = 0
     /// IA32_EFER (LME, LMA, SCE, NXE).
     public var efer: UInt64 = 0
@@ -128,6 +147,7 @@ public struct SpecialRegisters: Hashable, Sendable, Codable {
     /// (4 words for 256 vectors).
     public var interruptBitmap: [UInt64] = [0, 0, 0, 0]
 
+    /// All zero.
     public init() {}
 
     init(_ c: kvm_sregs) {

@@ -17,6 +17,7 @@ public struct MemoryRegionFlags: OptionSet, Hashable, Sendable {
 public struct UserMemoryRegion: Hashable, Sendable {
     /// The slot number (0 ..< `Capability.memorySlots`).
     public var slot: UInt32
+    /// The `KVM_MEM_*` flags.
     public var flags: MemoryRegionFlags
     /// The guest-physical address of the first byte (page aligned).
     public var guestPhysicalAddress: UInt64
@@ -25,6 +26,7 @@ public struct UserMemoryRegion: Hashable, Sendable {
     /// The host virtual address of the backing memory (page aligned).
     public var userspaceAddress: UInt64
 
+    /// A region of `size` bytes at `guestPhysicalAddress`, backed at `userspaceAddress`.
     public init(
         slot: UInt32, guestPhysicalAddress: UInt64, size: UInt64, userspaceAddress: UInt64,
         flags: MemoryRegionFlags = []

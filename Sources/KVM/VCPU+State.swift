@@ -100,6 +100,7 @@ extension VCPU {
         var c = kvm_xcrs()
         try Syscall.ioctl(fd, ckvm_KVM_GET_XCRS, &c, name: "KVM_GET_XCRS")
         let count = min(Int(c.nr_xcrs), Int(KVM_MAX_XCRS))
+        // SAFETY: xcrs is a C array of KVM_MAX_XCRS kvm_xcr and `count` <= KVM_MAX_XCRS.
         return withUnsafeBytes(of: &c.xcrs) { raw in
             (0..<count).map { i in
                 let xcr = raw.load(fromByteOffset: i * MemoryLayout<kvm_xcr>.stride, as: kvm_xcr.self)
@@ -116,6 +117,8 @@ extension VCPU {
         }
         var c = kvm_xcrs()
         c.nr_xcrs = UInt32(registers.count)
+        // SAFETY: xcrs is a C array of KVM_MAX_XCRS kvm_xcr and registers.count <= KVM_MAX_XCRS
+        // (checked above).
         withUnsafeMutableBytes(of: &c.xcrs) { raw in
             for (i, register) in registers.enumerated() {
                 var xcr = kvm_xcr()
@@ -135,6 +138,7 @@ extension VCPU {
         let header = MemoryLayout<kvm_msrs>.size
         let stride = MemoryLayout<kvm_msr_entry>.stride
         let size = header + stride * entries.count
+        // SAFETY: sized for the header and every entry, freed by the defer below.
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: MemoryLayout<kvm_msrs>.alignment)
         defer { buffer.deallocate() }
         // SAFETY: `buffer` holds the kvm_msrs header and `entries.count` kvm_msr_entry, which is
@@ -148,6 +152,7 @@ extension VCPU {
             buffer.storeBytes(of: e, toByteOffset: header + i * stride, as: kvm_msr_entry.self)
         }
         let result = try body(buffer)
+        // SAFETY: entries are read back at the offsets they were written to, inside `buffer`.
         let out = (0..<entries.count).map { i in
             let e = buffer.load(fromByteOffset: header + i * stride, as: kvm_msr_entry.self)
             return MSREntry(index: e.index, value: e.data)

@@ -22,49 +22,77 @@ public struct VCPUEvents: Hashable, Sendable, Codable {
 
     /// An exception being delivered or pending.
     public struct Exception: Hashable, Sendable, Codable {
+        /// Being delivered now.
         public var injected = false
         /// The vector (0...31).
         public var number: UInt8 = 0
+        /// The exception pushes `errorCode`.
         public var hasErrorCode = false
+        /// Pending (not yet delivered).
         public var pending = false
+        /// The error code.
         public var errorCode: UInt32 = 0
+        /// Nothing pending.
         public init() {}
     }
     /// An external interrupt being delivered.
     public struct Interrupt: Hashable, Sendable, Codable {
+        /// Being delivered now.
         public var injected = false
+        /// The vector.
         public var number: UInt8 = 0
+        /// A software interrupt (INT n).
         public var soft = false
         /// The interrupt shadow (after STI or MOV SS): `KVM_X86_SHADOW_INT_*`.
         public var shadow: UInt8 = 0
+        /// Nothing pending.
         public init() {}
     }
     /// The NMI state.
     public struct NMI: Hashable, Sendable, Codable {
+        /// Being delivered now.
         public var injected = false
+        /// Pending (not yet delivered).
         public var pending = false
+        /// NMIs are blocked (inside an NMI handler).
         public var masked = false
+        /// Nothing pending.
         public init() {}
     }
     /// The SMM state.
     public struct SMI: Hashable, Sendable, Codable {
+        /// The vCPU is in SMM.
         public var smm = false
+        /// Pending (not yet delivered).
         public var pending = false
+        /// SMM was entered inside an NMI handler.
         public var smmInsideNMI = false
+        /// An INIT is latched.
         public var latchedInit = false
+        /// Nothing pending.
         public init() {}
     }
 
+    /// The exception state.
     public var exception = Exception()
+    /// The external interrupt state and interrupt shadow.
     public var interrupt = Interrupt()
+    /// The NMI state.
     public var nmi = NMI()
+    /// The SIPI vector.
     public var sipiVector: UInt32 = 0
+    /// `KVM_VCPUEVENT_VALID_*`: which fields are valid.
     public var flags: UInt32 = 0
+    /// The SMM state.
     public var smi = SMI()
+    /// A triple fault is pending (`KVM_CAP_X86_TRIPLE_FAULT_EVENT`).
     public var tripleFaultPending = false
+    /// The exception carries `exceptionPayload` (CR2 or DR6).
     public var exceptionHasPayload = false
+    /// The payload of the pending exception.
     public var exceptionPayload: UInt64 = 0
 
+    /// Nothing pending.
     public init() {}
 
     init(_ c: kvm_vcpu_events) {

@@ -86,6 +86,7 @@ public struct DebugExit: Hashable, Sendable {
     /// DR7 at the event.
     public var dr7: UInt64
 
+    /// A debug exit with the given fields.
     public init(exception: UInt32, pc: UInt64, dr6: UInt64, dr7: UInt64) {
         self.exception = exception
         self.pc = pc
@@ -160,6 +161,10 @@ public enum SystemEventType: Hashable, Sendable {
 
 extension VCPUExit {
     /// Decodes the exit in the `kvm_run` at `run`, whose mapping is `mappingSize` bytes.
+    ///
+    /// SAFETY: callers pass the live vCPU mapping or a buffer of at least sizeof(kvm_run)
+    /// bytes; the CKVM accessors read single fields of it, and the PIO data area is clipped to
+    /// `mappingSize`.
     static func decode(_ run: UnsafeMutablePointer<kvm_run>, mappingSize: Int) -> VCPUExit {
         let reason = ckvm_run_exit_reason(run)
         switch Int32(bitPattern: reason) {
@@ -260,6 +265,7 @@ extension VCPUExit {
     /// least `sizeof(struct kvm_run)`.
     public static func decode(kvmRun bytes: [UInt8]) -> VCPUExit {
         let size = max(bytes.count, MemoryLayout<kvm_run>.size)
+        // SAFETY: at least a whole kvm_run, freed by the defer below.
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: MemoryLayout<kvm_run>.alignment)
         defer { buffer.deallocate() }
         // SAFETY: `buffer` has `size` bytes, at least a whole kvm_run; it is zeroed, filled from

@@ -6,6 +6,7 @@ public struct XSAVEState: Hashable, Sendable, Codable {
     /// The raw area.
     public var bytes: [UInt8]
 
+    /// An area from raw bytes (`VCPU.xsaveSize` long).
     public init(bytes: [UInt8]) { self.bytes = bytes }
 
     /// Byte offset of XMM0 in the legacy FXSAVE region.
@@ -30,8 +31,10 @@ public struct XSAVEState: Hashable, Sendable, Codable {
 public struct ExtendedControlRegister: Hashable, Sendable, Codable {
     /// The XCR number (0 for XCR0).
     public var index: UInt32
+    /// The value.
     public var value: UInt64
 
+    /// An entry for `index` with `value`.
     public init(index: UInt32, value: UInt64) {
         self.index = index
         self.value = value
@@ -44,8 +47,10 @@ public struct ExtendedControlRegister: Hashable, Sendable, Codable {
 public struct MSREntry: Hashable, Sendable, Codable {
     /// The MSR number (ECX of RDMSR/WRMSR).
     public var index: UInt32
+    /// The value.
     public var value: UInt64
 
+    /// An entry for `index` with `value`.
     public init(index: UInt32, value: UInt64) {
         self.index = index
         self.value = value

@@ -52,15 +52,4 @@ struct DirtyLogTests {
         #expect(try guest.runToExit() == .ioOut(port: 0x10, size: 1, count: 1, data: [0]))
         #expect(try vm.dirtyLog(slot: 0).dirtyPages == [7])
     }
-
-    @Test("DirtyBitmap sets, clears and lists pages")
-    func bitmapValue() {
-        var bitmap = DirtyBitmap(pageCount: 130, dirtyPages: [0, 63, 64, 129])
-        #expect(bitmap.words.count == 3)
-        #expect(bitmap.dirtyPages == [0, 63, 64, 129])
-        #expect(bitmap.dirtyCount == 4)
-        bitmap[63] = false
-        #expect(!bitmap[63] && bitmap[64])
-        #expect(bitmap.dirtyPages == [0, 64, 129])
-    }
 }

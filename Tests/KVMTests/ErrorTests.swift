@@ -14,7 +14,7 @@ struct ErrorTests {
         } throws: { error in
             guard let error = error as? KVMError else { return false }
             return error.operation == "open" && error.errno == ENOENT
-                && error.description.hasPrefix("open (/nonexistent/kvm: no such device (is KVM enabled?))")
+                && error.description == "/nonexistent/kvm: no such device (is KVM enabled?); open: errno 2"
         }
         #expect(KVMSystem.unavailabilityReason(path: "/nonexistent/kvm")?.contains("is KVM enabled?") == true)
     }

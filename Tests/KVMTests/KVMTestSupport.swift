@@ -5,13 +5,14 @@ import Testing
 enum KVMHost {
     static let unavailabilityReason: String? = KVMSystem.unavailabilityReason()
 
-    static var available: Bool {
+    /// True if KVM is usable; the first time it is not, prints why.
+    static let available: Bool = {
         if let reason = unavailabilityReason {
-            print("KVMTests: skipping tests that need KVM: \(reason)")
+            print("KVMTests: skipping every test that needs KVM: \(reason)")
             return false
         }
         return true
-    }
+    }()
 }
 
 /// A one-vCPU VM in real mode at CPL0 with RAM at guest-physical 0, code at 0x1000 (CS = 0,

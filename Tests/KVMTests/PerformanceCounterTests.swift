@@ -9,6 +9,10 @@ import Glibc
 struct PerformanceCounterTests {
     @Test("a software counter opens and counts; a hardware counter works or reports its errno")
     func probe() throws {
+        if let error = PerformanceCounter.probe(.taskClock), error.errno == EACCES || error.errno == EPERM {
+            print("KVMTests: perf_event_open is not permitted here (\(error)); skipping the counter checks")
+            return
+        }
         let clock = try PerformanceCounter.open(.taskClock)
         let start = try clock.read()
         var x: UInt64 = 1
