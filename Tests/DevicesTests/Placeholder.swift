@@ -1,1 +1,1 @@
-import Testing
+// Placeholder until tests are added.
