@@ -40,11 +40,13 @@ public final class PIT8254: BusDevice {
         }
 
         /// The state a PC BIOS leaves (SeaBIOS `timer_setup`): counter 0 in mode 2, lobyte/hibyte,
-        /// binary, count 0 (65536, about 18.2 Hz), started at virtual time zero.
+        /// binary, count 0 (65536, about 18.2 Hz), started at virtual time zero, with IRQ 0 at
+        /// OUT's high idle level (the BIOS's programming edge is not replayed to the guest).
         public static func initialized() -> State {
             var state = State()
             state.channels[0].program(modeBits: 2, access: .lowThenHigh, bcd: false, atTick: 0)
             state.channels[0].load(0, atTick: 0)
+            state.interruptLevel = true
             return state
         }
     }

@@ -85,6 +85,11 @@ extension VirtioMMIOBlock {
 
     /// Processes every available-ring entry the device has not seen yet.
     func processAvailableRing() {
+        // A restored state could hold a queue that was never validated.
+        if let problem = queueProblem(s.queue) {
+            needsReset("queue is unusable: \(problem)")
+            return
+        }
         guard let availableIndex = load16(s.queue.driverArea &+ 2) else {
             needsReset("available ring index is outside guest RAM")
             return
@@ -286,7 +291,7 @@ extension VirtioMMIOBlock {
         do {
             try memory.store(status.rawValue, at: GuestAddress(statusAddress), order: .little)
             try memory.store(UInt32(head), at: GuestAddress(entry), order: .little)
-            try memory.store(UInt32(truncatingIfNeeded: written + 1), at: GuestAddress(entry &+ 4),
+            try memory.store(UInt32(truncatingIfNeeded: written &+ 1), at: GuestAddress(entry &+ 4),
                              order: .little)
             try memory.store(nextUsed, at: GuestAddress(s.queue.deviceArea &+ 2), order: .little)
         } catch {
@@ -326,7 +331,7 @@ extension VirtioMMIOBlock {
     private func gather(_ segments: [Segment]) -> [UInt8]? {
         var bytes: [UInt8] = []
         for segment in segments {
-            guard let part = try? memory.read(at: GuestAddress(segment.address), count: Int(segment.length))
+            guard let part = try? memory.read(at: GuestAddress(segment.address), count: Int(clamping: segment.length))
             else { return nil }
             bytes += part
         }
@@ -338,7 +343,7 @@ extension VirtioMMIOBlock {
     private func scatter(_ bytes: [UInt8], into segments: [Segment]) -> Bool {
         var offset = 0
         for segment in segments where offset < bytes.count {
-            let count = min(Int(segment.length), bytes.count - offset)
+            let count = min(Int(clamping: segment.length), bytes.count - offset)
             do {
                 try memory.write(bytes[offset..<offset + count], at: GuestAddress(segment.address))
             } catch {

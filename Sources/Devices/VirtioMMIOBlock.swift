@@ -158,6 +158,18 @@ public final class VirtioMMIOBlock: BusDevice {
         public var dataLength: UInt64
         /// The guest-physical address of the status byte.
         public var statusAddress: UInt64
+
+        public init(
+            id: BlockRequestID, kind: BlockRequest.Kind, head: UInt16, dataSegments: [Segment],
+            dataLength: UInt64, statusAddress: UInt64
+        ) {
+            self.id = id
+            self.kind = kind
+            self.head = head
+            self.dataSegments = dataSegments
+            self.dataLength = dataLength
+            self.statusAddress = statusAddress
+        }
     }
 
     /// The request virtqueue's registers and the device's ring positions.
@@ -493,7 +505,7 @@ public final class VirtioMMIOBlock: BusDevice {
     }
 
     /// What is wrong with `queue`'s size or ring addresses, if anything.
-    private func queueProblem(_ queue: Queue) -> String? {
+    func queueProblem(_ queue: Queue) -> String? {
         let size = UInt64(queue.size)
         guard size > 0, size <= UInt64(configuration.queueSizeMax), size & (size - 1) == 0 else {
             return "size \(queue.size) is not a power of two in 1...\(configuration.queueSizeMax)"

@@ -293,6 +293,19 @@ struct PIT8254Tests {
         #expect(rig.speaker.read(offset: 0, size: 1) & 0x10 != odd, "the refresh bit toggles")
     }
 
+    @Test("the BIOS-initialized state ticks at 18.2 Hz from time zero")
+    func biosInitialized() {
+        let rig = Rig(state: .initialized())
+        #expect(rig.pit.nextDeadline(after: .zero) == rig.time(65536))
+        rig.update(tick: 65535)
+        #expect(rig.edges == 0, "no programming edge is replayed")
+        rig.update(tick: 65536)
+        #expect(rig.edges == 1)
+        rig.at(tick: 65536 + 36)
+        #expect(rig.latchedCount(0) == 65500)
+        #expect(rig.status(0) == 0xB4)
+    }
+
     @Test("modes 1, 4 and 5 start on load (gate high) and strobe or time out")
     func otherModes() {
         let rig = Rig()

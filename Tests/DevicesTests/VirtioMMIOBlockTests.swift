@@ -498,46 +498,63 @@ struct VirtioMMIOBlockTests {
         #expect(a.device.state == b.device.state)
     }
 
-    @Test("fuzz: random descriptor tables, rings and register writes never crash the device")
+    @Test("fuzz: mutated requests and register writes never crash the device")
     func fuzz() throws {
         var random = SplitMix64(seed: 0x10C5_7E9)
         let d = try D(queueSize: 8)
-        var submittedBefore = 0
-        for _ in 0..<300 {
-            d.initialize()
-            for index in 0..<8 {
-                let address = random.next() % 2 == 0 ? UInt64.random(in: 0..<0x12_0000, using: &random) : random.next()
-                d.writeDescriptor(UInt16(index), address: address,
-                                  length: UInt32.random(in: 0..<2000, using: &random),
-                                  flags: UInt16.random(in: 0..<8, using: &random),
-                                  next: UInt16.random(in: 0..<10, using: &random))
+        d.initialize()
+        for iteration in 0..<600 {
+            if iteration % 25 == 0 || d.reg(D.status) & 0x40 != 0 { d.initialize() }
+            d.resetBuffers()
+            for _ in 0..<Int.random(in: 1...3, using: &random) {
+                let type: UInt32 = [0, 1, 4, 8, UInt32(truncatingIfNeeded: random.next())][Int(random.next() % 5)]
+                let sector = random.next() % 4 == 0 ? random.next() : random.next() % 2100
+                let length = [0, 512, 1024, 100, 4096][Int(random.next() % 5)]
+                _ = d.request(type: type, sector: sector, dataLength: length,
+                              writable: random.next() % 4 != 0)
             }
-            for _ in 0..<Int.random(in: 1..<6, using: &random) {
-                d.publish(head: UInt16.random(in: 0..<9, using: &random))
+            // Corrupt some descriptor fields, as a buggy or hostile driver would.
+            for _ in 0..<Int(random.next() % 3) {
+                let entry = GuestAddress(D.descriptorTable + 16 * (random.next() % 8))
+                switch random.next() % 4 {
+                case 0: try d.memory.store(random.next() % 3 == 0 ? random.next() : random.next() % 0x11_0000, at: entry, order: .little)
+                case 1: try d.memory.store(UInt32(truncatingIfNeeded: random.next() % 5000), at: entry.advanced(by: 8)!, order: .little)
+                case 2: try d.memory.store(UInt16(truncatingIfNeeded: random.next() % 8), at: entry.advanced(by: 12)!, order: .little)
+                default: try d.memory.store(UInt16(truncatingIfNeeded: random.next() % 10), at: entry.advanced(by: 14)!, order: .little)
+                }
             }
-            for _ in 0..<4 {
-                let header = UInt64.random(in: 0..<0x10_0000 - 16, using: &random)
-                try d.memory.store(UInt32.random(in: 0..<3, using: &random), at: GuestAddress(header), order: .little)
-            }
+            if random.next() % 10 == 0 { d.publish(head: UInt16(truncatingIfNeeded: random.next() % 10)) }
             d.notify()
-            for _ in 0..<3 {
-                d.device.write(offset: UInt64.random(in: 0..<0x120, using: &random) & ~3, size: 4,
-                               value: random.next())
+            if random.next() % 5 == 0 {
+                d.device.write(offset: (random.next() % 0x120) & ~3, size: 4, value: random.next())
             }
-            for id in d.device.outstandingRequests where random.next() % 2 == 0 {
-                let count = Int.random(in: 0..<1100, using: &random)
-                d.device.complete(BlockCompletion(id: id, status: .ok, data: [UInt8](repeating: 7, count: count)))
+            for id in d.device.outstandingRequests where random.next() % 3 != 0 {
+                let status: BlockStatus = [.ok, .ok, .ioError, .unsupported][Int(random.next() % 4)]
+                let count = random.next() % 4 == 0 ? Int(random.next() % 5000) : 4096
+                d.device.complete(BlockCompletion(id: id, status: status,
+                                                  data: [UInt8](repeating: 7, count: count)))
             }
+            _ = d.takeUsed()
+            d.acknowledgeInterrupt()
         }
         for request in d.submitted {
             switch request.kind {
             case .read, .write:
                 #expect(request.length % 512 == 0)
+                #expect(request.length > 0)
                 #expect(request.sector + UInt64(request.length / 512) <= 2048)
-            case .flush, .getID: break
+            case .flush:
+                #expect(request.length == 0)
+            case .getID:
+                Issue.record("GET_ID is answered by the device when it has a serial")
             }
-            submittedBefore += 1
         }
-        #expect(submittedBefore == d.submitted.count)
+        // The run reached every path: submissions, immediate errors and broken chains.
+        #expect(d.submitted.count > 50)
+        #expect((d.device.misbehaviorCounts[.badRequest] ?? 0) > 10)
+        #expect((d.device.misbehaviorCounts[.unsupportedRequest] ?? 0) > 10)
+        #expect((d.device.misbehaviorCounts[.brokenChain] ?? 0) > 10)
+        print("virtio-blk fuzz: \(d.submitted.count) requests submitted;",
+              d.device.misbehaviorCounts.map { "\($0.key.rawValue)=\($0.value)" }.sorted().joined(separator: " "))
     }
 }

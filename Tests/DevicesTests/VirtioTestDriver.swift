@@ -128,6 +128,9 @@ final class VirtioTestDriver {
         return address
     }
 
+    /// Frees every buffer (the next allocation starts again at `bufferBase`).
+    func resetBuffers() { nextBuffer = Self.bufferBase }
+
     func bytes(at address: UInt64, count: Int) -> [UInt8] {
         try! memory.read(at: GuestAddress(address), count: count)
     }
