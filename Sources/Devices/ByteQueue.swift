@@ -13,6 +13,7 @@ public struct ByteQueue: Equatable, Sendable, Codable, ExpressibleByArrayLiteral
     /// A queue holding `bytes`, first byte first.
     public init(_ bytes: some Sequence<UInt8>) { storage = Array(bytes) }
 
+    /// A queue holding the literal's bytes, first byte first.
     public init(arrayLiteral elements: UInt8...) { storage = elements }
 
     /// The number of bytes waiting.

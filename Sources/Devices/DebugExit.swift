@@ -17,6 +17,7 @@ public final class DebugExit: BusDevice {
     public struct State: Codable, Equatable, Sendable {
         /// The requested exit status, once the guest has written.
         public var exitStatus: Int32? = nil
+        /// No exit requested.
         public init() {}
     }
 
@@ -53,11 +54,13 @@ public final class DebugExit: BusDevice {
         Int32(truncatingIfNeeded: (value << 1) | 1)
     }
 
+    /// Reads return 0 (QEMU's isa-debug-exit has no readable register).
     public func read(offset: UInt64, size: Int) -> UInt64 {
         log.report(.read, "debug-exit: read at offset \(offset) returns 0")
         return 0
     }
 
+    /// Requests exit with status `(value << 1) | 1`, `value` truncated to `size` bytes.
     public func write(offset: UInt64, size: Int, value: UInt64) {
         let bits = size >= 8 ? 64 : max(size, 1) * 8
         let written = bits == 64 ? value : value & ((1 << UInt64(bits)) - 1)

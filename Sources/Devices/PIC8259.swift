@@ -37,6 +37,7 @@ public struct PIC8259: Codable, Equatable, Sendable {
     public var cascadeConfiguration: UInt8 = 0
     /// The IR input with the highest priority is `priorityBase`; rotation moves it.
     public var priorityBase: UInt8 = 0
+    /// The next data-port write's meaning (OCW1 or an ICW).
     public var initializationStep: InitializationStep = .ready
     /// ICW1.IC4: an ICW4 follows.
     public var expectsICW4: Bool = false

@@ -16,7 +16,9 @@ import MachineCore
 public final class PIC8259Pair: InterruptController {
     /// The complete, replicated state of the pair.
     public struct State: Codable, Equatable, Sendable {
+        /// IRQ 0-7, ports 0x20-0x21.
         public var master: PIC8259
+        /// IRQ 8-15, ports 0xA0-0xA1, cascaded on the master's IR2.
         public var slave: PIC8259
 
         /// Both chips in their power-on state (uninitialized, vector base 0, nothing masked).
@@ -140,6 +142,7 @@ public final class PIC8259Pair: InterruptController {
     /// One chip's two-port register window: offset 0 is the command port (ICW1, OCW2, OCW3;
     /// reads IRR/ISR), offset 1 the data port (ICW2-4, OCW1; reads IMR).
     public final class Ports: BusDevice {
+        /// The chip this window belongs to.
         public let chip: Chip
         private let pair: PIC8259Pair
 
@@ -148,10 +151,12 @@ public final class PIC8259Pair: InterruptController {
             self.chip = chip
         }
 
+        /// Reads IRR/ISR (offset 0) or IMR (offset 1), or a poll result.
         public func read(offset: UInt64, size: Int) -> UInt64 {
             UInt64(pair.readPort(chip, offset: offset, size: size))
         }
 
+        /// Writes ICW1/OCW2/OCW3 (offset 0) or ICW2-4/OCW1 (offset 1).
         public func write(offset: UInt64, size: Int, value: UInt64) {
             pair.writePort(chip, offset: offset, size: size, value: UInt8(truncatingIfNeeded: value))
         }
@@ -163,6 +168,7 @@ public final class PIC8259Pair: InterruptController {
 
         init(pair: PIC8259Pair) { self.pair = pair }
 
+        /// Reads ELCR1 (offset 0) or ELCR2 (offset 1).
         public func read(offset: UInt64, size: Int) -> UInt64 {
             switch offset {
             case 0: UInt64(pair.s.master.elcr)
@@ -171,6 +177,7 @@ public final class PIC8259Pair: InterruptController {
             }
         }
 
+        /// Writes ELCR1 or ELCR2; bits for always-edge IRQs (0, 1, 2, 8, 13) stay clear.
         public func write(offset: UInt64, size: Int, value: UInt64) {
             let byte = UInt8(truncatingIfNeeded: value)
             switch offset {

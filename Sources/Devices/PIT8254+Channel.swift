@@ -33,9 +33,11 @@ extension PIT8254 {
             case lowThenHigh = 3
         }
 
+        /// The counter mode from the last control word.
         public var mode: Mode = .interruptOnTerminalCount
         /// Control word bits 3-1 as written (mode 2 may be written as 6), for read-back status.
         public var modeBits: UInt8 = 0
+        /// The access mode from the last control word.
         public var access: Access = .lowThenHigh
         /// Counts in BCD (0-9999) instead of binary.
         public var bcd: Bool = false
@@ -64,6 +66,7 @@ extension PIT8254 {
         /// The counter value shown after a control word, until a count is loaded.
         public var frozenCount: UInt16 = 0
 
+        /// An unprogrammed counter with GATE at `gate`.
         public init(gate: Bool) { self.gate = gate }
 
         /// The period N in clock pulses.

@@ -59,6 +59,7 @@ public final class PIT8254: BusDevice {
         case control
         case unsupported(UInt64)
 
+        /// The port at `offset` into the 0x40-0x43 window.
         public init(offset: UInt64) {
             switch offset {
             case 0, 1, 2: self = .counter(Int(offset))
@@ -300,6 +301,7 @@ public final class PIT8254: BusDevice {
 
         init(pit: PIT8254) { self.pit = pit }
 
+        /// Reads gate 2, speaker enable, the refresh toggle and OUT2.
         public func read(offset: UInt64, size: Int) -> UInt64 {
             let now = pit.clock.now
             let channel = pit.s.channels[2]
@@ -311,6 +313,7 @@ public final class PIT8254: BusDevice {
             return UInt64(value)
         }
 
+        /// Writes gate 2 (bit 0) and speaker enable (bit 1).
         public func write(offset: UInt64, size: Int, value: UInt64) {
             pit.s.speakerDataEnabled = value & 0x02 != 0
             pit.change(channel: 2) { channel, tick in channel.setGate(value & 0x01 != 0, atTick: tick) }

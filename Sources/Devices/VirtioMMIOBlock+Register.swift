@@ -134,6 +134,7 @@ extension VirtioMMIOBlock {
         /// Any other value.
         case unsupported(UInt32)
 
+        /// The request type with `type` field `rawValue`.
         public init(rawValue: UInt32) {
             switch rawValue {
             case 0: self = .read

@@ -81,11 +81,17 @@ public final class VirtioMMIOBlock: BusDevice {
         public let rawValue: UInt8
         public init(rawValue: UInt8) { self.rawValue = rawValue }
 
+        /// ACKNOWLEDGE: the guest found the device.
         public static let acknowledge = DeviceStatus(rawValue: 1)
+        /// DRIVER: the guest has a driver for it.
         public static let driver = DeviceStatus(rawValue: 2)
+        /// DRIVER_OK: the driver is ready; the device may use the queues.
         public static let driverOK = DeviceStatus(rawValue: 4)
+        /// FEATURES_OK: feature negotiation is complete (cleared by the device if refused).
         public static let featuresOK = DeviceStatus(rawValue: 8)
+        /// DEVICE_NEEDS_RESET: set by the device after an unrecoverable error.
         public static let deviceNeedsReset = DeviceStatus(rawValue: 64)
+        /// FAILED: the driver gave up on the device.
         public static let failed = DeviceStatus(rawValue: 128)
     }
 
@@ -111,6 +117,7 @@ public final class VirtioMMIOBlock: BusDevice {
         /// The largest data transfer of one request; longer requests fail with IOERR.
         public var maxRequestBytes: UInt64
 
+        /// A configuration for a disk of `capacity` sectors.
         public init(
             capacity: UInt64, readOnly: Bool = false, serial: [UInt8]? = Array("lockstep-disk".utf8),
             queueSizeMax: UInt16 = 256, vendorID: UInt32 = VirtioMMIOBlock.defaultVendorID,
@@ -137,9 +144,12 @@ public final class VirtioMMIOBlock: BusDevice {
 
     /// A guest-physical byte range.
     public struct Segment: Codable, Equatable, Sendable {
+        /// Guest-physical start.
         public var address: UInt64
+        /// Bytes.
         public var length: UInt64
 
+        /// `length` bytes at guest-physical `address`.
         public init(address: UInt64, length: UInt64) {
             self.address = address
             self.length = length
@@ -148,7 +158,9 @@ public final class VirtioMMIOBlock: BusDevice {
 
     /// A submitted request the device is waiting to complete.
     public struct OutstandingRequest: Codable, Equatable, Sendable {
+        /// The id the `BlockRequest` carried.
         public var id: BlockRequestID
+        /// What the request does.
         public var kind: BlockRequest.Kind
         /// The head descriptor index, the `id` of its used-ring entry.
         public var head: UInt16
@@ -159,6 +171,7 @@ public final class VirtioMMIOBlock: BusDevice {
         /// The guest-physical address of the status byte.
         public var statusAddress: UInt64
 
+        /// An outstanding request (normally created by the device itself).
         public init(
             id: BlockRequestID, kind: BlockRequest.Kind, head: UInt16, dataSegments: [Segment],
             dataLength: UInt64, statusAddress: UInt64
@@ -176,6 +189,7 @@ public final class VirtioMMIOBlock: BusDevice {
     public struct Queue: Codable, Equatable, Sendable {
         /// QueueNum as written.
         public var size: UInt32 = 0
+        /// QueueReady.
         public var ready: Bool = false
         /// QueueDesc: the descriptor table.
         public var descriptorTable: UInt64 = 0
@@ -188,6 +202,7 @@ public final class VirtioMMIOBlock: BusDevice {
         /// The used ring's idx: the next used-ring index the device will write.
         public var nextUsed: UInt16 = 0
 
+        /// A queue that is not configured.
         public init() {}
     }
 
@@ -195,15 +210,21 @@ public final class VirtioMMIOBlock: BusDevice {
     public struct State: Codable, Equatable, Sendable {
         /// The Status register.
         public var status: UInt8 = 0
+        /// DeviceFeaturesSel.
         public var deviceFeaturesSelect: UInt32 = 0
+        /// DriverFeaturesSel.
         public var driverFeaturesSelect: UInt32 = 0
         /// The features the driver wrote (DriverFeatures, both halves).
         public var driverFeatures: UInt64 = 0
+        /// QueueSel.
         public var queueSelect: UInt32 = 0
+        /// The request queue (queue 0, the only one).
         public var queue = Queue()
+        /// InterruptStatus: bit 0 used buffer, bit 1 configuration change.
         public var interruptStatus: UInt32 = 0
         /// The level this device last drove on its interrupt line.
         public var interruptLevel: Bool = false
+        /// SHMSel (no shared memory regions exist).
         public var sharedMemorySelect: UInt32 = 0
         /// The id the next submitted request gets.
         public var nextRequestID: BlockRequestID = 1
