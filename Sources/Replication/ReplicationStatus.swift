@@ -57,10 +57,12 @@ public final class ReplicationStatus: @unchecked Sendable {
         refresh(now)
     }
 
+    /// A change of state is written at once.
     public func set(state: String) {
         lock.lock()
+        defer { lock.unlock() }
         snapshot.state = state
-        lock.unlock()
+        refresh(Date())
     }
 
     /// The final figures: written whatever the rate limit.

@@ -84,6 +84,9 @@ final class DataCollector: @unchecked Sendable {
         }
     }
 
+    /// What has arrived so far, without waiting for the end.
+    func snapshot() -> String { lock.withLock { String(decoding: data, as: UTF8.self) } }
+
     func text() -> String {
         done.wait()
         done.signal()

@@ -27,8 +27,8 @@ public enum ReplicationError: Error, Equatable, Sendable, CustomStringConvertibl
     }
 }
 
-/// Where a primary kills itself, for fault-injection tests: at a given epoch's boundary, and a
-/// phase of the output-commit protocol within it.
+/// Where a primary kills itself, for fault-injection tests: at the first boundary at or after a
+/// given epoch where a phase of the output-commit protocol happens.
 public struct KillPoint: Sendable, Hashable, CustomStringConvertible {
     public enum Phase: String, Sendable, CaseIterable {
         /// Right after the epoch ends, before anything about it is sent.
