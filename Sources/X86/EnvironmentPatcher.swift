@@ -218,32 +218,45 @@ public enum EnvironmentPatcher {
 
 /// The rewritten sites of a machine, looked up when the trap port is written.
 public struct PatchSiteTable: Sendable {
+    /// A site and the RIP to resume at after simulating it.
+    public struct Match: Hashable, Sendable {
+        public let site: PatchSite
+        /// The address after the original instruction, in the same alias (virtual or physical)
+        /// the trap was taken at.
+        public let next: UInt64
+    }
+
     /// All sites, sorted by address.
     public let sites: [PatchSite]
-    private let byTrapEnd: [UInt64: PatchSite]
-    private let byAddress: [UInt64: PatchSite]
+    private let byTrapEnd: [UInt64: Match]
+    private let byStart: [UInt64: Match]
 
     public init(_ sites: [PatchSite]) {
         self.sites = sites.sorted { $0.address < $1.address }
-        var byTrapEnd: [UInt64: PatchSite] = [:]
-        var byAddress: [UInt64: PatchSite] = [:]
-        for site in sites {
-            byTrapEnd[site.trapEnd] = site
-            byTrapEnd[site.physicalAddress &+ UInt64(site.trapOffset + 2)] = site
-            byAddress[site.address] = site
-            byAddress[site.physicalAddress] = site
+        var byTrapEnd: [UInt64: Match] = [:]
+        var byStart: [UInt64: Match] = [:]
+        for site in self.sites {
+            for base in Set([site.address, site.physicalAddress]) {
+                let next = base &+ UInt64(site.length)
+                byTrapEnd[base &+ UInt64(site.trapOffset + 2)] = Match(site: site, next: next)
+                byStart[base] = Match(site: site, next: next)
+                byStart[base &+ UInt64(site.trapOffset)] = Match(site: site, next: next)
+            }
         }
         self.byTrapEnd = byTrapEnd
-        self.byAddress = byAddress
+        self.byStart = byStart
     }
 
-    /// The site whose trap exited with RIP = `rip`. KVM reports the RIP after the OUT (the
-    /// instruction completed) on this host; a RIP still at the start of a site is accepted too
-    /// when no site ends there. Both the virtual and the physical address of a site match, so
-    /// code that runs before paging maps it elsewhere is covered.
-    public func site(trappedAt rip: UInt64) -> PatchSite? {
-        byTrapEnd[rip] ?? byAddress[rip]
+    /// The site whose trap exited with RIP = `rip`. KVM reports the RIP after the OUT once the
+    /// OUT has completed (its instruction emulator does); a RIP still at the start of a site's
+    /// OUT is accepted when no site's OUT ends there. Both the virtual and the physical address
+    /// of a site match, so code that runs before paging maps it elsewhere is covered.
+    public func site(trappedAt rip: UInt64) -> Match? {
+        byTrapEnd[rip] ?? byStart[rip]
     }
+
+    /// The number of sites.
+    public var count: Int { sites.count }
 }
 
 func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
