@@ -84,4 +84,11 @@ extension X86Machine {
         do { sregs = try vcpu.specialRegisters() } catch { throw X86Error.kvm(error) }
         return AddressTranslation(sregs, memory: memory).read(at: sregs.cs.base &+ rip, count: count)
     }
+
+    /// Up to `count` bytes at guest linear address `linear`.
+    func readGuestLinear(at linear: UInt64, count: Int) throws -> [UInt8] {
+        let sregs: SpecialRegisters
+        do { sregs = try vcpu.specialRegisters() } catch { throw X86Error.kvm(error) }
+        return AddressTranslation(sregs, memory: memory).read(at: linear, count: count)
+    }
 }

@@ -63,6 +63,10 @@ extension X86Machine {
     /// Runs until `target` steps have been counted, or the guest stops. A step is a single-step
     /// exit or any other deterministic exit (an instruction that exits to user space ends its
     /// step with that exit instead of a debug exit).
+    ///
+    /// Under single-stepping KVM completes a HLT as a no-op and reports the step instead of
+    /// `KVM_EXIT_HLT`; a step that advanced RIP by one byte from a 0xF4 is therefore a HLT, and
+    /// gets the HLT exit's meaning here (idle, or a clean exit with IF = 0).
     func runSingleStepping(until target: UInt64) throws -> MachineStop {
         while true {
             let exit = try enterGuest()
@@ -70,12 +74,23 @@ extension X86Machine {
             counter.value += 1
             if case .debug(let debug) = exit, debug.isSingleStep {
                 statistics.steps += 1
+                let start = stepStart
+                stepStart = debug.pc
+                if let start, debug.pc == start &+ 1, try readGuestLinear(at: start, count: 1) == [0xF4] {
+                    statistics.halts += 1
+                    if !vcpu.interruptFlag { return .exited(status: 0) }
+                    if !devices.pic.pendingInterrupt { return .idle }
+                }
             } else {
+                stepStart = nil
                 // A CPL3 instruction is not single-stepped on the PVM host: the guest ran free.
                 if let sregs = try? vcpu.specialRegisters(), sregs.cs.dpl == 3 || sregs.cs.selector & 3 == 3 {
                     throw X86Error.singleStepAtCPL3(rip: (try? vcpu.registers().rip) ?? 0)
                 }
                 if case .stop(let stop) = try handle(exit) { return stop }
+                if let r = try? vcpu.registers(), let s = try? vcpu.specialRegisters() {
+                    stepStart = s.cs.base &+ r.rip
+                }
             }
             if counter.value >= target { return .epochEnd }
         }

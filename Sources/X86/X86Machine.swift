@@ -80,6 +80,8 @@ public final class X86Machine: Machine {
     /// The last `KVM_RUN` ended in a deterministic exit, so `kvm_run`'s interrupt-window fields
     /// describe a reproducible point and an interrupt may be injected there.
     var atDeterministicExit = false
+    /// Single-step clock: the linear RIP where the next step starts, when known.
+    var stepStart: UInt64?
     /// The retired-instruction clock (`pmu` only).
     var performanceCounterClock: PerformanceCounterClock?
 
@@ -161,6 +163,7 @@ public final class X86Machine: Machine {
             switch epochClock {
             case .singleStep:
                 try vcpu.setGuestDebug(.singleStep)
+                stepStart = entryState.cs.base &+ entryState.registers.rip
             case .performanceCounter:
                 performanceCounterClock = try PerformanceCounterClock(vcpu: vcpu)
             case .deterministicExits, .recoveryCounter:
@@ -243,5 +246,19 @@ public struct UnknownAccessLog: Hashable, Sendable {
     /// Records an access; true if it is the first one to `address` on `bus`.
     mutating func record(bus: String, address: UInt64) -> Bool {
         locations.insert(Location(bus: bus, address: address)).inserted
+    }
+}
+
+extension X86Machine {
+    /// The vCPU's general-purpose registers, RIP and RFLAGS now (for diagnostics and tests).
+    /// The corresponding ioctl is `KVM_GET_REGS`.
+    public func registers() throws(X86Error) -> Registers {
+        do { return try vcpu.registers() } catch { throw .kvm(error) }
+    }
+
+    /// The vCPU's segment, control and descriptor-table registers now (for diagnostics and
+    /// tests). The corresponding ioctl is `KVM_GET_SREGS`.
+    public func specialRegisters() throws(X86Error) -> SpecialRegisters {
+        do { return try vcpu.specialRegisters() } catch { throw .kvm(error) }
     }
 }
