@@ -136,6 +136,8 @@ struct GuestResult: Sendable {
     let values: [UInt64]
     let unknownAccesses: Set<UnknownAccessLog.Location>
     let statistics: X86Machine.Statistics
+    /// (progress, virtual time in ns) at every epoch boundary.
+    let boundaries: [[UInt64]]
 }
 
 /// Runs `body` on a thread of its own (a vCPU must not block Swift's cooperative pool, and is
@@ -157,6 +159,7 @@ func drive(_ machine: X86Machine, _ environment: RecordingEnvironment, epochLeng
 {
     var epochs = 0
     var stop = MachineStop.epochEnd
+    var boundaries: [[UInt64]] = []
     while epochs < maxEpochs {
         stop = try machine.run(budget: epochLength)
         epochs += 1
@@ -172,10 +175,12 @@ func drive(_ machine: X86Machine, _ environment: RecordingEnvironment, epochLeng
             time = max(time, deadline)
         }
         try machine.applyBoundary(time: time, events: events)
+        boundaries.append([machine.progress, machine.clock.now.nanoseconds])
     }
     return GuestResult(stop: stop, output: environment.text, epochs: epochs, progress: machine.progress,
                        digest: try machine.stateDigest(), values: environment.values.map(\.value),
-                       unknownAccesses: machine.unknownAccesses.locations, statistics: machine.statistics)
+                       unknownAccesses: machine.unknownAccesses.locations, statistics: machine.statistics,
+                       boundaries: boundaries)
 }
 
 /// Creates a machine for a bundled guest and runs it to its end, on a machine thread.
