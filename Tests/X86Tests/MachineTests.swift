@@ -325,3 +325,27 @@ func refusal(_ body: () throws(X86Error) -> X86Machine) -> X86Error? {
         return error
     }
 }
+
+/// `lockstep doctor`'s probes on this host.
+@Suite("host probe", .enabled(if: Host.hasKVM, "needs a usable /dev/kvm"))
+struct HostProbeTests {
+    @Test("every item is probed, quickly, and the epoch clocks follow from the probes")
+    func probe() async throws {
+        let start = Date()
+        let probe = try await onMachineThread { try HostProbe.run() }
+        #expect(Date().timeIntervalSince(start) < 3)
+        #expect(probe.apiVersion == 12)
+        #expect(probe.lines.count == 8)
+        #expect(probe.cpl0.nanosecondsPerInstruction > 0 && probe.cpl3.nanosecondsPerInstruction > 0)
+        let clocks = Dictionary(uniqueKeysWithValues: probe.epochClocks.map { ($0.clock, $0.available) })
+        #expect(clocks[.recoveryCounter] == true && clocks[.deterministicExits] == true)
+        #expect(clocks[.singleStep] == (probe.singleStepCPL0.works || probe.singleStepCPL3.works))
+        #expect(clocks[.performanceCounter] == (PerformanceCounter.probe(.instructions) == nil))
+        // What kvm-platform.md measured on the PVM host, if this is such a host.
+        if probe.cpl0.isInterpreted {
+            #expect(probe.singleStepCPL0.works)
+            #expect(!probe.cpl3.isInterpreted)
+            print("X86Tests: host probe: \(probe.lines.joined(separator: " | "))")
+        }
+    }
+}
