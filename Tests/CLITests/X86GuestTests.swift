@@ -77,11 +77,11 @@ struct X86GuestTests {
         #expect(result.stdout == "Hello from x86\n")
     }
 
-    @Test("single-step epoch clock on a CPL3 guest: one clear line")
+    @Test("single-step epoch clock on a CPL3 guest: one clear line, exit 69")
     func singleStepAtCPL3() throws {
         let result = try Lockstep.run(["run", "--epoch-clock", "single-step", guest("hello")])
         #expect(!result.timedOut && !result.killedBySignal)
-        #expect(result.status != 0)
+        #expect(result.status == 69)
         #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
         #expect(result.stderr.hasPrefix("lockstep: ") && result.stderr.contains("ring0"))
     }

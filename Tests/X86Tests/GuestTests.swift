@@ -1,4 +1,5 @@
 import Foundation
+import Loader
 import MachineCore
 import Testing
 @testable import X86
@@ -16,6 +17,26 @@ struct GuestTests {
         #expect(result.output == "Hello from x86\n")
         #expect(result.stop == .exited(status: 0))
         #expect(result.unknownAccesses.isEmpty, "\(result.unknownAccesses)")
+    }
+
+    @Test("an ELF64 kernel with a Multiboot header (hello before objcopy) boots through its 32-bit entry")
+    func elf64Multiboot() async throws {
+        let path = Guests.path("hello") + ".64"
+        guard FileManager.default.fileExists(atPath: path) else {
+            print("X86Tests: skipping the ELF64 Multiboot check: \(path) not built")
+            return
+        }
+        let output = try await onMachineThread { () -> String in
+            let environment = RecordingEnvironment()
+            let image = try ELFImage.load(contentsOf: path)
+            try #require(image.is64Bit)
+            let machine = try X86Machine(image: image, memorySize: 16 << 20, environment: environment)
+            try #require(machine.entryState.protocolKind == .multiboot)
+            let result = try drive(machine, environment)
+            try #require(result.stop == .exited(status: 0))
+            return result.output
+        }
+        #expect(output == "Hello from x86\n")
     }
 
     // MARK: - ticks
