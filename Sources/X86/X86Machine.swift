@@ -49,7 +49,13 @@ public final class X86Machine: Machine {
     public let epochClock: EpochClock
     public var progress: UInt64 { counter.value }
     public let clock: VirtualClock
-    public var nextTimerDeadline: VirtualTime? { devices.pit.nextDeadline(after: clock.now) }
+    /// The PIT's next IRQ 0 edge, unless IRQ 0 is masked at the master 8259: a masked timer
+    /// cannot wake an idle guest (a guest that never programs the PIT leaves the BIOS's 18.2 Hz
+    /// counter running with IRQ 0 masked).
+    public var nextTimerDeadline: VirtualTime? {
+        guard devices.pic.state.master.imr & (1 << UInt8(X86Platform.pitIRQ)) == 0 else { return nil }
+        return devices.pit.nextDeadline(after: clock.now)
+    }
     public var outstandingBlockRequests: [BlockRequestID] { devices.virtio?.outstandingRequests ?? [] }
 
     /// Guest RAM (guest-physical 0 up to its size), also KVM memory slot 0.

@@ -30,6 +30,13 @@ struct X86GuestTests {
         #expect(result.stdout == "echo ready\necho n=1 len=5 rev=olleh\necho n=2 len=8 rev=petskcol\necho bye n=2\n")
     }
 
+    @Test("echo with standard input closed: the idle guest cannot be woken, lockstep stops")
+    func echoWithoutInput() throws {
+        let result = try Lockstep.run(["run", guest("echo")], timeout: 20)
+        expectClean(result)
+        #expect(result.stdout == "echo ready\n")
+    }
+
     @Test("disk with --disk: the image holds the guest's pattern afterwards")
     func disk() throws {
         let image = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-x86-cli-\(getpid()).img")
