@@ -115,8 +115,8 @@ extension X86Machine {
                     noteUnknown(bus: devices.ports.name, address: UInt64(port), write: true)
                 }
             }
-            if let status = devices.debugExit.exitStatus {
-                return .stop(.exited(status: Self.guestValue(ofDebugExitStatus: status)))
+            if let status = devices.debugExit.guestStatus {
+                return .stop(.exited(status: status))
             }
             return .proceed
         case .ioIn(let port, let size, let count):
@@ -197,12 +197,6 @@ extension X86Machine {
         case .interrupted, .irqWindowOpen:
             return .proceed
         }
-    }
-
-    /// The value the guest wrote to isa-debug-exit, from the device's QEMU-style status
-    /// `(value << 1) | 1`: Lockstep exits with the value itself.
-    static func guestValue(ofDebugExitStatus status: Int32) -> Int32 {
-        Int32(bitPattern: UInt32(bitPattern: status) >> 1)
     }
 
     /// The virtual TSC: virtual nanoseconds (1 GHz).
