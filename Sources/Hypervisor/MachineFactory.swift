@@ -17,10 +17,10 @@ public enum MachineFactory {
     /// `pmu` clock) is `SetupError.hostUnavailable`; other failures keep their X86Error.
     static func makeX86(_ setup: GuestSetup, environment: any GuestEnvironment) throws -> any Machine {
         do {
-            return HostCheckedX86Machine(try X86Machine(
+            return try X86Machine(
                 image: setup.image, memorySize: setup.options.memorySize,
                 commandLine: setup.options.commandLine, diskSectors: setup.diskSectors,
-                epochClock: setup.epochClock, environment: environment))
+                epochClock: setup.epochClock, environment: environment)
         } catch {
             switch error {
             case .kvmUnavailable, .epochClockUnavailable:
@@ -28,40 +28,9 @@ public enum MachineFactory {
             case .image(let loader):
                 throw SetupError.image(loader)
             case .kvm, .memory, .layout, .disassembler, .singleStepAtCPL3,
-                 .performanceCounterOvershoot, .environment:
+                 .performanceCounterOvershoot:
                 throw error
             }
         }
     }
-}
-
-/// An x86 machine whose run-time discovery that the host cannot do what its epoch clock needs
-/// (the single-step clock meeting CPL3 code) is `SetupError.hostUnavailable`, like the host
-/// limits found at creation, so `lockstep` reports it with exit status 69.
-final class HostCheckedX86Machine: Machine {
-    let machine: X86Machine
-
-    init(_ machine: X86Machine) { self.machine = machine }
-
-    var architecture: GuestArchitecture { machine.architecture }
-    var epochClock: EpochClock { machine.epochClock }
-    var progress: UInt64 { machine.progress }
-    var clock: VirtualClock { machine.clock }
-    var nextTimerDeadline: VirtualTime? { machine.nextTimerDeadline }
-    var outstandingBlockRequests: [BlockRequestID] { machine.outstandingBlockRequests }
-
-    func run(budget: UInt64) throws -> MachineStop {
-        do {
-            return try machine.run(budget: budget)
-        } catch let error as X86Error {
-            if case .singleStepAtCPL3 = error { throw SetupError.hostUnavailable(error.description) }
-            throw error
-        }
-    }
-
-    func applyBoundary(time: VirtualTime, events: [BoundaryEvent]) throws {
-        try machine.applyBoundary(time: time, events: events)
-    }
-
-    func stateDigest() throws -> StateDigest { try machine.stateDigest() }
 }

@@ -23,8 +23,14 @@ public enum X86Error: Error, Sendable, CustomStringConvertible {
     case singleStepAtCPL3(rip: UInt64)
     /// The `pmu` clock ran past the epoch boundary (the kick came too late).
     case performanceCounterOvershoot(by: UInt64)
-    /// The environment refused a value (at a backup: divergence from the primary's log).
-    case environment(EnvironmentError)
+
+    /// Whether this is a limit of the host (exit status 69) rather than a failure.
+    public var isHostLimitation: Bool {
+        switch self {
+        case .kvmUnavailable, .epochClockUnavailable, .singleStepAtCPL3: true
+        case .kvm, .image, .memory, .layout, .disassembler, .performanceCounterOvershoot: false
+        }
+    }
 
     public var description: String {
         switch self {
@@ -40,7 +46,6 @@ public enum X86Error: Error, Sendable, CustomStringConvertible {
             "the single-step epoch clock needs a guest that runs at CPL0 (this host cannot single-step CPL3 code), but the guest ran at CPL3 (RIP \(hex(rip))); add ring0 to its command line or use --epoch-clock exits"
         case .performanceCounterOvershoot(let by):
             "the pmu epoch clock overshot the epoch boundary by \(by) instructions (the kick came later than the single-step margin)"
-        case .environment(let e): e.description
         }
     }
 }

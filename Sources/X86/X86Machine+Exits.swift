@@ -202,11 +202,10 @@ extension X86Machine {
     /// The virtual TSC: virtual nanoseconds (1 GHz).
     var virtualTSC: UInt64 { clock.now.nanoseconds }
 
-    /// Asks the environment for the value of an environment read.
-    func environmentValue(_ read: EnvironmentRead, proposed: UInt64) throws -> UInt64 {
-        do { return try environment.environmentValue(read, proposed: proposed) } catch {
-            throw X86Error.environment(error)
-        }
+    /// Asks the environment for the value of an environment read. Its error (at a backup:
+    /// divergence from the primary's log) propagates unchanged, as `Machine` requires.
+    func environmentValue(_ read: EnvironmentRead, proposed: UInt64) throws(EnvironmentError) -> UInt64 {
+        try environment.environmentValue(read, proposed: proposed)
     }
 
     /// A read from an address no device claims: all ones, logged the first time.

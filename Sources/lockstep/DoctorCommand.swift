@@ -12,15 +12,7 @@ struct DoctorCommand: ParsableCommand {
 
     func run() throws {
         let probe = DedicatedThread.run(name: "lockstep-doctor") { () -> Result<HostProbe, CLIFailure> in
-            Result { () throws(X86Error) in try HostProbe.run() }.mapError { error in
-                switch error {
-                case .kvmUnavailable:
-                    CLIFailure(error.description, status: ExitStatus.unavailable)
-                case .kvm, .image, .memory, .layout, .disassembler, .epochClockUnavailable,
-                     .singleStepAtCPL3, .performanceCounterOvershoot, .environment:
-                    CLIFailure(error.description, status: ExitStatus.internalError)
-                }
-            }
+            Result { () throws(X86Error) in try HostProbe.run() }.mapError { CLIFailure($0) }
         }
         let report = try probe.get()
         print("lockstep doctor: what this host's KVM can do (each item probed)")
