@@ -182,7 +182,7 @@ public final class BackupReplica {
         }
         environment.logged.removeAll(keepingCapacity: true)
         environment.consumed = 0
-        environment.outputs.endEpoch(epoch)
+        environment.outputs.endEpoch(epoch, idle: record.stop == .idle)
         let mine = environment.outputs.take()
         guard UInt64(mine.count) == record.outputCount else {
             throw ReplicationError.divergence(epoch: epoch, detail: "the primary's epoch produced \(record.outputCount) outputs, the backup's \(mine.count)")
@@ -268,7 +268,7 @@ public final class BackupReplica {
         connection.close()
         environment.mode = .live
         status.set(state: "live")
-        environment.outputs.endEpoch(epoch)
+        environment.outputs.finish(epoch)
         pending += environment.outputs.take()
         for output in pending where output.record.sequence > performedThrough {
             if case .console(let bytes) = output.action { environment.console.write(bytes) }

@@ -129,9 +129,6 @@ public final class PrimaryReplica {
             kill(at: .boundary)
             switch stop {
             case .exited, .crashed:
-                environment.outputs.endEpoch(epoch)
-                try shipLog()
-                try commitOutputs()
                 return try finish(stop)
             case .epochEnd, .idle:
                 break
@@ -145,7 +142,7 @@ public final class PrimaryReplica {
                 return try finish(.exited(status: 0))
             }
             let events = environment.takeEvents()
-            environment.outputs.endEpoch(epoch)
+            environment.outputs.endEpoch(epoch, idle: stop == .idle)
             let (values, count) = environment.takeValues()
             let outputs = environment.outputs.take()
             if !alone {
@@ -234,7 +231,11 @@ public final class PrimaryReplica {
         }
     }
 
+    /// The guest stopped: commit the last outputs, then tell the backup.
     private func finish(_ stop: MachineStop) throws -> RunOutcome {
+        environment.outputs.finish(epoch)
+        try shipLog()
+        try commitOutputs()
         let outcome = RunOutcome(stop: stop, epochs: epoch + 1, progress: machine.progress)
         guard !alone else { return outcome }
         let (status, crashed): (Int32, Bool) = switch stop {

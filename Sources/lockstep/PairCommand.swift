@@ -55,7 +55,7 @@ struct PairCommand: ParsableCommand {
         let primary = try console.start(executable, primaryArguments + replication.arguments + guest.arguments)
 
         guard let (port, arbiterPath) = waitForPort(portFile, while: primary) else {
-            primary.waitUntilExit()
+            primary.waitForExit()
             console.finish()
             throw CLIFailure("the primary did not start (exit status \(primary.terminationStatus))",
                              status: primary.terminationStatus == 0 ? ExitStatus.internalError : primary.terminationStatus)
@@ -72,25 +72,21 @@ struct PairCommand: ParsableCommand {
         let display = PairStatusLine(primaryStats: primaryStats, backupStats: backupStats,
                                      enabled: !replication.noStatusLine)
         display.start()
-        let primaryExit = ResultBox<Double>()
-        DedicatedThread.start(name: "lockstep-pair-watch") {
-            primary.waitUntilExit()
-            primaryExit.put(Date().timeIntervalSince1970)
-        }
-        primary.waitUntilExit()
-        backup.waitUntilExit()
+        primary.waitForExit()
+        let primaryExitedAt = primary.exitedAt
+        backup.waitForExit()
         display.stop()
         console.finish()
 
         if let statsJSON = replication.statsJSON {
-            writeCombinedStats(to: statsJSON, primary: primary, backup: backup, primaryExitedAt: primaryExit.take(),
+            writeCombinedStats(to: statsJSON, primary: primary, backup: backup, primaryExitedAt: primaryExitedAt,
                                primaryStats: primaryStats, backupStats: backupStats)
         }
         throw ExitCode(Self.status(primary: primary, backup: backup))
     }
 
     /// The guest's status: the primary's if it finished the run, else the backup's.
-    static func status(primary: Process, backup: Process) -> Int32 {
+    static func status(primary: ReplicaProcess, backup: ReplicaProcess) -> Int32 {
         let primaryFinished = primary.terminationReason == .exit
             && primary.terminationStatus != ExitStatus.lostArbiter
         if primaryFinished && (primary.terminationStatus != ExitStatus.replicationFailed
@@ -100,7 +96,7 @@ struct PairCommand: ParsableCommand {
         return backup.terminationReason == .exit ? backup.terminationStatus : ExitStatus.internalError
     }
 
-    private func waitForPort(_ path: String, while process: Process) -> (Int, String?)? {
+    private func waitForPort(_ path: String, while process: ReplicaProcess) -> (Int, String?)? {
         let deadline = Date(timeIntervalSinceNow: 60)
         while Date() < deadline {
             if let text = try? String(contentsOfFile: path, encoding: .utf8) {
@@ -113,7 +109,7 @@ struct PairCommand: ParsableCommand {
         return nil
     }
 
-    private func writeCombinedStats(to path: String, primary: Process, backup: Process, primaryExitedAt: Double,
+    private func writeCombinedStats(to path: String, primary: ReplicaProcess, backup: ReplicaProcess, primaryExitedAt: Double?,
                                     primaryStats: String, backupStats: String)
     {
         func load(_ path: String) -> Any {
@@ -127,13 +123,38 @@ struct PairCommand: ParsableCommand {
             "primary": load(primaryStats),
             "backup": load(backupStats),
             "primaryKilled": killed,
-            "primaryExitedAt": primaryExitedAt,
+            "primaryExitedAt": primaryExitedAt ?? 0,
             "status": Int(Self.status(primary: primary, backup: backup)),
         ]
         if let data = try? JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys]) {
             try? data.write(to: URL(fileURLWithPath: path), options: .atomic)
         }
     }
+}
+
+/// A replica's process, whose exit is waited for without polling (Foundation's
+/// `waitUntilExit` spins a run loop) and time-stamped when it happens.
+final class ReplicaProcess: Process, @unchecked Sendable {
+    private let exited = DispatchSemaphore(value: 0)
+    private let lock = NSLock()
+    private var exitTime: Double?
+
+    override init() {
+        super.init()
+        terminationHandler = { [unowned self] _ in
+            lock.withLock { exitTime = Date().timeIntervalSince1970 }
+            exited.signal()
+        }
+    }
+
+    /// Blocks until the process has exited.
+    func waitForExit() {
+        exited.wait()
+        exited.signal()
+    }
+
+    /// When the process was seen to exit (seconds since 1970).
+    var exitedAt: Double? { lock.withLock { exitTime } }
 }
 
 /// The shared console of a pair: standard input copied to both replicas, their standard
@@ -146,8 +167,8 @@ final class PairConsole: @unchecked Sendable {
     /// Signalled when the first replica's (the primary's) output has ended.
     private let firstOutputEnded = DispatchSemaphore(value: 0)
 
-    func start(_ executable: URL, _ arguments: [String]) throws -> Process {
-        let process = Process()
+    func start(_ executable: URL, _ arguments: [String]) throws -> ReplicaProcess {
+        let process = ReplicaProcess()
         process.executableURL = executable
         process.arguments = arguments
         let input = Pipe(), output = Pipe()

@@ -158,11 +158,31 @@ func decodeAll(_ bytes: [UInt8], chunk: Int = .max) throws(WireError) -> [Messag
         let first = log.take()
         #expect(first.map(\.action) == [.console(Array("one\n".utf8)), .console(Array("two\n".utf8))])
         #expect(first.map(\.record.sequence) == [1, 2])
-        log.endEpoch(0)
+        log.endEpoch(0, idle: true)
         let rest = log.take()
         #expect(rest.map(\.action) == [.console(Array("three".utf8))])
         #expect(rest[0].record.sequence == 3)
         #expect(rest[0].record.digest == StateDigest.of(Array("three".utf8)))
+    }
+
+    @Test func aPartialLineWaitsForItsEndUnlessTheGuestIdlesOrItWaitedLong() {
+        var log = OutputLog()
+        log.console(Array("prompt> ".utf8), epoch: 0)
+        log.endEpoch(0, idle: false)
+        #expect(log.take().isEmpty)
+        log.console(Array("more".utf8), epoch: 1)
+        log.endEpoch(1, idle: true)
+        #expect(log.take().map(\.action) == [.console(Array("prompt> more".utf8))])
+        log.console(Array("slow".utf8), epoch: 2)
+        for epoch in UInt64(2)..<2 + OutputLog.partialLineEpochs - 1 {
+            log.endEpoch(epoch, idle: false)
+            #expect(log.take().isEmpty)
+        }
+        log.endEpoch(2 + OutputLog.partialLineEpochs - 1, idle: false)
+        #expect(log.take().map(\.action) == [.console(Array("slow".utf8))])
+        log.console([UInt8](repeating: 0x2E, count: OutputLog.partialLineBytes), epoch: 20)
+        log.endEpoch(20, idle: false)
+        #expect(log.take().count == 1)
     }
 
     @Test func diskRequestsAreRecordsOfTheirOwnInOrder() {
@@ -182,7 +202,7 @@ func decodeAll(_ bytes: [UInt8], chunk: Int = .max) throws(WireError) -> [Messag
         let text = Array("line 1\nline 2\nline".utf8)
         a.console(text, epoch: 0)
         for byte in text { b.console([byte], epoch: 0) }
-        a.endEpoch(0); b.endEpoch(0)
+        a.finish(0); b.finish(0)
         #expect(a.take() == b.take())
     }
 }
