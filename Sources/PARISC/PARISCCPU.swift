@@ -69,7 +69,7 @@ public final class PARISCCPU {
     public weak var environment: (any GuestEnvironment)?
 
     /// CR23, EIRR: pending external interrupts (bit 0, the most significant, is the timer).
-    public internal(set) var externalInterruptRequests: UInt32 = 0
+    public var externalInterruptRequests: UInt32 = 0
     /// A stop a device requested during the last MMIO access (debug exit).
     var requestedStop: PARISCStop?
     /// When the interval timer comparator will match, if armed.
@@ -105,6 +105,16 @@ public final class PARISCCPU {
     /// Runs `budget` more counted instructions (or stops earlier).
     public func run(budget: UInt64) throws(EnvironmentError) -> PARISCStop {
         try run(until: progress &+ budget)
+    }
+
+    /// CR0, the guest's recovery counter, as the guest reads it now (MFCTL CR0); setting it is
+    /// MTCTL CR0 between instructions.
+    public var recoveryCounter: UInt32 {
+        get { state.recoveryCounter(atProgress: progress) }
+        set {
+            state.recoveryCounter = newValue
+            state.recoveryCounterBase = progress
+        }
     }
 
     // MARK: External interrupts and timer
