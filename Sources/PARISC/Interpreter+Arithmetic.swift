@@ -30,7 +30,7 @@ extension Interpreter {
 
     /// ADD / SHnADD without condition: GR[t] = (GR[r1] << n) + GR[r2], carries written.
     @inline(__always) mutating func addNoCondition(_ d: DecodedInstruction) -> Step {
-        let a = gr(d.r1) << UInt32(d.aux), b = gr(d.r2)
+        let a = gr(d.r1) &<< UInt32(d.aux), b = gr(d.r2)
         let (sum, out) = Self.addWithCarry(a, b, 0)
         setCarries(a, b, sum, out: out)
         setGR(d.t, sum)
@@ -39,7 +39,7 @@ extension Interpreter {
 
     /// ADDL / SHnADDL without condition: no carries.
     @inline(__always) mutating func addLogicalNoCondition(_ d: DecodedInstruction) -> Step {
-        setGR(d.t, (gr(d.r1) << UInt32(d.aux)) &+ gr(d.r2))
+        setGR(d.t, (gr(d.r1) &<< UInt32(d.aux)) &+ gr(d.r2))
         return .next
     }
 
@@ -49,7 +49,7 @@ extension Interpreter {
     mutating func add(_ d: DecodedInstruction) -> Step {
         let original = gr(d.r1)
         let shift = UInt32(d.aux)
-        let a = original << shift, b = gr(d.r2)
+        let a = original &<< shift, b = gr(d.r2)
         let carryIn = d.flags & DecodedFlag.carryIn != 0 ? s.carryOut : 0
         let (sum, out) = Self.addWithCarry(a, b, carryIn)
         var overflow = Self.addOverflow(a, b, sum)

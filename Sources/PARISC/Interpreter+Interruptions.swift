@@ -26,7 +26,7 @@ extension Interpreter {
         let old = s.psw
         s.controlRegisters[22] = old
         if old & PSW.q != 0 {
-            s.controlRegisters[17] = s.iasqFront
+            s.controlRegisters[17] = frontSpace(front: front, back: back)
             s.iiasqBack = s.iasqBack
             s.controlRegisters[18] = front
             s.iiaoqBack = back
@@ -44,6 +44,7 @@ extension Interpreter {
         s.iaoqBack = s.iaoqFront &+ 4
         s.iasqFront = 0
         s.iasqBack = 0
+        spaceChange = nil
         return nil
     }
 

@@ -72,12 +72,12 @@ extension Interpreter {
 
     /// The effective address of a general load/store and the new base value.
     @inline(__always)
-    func addresses(_ d: DecodedInstruction, size: UInt32) -> (address: UInt32, modified: UInt32) {
+    mutating func addresses(_ d: DecodedInstruction, size: UInt32) -> (address: UInt32, modified: UInt32) {
         let base = gr(d.r2)
         let offset: UInt32
         if d.flags & DecodedFlag.indexed != 0 {
             let index = gr(d.r1)
-            offset = d.flags & DecodedFlag.scaled != 0 ? index << UInt32(size.trailingZeroBitCount) : index
+            offset = d.flags & DecodedFlag.scaled != 0 ? index &<< UInt32(size.trailingZeroBitCount) : index
         } else {
             offset = d.immediate
         }
@@ -87,8 +87,8 @@ extension Interpreter {
 
     /// LDB/LDH/LDW in every form: indexed (`,s` scaling), short or long displacement, base
     /// modification before or after, LDWA. If t = b the loaded value wins.
-    mutating func load(_ d: DecodedInstruction) -> Step {
-        if d.flags & DecodedFlag.privileged != 0 && privilegeLevel != 0 {
+    mutating func load(_ d: DecodedInstruction, _ q: Queue) -> Step {
+        if d.flags & DecodedFlag.privileged != 0 && q.privilege != 0 {
             return .trap(.privilegedOperation)
         }
         let size = UInt32(1) << UInt32(d.flags & DecodedFlag.sizeMask)
@@ -116,8 +116,8 @@ extension Interpreter {
     }
 
     /// STB/STH/STW in every form (short or long displacement, modification, STWA).
-    mutating func store(_ d: DecodedInstruction) -> Step {
-        if d.flags & DecodedFlag.privileged != 0 && privilegeLevel != 0 {
+    mutating func store(_ d: DecodedInstruction, _ q: Queue) -> Step {
+        if d.flags & DecodedFlag.privileged != 0 && q.privilege != 0 {
             return .trap(.privilegedOperation)
         }
         let size = UInt32(1) << UInt32(d.flags & DecodedFlag.sizeMask)

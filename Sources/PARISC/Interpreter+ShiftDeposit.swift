@@ -2,10 +2,10 @@
 /// from the most significant bit; the decoder has turned them into shift amounts. The variable
 /// forms take the position from SAR (CR11): manual position p is a right shift of 31 - p.
 extension Interpreter {
-    @inline(__always) var sar: UInt32 { s.controlRegisters[11] & 31 }
+    @inline(__always) var sar: UInt32 { mutating get { s.controlRegisters[11] & 31 } }
 
     @inline(__always) static func shiftPair(_ high: UInt32, _ low: UInt32, by amount: UInt32) -> UInt32 {
-        UInt32(truncatingIfNeeded: (UInt64(high) << 32 | UInt64(low)) >> UInt64(amount))
+        UInt32(truncatingIfNeeded: (UInt64(high) &<< 32 | UInt64(low)) &>> UInt64(amount))
     }
 
     @inline(__always) mutating func shiftResult(_ d: DecodedInstruction, _ value: UInt32) -> Step {
@@ -31,14 +31,14 @@ extension Interpreter {
 
     /// EXTRU without condition: the `len`-bit field ending at bit p, zero-extended.
     @inline(__always) mutating func extractUnsignedNoCondition(_ d: DecodedInstruction) -> Step {
-        setGR(d.t, (gr(d.r2) >> UInt32(d.aux)) & d.immediate)
+        setGR(d.t, (gr(d.r2) &>> UInt32(d.aux)) & d.immediate)
         return .next
     }
 
     /// EXTRS without condition: the field, sign-extended.
     @inline(__always) mutating func extractSignedNoCondition(_ d: DecodedInstruction) -> Step {
-        let left = gr(d.r2) << UInt32(d.aux)
-        setGR(d.t, UInt32(bitPattern: Int32(bitPattern: left) >> Int32(d.immediate)))
+        let left = gr(d.r2) &<< UInt32(d.aux)
+        setGR(d.t, UInt32(bitPattern: Int32(bitPattern: left) &>> Int32(d.immediate)))
         return .next
     }
 
@@ -46,10 +46,10 @@ extension Interpreter {
     mutating func extract(_ d: DecodedInstruction) -> Step {
         let value: UInt32
         if d.flags & DecodedFlag.signed != 0 {
-            let left = gr(d.r2) << UInt32(d.aux)
-            value = UInt32(bitPattern: Int32(bitPattern: left) >> Int32(d.immediate))
+            let left = gr(d.r2) &<< UInt32(d.aux)
+            value = UInt32(bitPattern: Int32(bitPattern: left) &>> Int32(d.immediate))
         } else {
-            value = (gr(d.r2) >> UInt32(d.aux)) & d.immediate
+            value = (gr(d.r2) &>> UInt32(d.aux)) & d.immediate
         }
         return shiftResult(d, value)
     }
@@ -64,40 +64,40 @@ extension Interpreter {
             let field = UInt64(bitPattern: shifted) << (64 - UInt64(length))
             value = UInt32(truncatingIfNeeded: Int64(bitPattern: field) >> (64 - Int64(length)))
         } else {
-            value = (gr(d.r2) >> shift) & Decoder.lengthMask(length)
+            value = (gr(d.r2) &>> shift) & Decoder.lengthMask(length)
         }
         return shiftResult(d, value)
     }
 
     /// The source of a deposit: GR[r1], or im5 for the immediate forms.
-    @inline(__always) func depositSource(_ d: DecodedInstruction) -> UInt32 {
+    @inline(__always) mutating func depositSource(_ d: DecodedInstruction) -> UInt32 {
         d.flags & DecodedFlag.signed != 0
             ? UInt32(bitPattern: Int32(Int8(bitPattern: d.r1))) : gr(d.r1)
     }
 
     /// `value` placed under `mask` (at `shift`), the rest zero (ZDEP) or kept from GR[t] (DEP).
     @inline(__always)
-    func deposited(_ d: DecodedInstruction, mask: UInt32, shift: UInt32) -> UInt32 {
-        let field = (depositSource(d) << shift) & mask
+    mutating func deposited(_ d: DecodedInstruction, mask: UInt32, shift: UInt32) -> UInt32 {
+        let field = (depositSource(d) &<< shift) & mask
         return d.flags & DecodedFlag.link != 0 ? (gr(d.r2) & ~mask) | field : field
     }
 
     /// ZDEP/DEP/ZDEPI/DEPI without condition.
     @inline(__always) mutating func depositNoCondition(_ d: DecodedInstruction) -> Step {
         let shift = UInt32(d.aux)
-        setGR(d.t, deposited(d, mask: d.immediate << shift, shift: shift))
+        setGR(d.t, deposited(d, mask: d.immediate &<< shift, shift: shift))
         return .next
     }
 
     /// ZDEP/DEP/ZDEPI/DEPI with a condition.
     mutating func deposit(_ d: DecodedInstruction) -> Step {
         let shift = UInt32(d.aux)
-        return shiftResult(d, deposited(d, mask: d.immediate << shift, shift: shift))
+        return shiftResult(d, deposited(d, mask: d.immediate &<< shift, shift: shift))
     }
 
     /// ZVDEP/VDEP/ZVDEPI/VDEPI: deposit with the rightmost bit at SAR.
     mutating func depositVariable(_ d: DecodedInstruction) -> Step {
         let shift = 31 - sar
-        return shiftResult(d, deposited(d, mask: d.immediate << shift, shift: shift))
+        return shiftResult(d, deposited(d, mask: d.immediate &<< shift, shift: shift))
     }
 }

@@ -3,7 +3,6 @@ import MachineCore
 /// System control instructions (opcodes 0x00, 0x01, 0x05, QEMU's HALT).
 extension Interpreter {
     /// Privileged instructions at PL > 0 raise interruption 10.
-    @inline(__always) var mostPrivileged: Bool { privilegeLevel == 0 }
 
     // MARK: PSW changes and the recovery counter
 
@@ -21,8 +20,8 @@ extension Interpreter {
     }
 
     /// SSM: GR[t] = old system mask; PSW |= mask.
-    mutating func setSystemMask(_ d: DecodedInstruction) -> Step {
-        guard mostPrivileged else { return .trap(.privilegedOperation) }
+    mutating func setSystemMask(_ d: DecodedInstruction, _ q: Queue) -> Step {
+        guard q.privilege == 0 else { return .trap(.privilegedOperation) }
         let old = s.pswOther & PSW.systemMask
         setPSWOther(s.pswOther | d.immediate)
         setGR(d.t, old)
@@ -30,8 +29,8 @@ extension Interpreter {
     }
 
     /// RSM: GR[t] = old system mask; PSW &= ~mask.
-    mutating func resetSystemMask(_ d: DecodedInstruction) -> Step {
-        guard mostPrivileged else { return .trap(.privilegedOperation) }
+    mutating func resetSystemMask(_ d: DecodedInstruction, _ q: Queue) -> Step {
+        guard q.privilege == 0 else { return .trap(.privilegedOperation) }
         let old = s.pswOther & PSW.systemMask
         setPSWOther(s.pswOther & ~d.immediate)
         setGR(d.t, old)
@@ -39,16 +38,16 @@ extension Interpreter {
     }
 
     /// MTSM: system mask = GR[r].
-    mutating func moveToSystemMask(_ d: DecodedInstruction) -> Step {
-        guard mostPrivileged else { return .trap(.privilegedOperation) }
+    mutating func moveToSystemMask(_ d: DecodedInstruction, _ q: Queue) -> Step {
+        guard q.privilege == 0 else { return .trap(.privilegedOperation) }
         setPSWOther((s.pswOther & ~PSW.systemMask) | (gr(d.r1) & PSW.systemMask))
         return .recheck
     }
 
     /// RFI / RFIR: PSW = IPSW, IA queues = IIA queues (both elements); RFIR also restores
     /// GR1, 8, 9, 16, 17, 24, 25 from the shadow registers.
-    mutating func returnFromInterruption(_ d: DecodedInstruction) -> Step {
-        guard mostPrivileged else { return .trap(.privilegedOperation) }
+    mutating func returnFromInterruption(_ d: DecodedInstruction, _ q: Queue) -> Step {
+        guard q.privilege == 0 else { return .trap(.privilegedOperation) }
         let ipsw = s.controlRegisters[22]
         setPSWOther(ipsw & ~(PSW.n | PSW.v | PSW.carryBorrow))
         let other = s.pswOther
@@ -56,8 +55,10 @@ extension Interpreter {
         s.pswOther = other
         s.iaoqFront = s.controlRegisters[18]
         s.iaoqBack = s.iiaoqBack
-        s.iasqFront = s.controlRegisters[17]
+        queueReplaced = true
         s.iasqBack = s.iiasqBack
+        spaceChange = s.controlRegisters[17] == s.iiasqBack ? nil
+            : (delaySlot: s.iaoqFront, target: s.iaoqBack, oldSpace: s.controlRegisters[17])
         if d.aux == 1 {
             for (i, register) in Self.shadowed.enumerated() {
                 setGR(register, s.shadowRegisters[i])
@@ -72,14 +73,14 @@ extension Interpreter {
     // MARK: Control registers
 
     /// MTCTL: CR11 (SAR) at any level, the others at PL 0 only.
-    mutating func moveToControl(_ d: DecodedInstruction) -> Step {
+    mutating func moveToControl(_ d: DecodedInstruction, _ q: Queue) -> Step {
         let value = gr(d.r1)
         let register = Int(d.aux)
         if register == 11 {
             s.controlRegisters[11] = value & 31
             return .next
         }
-        guard mostPrivileged else { return .trap(.privilegedRegister) }
+        guard q.privilege == 0 else { return .trap(.privilegedRegister) }
         switch register {
         case 0:
             // The written value is CR0 after this instruction (its own decrement is replaced).
@@ -111,22 +112,22 @@ extension Interpreter {
     }
 
     /// MFCTL: CR11, CR26, CR27 and CR16 (unless PSW S) at any level, the others at PL 0 only.
-    mutating func moveFromControl(_ d: DecodedInstruction) -> Step {
+    mutating func moveFromControl(_ d: DecodedInstruction, _ q: Queue) -> Step {
         let register = Int(d.aux)
         let value: UInt32
         switch register {
         case 11, 26, 27:
             value = s.controlRegisters[register]
         case 16:
-            if s.pswOther & PSW.s != 0 && !mostPrivileged { return .trap(.privilegedRegister) }
+            if s.pswOther & PSW.s != 0 && q.privilege != 0 { return .trap(.privilegedRegister) }
             do {
                 value = try cpu.readIntervalTimer(atProgress: progress)
             } catch {
                 environmentError = error
-                return .stopBefore(.crashed(reason: "interval timer read refused: \(error)"))
+                return .stopBefore(.environmentFailure)
             }
         default:
-            guard mostPrivileged else { return .trap(.privilegedRegister) }
+            guard q.privilege == 0 else { return .trap(.privilegedRegister) }
             switch register {
             case 0: value = s.recoveryCounter(atProgress: progress)
             case 23: value = cpu.externalInterruptRequests
@@ -147,8 +148,8 @@ extension Interpreter {
     }
 
     /// MTSP: SR[s] = GR[r]; SR5-SR7 only at PL 0.
-    mutating func moveToSpace(_ d: DecodedInstruction) -> Step {
-        if d.aux >= 5 && !mostPrivileged { return .trap(.privilegedRegister) }
+    mutating func moveToSpace(_ d: DecodedInstruction, _ q: Queue) -> Step {
+        if d.aux >= 5 && q.privilege != 0 { return .trap(.privilegedRegister) }
         s.spaceRegisters[Int(d.aux & 7)] = gr(d.r1)
         return .next
     }
@@ -163,8 +164,8 @@ extension Interpreter {
 
     /// DIAG: `diag 0x100` is Lockstep's idle hint (stop with `.idle` if PSW I = 1 and no unmasked
     /// interrupt is pending); every other DIAG is a no-op, as in QEMU 7.2.
-    mutating func diagnose(_ d: DecodedInstruction) -> Step {
-        guard mostPrivileged else { return .trap(.privilegedOperation) }
+    mutating func diagnose(_ d: DecodedInstruction, _ q: Queue) -> Step {
+        guard q.privilege == 0 else { return .trap(.privilegedOperation) }
         if d.immediate == 0x100 && s.pswOther & PSW.i != 0
             && cpu.externalInterruptRequests & s.controlRegisters[15] == 0
         {
@@ -174,15 +175,15 @@ extension Interpreter {
     }
 
     /// QEMU's HALT (0xfffdead0): stop the machine.
-    mutating func halt(_ d: DecodedInstruction) -> Step {
-        guard mostPrivileged else { return .trap(.privilegedOperation) }
+    mutating func halt(_ d: DecodedInstruction, _ q: Queue) -> Step {
+        guard q.privilege == 0 else { return .trap(.privilegedOperation) }
         return .stopAfter(.halted)
     }
 
     /// FDC, FIC, PDC, FDCE, FICE and the TLB purges/inserts: no-ops in a real-mode interpreter
     /// (stores keep the predecoded cache coherent), except for base modification.
-    mutating func cacheOrTLB(_ d: DecodedInstruction) -> Step {
-        if d.flags & DecodedFlag.privileged != 0 && !mostPrivileged {
+    mutating func cacheOrTLB(_ d: DecodedInstruction, _ q: Queue) -> Step {
+        if d.flags & DecodedFlag.privileged != 0 && q.privilege != 0 {
             return .trap(.privilegedOperation)
         }
         if d.flags & DecodedFlag.modifyAfter != 0 { setGR(d.aux, gr(d.r2) &+ gr(d.r1)) }
@@ -196,8 +197,8 @@ extension Interpreter {
     }
 
     /// LPA: real mode, the physical address is the offset.
-    mutating func loadPhysicalAddress(_ d: DecodedInstruction) -> Step {
-        guard mostPrivileged else { return .trap(.privilegedOperation) }
+    mutating func loadPhysicalAddress(_ d: DecodedInstruction, _ q: Queue) -> Step {
+        guard q.privilege == 0 else { return .trap(.privilegedOperation) }
         let base = gr(d.r2), modified = base &+ gr(d.r1)
         let modify = d.flags & DecodedFlag.modifyAfter != 0
         if modify { setGR(d.aux, modified) }
@@ -206,8 +207,8 @@ extension Interpreter {
     }
 
     /// LCI: every address is coherent: GR[t] = 0.
-    mutating func loadCoherenceIndex(_ d: DecodedInstruction) -> Step {
-        guard mostPrivileged else { return .trap(.privilegedOperation) }
+    mutating func loadCoherenceIndex(_ d: DecodedInstruction, _ q: Queue) -> Step {
+        guard q.privilege == 0 else { return .trap(.privilegedOperation) }
         setGR(d.t, 0)
         return .next
     }

@@ -10,9 +10,32 @@ enum Step {
     /// Did not complete: take this group-3 interruption (no register was written).
     case trap(Interruption)
     /// Completed, and the run stops after it (HALT, the idle hint).
-    case stopAfter(PARISCStop)
+    case stopAfter(StopCode)
     /// Did not complete, and the run stops before it (the syscall gateway, an environment error).
-    case stopBefore(PARISCStop)
+    case stopBefore(StopCode)
+}
+
+/// The instruction address queue of the instruction being executed (front = its address,
+/// low 2 bits = privilege level; back = the next instruction).
+struct Queue {
+    let front: UInt32
+    let back: UInt32
+    /// The privilege level the instruction executes at (0 most privileged).
+    @inline(__always) var privilege: UInt32 { front & 3 }
+}
+
+/// The stops a handler can ask for (a trivial value, so `Step` stays trivial).
+enum StopCode {
+    case idle, halted, systemCall, environmentFailure
+
+    var stop: PARISCStop {
+        switch self {
+        case .idle: .idle
+        case .halted: .halted
+        case .systemCall: .systemCall
+        case .environmentFailure: .crashed(reason: "the environment refused an interval timer read")
+        }
+    }
 }
 
 /// The interpreter: the CPU state in a local value plus what the handlers need. It lives only for
@@ -29,11 +52,12 @@ struct Interpreter {
     let linuxGateway: Bool
     var progress: UInt64
 
-    /// The queue of the instruction being executed (the queue itself is advanced before its
-    /// handler runs, and put back if it traps).
-    var currentFront: UInt32 = 0
-    var currentBack: UInt32 = 0
-    var currentSpaceFront: UInt32 = 0
+    /// The IAOQ back after the instruction being executed: back + 4, or a branch target.
+    var nextBack: UInt32 = 0
+    /// Set by RFI, which loads the whole queue (IAOQ front and back) itself.
+    var queueReplaced = false
+    /// The last BE/BLE: its delay slot still runs in the old space (see `frontSpace`).
+    var spaceChange: (delaySlot: UInt32, target: UInt32, oldSpace: UInt32)?
     /// The data address of the last faulting access (ISR/IOR).
     var faultSpace: UInt32 = 0
     var faultOffset: UInt32 = 0
@@ -53,10 +77,14 @@ struct Interpreter {
         self.cpu = cpu
         linuxGateway = cpu.configuration.linuxGateway
         progress = cpu.progress
+        if s.iasqFront != s.iasqBack {
+            spaceChange = (delaySlot: s.iaoqFront, target: s.iaoqBack, oldSpace: s.iasqFront)
+        }
     }
 
     /// Hands the state back to the CPU.
     mutating func finish(into cpu: PARISCCPU) {
+        s.iasqFront = frontSpace(front: s.iaoqFront, back: s.iaoqBack)
         cpu.state = s
         swap(&cache, &cpu.decodeCache)
         cpu.progress = progress
@@ -64,12 +92,10 @@ struct Interpreter {
 
     // MARK: Register access
 
-    @inline(__always) func gr(_ index: UInt8) -> UInt32 { s.registers[Int(index)] }
+    @inline(__always) mutating func gr(_ index: UInt8) -> UInt32 { s.registers[Int(index)] }
     @inline(__always) mutating func setGR(_ index: UInt8, _ value: UInt32) {
         s.registers[Int(index)] = value
     }
-
-    @inline(__always) var privilegeLevel: UInt32 { currentFront & 3 }
 
     // MARK: The run loop
 
@@ -100,11 +126,11 @@ struct Interpreter {
             case .next, .recheck:
                 interruptionsWithoutProgress = 0
             case .trap(let interruption):
-                if let stop = deliver(interruption, front: currentFront, back: currentBack) {
+                if let stop = deliver(interruption, front: s.iaoqFront, back: s.iaoqBack) {
                     return stop
                 }
-            case .stopAfter(let stop), .stopBefore(let stop):
-                return stop
+            case .stopAfter(let code), .stopBefore(let code):
+                return code.stop
             }
         }
     }
@@ -118,47 +144,64 @@ struct Interpreter {
     }
 
     /// The fast loop: fetch (from the predecoded cache), skip nullified instructions, execute,
-    /// count. Returns when `progress` reaches `limit` or a handler needs the slow path.
+    /// count. Returns when `progress` reaches `limit` or a handler needs the slow path. The queue
+    /// and the count live in locals here and are written back on the way out.
     @inline(__always)
     mutating func runFast(limit: UInt64) -> Step {
+        var count = progress
+        var front = s.iaoqFront
+        var back = s.iaoqBack
+        defer {
+            progress = count
+            if queueReplaced {
+                queueReplaced = false
+            } else {
+                s.iaoqFront = front
+                s.iaoqBack = back
+            }
+        }
         while true {
             if s.nullifyNext {
                 // A nullified instruction: it is not executed and does not count.
                 s.nullifyNext = false
-                s.iaoqFront = s.iaoqBack
-                s.iasqFront = s.iasqBack
-                s.iaoqBack = s.iaoqBack &+ 4
+                front = back
+                back = back &+ 4
                 continue
             }
-            let address = s.iaoqFront & ~3
-            let slot = Int((address >> 2) & cacheMask)
+            let address = front & ~3
+            let slot = Int((address &>> 2) & cacheMask)
             let d: DecodedInstruction
             if cache[slot].tag == address {
                 d = cache[slot].instruction
             } else {
                 d = fill(address, slot: slot)
             }
-            currentFront = s.iaoqFront
-            currentBack = s.iaoqBack
-            currentSpaceFront = s.iasqFront
-            s.iaoqFront = currentBack
-            s.iasqFront = s.iasqBack
-            s.iaoqBack = currentBack &+ 4
-            let step = execute(d)
+            nextBack = back &+ 4
+            let step = execute(d, Queue(front: front, back: back))
             switch step {
             case .next:
-                progress &+= 1
-                if progress == limit { return .next }
+                front = back
+                back = nextBack
+                count &+= 1
+                if count == limit { return .next }
             case .recheck, .stopAfter:
-                progress &+= 1
+                front = back
+                back = nextBack
+                count &+= 1
                 return step
             case .trap, .stopBefore:
-                s.iaoqFront = currentFront
-                s.iaoqBack = currentBack
-                s.iasqFront = currentSpaceFront
                 return step
             }
         }
+    }
+
+    /// The space of the instruction at the front of the queue. IASQ is tracked lazily: it only
+    /// differs from IASQ back in the delay slot of a BE/BLE, which records the old space.
+    func frontSpace(front: UInt32, back: UInt32) -> UInt32 {
+        if let pending = spaceChange, pending.delaySlot == front, pending.target == back {
+            return pending.oldSpace
+        }
+        return s.iasqBack
     }
 
     /// Decodes the instruction at `address` into the cache (or reports a fetch fault).
