@@ -10,6 +10,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
         // The mechanical C layer over <linux/kvm.h>.
@@ -17,6 +18,8 @@ let package = Package(
         // Debian's libelf and capstone, as system libraries.
         .systemLibrary(name: "CLibElf", path: "Sources/CLibElf", pkgConfig: "libelf",
                        providers: [.apt(["libelf-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CCapstone", path: "Sources/CCapstone", pkgConfig: "capstone",
                        providers: [.apt(["libcapstone-dev"])]),
 
@@ -50,7 +53,9 @@ let package = Package(
         ]),
         // Primary/backup replica coordination.
         .target(name: "Replication", dependencies: [
-            "MachineCore", "Hypervisor",
+            "MachineCore", "Hypervisor", "CZlib",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -38,7 +38,9 @@ public enum MachineStop: Hashable, Sendable, CustomStringConvertible {
     /// The guest is waiting for an interrupt (x86 HLT with interrupts enabled, the PA-RISC wait
     /// hint). This ends the epoch early, at the same instruction on every replica.
     case idle
-    /// The guest asked to stop with this exit status (debug-exit port, halt, or a clean shutdown).
+    /// The guest asked to stop. `status` is the value it wrote to its debug-exit register (QEMU's
+    /// isa-debug-exit would make QEMU exit with `(status << 1) | 1`), or 0 for a halt or clean
+    /// shutdown; `lockstep run` exits with it.
     case exited(status: Int32)
     /// The guest crashed (triple fault, an interruption with no handler, ...). The reason is one
     /// line for the user.

@@ -1,2 +1,0 @@
-// Deterministic device models.
-import MachineCore

@@ -1,0 +1,101 @@
+import Foundation
+import Loader
+import MachineCore
+
+/// Why a run cannot start. Each description is one line for the user.
+public enum SetupError: Error, Equatable, Sendable, CustomStringConvertible {
+    case image(LoaderError)
+    case disk(HostDiskError)
+    case engineMismatch(engine: EngineKind, architecture: GuestArchitecture)
+    case memorySize(UInt64, architecture: GuestArchitecture, range: ClosedRange<UInt64>)
+    case epochClockMismatch(EpochClock, engine: EngineKind)
+    case epochLength
+    /// The host cannot do what was asked (no /dev/kvm, no PMU, ...).
+    case hostUnavailable(String)
+
+    public var description: String {
+        switch self {
+        case .image(let e): e.description
+        case .disk(let e): e.description
+        case .engineMismatch(let engine, let architecture):
+            switch engine {
+            case .kvm: "KVM runs x86 guests, and this is a \(architecture) guest (use --engine emulator)"
+            case .emulator: "the emulator runs PA-RISC guests, and this is an \(architecture) guest (use --engine kvm)"
+            }
+        case .memorySize(let size, let architecture, let range):
+            "guest memory of \(SizeParser.describe(size)) is not usable for an \(architecture) guest: it must be a multiple of 4 KiB between \(SizeParser.describe(range.lowerBound)) and \(SizeParser.describe(range.upperBound))"
+        case .epochClockMismatch(let clock, let engine):
+            "the \(clock) epoch clock is not available on the \(engine) engine (\(engine == .kvm ? "use single-step, pmu or exits" : "use recovery-counter"))"
+        case .epochLength: "the epoch length must be at least 1"
+        case .hostUnavailable(let why): why
+        }
+    }
+}
+
+/// Everything resolved before a machine is created: the parsed image and the checked options.
+public struct GuestSetup: Sendable {
+    public let options: RunOptions
+    public let image: ELFImage
+    public let architecture: GuestArchitecture
+    public let engine: EngineKind
+    public let epochClock: EpochClock
+    public let epochLength: UInt64
+    /// Sectors of the disk image, if there is one.
+    public let diskSectors: UInt64?
+
+    /// The guest RAM sizes each architecture's platform accepts.
+    public static func memoryRange(for architecture: GuestArchitecture) -> ClosedRange<UInt64> {
+        switch architecture {
+        case .x86_64: (4 << 20)...(3 << 30)
+        case .parisc: (16 << 20)...(3 << 30)
+        }
+    }
+
+    /// Checks `options` and loads the guest image.
+    public init(_ options: RunOptions) throws(SetupError) {
+        let image: ELFImage
+        do { image = try ELFImage.load(contentsOf: options.guestPath) } catch { throw .image(error) }
+        guard let architecture = image.machine.architecture else {
+            throw .image(.unsupportedMachine(path: options.guestPath, machine: image.machine.description))
+        }
+        let engine = options.engine ?? EngineKind.native(for: architecture)
+        guard engine == EngineKind.native(for: architecture) else {
+            throw .engineMismatch(engine: engine, architecture: architecture)
+        }
+        let range = Self.memoryRange(for: architecture)
+        guard range.contains(options.memorySize), options.memorySize % GuestMemory.pageSize == 0 else {
+            throw .memorySize(options.memorySize, architecture: architecture, range: range)
+        }
+        let clock: EpochClock
+        switch options.epochClock {
+        case .auto:
+            clock = engine == .kvm ? .deterministicExits : .recoveryCounter
+        case .specific(let requested):
+            let valid: Bool = switch requested {
+            case .recoveryCounter: engine == .emulator
+            case .singleStep, .performanceCounter, .deterministicExits: engine == .kvm
+            }
+            guard valid else { throw .epochClockMismatch(requested, engine: engine) }
+            clock = requested
+        }
+        let length = options.epochLength ?? clock.defaultEpochLength
+        guard length > 0 else { throw .epochLength }
+        var sectors: UInt64?
+        if let path = options.diskPath {
+            do { sectors = try HostDisk(path: path).sectors } catch { throw .disk(error) }
+        }
+        self.options = options
+        self.image = image
+        self.architecture = architecture
+        self.engine = engine
+        self.epochClock = clock
+        self.epochLength = length
+        self.diskSectors = sectors
+    }
+
+    /// Opens the disk image (on the machine's thread).
+    public func openDisk() throws(SetupError) -> HostDisk? {
+        guard let path = options.diskPath else { return nil }
+        do { return try HostDisk(path: path) } catch { throw .disk(error) }
+    }
+}

@@ -1,2 +1,0 @@
-// The host side of a run.
-import MachineCore

@@ -1,0 +1,122 @@
+import Foundation
+import Logging
+import MachineCore
+
+/// An environment a session loop can drive: besides the guest's calls, it has a host console
+/// and buffers asynchronous inputs until the next epoch boundary.
+public protocol SessionEnvironment: GuestEnvironment {
+    var console: HostConsole { get }
+    /// Whether a boundary would deliver something now.
+    var hasPendingEvents: Bool { get }
+    /// The events for this boundary, in order.
+    func takeEvents() -> [BoundaryEvent]
+}
+
+extension LocalEnvironment: SessionEnvironment {}
+
+/// How a run ended.
+public struct RunOutcome: Sendable, Equatable {
+    public let stop: MachineStop
+    public let epochs: UInt64
+    public let progress: UInt64
+
+    public init(stop: MachineStop, epochs: UInt64, progress: UInt64) {
+        self.stop = stop
+        self.epochs = epochs
+        self.progress = progress
+    }
+}
+
+/// What happens at a boundary.
+public enum BoundaryDecision: Equatable, Sendable {
+    /// A boundary at this virtual time.
+    case at(VirtualTime)
+    /// The guest idles with no timer armed, no disk request outstanding and console input
+    /// closed: it would wait forever.
+    case waitsForever
+}
+
+/// Decides the virtual time of each epoch boundary, and how long to wait while the guest idles.
+public struct BoundaryTiming: Sendable {
+    public let mode: ClockMode
+    public let host: HostClock
+
+    public init(mode: ClockMode, host: HostClock = HostClock()) {
+        self.mode = mode
+        self.host = host
+    }
+
+    /// The time for a boundary where inputs are pending or the epoch simply ended.
+    public func time(for machine: any Machine) -> VirtualTime {
+        switch mode {
+        case .deterministic: machine.clock.now
+        case .host: max(machine.clock.now, host.now)
+        }
+    }
+
+    /// The boundary after `stop`. When the guest idles with nothing pending, in deterministic
+    /// mode virtual time warps to the next timer; in host mode this waits for it in real time;
+    /// with no timer it waits for console input.
+    public func decide(after stop: MachineStop, machine: any Machine,
+                       environment: any SessionEnvironment) -> BoundaryDecision
+    {
+        guard stop == .idle, !environment.hasPendingEvents, !environment.console.hasInput else {
+            return .at(time(for: machine))
+        }
+        if let deadline = machine.nextTimerDeadline {
+            switch mode {
+            case .deterministic:
+                return .at(max(machine.clock.now, deadline))
+            case .host:
+                if host.now < deadline { environment.console.waitForInput(until: host.date(at: deadline)) }
+                return .at(time(for: machine))
+            }
+        }
+        if environment.console.isExhausted && machine.outstandingBlockRequests.isEmpty {
+            return .waitsForever
+        }
+        environment.console.waitForInput()
+        return .at(time(for: machine))
+    }
+}
+
+/// An unreplicated run: the machine's epochs back to back, every boundary delivering what the
+/// host console and disk produced. Runs on the calling thread, which must be a dedicated thread.
+public final class LocalSession {
+    public let machine: any Machine
+    public let environment: any SessionEnvironment
+    public let epochLength: UInt64
+    public let timing: BoundaryTiming
+    private let logger = Logger(label: "lockstep.run")
+
+    public init(machine: any Machine, environment: any SessionEnvironment, epochLength: UInt64,
+                timing: BoundaryTiming)
+    {
+        self.machine = machine
+        self.environment = environment
+        self.epochLength = epochLength
+        self.timing = timing
+    }
+
+    /// Runs until the guest exits or crashes; `epochs` counts boundaries already passed.
+    public func run(epochs startEpochs: UInt64 = 0) throws -> RunOutcome {
+        var epochs = startEpochs
+        while true {
+            let stop = try machine.run(budget: epochLength)
+            epochs += 1
+            switch stop {
+            case .exited, .crashed:
+                return RunOutcome(stop: stop, epochs: epochs, progress: machine.progress)
+            case .epochEnd, .idle:
+                break
+            }
+            switch timing.decide(after: stop, machine: machine, environment: environment) {
+            case .at(let time):
+                try machine.applyBoundary(time: time, events: environment.takeEvents())
+            case .waitsForever:
+                logger.notice("the guest waits for console input, and input is closed: stopping")
+                return RunOutcome(stop: .exited(status: 0), epochs: epochs, progress: machine.progress)
+            }
+        }
+    }
+}

@@ -1,2 +1,0 @@
-// The Swift KVM layer: the only importer of CKVM.
-import CKVM

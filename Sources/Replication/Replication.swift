@@ -1,2 +1,0 @@
-// Primary/backup replication.
-import MachineCore

@@ -1,0 +1,72 @@
+import ArgumentParser
+import Foundation
+import Hypervisor
+import MachineCore
+import Replication
+
+struct BackupCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "Run a guest as the backup of a replicated pair: follow the primary one epoch behind, take over when it fails.")
+
+    @Option(help: "The primary to follow (HOST:PORT).")
+    var connect: String
+
+    @Option(name: .customLong("connect-timeout"), help: "Seconds to keep trying to reach the primary.")
+    var connectTimeout: Double = 30
+
+    @OptionGroup var replication: ReplicationOptions
+    @OptionGroup var guest: GuestOptions
+
+    func run() throws {
+        guard let endpoint = Endpoint(connect) else {
+            throw CLIFailure("--connect \(connect): expected HOST:PORT", status: ExitStatus.usage)
+        }
+        let setup = try guest.setup()
+        let settings = replication.settings(for: setup)
+        let identity = replication.identity(for: setup)
+        let status = ReplicationStatus(role: "backup", statsPath: replication.statsJSON,
+                                       statusLine: !replication.noStatusLine)
+        let network = ReplicationNetwork()
+        let timing = ConnectionTiming(timeoutMilliseconds: replication.timeout)
+        let connection: PeerConnection
+        do {
+            connection = try network.connect(to: endpoint, timing: timing,
+                                             until: Date(timeIntervalSinceNow: connectTimeout))
+        } catch {
+            throw CLIFailure("cannot reach the primary at \(endpoint): \(error)", status: ExitStatus.unavailable)
+        }
+        let session = try Handshake.joinPrimary(connection, identity: identity,
+                                                timeout: Double(replication.timeout) / 1000 + 5)
+        let arbiter = Arbiter(directory: settings.arbiterDirectory, session: session)
+        status.message("following the primary at \(endpoint)")
+        let result = DedicatedThread.run(name: "lockstep-machine") {
+            () -> Result<(RunOutcome, String, String?, Bool), CLIFailure> in
+            do {
+                let console = HostConsole(input: .standardInput, output: .standardOutput)
+                let environment = BackupEnvironment(console: console, disk: try setup.openDisk())
+                let machine = try MachineFactory.make(setup, environment: environment)
+                let backup = BackupReplica(
+                    machine: machine, environment: environment, connection: connection, arbiter: arbiter,
+                    settings: settings, epochLength: setup.epochLength,
+                    timing: BoundaryTiming(mode: setup.options.clockMode), status: status)
+                let outcome = try backup.run()
+                return .success((outcome, try machine.stateDigest().description,
+                                 backup.primaryFinalDigest?.description, backup.tookOver))
+            } catch {
+                return .failure(CLIFailure(error))
+            }
+        }
+        connection.close()
+        network.shutdown()
+        switch result {
+        case .success(let (outcome, digest, primaryDigest, tookOver)):
+            status.finish(state: tookOver ? "finished live" : "finished", status: statusCode(outcome.stop),
+                          finalDigest: digest, primaryFinalDigest: primaryDigest)
+            throw try guestExit(outcome.stop)
+        case .failure(let failure):
+            status.finish(state: "failed", status: failure.status, finalDigest: nil)
+            throw failure
+        }
+    }
+}

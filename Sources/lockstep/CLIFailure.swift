@@ -1,0 +1,52 @@
+import Foundation
+import Hypervisor
+import Loader
+import MachineCore
+import Replication
+
+/// An error the command reports as one line on standard error, with an exit status.
+struct CLIFailure: Error, CustomStringConvertible {
+    let message: String
+    let status: Int32
+
+    init(_ message: String, status: Int32) {
+        self.message = message
+        self.status = status
+    }
+
+    /// The line and status for any error a command can meet.
+    init(_ error: any Error) {
+        switch error {
+        case let e as CLIFailure:
+            self = e
+        case let e as SetupError:
+            switch e {
+            case .hostUnavailable: self.init(e.description, status: ExitStatus.unavailable)
+            case .memorySize, .epochClockMismatch, .epochLength, .engineMismatch:
+                self.init(e.description, status: ExitStatus.usage)
+            case .image, .disk: self.init(e.description, status: ExitStatus.badInput)
+            }
+        case let e as LoaderError:
+            self.init(e.description, status: ExitStatus.badInput)
+        case let e as ReplicationError:
+            switch e {
+            case .lostArbiter: self.init(e.description, status: ExitStatus.lostArbiter)
+            default: self.init(e.description, status: ExitStatus.replicationFailed)
+            }
+        case let e as EnvironmentError:
+            self.init(e.description, status: ExitStatus.internalError)
+        case let e as CustomStringConvertible:
+            self.init(e.description, status: ExitStatus.internalError)
+        default:
+            self.init("\(error)", status: ExitStatus.internalError)
+        }
+    }
+
+    var description: String { message }
+
+    /// Prints the line and exits.
+    func exit() -> Never {
+        FileHandle.standardError.write(Data("lockstep: \(message)\n".utf8))
+        Foundation.exit(status)
+    }
+}

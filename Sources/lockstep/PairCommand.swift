@@ -1,0 +1,226 @@
+import ArgumentParser
+import Foundation
+import Hypervisor
+import Replication
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct PairCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pair",
+        abstract: "Run a guest replicated on this machine: a primary and a backup as separate processes, with this process as their shared console.",
+        discussion: """
+            Standard input goes to the guest, whichever replica is live; the guest's output appears \
+            once. --kill-primary-after and --kill-primary-at-epoch kill the primary with SIGKILL to \
+            show the backup taking over. The exit status is the guest's.
+            """)
+
+    @Option(name: .customLong("kill-primary-after"), help: "Kill the primary with SIGKILL after this many seconds.")
+    var killPrimaryAfter: Double?
+
+    @Option(name: .customLong("kill-primary-at-epoch"),
+            help: "Kill the primary at this epoch's boundary; N:PHASE picks a phase (boundary, logged, acknowledged, performed).")
+    var killPrimaryAtEpoch: String?
+
+    @OptionGroup var replication: ReplicationOptions
+    @OptionGroup var guest: GuestOptions
+
+    func run() throws {
+        _ = try guest.setup()
+        if killPrimaryAfter != nil && killPrimaryAtEpoch != nil {
+            throw CLIFailure("--kill-primary-after and --kill-primary-at-epoch cannot be combined", status: ExitStatus.usage)
+        }
+        if let text = killPrimaryAtEpoch, KillPoint(text) == nil {
+            throw CLIFailure("--kill-primary-at-epoch \(text): expected N or N:PHASE", status: ExitStatus.usage)
+        }
+        if let seconds = killPrimaryAfter, !(seconds >= 0) {
+            throw CLIFailure("--kill-primary-after must be a number of seconds", status: ExitStatus.usage)
+        }
+        signal(SIGPIPE, SIG_IGN)
+        let work = FileManager.default.temporaryDirectory
+            .appendingPathComponent("lockstep-pair-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: work) }
+        let portFile = work.appendingPathComponent("port").path
+        let primaryStats = work.appendingPathComponent("primary.json").path
+        let backupStats = work.appendingPathComponent("backup.json").path
+
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        var primaryArguments = ["primary", "--listen", "127.0.0.1:0", "--port-file", portFile,
+                                "--stats-json", primaryStats, "--no-status-line"]
+        if let killPrimaryAtEpoch { primaryArguments += ["--kill-at-epoch", killPrimaryAtEpoch] }
+        let console = PairConsole()
+        let primary = try console.start(executable, primaryArguments + replication.arguments + guest.arguments)
+
+        guard let (port, arbiterPath) = waitForPort(portFile, while: primary) else {
+            primary.waitUntilExit()
+            console.finish()
+            throw CLIFailure("the primary did not start (exit status \(primary.terminationStatus))",
+                             status: primary.terminationStatus == 0 ? ExitStatus.internalError : primary.terminationStatus)
+        }
+        defer { if let arbiterPath { try? FileManager.default.removeItem(atPath: arbiterPath) } }
+        let backup = try console.start(executable, ["backup", "--connect", "127.0.0.1:\(port)",
+                                                     "--stats-json", backupStats, "--no-status-line"]
+                                       + replication.arguments + guest.arguments)
+        console.startInput()
+        if let seconds = killPrimaryAfter {
+            let pid = primary.processIdentifier
+            DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { kill(pid, SIGKILL) }
+        }
+        let display = PairStatusLine(primaryStats: primaryStats, backupStats: backupStats,
+                                     enabled: !replication.noStatusLine)
+        display.start()
+        primary.waitUntilExit()
+        backup.waitUntilExit()
+        display.stop()
+        console.finish()
+
+        if let statsJSON = replication.statsJSON {
+            writeCombinedStats(to: statsJSON, primary: primary, backup: backup,
+                               primaryStats: primaryStats, backupStats: backupStats)
+        }
+        throw ExitCode(Self.status(primary: primary, backup: backup))
+    }
+
+    /// The guest's status: the primary's if it finished the run, else the backup's.
+    static func status(primary: Process, backup: Process) -> Int32 {
+        let primaryFinished = primary.terminationReason == .exit
+            && primary.terminationStatus != ExitStatus.lostArbiter
+        if primaryFinished && (primary.terminationStatus != ExitStatus.replicationFailed
+                               || backup.terminationStatus == ExitStatus.replicationFailed) {
+            return primary.terminationStatus
+        }
+        return backup.terminationReason == .exit ? backup.terminationStatus : ExitStatus.internalError
+    }
+
+    private func waitForPort(_ path: String, while process: Process) -> (Int, String?)? {
+        let deadline = Date(timeIntervalSinceNow: 60)
+        while Date() < deadline {
+            if let text = try? String(contentsOfFile: path, encoding: .utf8) {
+                let lines = text.split(separator: "\n")
+                if lines.count >= 2, let port = Int(lines[0]) { return (port, String(lines[1])) }
+            }
+            guard process.isRunning else { return nil }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        return nil
+    }
+
+    private func writeCombinedStats(to path: String, primary: Process, backup: Process,
+                                    primaryStats: String, backupStats: String)
+    {
+        func load(_ path: String) -> Any {
+            guard let data = FileManager.default.contents(atPath: path),
+                  let object = try? JSONSerialization.jsonObject(with: data)
+            else { return NSNull() }
+            return object
+        }
+        let killed = primary.terminationReason == .uncaughtSignal
+        let document: [String: Any] = [
+            "primary": load(primaryStats),
+            "backup": load(backupStats),
+            "primaryKilled": killed,
+            "status": Int(Self.status(primary: primary, backup: backup)),
+        ]
+        if let data = try? JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys]) {
+            try? data.write(to: URL(fileURLWithPath: path), options: .atomic)
+        }
+    }
+}
+
+/// The shared console of a pair: standard input copied to both replicas, their standard
+/// outputs copied to ours (the backup prints nothing until it is live).
+final class PairConsole: @unchecked Sendable {
+    private let outputLock = NSLock()
+    private var inputs: [FileHandle] = []
+    private var relays: [Thread] = []
+    private let relaysDone = DispatchGroup()
+
+    func start(_ executable: URL, _ arguments: [String]) throws -> Process {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        let input = Pipe(), output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = FileHandle.standardError
+        try process.run()
+        inputs.append(input.fileHandleForWriting)
+        relaysDone.enter()
+        let reader = output.fileHandleForReading
+        let thread = Thread { [self] in
+            while true {
+                let data = reader.availableData
+                if data.isEmpty { break }
+                outputLock.withLock { try? FileHandle.standardOutput.write(contentsOf: data) }
+            }
+            relaysDone.leave()
+        }
+        thread.start()
+        return process
+    }
+
+    /// Starts copying standard input to every replica.
+    func startInput() {
+        let targets = inputs
+        let thread = Thread {
+            while true {
+                let data = FileHandle.standardInput.availableData
+                if data.isEmpty { break }
+                for target in targets { try? target.write(contentsOf: data) }
+            }
+            for target in targets { try? target.close() }
+        }
+        thread.start()
+    }
+
+    /// Waits until every replica's output has been copied.
+    func finish() { relaysDone.wait() }
+}
+
+/// On a terminal, one status line for the pair, from the replicas' statistics files.
+final class PairStatusLine: @unchecked Sendable {
+    private let primaryStats: String
+    private let backupStats: String
+    private let enabled: Bool
+    private let lock = NSLock()
+    private var running = false
+
+    init(primaryStats: String, backupStats: String, enabled: Bool) {
+        self.primaryStats = primaryStats
+        self.backupStats = backupStats
+        self.enabled = enabled && isatty(STDERR_FILENO) != 0
+    }
+
+    func start() {
+        guard enabled else { return }
+        lock.withLock { running = true }
+        Thread.detachNewThread { [self] in
+            while lock.withLock({ running }) {
+                draw()
+                Thread.sleep(forTimeInterval: 0.25)
+            }
+        }
+    }
+
+    func stop() {
+        guard enabled else { return }
+        lock.withLock { running = false }
+        draw()
+        FileHandle.standardError.write(Data("\n".utf8))
+    }
+
+    private func draw() {
+        func read(_ path: String) -> ReplicationStatus.Snapshot? {
+            FileManager.default.contents(atPath: path).flatMap {
+                try? JSONDecoder().decode(ReplicationStatus.Snapshot.self, from: $0)
+            }
+        }
+        let p = read(primaryStats), b = read(backupStats)
+        let primaryText = p.map { "primary \($0.state) epoch \($0.epoch) lag \($0.backupLag) tx \(String(format: "%.1f", $0.sendBytesPerSecond / 1024)) KB/s" } ?? "primary starting"
+        let backupText = b.map { "backup \($0.state) epoch \($0.epoch)" } ?? "backup starting"
+        FileHandle.standardError.write(Data("\r\u{1B}[K[pair] \(primaryText) | \(backupText)".utf8))
+    }
+}

@@ -1,0 +1,57 @@
+import ArgumentParser
+import Foundation
+import Hypervisor
+import Replication
+
+/// Options shared by `primary`, `backup` and `pair`.
+struct ReplicationOptions: ParsableArguments {
+    @Option(help: "Failure detection: a peer silent this many milliseconds is declared failed.")
+    var timeout: Int = 1000
+
+    @Option(name: .customLong("stats-json"), help: "Write progress and final figures as JSON to this file.")
+    var statsJSON: String?
+
+    @Option(name: .customLong("max-lag"), help: "The primary waits when the backup is this many epochs behind.")
+    var maxLag: UInt64 = 256
+
+    @Option(name: .customLong("digest-every"),
+            help: "Compare full state digests every this many epochs (0: only at the end).")
+    var digestEvery: UInt64 = 0
+
+    @Option(name: .customLong("arbiter-dir"),
+            help: "Directory for the arbiter file (default: next to the disk image, or the guest).")
+    var arbiterDirectory: String?
+
+    @Flag(name: .customLong("no-status-line"), help: .hidden)
+    var noStatusLine = false
+
+    func validate() throws {
+        guard (10...600_000).contains(timeout) else {
+            throw CLIFailure("--timeout \(timeout): expected 10 to 600000 milliseconds", status: ExitStatus.usage)
+        }
+        guard maxLag >= 1 else { throw CLIFailure("--max-lag must be at least 1", status: ExitStatus.usage) }
+    }
+
+    func settings(for setup: GuestSetup) -> ReplicationSettings {
+        let anchor = setup.options.diskPath ?? setup.options.guestPath
+        let directory = arbiterDirectory
+            ?? URL(fileURLWithPath: anchor).deletingLastPathComponent().path
+        var settings = ReplicationSettings(arbiterDirectory: directory)
+        settings.timeoutMilliseconds = timeout
+        settings.maximumLag = maxLag
+        settings.digestInterval = digestEvery
+        return settings
+    }
+
+    func identity(for setup: GuestSetup) -> ReplicaIdentity {
+        ReplicaIdentity(imageBytes: setup.image.fileBytes, options: setup.options, engine: setup.engine,
+                        epochClock: setup.epochClock, epochLength: setup.epochLength,
+                        diskSectors: setup.diskSectors)
+    }
+
+    /// The same options as arguments, for starting a replica process.
+    var arguments: [String] {
+        ["--timeout", "\(timeout)", "--max-lag", "\(maxLag)", "--digest-every", "\(digestEvery)"]
+            + (arbiterDirectory.map { ["--arbiter-dir", $0] } ?? [])
+    }
+}

@@ -1,0 +1,95 @@
+import Foundation
+import Testing
+
+/// Runs the built `lockstep` executable as a real process, as a user would.
+enum Lockstep {
+    /// The package root (Tests/CLITests/ is two levels down).
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+
+    /// The executable built by `swift build` (debug or release, whichever is newer).
+    static let executable: URL? = {
+        let candidates = ["debug", "release"].map { root.appendingPathComponent(".build/\($0)/lockstep") }
+        return candidates
+            .filter { FileManager.default.isExecutableFile(atPath: $0.path) }
+            .max { modified($0) < modified($1) }
+    }()
+
+    static func modified(_ url: URL) -> Date {
+        (try? FileManager.default.attributesOfItem(atPath: url.path)[.modificationDate] as? Date) ?? .distantPast
+    }
+
+    /// A guest built by scripts/build-guests.
+    static func guest(_ arch: String, _ name: String) -> String {
+        root.appendingPathComponent("guests/build/\(arch)/\(name).elf").path
+    }
+
+    static func hasGuest(_ arch: String, _ name: String) -> Bool {
+        FileManager.default.fileExists(atPath: guest(arch, name))
+    }
+
+    static var hasKVM: Bool { FileManager.default.isWritableFile(atPath: "/dev/kvm") }
+
+    struct Result {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+        let timedOut: Bool
+        let killedBySignal: Bool
+    }
+
+    /// Runs `lockstep ARGS`, feeding `input` on standard input; kills it after `timeout` seconds.
+    static func run(_ arguments: [String], input: String = "", environment: [String: String] = [:],
+                    timeout: TimeInterval = 60) throws -> Result
+    {
+        let executable = try #require(executable, "lockstep is not built: run swift build first")
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        process.currentDirectoryURL = root
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let stdin = Pipe(), stdout = Pipe(), stderr = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        process.standardError = stderr
+        let out = DataCollector(stdout.fileHandleForReading)
+        let err = DataCollector(stderr.fileHandleForReading)
+        try process.run()
+        try? stdin.fileHandleForWriting.write(contentsOf: Data(input.utf8))
+        try? stdin.fileHandleForWriting.close()
+        let deadline = Date(timeIntervalSinceNow: timeout)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        let timedOut = process.isRunning
+        if timedOut { process.terminate() }
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: out.text(), stderr: err.text(),
+                      timedOut: timedOut, killedBySignal: process.terminationReason == .uncaughtSignal)
+    }
+}
+
+/// Reads a pipe to its end on a thread of its own, so a chatty child never blocks.
+final class DataCollector: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data = Data()
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ handle: FileHandle) {
+        Thread.detachNewThread { [self] in
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                lock.withLock { data.append(chunk) }
+            }
+            done.signal()
+        }
+    }
+
+    /// What has arrived so far, without waiting for the end.
+    func snapshot() -> String { lock.withLock { String(decoding: data, as: UTF8.self) } }
+
+    func text() -> String {
+        done.wait()
+        done.signal()
+        return lock.withLock { String(decoding: data, as: UTF8.self) }
+    }
+}

@@ -1,0 +1,120 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A primary and a backup started as separate `lockstep` processes by the test itself, so the
+/// test can signal either one.
+final class ReplicaProcesses {
+    let primary: Process
+    let backup: Process
+    let primaryOutput: DataCollector
+    let backupOutput: DataCollector
+    let primaryErrors: DataCollector
+    let backupErrors: DataCollector
+    let backupStats: String
+
+    init(arguments: [String], input: String, timeoutMilliseconds: Int) throws {
+        let executable = try #require(Lockstep.executable, "lockstep is not built")
+        let portFile = Scratch.path("port-\(UInt32.random(in: 0...UInt32.max))")
+        backupStats = Scratch.path("backup-stats-\(UInt32.random(in: 0...UInt32.max)).json")
+        func start(_ args: [String]) throws -> (Process, DataCollector, DataCollector) {
+            let p = Process()
+            p.executableURL = executable
+            p.arguments = args
+            p.currentDirectoryURL = Lockstep.root
+            let stdin = Pipe(), stdout = Pipe(), stderr = Pipe()
+            p.standardInput = stdin
+            p.standardOutput = stdout
+            p.standardError = stderr
+            let out = DataCollector(stdout.fileHandleForReading)
+            let err = DataCollector(stderr.fileHandleForReading)
+            try p.run()
+            try? stdin.fileHandleForWriting.write(contentsOf: Data(input.utf8))
+            try? stdin.fileHandleForWriting.close()
+            return (p, out, err)
+        }
+        let timeout = ["--timeout", "\(timeoutMilliseconds)", "--no-status-line"]
+        (primary, primaryOutput, primaryErrors) = try start(
+            ["primary", "--listen", "127.0.0.1:0", "--port-file", portFile] + timeout + arguments)
+        var port: String?
+        let deadline = Date(timeIntervalSinceNow: 30)
+        while port == nil && Date() < deadline && primary.isRunning {
+            port = (try? String(contentsOfFile: portFile, encoding: .utf8))?.split(separator: "\n").first.map(String.init)
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        let listening = try #require(port, "the primary did not start listening")
+        (backup, backupOutput, backupErrors) = try start(
+            ["backup", "--connect", "127.0.0.1:\(listening)", "--stats-json", backupStats] + timeout + arguments)
+    }
+
+    /// Waits for both to exit (at most `seconds`), killing stragglers.
+    func wait(seconds: TimeInterval = 120) {
+        let deadline = Date(timeIntervalSinceNow: seconds)
+        while (primary.isRunning || backup.isRunning) && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        for p in [primary, backup] where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        primary.waitUntilExit()
+        backup.waitUntilExit()
+    }
+
+    /// The backup's state in its statistics file.
+    var backupState: String? {
+        guard let data = FileManager.default.contents(atPath: backupStats),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else { return nil }
+        return object["state"] as? String
+    }
+}
+
+/// The other single failures: the backup dies, or the primary freezes past the timeout.
+@Suite(.serialized) struct ReplicaFailureTests {
+    static let cases = FailoverTests.cases
+
+    @Test(arguments: cases)
+    func backupKilledPrimaryFinishesAlone(_ c: FailoverCase) throws {
+        try #require(c.available, "\(c) cannot run here")
+        let reference = try Lockstep.run(["run"] + c.arguments(disk: try c.freshDisk("ref-b")), input: c.input)
+        let disk = try c.freshDisk("backup-killed")
+        let pair = try ReplicaProcesses(arguments: c.arguments(disk: disk), input: c.input, timeoutMilliseconds: 500)
+        // Let replication get going, then kill the backup.
+        Thread.sleep(forTimeInterval: 0.2)
+        kill(pair.backup.processIdentifier, SIGKILL)
+        pair.wait()
+        #expect(pair.primary.terminationStatus == reference.status, "\(pair.primaryErrors.text())")
+        #expect(pair.primaryOutput.text() == reference.stdout)
+    }
+
+    @Test(arguments: cases)
+    func frozenPrimaryWakesToFindItLost(_ c: FailoverCase) throws {
+        try #require(c.available, "\(c) cannot run here")
+        let reference = try Lockstep.run(["run"] + c.arguments(disk: try c.freshDisk("ref-s")), input: c.input)
+        let disk = try c.freshDisk("frozen")
+        let pair = try ReplicaProcesses(arguments: c.arguments(disk: disk), input: c.input, timeoutMilliseconds: 300)
+        Thread.sleep(forTimeInterval: 0.1)
+        kill(pair.primary.processIdentifier, SIGSTOP)
+        // Past the timeout, the backup goes live (or finishes the run if it already had the whole log).
+        let deadline = Date(timeIntervalSinceNow: 30)
+        while pair.backup.isRunning && pair.backupState != "live" && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        let primaryBefore = pair.primaryOutput.snapshot()
+        kill(pair.primary.processIdentifier, SIGCONT)
+        pair.wait()
+        let primaryAfter = String(pair.primaryOutput.text().dropFirst(primaryBefore.count))
+        let backupOutput = pair.backupOutput.text()
+        if pair.backupState == "finished live" || !backupOutput.isEmpty {
+            // The backup went live: the primary must not have produced anything after waking.
+            #expect(primaryAfter.isEmpty, "the woken primary printed: \(primaryAfter)")
+            #expect(pair.primary.terminationStatus == 77, "\(pair.primaryErrors.text())")
+            #expect(pair.backup.terminationStatus == reference.status)
+            #expect(OutputComparison.equalUpToOneRepeatedRecord(primaryBefore + backupOutput, reference.stdout),
+                    "output \(primaryBefore + backupOutput) differs from \(reference.stdout)")
+        } else {
+            // The run ended before the freeze mattered: the primary finished it.
+            #expect(pair.primary.terminationStatus == reference.status)
+            #expect(pair.primaryOutput.text() == reference.stdout)
+        }
+    }
+}
