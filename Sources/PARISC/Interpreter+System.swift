@@ -8,22 +8,22 @@ extension Interpreter {
 
     /// Replaces the PSW bits other than N/V/C/B, keeping the recovery counter exact across a
     /// change of PSW R: the instruction doing it counts with the R it started with.
-    mutating func setPSWOther(_ newOther: UInt32) {
+    mutating func setPSWOther(_ newOther: UInt32, _ q: Queue) {
         let wasCounting = s.pswOther & PSW.r != 0
         let willCount = newOther & PSW.r != 0
         // CR0 after this instruction completes (progress + 1).
-        var value = s.recoveryCounter(atProgress: progress)
+        var value = s.recoveryCounter(atProgress: q.progress)
         if wasCounting { value &-= 1 }
         s.pswOther = newOther
         s.recoveryCounter = value
-        if willCount { s.recoveryCounterBase = progress &+ 1 }
+        if willCount { s.recoveryCounterBase = q.progress &+ 1 }
     }
 
     /// SSM: GR[t] = old system mask; PSW |= mask.
     mutating func setSystemMask(_ d: DecodedInstruction, _ q: Queue) -> Step {
         guard q.privilege == 0 else { return .trap(.privilegedOperation) }
         let old = s.pswOther & PSW.systemMask
-        setPSWOther(s.pswOther | d.immediate)
+        setPSWOther(s.pswOther | d.immediate, q)
         setGR(d.t, old)
         return .recheck
     }
@@ -32,7 +32,7 @@ extension Interpreter {
     mutating func resetSystemMask(_ d: DecodedInstruction, _ q: Queue) -> Step {
         guard q.privilege == 0 else { return .trap(.privilegedOperation) }
         let old = s.pswOther & PSW.systemMask
-        setPSWOther(s.pswOther & ~d.immediate)
+        setPSWOther(s.pswOther & ~d.immediate, q)
         setGR(d.t, old)
         return .recheck
     }
@@ -40,7 +40,7 @@ extension Interpreter {
     /// MTSM: system mask = GR[r].
     mutating func moveToSystemMask(_ d: DecodedInstruction, _ q: Queue) -> Step {
         guard q.privilege == 0 else { return .trap(.privilegedOperation) }
-        setPSWOther((s.pswOther & ~PSW.systemMask) | (gr(d.r1) & PSW.systemMask))
+        setPSWOther((s.pswOther & ~PSW.systemMask) | (gr(d.r1) & PSW.systemMask), q)
         return .recheck
     }
 
@@ -49,7 +49,7 @@ extension Interpreter {
     mutating func returnFromInterruption(_ d: DecodedInstruction, _ q: Queue) -> Step {
         guard q.privilege == 0 else { return .trap(.privilegedOperation) }
         let ipsw = s.controlRegisters[22]
-        setPSWOther(ipsw & ~(PSW.n | PSW.v | PSW.carryBorrow))
+        setPSWOther(ipsw & ~(PSW.n | PSW.v | PSW.carryBorrow), q)
         let other = s.pswOther
         s.psw = ipsw
         s.pswOther = other
@@ -85,11 +85,11 @@ extension Interpreter {
         case 0:
             // The written value is CR0 after this instruction (its own decrement is replaced).
             s.recoveryCounter = value
-            s.recoveryCounterBase = progress &+ 1
+            s.recoveryCounterBase = q.progress &+ 1
             return .recheck
         case 16:
             s.controlRegisters[16] = value
-            cpu.writeIntervalTimerComparator(value, atProgress: progress)
+            cpu.writeIntervalTimerComparator(value, atProgress: q.progress)
             return .next
         case 17:
             s.controlRegisters[17] = s.iiasqBack
@@ -121,7 +121,7 @@ extension Interpreter {
         case 16:
             if s.pswOther & PSW.s != 0 && q.privilege != 0 { return .trap(.privilegedRegister) }
             do {
-                value = try cpu.readIntervalTimer(atProgress: progress)
+                value = try cpu.readIntervalTimer(atProgress: q.progress)
             } catch {
                 environmentError = error
                 return .stopBefore(.environmentFailure)
@@ -129,7 +129,7 @@ extension Interpreter {
         default:
             guard q.privilege == 0 else { return .trap(.privilegedRegister) }
             switch register {
-            case 0: value = s.recoveryCounter(atProgress: progress)
+            case 0: value = s.recoveryCounter(atProgress: q.progress)
             case 23: value = cpu.externalInterruptRequests
             default: value = s.controlRegisters[register]
             }

@@ -16,10 +16,11 @@ enum Step {
 }
 
 /// The instruction address queue of the instruction being executed (front = its address,
-/// low 2 bits = privilege level; back = the next instruction).
+/// low 2 bits = privilege level; back = the next instruction) and the progress count before it.
 struct Queue {
     let front: UInt32
     let back: UInt32
+    let progress: UInt64
     /// The privilege level the instruction executes at (0 most privileged).
     @inline(__always) var privilege: UInt32 { front & 3 }
 }
@@ -177,7 +178,7 @@ struct Interpreter {
                 d = fill(address, slot: slot)
             }
             nextBack = back &+ 4
-            let step = execute(d, Queue(front: front, back: back))
+            let step = execute(d, Queue(front: front, back: back, progress: count))
             switch step {
             case .next:
                 front = back
