@@ -73,6 +73,7 @@ struct Interpreter {
         cache = []
         swap(&cache, &cpu.decodeCache)
         cacheMask = UInt32(cache.count - 1)
+        cpu.decodeCacheInvalidated = false
         memory = cpu.memory
         ramLimit = cpu.memory.emulatorLimit & ~3
         self.cpu = cpu
@@ -103,10 +104,14 @@ struct Interpreter {
     /// Runs until `progress == end` or a stop.
     mutating func run(until end: UInt64) -> PARISCStop {
         while true {
-            if progress >= end { return .budgetExhausted }
             if let stop = cpu.requestedStop {
                 cpu.requestedStop = nil
                 return stop
+            }
+            if progress >= end { return .budgetExhausted }
+            if cpu.decodeCacheInvalidated {
+                cpu.decodeCacheInvalidated = false
+                for i in cache.indices { cache[i].tag = 1 }
             }
             // Group 2, between instructions: recovery counter (3) before external (4).
             let recoveryEnabled = s.pswOther & PSW.r != 0

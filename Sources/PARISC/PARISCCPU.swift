@@ -163,10 +163,15 @@ public final class PARISCCPU {
     }
 
     /// Forgets every predecoded instruction (after a device wrote guest memory by DMA, or the
-    /// image was reloaded).
+    /// image was reloaded). Safe to call from a device during a run: the interpreter drops its
+    /// cache before the next instruction.
     public func invalidateDecodeCache() {
         for i in decodeCache.indices { decodeCache[i] = .empty }
+        decodeCacheInvalidated = true
     }
+
+    /// Set by `invalidateDecodeCache`; the running interpreter clears it and its cache.
+    var decodeCacheInvalidated = false
 
     /// Restores the timer state from a snapshot (tests and state transfer).
     func restoreTimer(deadline: VirtualTime?) { timerDeadline = deadline }
