@@ -1,5 +1,5 @@
-import Crypto
 import Foundation
+import MachineCore
 
 /// The host tools the program-level tests use: Debian's hppa cross compiler and qemu-hppa-static.
 /// Tests that need them check `available` and say so when they skip.
@@ -59,12 +59,12 @@ enum Toolchain {
     static func build(name: String, sources: [String], flags: [String], linkFlags: [String])
         throws -> String
     {
-        var hasher = SHA256()
-        for part in sources + flags + linkFlags { hasher.update(data: Data(part.utf8)) }
+        var inputs: [UInt8] = []
+        for part in sources + flags + linkFlags { inputs += Array(part.utf8) + [0] }
         for source in sources {
-            hasher.update(data: (try? Data(contentsOf: URL(fileURLWithPath: source))) ?? Data())
+            inputs += (try? [UInt8](Data(contentsOf: URL(fileURLWithPath: source)))) ?? []
         }
-        let key = hasher.finalize().prefix(8).map { String(format: "%02x", $0) }.joined()
+        let key = String(StateDigest.of(inputs).description.prefix(16))
         let directory = cache.appendingPathComponent("\(name)-\(key)")
         let elf = directory.appendingPathComponent("\(name).elf").path
         if FileManager.default.fileExists(atPath: elf) { return elf }
