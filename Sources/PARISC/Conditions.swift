@@ -40,8 +40,10 @@ enum Conditions {
         return value != (cf & 1 != 0)
     }
 
-    /// Logical conditions (OR, AND, XOR, ANDCM): never, =, <, <=, (undefined x3), OD. The
-    /// undefined tests behave as "never" (as the hardware and QEMU do).
+    /// Logical conditions (OR, AND, XOR, ANDCM, and the shift/extract/deposit conditions):
+    /// never, =, <, <=, then the add conditions NUV, ZNV, SV that the manual leaves undefined
+    /// for logical operations, evaluated as if C = V = 0 (so NUV and ZNV are true, SV false) —
+    /// what QEMU 7.2 does — and OD.
     @inline(__always)
     static func logical(_ cf: UInt8, _ result: UInt32) -> Bool {
         let value: Bool
@@ -49,6 +51,7 @@ enum Conditions {
         case 1: value = result == 0
         case 2: value = Int32(bitPattern: result) < 0
         case 3: value = Int32(bitPattern: result) <= 0
+        case 4, 5: value = true
         case 7: value = result & 1 != 0
         default: value = false
         }

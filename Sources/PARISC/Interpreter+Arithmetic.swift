@@ -44,25 +44,16 @@ extension Interpreter {
     }
 
     /// The general add: conditions (which nullify the next instruction), ADDC carry in, the
-    /// overflow trap of the O forms, ADDL's "no carry" rule. For SHnADD the shifted-out bits
-    /// count as unsigned overflow (NUV/ZNV) and as signed overflow (SV, <, <=, the O trap).
+    /// overflow trap of the O forms, ADDL's "no carry" rule. For SHnADD the carry and the signed
+    /// overflow are those of the addition of the shifted operand (the bits shifted out do not
+    /// count), as in QEMU 7.2; GCC never emits a conditional or trapping shift-and-add.
     mutating func add(_ d: DecodedInstruction) -> Step {
-        let original = gr(d.r1)
-        let shift = UInt32(d.aux)
-        let a = original &<< shift, b = gr(d.r2)
+        let a = gr(d.r1) &<< UInt32(d.aux), b = gr(d.r2)
         let carryIn = d.flags & DecodedFlag.carryIn != 0 ? s.carryOut : 0
         let (sum, out) = Self.addWithCarry(a, b, carryIn)
-        var overflow = Self.addOverflow(a, b, sum)
-        var carry = out != 0
-        if shift != 0 {
-            // Bits shifted out of (or through) the sign position.
-            let signs = UInt32(bitPattern: Int32(bitPattern: original) >> 31)
-            let through = (original ^ signs) >> (31 - shift)
-            if through != 0 { overflow = true }
-            if original >> (32 - shift) != 0 { carry = true }
-        }
+        let overflow = Self.addOverflow(a, b, sum)
         if overflow && d.flags & DecodedFlag.trapOnOverflow != 0 { return .trap(.overflow) }
-        let condition = Conditions.add(d.condition, result: sum, carry: carry, overflow: overflow)
+        let condition = Conditions.add(d.condition, result: sum, carry: out != 0, overflow: overflow)
         if d.flags & DecodedFlag.logical == 0 { setCarries(a, b, sum, out: out) }
         setGR(d.t, sum)
         s.nullifyNext = condition
@@ -151,10 +142,13 @@ extension Interpreter {
 
     // MARK: Unit instructions
 
-    /// UXOR: GR[t] = GR[r1] ^ GR[r2] with the unit zero conditions.
+    /// UXOR: GR[t] = GR[r1] ^ GR[r2] with the unit conditions. The carry conditions (SDC, SBC,
+    /// SHC) are undefined for UXOR; as QEMU 7.2 they test the carries an addition of the two
+    /// operands would produce from the XOR (GR[r1] & GR[r2]).
     mutating func unitXor(_ d: DecodedInstruction) -> Step {
-        let value = gr(d.r1) ^ gr(d.r2)
-        s.nullifyNext = Conditions.unit(d.condition, result: value, carries: 0)
+        let a = gr(d.r1), b = gr(d.r2)
+        let value = a ^ b
+        s.nullifyNext = Conditions.unit(d.condition, result: value, carries: a & b)
         setGR(d.t, value)
         return .next
     }
