@@ -49,12 +49,14 @@ extension Interpreter {
     }
 
     /// The one line for an interruption the guest has no handler for.
-    func noHandlerMessage(_ interruption: Interruption, front: UInt32) -> String {
+    func noHandlerMessage(_ interruption: Interruption, front queueFront: UInt32) -> String {
+        let front = queueFront & ~3
         var message = "\(interruption)"
         if interruption.group == 2 {
             message += " before the instruction at \(hex(front))"
         } else if let word = instructionWord(at: front) {
-            message += " at \(hex(front)): instruction word \(hex(word))"
+            message += " at \(hex(front))" + (queueFront & 3 != 0 ? " (PL \(queueFront & 3))" : "")
+                + ": instruction word \(hex(word))"
             if let name = InstructionNames.mnemonic(word) { message += " (\(name))" }
         } else {
             message += " at \(hex(front)): instruction fetch outside RAM"

@@ -16,7 +16,7 @@ struct TortureSampleTests {
         let output = Toolchain.repository.appendingPathComponent(".build/parisc-torture-sample")
         let build = try Toolchain.run("/usr/bin/python3", [
             Toolchain.support.appendingPathComponent("torture.py").path, Cache.sources.path,
-            Cache.softfp.path, output.path, "--no-run", "--tests",
+            Cache.softfp.path, output.path, "--no-run", "--jobs", "1", "--tests",
             Toolchain.support.appendingPathComponent("torture-sample50.txt").path,
         ], timeout: 600)
         #expect(build.status == 0)

@@ -25,7 +25,7 @@ def dg_options(source):
         selector = m.group(3) or ''
         if 'target' in selector and 'hppa' not in selector and '*-*-*' not in selector:
             continue
-        options += (m.group(1) if m.group(1) is not None else m.group(2)).split()
+        options += (m.group(1) if m.group(1) is not None else m.group(2).replace('"', '')).split()
     return options
 
 
@@ -85,8 +85,11 @@ def main():
     else:
         sources = sorted(os.path.join(args.torture, f) for f in os.listdir(args.torture) if f.endswith('.c'))
     jobs = [(s, args.out, runtime, args.softfp, not args.no_run) for s in sources]
-    with Pool(args.jobs) as pool:
-        results = pool.map(build_run, jobs, chunksize=4)
+    if args.jobs > 1:
+        with Pool(args.jobs) as pool:
+            results = pool.map(build_run, jobs, chunksize=4)
+    else:
+        results = [build_run(job) for job in jobs]
     json.dump(results, open(os.path.join(args.out, 'qemu.json'), 'w'), indent=0)
     stages = {}
     for r in results:

@@ -27,32 +27,39 @@ enum Toolchain {
         let description: String
     }
 
-    /// Runs `tool` with `arguments`; returns (status, stdout, stderr).
+    /// Runs `tool` with `arguments`; returns (status, stdout, stderr). Output goes through
+    /// temporary files, so no reader threads are needed (Swift Testing's cooperative threads are
+    /// few; blocking them on pipe readers could deadlock).
     @discardableResult
     static func run(_ tool: String, _ arguments: [String], timeout: TimeInterval = 120)
         throws -> (status: Int32, output: Data, error: Data)
     {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("lockstep-tool-\(getpid())-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let outURL = directory.appendingPathComponent("out"), errURL = directory.appendingPathComponent("err")
+        try Data().write(to: outURL)
+        try Data().write(to: errURL)
+        let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
+        defer { try? out.close(); try? err.close() }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: tool)
         process.arguments = arguments
-        let out = Pipe(), err = Pipe()
+        process.standardInput = FileHandle.nullDevice
         process.standardOutput = out
         process.standardError = err
         try process.run()
-        // Read both pipes fully before waiting (avoids a full-pipe deadlock).
-        let group = DispatchGroup()
-        nonisolated(unsafe) var outData = Data(), errData = Data()
-        group.enter()
-        DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-        group.enter()
-        DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-        let deadline = DispatchTime.now() + timeout
-        if group.wait(timeout: deadline) == .timedOut {
-            process.terminate()
-            throw ToolError(description: "\(tool) timed out after \(Int(timeout)) s")
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning {
+            if Date() > deadline {
+                process.terminate()
+                process.waitUntilExit()
+                throw ToolError(description: "\(tool) timed out after \(Int(timeout)) s")
+            }
+            usleep(2000)
         }
-        process.waitUntilExit()
-        return (process.terminationStatus, outData, errData)
+        return (process.terminationStatus, try Data(contentsOf: outURL), try Data(contentsOf: errURL))
     }
 
     /// Compiles and links `sources` (paths) with `flags` into a cached ELF and returns its path.
