@@ -47,7 +47,7 @@ extension Interpreter {
     /// overflow trap of the O forms, ADDL's "no carry" rule. For SHnADD the carry and the signed
     /// overflow are those of the addition of the shifted operand (the bits shifted out do not
     /// count), as in QEMU 7.2; GCC never emits a conditional or trapping shift-and-add.
-    mutating func add(_ d: DecodedInstruction) -> Step {
+    @inline(never) mutating func add(_ d: DecodedInstruction) -> Step {
         let a = gr(d.r1) &<< UInt32(d.aux), b = gr(d.r2)
         let carryIn = d.flags & DecodedFlag.carryIn != 0 ? s.carryOut : 0
         let (sum, out) = Self.addWithCarry(a, b, carryIn)
@@ -72,7 +72,7 @@ extension Interpreter {
     }
 
     /// The general subtract: SUBB borrow in, SUBO overflow trap, SUBT condition trap.
-    mutating func sub(_ d: DecodedInstruction) -> Step {
+    @inline(never) mutating func sub(_ d: DecodedInstruction) -> Step {
         let a = gr(d.r1), b = gr(d.r2)
         let borrowing = d.flags & DecodedFlag.carryIn != 0
         let (difference, out) = Self.addWithCarry(a, ~b, borrowing ? s.carryOut : 1)
@@ -123,15 +123,15 @@ extension Interpreter {
         return .next
     }
 
-    mutating func logicalOr(_ d: DecodedInstruction) -> Step { logicalResult(d, gr(d.r1) | gr(d.r2)) }
-    mutating func logicalAnd(_ d: DecodedInstruction) -> Step { logicalResult(d, gr(d.r1) & gr(d.r2)) }
-    mutating func logicalXor(_ d: DecodedInstruction) -> Step { logicalResult(d, gr(d.r1) ^ gr(d.r2)) }
-    mutating func logicalAndComplement(_ d: DecodedInstruction) -> Step {
+    @inline(never) mutating func logicalOr(_ d: DecodedInstruction) -> Step { logicalResult(d, gr(d.r1) | gr(d.r2)) }
+    @inline(never) mutating func logicalAnd(_ d: DecodedInstruction) -> Step { logicalResult(d, gr(d.r1) & gr(d.r2)) }
+    @inline(never) mutating func logicalXor(_ d: DecodedInstruction) -> Step { logicalResult(d, gr(d.r1) ^ gr(d.r2)) }
+    @inline(never) mutating func logicalAndComplement(_ d: DecodedInstruction) -> Step {
         logicalResult(d, gr(d.r1) & ~gr(d.r2))
     }
 
     /// COMCLR: compare GR[r1] with GR[r2], nullify on the condition, clear GR[t].
-    mutating func compareClear(_ d: DecodedInstruction) -> Step {
+    @inline(never) mutating func compareClear(_ d: DecodedInstruction) -> Step {
         let a = gr(d.r1), b = gr(d.r2)
         let difference = a &- b
         s.nullifyNext = Conditions.compare(d.condition, a, b, result: difference,
@@ -145,7 +145,7 @@ extension Interpreter {
     /// UXOR: GR[t] = GR[r1] ^ GR[r2] with the unit conditions. The carry conditions (SDC, SBC,
     /// SHC) are undefined for UXOR; as QEMU 7.2 they test the carries an addition of the two
     /// operands would produce from the XOR (GR[r1] & GR[r2]).
-    mutating func unitXor(_ d: DecodedInstruction) -> Step {
+    @inline(never) mutating func unitXor(_ d: DecodedInstruction) -> Step {
         let a = gr(d.r1), b = gr(d.r2)
         let value = a ^ b
         s.nullifyNext = Conditions.unit(d.condition, result: value, carries: a & b)
@@ -163,7 +163,7 @@ extension Interpreter {
     }
 
     /// UADDCM / UADDCMT: GR[t] = GR[r1] + ~GR[r2], unit conditions, UADDCMT traps on them.
-    mutating func unitAddComplement(_ d: DecodedInstruction) -> Step {
+    @inline(never) mutating func unitAddComplement(_ d: DecodedInstruction) -> Step {
         let (value, carries) = Self.carriesOut(gr(d.r1), ~gr(d.r2), 0)
         let condition = Conditions.unit(d.condition, result: value, carries: carries)
         if d.flags & DecodedFlag.trapOnCondition != 0 {
@@ -182,7 +182,7 @@ extension Interpreter {
 
     /// DCOR / IDCOR: decimal correction from the PSW digit carries. DCOR subtracts 6 from each
     /// digit that produced no carry; IDCOR adds 6 to each digit that did.
-    mutating func decimalCorrect(_ d: DecodedInstruction) -> Step {
+    @inline(never) mutating func decimalCorrect(_ d: DecodedInstruction) -> Step {
         let digitCarries = ((s.carryVector >> 4) | (s.carryOut << 28)) & 0x1111_1111
         let source = gr(d.r1)
         let value: UInt32, carries: UInt32
@@ -201,7 +201,7 @@ extension Interpreter {
 
     /// DS, divide step: GR[t] = (GR[r1] << 1 | C) + (V ? ~GR[r2] + 1 : GR[r2]); C ← carry out,
     /// V ← carry out XOR sign of GR[r2]. Exactly as the millicode in libgcc expects.
-    mutating func divideStep(_ d: DecodedInstruction) -> Step {
+    @inline(never) mutating func divideStep(_ d: DecodedInstruction) -> Step {
         let a = gr(d.r1), b = gr(d.r2)
         let add1 = a << 1 | s.carryOut
         let subtracting = s.divideStepV
@@ -246,7 +246,7 @@ extension Interpreter {
     }
 
     /// ADDI, ADDIO (overflow trap), ADDIT, ADDITO (condition trap): GR[t] = im11 + GR[r].
-    mutating func addImmediate(_ d: DecodedInstruction) -> Step {
+    @inline(never) mutating func addImmediate(_ d: DecodedInstruction) -> Step {
         let a = d.immediate, b = gr(d.r2)
         let (sum, out) = Self.addWithCarry(a, b, 0)
         let overflow = Self.addOverflow(a, b, sum)
@@ -271,7 +271,7 @@ extension Interpreter {
     }
 
     /// SUBI, SUBIO: GR[t] = im11 - GR[r].
-    mutating func subImmediate(_ d: DecodedInstruction) -> Step {
+    @inline(never) mutating func subImmediate(_ d: DecodedInstruction) -> Step {
         let a = d.immediate, b = gr(d.r2)
         let (difference, out) = Self.addWithCarry(a, ~b, 1)
         let overflow = Self.subOverflow(a, b, difference)
@@ -283,7 +283,7 @@ extension Interpreter {
     }
 
     /// COMICLR: compare im11 with GR[r], nullify on the condition, clear GR[t].
-    mutating func compareImmediateClear(_ d: DecodedInstruction) -> Step {
+    @inline(never) mutating func compareImmediateClear(_ d: DecodedInstruction) -> Step {
         let a = d.immediate, b = gr(d.r2)
         let difference = a &- b
         s.nullifyNext = Conditions.compare(d.condition, a, b, result: difference,

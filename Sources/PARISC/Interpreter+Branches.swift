@@ -10,11 +10,11 @@ extension Interpreter {
     @inline(__always) mutating func conditionalBranch(_ d: DecodedInstruction, _ q: Queue, taken: Bool) -> Step {
         let forward = Int32(bitPattern: d.immediate) >= 0
         if taken {
-            nextBack = q.front &+ 8 &+ d.immediate
+            branchTarget = q.front &+ 8 &+ d.immediate
             s.nullifyNext = d.flags & DecodedFlag.nullify != 0 && forward
-        } else {
-            s.nullifyNext = d.flags & DecodedFlag.nullify != 0 && !forward
+            return .branched
         }
+        s.nullifyNext = d.flags & DecodedFlag.nullify != 0 && !forward
         return .next
     }
 
@@ -30,54 +30,54 @@ extension Interpreter {
     /// BL: GR[t] = return address (after the delay slot), branch to IAOQ_Front + 8 + disp.
     @inline(__always) mutating func branchLink(_ d: DecodedInstruction, _ q: Queue) -> Step {
         setGR(d.t, q.back &+ 4)
-        nextBack = q.front &+ 8 &+ d.immediate
+        branchTarget = q.front &+ 8 &+ d.immediate
         s.nullifyNext = d.flags & DecodedFlag.nullify != 0
-        return .next
+        return .branched
     }
 
     /// GATE: branch like BL, promoting to PL 0 (real mode: no page-table access rights); the old
     /// privilege level goes into the low bits of GR[t].
-    mutating func branchGate(_ d: DecodedInstruction, _ q: Queue) -> Step {
+    @inline(never) mutating func branchGate(_ d: DecodedInstruction, _ q: Queue) -> Step {
         let level = q.privilege
         let target = ((q.front &+ 8 &+ d.immediate) & ~3)
         if d.t != 32 { setGR(d.t, (gr(d.t) & ~3) | level) }
-        nextBack = target
+        branchTarget = target
         s.nullifyNext = d.flags & DecodedFlag.nullify != 0
-        return .next
+        return .branched
     }
 
     /// BLR: GR[t] = return address, branch to IAOQ_Front + 8 + GR[x] * 8.
-    mutating func branchLinkRegister(_ d: DecodedInstruction, _ q: Queue) -> Step {
+    @inline(never) mutating func branchLinkRegister(_ d: DecodedInstruction, _ q: Queue) -> Step {
         let target = q.front &+ 8 &+ (gr(d.r1) &<< 3)
         setGR(d.t, q.back &+ 4)
-        nextBack = target
+        branchTarget = target
         s.nullifyNext = d.flags & DecodedFlag.nullify != 0
-        return .next
+        return .branched
     }
 
     /// BV: branch to GR[b] + GR[x] * 8.
     @inline(__always) mutating func branchVectored(_ d: DecodedInstruction, _ q: Queue) -> Step {
-        nextBack = demoted(gr(d.r2) &+ (gr(d.r1) &<< 3), q)
+        branchTarget = demoted(gr(d.r2) &+ (gr(d.r1) &<< 3), q)
         s.nullifyNext = d.flags & DecodedFlag.nullify != 0
-        return .next
+        return .branched
     }
 
     /// BE / BLE: branch to GR[b] + disp in space SR[s] (spaces do not affect addressing).
     /// BLE links the return offset into GR31 and its space into SR0.
-    mutating func branchExternal(_ d: DecodedInstruction, _ q: Queue) -> Step {
+    @inline(never) mutating func branchExternal(_ d: DecodedInstruction, _ q: Queue) -> Step {
         let target = demoted(gr(d.r2) &+ d.immediate, q)
         let space = s.spaceRegisters[Int(d.aux & 7)]
         if d.flags & DecodedFlag.link != 0 {
             setGR(31, q.back &+ 4)
             s.spaceRegisters[0] = s.iasqBack
         }
-        nextBack = target
+        branchTarget = target
         if space != s.iasqBack {
             spaceChange = (delaySlot: q.back, target: target, oldSpace: s.iasqBack)
             s.iasqBack = space
         }
         s.nullifyNext = d.flags & DecodedFlag.nullify != 0
-        return .next
+        return .branched
     }
 
     // MARK: Conditional
@@ -121,14 +121,14 @@ extension Interpreter {
     }
 
     /// MOVB: GR[t] = GR[r1], branch on the shift/extract condition of the value.
-    mutating func moveBranch(_ d: DecodedInstruction, _ q: Queue) -> Step {
+    @inline(never) mutating func moveBranch(_ d: DecodedInstruction, _ q: Queue) -> Step {
         let value = gr(d.r1)
         setGR(d.t, value)
         return conditionalBranch(d, q, taken: Conditions.logical(d.condition, value))
     }
 
     /// MOVIB: GR[t] = im5, branch on the shift/extract condition of the value.
-    mutating func moveImmediateBranch(_ d: DecodedInstruction, _ q: Queue) -> Step {
+    @inline(never) mutating func moveImmediateBranch(_ d: DecodedInstruction, _ q: Queue) -> Step {
         let value = UInt32(bitPattern: Int32(Int8(bitPattern: d.aux)))
         setGR(d.t, value)
         return conditionalBranch(d, q, taken: Conditions.logical(d.condition, value))
@@ -141,7 +141,7 @@ extension Interpreter {
     }
 
     /// BVB: as BB with the bit number in SAR.
-    mutating func branchOnVariableBit(_ d: DecodedInstruction, _ q: Queue) -> Step {
+    @inline(never) mutating func branchOnVariableBit(_ d: DecodedInstruction, _ q: Queue) -> Step {
         let bit = (gr(d.r1) &<< s.controlRegisters[11]) & 0x8000_0000 != 0
         return conditionalBranch(d, q, taken: bit == (d.condition == 0))
     }

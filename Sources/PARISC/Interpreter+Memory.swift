@@ -87,7 +87,7 @@ extension Interpreter {
 
     /// LDB/LDH/LDW in every form: indexed (`,s` scaling), short or long displacement, base
     /// modification before or after, LDWA. If t = b the loaded value wins.
-    mutating func load(_ d: DecodedInstruction, _ q: Queue) -> Step {
+    @inline(never) mutating func load(_ d: DecodedInstruction, _ q: Queue) -> Step {
         if d.flags & DecodedFlag.privileged != 0 && q.privilege != 0 {
             return .trap(.privilegedOperation)
         }
@@ -116,7 +116,7 @@ extension Interpreter {
     }
 
     /// STB/STH/STW in every form (short or long displacement, modification, STWA).
-    mutating func store(_ d: DecodedInstruction, _ q: Queue) -> Step {
+    @inline(never) mutating func store(_ d: DecodedInstruction, _ q: Queue) -> Step {
         if d.flags & DecodedFlag.privileged != 0 && q.privilege != 0 {
             return .trap(.privilegedOperation)
         }
@@ -150,7 +150,7 @@ extension Interpreter {
     /// STBYS,b / STBYS,e: store the bytes of a word from (begin) or up to (end) the address, for
     /// unaligned block moves. With `,m` the base becomes (base + disp) rounded down to a word.
     /// As QEMU, the access uses GR[b] itself when `,m` is given, GR[b] + disp otherwise.
-    mutating func storeBytes(_ d: DecodedInstruction) -> Step {
+    @inline(never) mutating func storeBytes(_ d: DecodedInstruction) -> Step {
         let base = gr(d.r2)
         let modify = d.flags & DecodedFlag.modifyAfter != 0
         let address = modify ? base : base &+ d.immediate
@@ -184,7 +184,7 @@ extension Interpreter {
     }
 
     /// LDCW: load a word and clear it (a semaphore; atomic in a one-CPU interpreter).
-    mutating func loadAndClearWord(_ d: DecodedInstruction) -> Step {
+    @inline(never) mutating func loadAndClearWord(_ d: DecodedInstruction) -> Step {
         let (address, modified) = addresses(d, size: 4)
         let value: UInt32
         var step = Step.next
@@ -239,7 +239,7 @@ extension Interpreter {
     }
 
     /// A fast-form load that missed the fast path.
-    mutating func slowLoadInto(_ d: DecodedInstruction, address: UInt32, base: UInt32,
+    @inline(never) mutating func slowLoadInto(_ d: DecodedInstruction, address: UInt32, base: UInt32,
                                size: UInt32) -> Step
     {
         guard let value = slowLoad(address: address, base: base, space: d.condition, size: size)
@@ -249,7 +249,7 @@ extension Interpreter {
     }
 
     /// A fast-form store that missed the fast path.
-    mutating func slowStoreStep(address: UInt32, base: UInt32, space: UInt8, size: UInt32,
+    @inline(never) mutating func slowStoreStep(address: UInt32, base: UInt32, space: UInt8, size: UInt32,
                                 value: UInt32) -> Step
     {
         guard slowStore(address: address, base: base, space: space, size: size, value: value)

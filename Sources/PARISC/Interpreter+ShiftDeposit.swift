@@ -15,12 +15,12 @@ extension Interpreter {
     }
 
     /// VSHD: GR[t] = low word of (GR[r1]:GR[r2]) >> SAR.
-    mutating func shiftDoubleVariable(_ d: DecodedInstruction) -> Step {
+    @inline(never) mutating func shiftDoubleVariable(_ d: DecodedInstruction) -> Step {
         shiftResult(d, Self.shiftPair(gr(d.r1), gr(d.r2), by: sar))
     }
 
     /// SHD: GR[t] = low word of (GR[r1]:GR[r2]) >> (31 - p).
-    mutating func shiftDouble(_ d: DecodedInstruction) -> Step {
+    @inline(never) mutating func shiftDouble(_ d: DecodedInstruction) -> Step {
         shiftResult(d, Self.shiftPair(gr(d.r1), gr(d.r2), by: UInt32(d.aux)))
     }
 
@@ -43,7 +43,7 @@ extension Interpreter {
     }
 
     /// EXTRU / EXTRS with a condition.
-    mutating func extract(_ d: DecodedInstruction) -> Step {
+    @inline(never) mutating func extract(_ d: DecodedInstruction) -> Step {
         let value: UInt32
         if d.flags & DecodedFlag.signed != 0 {
             let left = gr(d.r2) &<< UInt32(d.aux)
@@ -55,7 +55,7 @@ extension Interpreter {
     }
 
     /// VEXTRU / VEXTRS: the `len`-bit field ending at bit SAR.
-    mutating func extractVariable(_ d: DecodedInstruction) -> Step {
+    @inline(never) mutating func extractVariable(_ d: DecodedInstruction) -> Step {
         let shift = 31 - sar
         let length = d.immediate
         let value: UInt32
@@ -90,13 +90,13 @@ extension Interpreter {
     }
 
     /// ZDEP/DEP/ZDEPI/DEPI with a condition.
-    mutating func deposit(_ d: DecodedInstruction) -> Step {
+    @inline(never) mutating func deposit(_ d: DecodedInstruction) -> Step {
         let shift = UInt32(d.aux)
         return shiftResult(d, deposited(d, mask: d.immediate &<< shift, shift: shift))
     }
 
     /// ZVDEP/VDEP/ZVDEPI/VDEPI: deposit with the rightmost bit at SAR.
-    mutating func depositVariable(_ d: DecodedInstruction) -> Step {
+    @inline(never) mutating func depositVariable(_ d: DecodedInstruction) -> Step {
         let shift = 31 - sar
         return shiftResult(d, deposited(d, mask: d.immediate &<< shift, shift: shift))
     }

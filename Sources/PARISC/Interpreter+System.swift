@@ -20,7 +20,7 @@ extension Interpreter {
     }
 
     /// SSM: GR[t] = old system mask; PSW |= mask.
-    mutating func setSystemMask(_ d: DecodedInstruction, _ q: Queue) -> Step {
+    @inline(never) mutating func setSystemMask(_ d: DecodedInstruction, _ q: Queue) -> Step {
         guard q.privilege == 0 else { return .trap(.privilegedOperation) }
         let old = s.pswOther & PSW.systemMask
         setPSWOther(s.pswOther | d.immediate, q)
@@ -29,7 +29,7 @@ extension Interpreter {
     }
 
     /// RSM: GR[t] = old system mask; PSW &= ~mask.
-    mutating func resetSystemMask(_ d: DecodedInstruction, _ q: Queue) -> Step {
+    @inline(never) mutating func resetSystemMask(_ d: DecodedInstruction, _ q: Queue) -> Step {
         guard q.privilege == 0 else { return .trap(.privilegedOperation) }
         let old = s.pswOther & PSW.systemMask
         setPSWOther(s.pswOther & ~d.immediate, q)
@@ -38,7 +38,7 @@ extension Interpreter {
     }
 
     /// MTSM: system mask = GR[r].
-    mutating func moveToSystemMask(_ d: DecodedInstruction, _ q: Queue) -> Step {
+    @inline(never) mutating func moveToSystemMask(_ d: DecodedInstruction, _ q: Queue) -> Step {
         guard q.privilege == 0 else { return .trap(.privilegedOperation) }
         setPSWOther((s.pswOther & ~PSW.systemMask) | (gr(d.r1) & PSW.systemMask), q)
         return .recheck
@@ -46,7 +46,7 @@ extension Interpreter {
 
     /// RFI / RFIR: PSW = IPSW, IA queues = IIA queues (both elements); RFIR also restores
     /// GR1, 8, 9, 16, 17, 24, 25 from the shadow registers.
-    mutating func returnFromInterruption(_ d: DecodedInstruction, _ q: Queue) -> Step {
+    @inline(never) mutating func returnFromInterruption(_ d: DecodedInstruction, _ q: Queue) -> Step {
         guard q.privilege == 0 else { return .trap(.privilegedOperation) }
         let ipsw = s.controlRegisters[22]
         setPSWOther(ipsw & ~(PSW.n | PSW.v | PSW.carryBorrow), q)
@@ -73,7 +73,7 @@ extension Interpreter {
     // MARK: Control registers
 
     /// MTCTL: CR11 (SAR) at any level, the others at PL 0 only.
-    mutating func moveToControl(_ d: DecodedInstruction, _ q: Queue) -> Step {
+    @inline(never) mutating func moveToControl(_ d: DecodedInstruction, _ q: Queue) -> Step {
         let value = gr(d.r1)
         let register = Int(d.aux)
         if register == 11 {
@@ -112,7 +112,7 @@ extension Interpreter {
     }
 
     /// MFCTL: CR11, CR26, CR27 and CR16 (unless PSW S) at any level, the others at PL 0 only.
-    mutating func moveFromControl(_ d: DecodedInstruction, _ q: Queue) -> Step {
+    @inline(never) mutating func moveFromControl(_ d: DecodedInstruction, _ q: Queue) -> Step {
         let register = Int(d.aux)
         let value: UInt32
         switch register {
@@ -141,21 +141,21 @@ extension Interpreter {
     // MARK: Space registers
 
     /// LDSID: GR[t] = the space of (s, b).
-    mutating func loadSpaceID(_ d: DecodedInstruction) -> Step {
+    @inline(never) mutating func loadSpaceID(_ d: DecodedInstruction) -> Step {
         let register = d.aux == 0 ? 4 + Int(gr(d.r2) >> 30) : Int(d.aux)
         setGR(d.t, s.spaceRegisters[register])
         return .next
     }
 
     /// MTSP: SR[s] = GR[r]; SR5-SR7 only at PL 0.
-    mutating func moveToSpace(_ d: DecodedInstruction, _ q: Queue) -> Step {
+    @inline(never) mutating func moveToSpace(_ d: DecodedInstruction, _ q: Queue) -> Step {
         if d.aux >= 5 && q.privilege != 0 { return .trap(.privilegedRegister) }
         s.spaceRegisters[Int(d.aux & 7)] = gr(d.r1)
         return .next
     }
 
     /// MFSP: GR[t] = SR[s].
-    mutating func moveFromSpace(_ d: DecodedInstruction) -> Step {
+    @inline(never) mutating func moveFromSpace(_ d: DecodedInstruction) -> Step {
         setGR(d.t, s.spaceRegisters[Int(d.aux & 7)])
         return .next
     }
@@ -164,7 +164,7 @@ extension Interpreter {
 
     /// DIAG: `diag 0x100` is Lockstep's idle hint (stop with `.idle` if PSW I = 1 and no unmasked
     /// interrupt is pending); every other DIAG is a no-op, as in QEMU 7.2.
-    mutating func diagnose(_ d: DecodedInstruction, _ q: Queue) -> Step {
+    @inline(never) mutating func diagnose(_ d: DecodedInstruction, _ q: Queue) -> Step {
         guard q.privilege == 0 else { return .trap(.privilegedOperation) }
         if d.immediate == 0x100 && s.pswOther & PSW.i != 0
             && cpu.externalInterruptRequests & s.controlRegisters[15] == 0
@@ -175,14 +175,14 @@ extension Interpreter {
     }
 
     /// QEMU's HALT (0xfffdead0): stop the machine.
-    mutating func halt(_ d: DecodedInstruction, _ q: Queue) -> Step {
+    @inline(never) mutating func halt(_ d: DecodedInstruction, _ q: Queue) -> Step {
         guard q.privilege == 0 else { return .trap(.privilegedOperation) }
         return .stopAfter(.halted)
     }
 
     /// FDC, FIC, PDC, FDCE, FICE and the TLB purges/inserts: no-ops in a real-mode interpreter
     /// (stores keep the predecoded cache coherent), except for base modification.
-    mutating func cacheOrTLB(_ d: DecodedInstruction, _ q: Queue) -> Step {
+    @inline(never) mutating func cacheOrTLB(_ d: DecodedInstruction, _ q: Queue) -> Step {
         if d.flags & DecodedFlag.privileged != 0 && q.privilege != 0 {
             return .trap(.privilegedOperation)
         }
@@ -191,13 +191,13 @@ extension Interpreter {
     }
 
     /// PROBER/PROBEW: real mode has no protection, every access is allowed: GR[t] = 1.
-    mutating func probe(_ d: DecodedInstruction) -> Step {
+    @inline(never) mutating func probe(_ d: DecodedInstruction) -> Step {
         setGR(d.t, 1)
         return .next
     }
 
     /// LPA: real mode, the physical address is the offset.
-    mutating func loadPhysicalAddress(_ d: DecodedInstruction, _ q: Queue) -> Step {
+    @inline(never) mutating func loadPhysicalAddress(_ d: DecodedInstruction, _ q: Queue) -> Step {
         guard q.privilege == 0 else { return .trap(.privilegedOperation) }
         let base = gr(d.r2), modified = base &+ gr(d.r1)
         let modify = d.flags & DecodedFlag.modifyAfter != 0
@@ -207,7 +207,7 @@ extension Interpreter {
     }
 
     /// LCI: every address is coherent: GR[t] = 0.
-    mutating func loadCoherenceIndex(_ d: DecodedInstruction, _ q: Queue) -> Step {
+    @inline(never) mutating func loadCoherenceIndex(_ d: DecodedInstruction, _ q: Queue) -> Step {
         guard q.privilege == 0 else { return .trap(.privilegedOperation) }
         setGR(d.t, 0)
         return .next

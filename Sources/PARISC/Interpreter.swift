@@ -4,6 +4,8 @@ import MachineCore
 enum Step {
     /// Completed; the next instruction follows in the fast loop.
     case next
+    /// Completed, a taken branch: the next IAOQ back is `branchTarget`.
+    case branched
     /// Completed; interrupts, the recovery counter or a device stop must be re-evaluated before
     /// the next instruction (system instructions, MMIO accesses).
     case recheck
@@ -53,8 +55,8 @@ struct Interpreter {
     let linuxGateway: Bool
     var progress: UInt64
 
-    /// The IAOQ back after the instruction being executed: back + 4, or a branch target.
-    var nextBack: UInt32 = 0
+    /// The target of the taken branch being executed (the next IAOQ back).
+    var branchTarget: UInt32 = 0
     /// Set by RFI, which loads the whole queue (IAOQ front and back) itself.
     var queueReplaced = false
     /// The last BE/BLE: its delay slot still runs in the old space (see `frontSpace`).
@@ -129,7 +131,7 @@ struct Interpreter {
                 continue
             }
             switch runFast(limit: min(end, recoveryTrapAt)) {
-            case .next, .recheck:
+            case .next, .branched, .recheck:
                 interruptionsWithoutProgress = 0
             case .trap(let interruption):
                 if let stop = deliver(interruption, front: s.iaoqFront, back: s.iaoqBack) {
@@ -182,17 +184,21 @@ struct Interpreter {
             } else {
                 d = fill(address, slot: slot)
             }
-            nextBack = back &+ 4
             let step = execute(d, Queue(front: front, back: back, progress: count))
             switch step {
             case .next:
                 front = back
-                back = nextBack
+                back = back &+ 4
+                count &+= 1
+                if count == limit { return .next }
+            case .branched:
+                front = back
+                back = branchTarget
                 count &+= 1
                 if count == limit { return .next }
             case .recheck, .stopAfter:
                 front = back
-                back = nextBack
+                back = back &+ 4
                 count &+= 1
                 return step
             case .trap, .stopBefore:
@@ -211,7 +217,7 @@ struct Interpreter {
     }
 
     /// Decodes the instruction at `address` into the cache (or reports a fetch fault).
-    mutating func fill(_ address: UInt32, slot: Int) -> DecodedInstruction {
+    @inline(never) mutating func fill(_ address: UInt32, slot: Int) -> DecodedInstruction {
         if linuxGateway && address == 0x100 {
             return DecodedInstruction(.gatewaySyscall)
         }
