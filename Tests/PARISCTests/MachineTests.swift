@@ -1,4 +1,5 @@
 import Foundation
+import Loader
 import MachineCore
 import PARISC
 import Testing
@@ -112,5 +113,44 @@ extension MachineTests {
         }
         _ = try b.machine.run(budget: 1)
         #expect(try a.machine.stateDigest() != b.machine.stateDigest())
+    }
+}
+
+/// The tiny test kernel of parisc-toolchain.md §2.7 (scripts/parisc/kernel): its own IVT,
+/// BREAK, the divide-by-zero conditional trap in $$divI, an interval timer interrupt, and the
+/// recovery counter, which QEMU does not implement.
+@Suite("PA-RISC tiny kernel", .enabled(if: Toolchain.hasCompiler, "hppa-linux-gnu-gcc is not installed"))
+struct TinyKernelTests {
+    static func build() throws -> String {
+        let kernel = Toolchain.support.appendingPathComponent("kernel").path
+        return try Toolchain.build(
+            name: "tiny-kernel",
+            sources: ["\(kernel)/kentry.S", "\(kernel)/plat_sys.c", "\(kernel)/kernel.c"],
+            flags: ["-O2", "-ffreestanding", "-nostdlib", "-static", "-fno-pic", "-mdisable-fpregs"],
+            linkFlags: ["-Wl,--build-id=none", "-T", "\(kernel)/link.ld", "-lgcc"])
+    }
+
+    @Test("traps, timer and recovery counter as the kernel reports them")
+    func run() throws {
+        let environment = TestEnvironment()
+        let machine = try PARISCMachine(image: try ELFImage.load(contentsOf: try Self.build()),
+                                        environment: environment)
+        var stop = MachineStop.epochEnd
+        while machine.progress < 50_000_000 {
+            stop = try machine.run(budget: 100_000)
+            guard stop == .epochEnd || stop == .idle else { break }
+            try machine.applyBoundary(time: machine.clock.now, events: [])
+        }
+        #expect(stop == .exited(status: 0))
+        let lines = environment.output.replacingOccurrences(of: "\r", with: "").split(separator: "\n")
+        #expect(lines.first == "tiny hppa kernel up. psw(sysmask via rsm 0)=0x00000008")
+        #expect(lines.contains { $0.hasPrefix("[break] n9=0x00000001 ") && $0.contains("iir=0x00246005 ipsw=0x00000008") })
+        #expect(lines.contains { $0.hasPrefix("[div0] n13=0x00000001 ") && $0.contains("iir=0xb3202000 q=0x000004d2") })
+        #expect(lines.contains { $0.hasPrefix("[timer] n4=0x00000001 eirr=0x80000000 ") && $0.contains("ipsw=0x00000009") })
+        // QEMU prints n3=0x00000000 here: it has no recovery counter.
+        let rctr = lines.first { $0.hasPrefix("[rctr]") } ?? ""
+        #expect(rctr.hasPrefix("[rctr] cr0 after mtctl 1000 =0x000003e8 spin=0x9454074f cr0_after=0xffffffff n3=0x00000001 iaoq0=0x001"))
+        #expect(rctr.hasSuffix("cr0_at_trap=0xffffffff "))
+        #expect(lines.last == "kernel done")
     }
 }
