@@ -40,15 +40,27 @@ enum Operation: UInt8, Sendable {
 /// per operation and written next to each decoder.
 struct DecodedInstruction: Sendable {
     var operation: Operation
-    var r1: UInt8 = 0
-    var r2: UInt8 = 0
-    var t: UInt8 = 32
-    var condition: UInt8 = 0
-    var flags: UInt8 = 0
-    var aux: UInt8 = 0
     var immediate: UInt32 = 0
+    /// r1, r2, t, condition, flags, aux, one byte each (bytes 0-5). One word, so the interpreter
+    /// loads it whole and each handler extracts only the fields it uses.
+    var operands: UInt64 = 32 << 16
 
     init(_ operation: Operation) { self.operation = operation }
+
+    @inline(__always) var r1: UInt8 { get { byte(0) } set { setByte(0, newValue) } }
+    @inline(__always) var r2: UInt8 { get { byte(1) } set { setByte(1, newValue) } }
+    @inline(__always) var t: UInt8 { get { byte(2) } set { setByte(2, newValue) } }
+    @inline(__always) var condition: UInt8 { get { byte(3) } set { setByte(3, newValue) } }
+    @inline(__always) var flags: UInt8 { get { byte(4) } set { setByte(4, newValue) } }
+    @inline(__always) var aux: UInt8 { get { byte(5) } set { setByte(5, newValue) } }
+
+    @inline(__always) func byte(_ index: UInt64) -> UInt8 {
+        UInt8(truncatingIfNeeded: operands &>> (8 &* index))
+    }
+
+    @inline(__always) mutating func setByte(_ index: UInt64, _ value: UInt8) {
+        operands = (operands & ~(0xFF &<< (8 &* index))) | UInt64(value) &<< (8 &* index)
+    }
 
     /// The write index for general register `index`: GR0 goes to the discard slot.
     static func target(_ index: UInt8) -> UInt8 { index == 0 ? 32 : index }
