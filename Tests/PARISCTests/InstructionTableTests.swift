@@ -106,6 +106,14 @@ struct InstructionTableTests {
           gr: [1: 0x10], carryBorrow: 0x01, expectGR: [3: 0x16]),
         C(word: 0x0820_0B83, assembly: "dcor r1,r3 (DCOR: -6 where no digit carried)",
           gr: [1: 0x6666_6666], carryBorrow: 0x01, expectGR: [3: 6]),
+        C(word: 0x0841_0D03, assembly: "sub,b,tsv r1,rp,r3 (SUBBO overflow: trap 12)",
+          gr: [1: 0x8000_0000, 2: 1], carryBorrow: 0x80, trap: 12),
+        C(word: 0x0841_0F03, assembly: "add,c,tsv r1,rp,r3 (ADDCO overflow: trap 12)",
+          gr: [1: 0x7FFF_FFFF, 2: 0], carryBorrow: 0x80, trap: 12),
+        C(word: 0x0841_49C3, assembly: "uaddcm,tc,sbz r1,rp,r3 (UADDCMT, a zero byte: trap 13)",
+          gr: [1: 0x0102_0304, 2: 0x0002_0303], trap: 13),
+        C(word: 0x0841_49C3, assembly: "uaddcm,tc,sbz r1,rp,r3 (no zero byte)",
+          gr: [1: 0x0505_0505, 2: 0], expectGR: [3: 0x0505_0504]),
     ]
 
     static let immediatesCases: [C] = [
@@ -126,6 +134,10 @@ struct InstructionTableTests {
           nullifies: true),
         C(word: 0x9022_300A, assembly: "cmpiclr,<> 5,r1,rp", gr: [1: 4, 2: 9], expectGR: [2: 0],
           nullifies: true),
+        C(word: 0xB022_200A, assembly: "addi,tc,= 5,r1,rp (no trap)", gr: [1: 3], expectGR: [2: 8]),
+        C(word: 0xB022_200A, assembly: "addi,tc,= 5,r1,rp (sum 0: trap 13)", gr: [1: 0xFFFF_FFFB],
+          trap: 13),
+        C(word: 0x207F_FFFF, assembly: "ldil L%-800,r3", expectGR: [3: 0xFFFF_F800]),
     ]
 
     static let memoryCases: [C] = [
@@ -183,6 +195,15 @@ struct InstructionTableTests {
           gr: [4: 0x0010_0000], trap: 15, expectCR: [21: 0x0010_0008]),
         C(word: 0x0C85_1290, assembly: "stw r5,8(r4) (outside RAM: trap 15, nothing written)",
           gr: [4: 0x0010_0000, 5: 1], trap: 15, expectCR: [21: 0x0010_0008]),
+        C(word: 0x0C80_1185, assembly: "ldwa 0(r4),r5", gr: [4: 0x2000], memory: [0x2000: 0x42],
+          expectGR: [5: 0x42]),
+        C(word: 0x0C80_1185, assembly: "ldwa 0(r4),r5 at PL 3 (trap 10)", gr: [4: 0x2000],
+          privilege: 3, trap: 10),
+        C(word: 0x0C83_0045, assembly: "ldh r3(r4),r5 (LDHX)", gr: [3: 2, 4: 0x2000],
+          memory: [0x2000: 0x1122_3344], expectGR: [5: 0x3344]),
+        C(word: 0x0C85_1328, assembly: "stby,b,m r5,4(r4) (at GR[b]; base = (b + 4) & ~3)",
+          gr: [4: 0x2001, 5: 0x1122_3344], memory: [0x2000: 0xAAAA_AAAA],
+          expectGR: [4: 0x2004], expectMemory: [0x2000: 0xAA22_3344]),
     ]
 
     static let branchesCases: [C] = [
@@ -229,6 +250,18 @@ struct InstructionTableTests {
           back: 0x1010),
         C(word: 0xE860_2010, assembly: "b,gate .+16,r3 at PL 3 (to PL 0, old PL into r3)",
           gr: [3: 0x1234], privilege: 3, expectGR: [3: 0x1237], back: 0x1010),
+        C(word: 0xC841_A010, assembly: "movb,<> r1,rp,.+16 (not taken)", gr: [1: 0, 2: 9],
+          expectGR: [2: 0]),
+        C(word: 0x8426_9FD7, assembly: "cmpib,<<,n 3,r1,.-16 (taken backward)", gr: [1: 10],
+          back: 0x0FF0),
+        C(word: 0x8426_9FD7, assembly: "cmpib,<<,n 3,r1,.-16 (not taken backward: nullify)",
+          gr: [1: 2], nullifies: true),
+        C(word: 0x8841_8012, assembly: "cmpb,>>=,n r1,rp,.+16 (COMBF, taken forward)",
+          gr: [1: 5, 2: 3], nullifies: true, back: 0x1010),
+        C(word: 0xA041_8010, assembly: "addb,nuv r1,rp,.+16 (no carry: taken)", gr: [1: 1, 2: 2],
+          expectGR: [2: 3], back: 0x1010),
+        C(word: 0xC7E1_C012, assembly: "bb,>=,n r1,31,.+16 (bit 31 clear: taken forward)",
+          gr: [1: 2], nullifies: true, back: 0x1010),
     ]
 
     static let shiftsCases: [C] = [
@@ -256,6 +289,14 @@ struct InstructionTableTests {
         C(word: 0xD46A_101D, assembly: "depwi,z 5,sar,3,r3", gr: [3: 0xFFFF], sar: 27,
           expectGR: [3: 0x50]),
         C(word: 0xD020_3BDF, assembly: "extrw,u,= r1,30,1,r0", gr: [1: 1], nullifies: true),
+        C(word: 0xD023_101C, assembly: "extrw,u r1,sar,4,r3", gr: [1: 0x1234_5678], sar: 27,
+          expectGR: [3: 7]),
+        C(word: 0xD47F_101C, assembly: "depwi,z -1,sar,4,r3", gr: [3: 0xFFFF_FFFF], sar: 27,
+          expectGR: [3: 0xF0]),
+        C(word: 0xD46A_141D, assembly: "depwi 5,sar,3,r3", gr: [3: 0xFFFF_FFFF], sar: 31,
+          expectGR: [3: 0xFFFF_FFFD]),
+        C(word: 0xD041_2AE3, assembly: "shrpw,= r1,rp,8,r3", gr: [1: 0, 2: 0xFF], expectGR: [3: 0],
+          nullifies: true),
     ]
 
     static let systemCases: [C] = [

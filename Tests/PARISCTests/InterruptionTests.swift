@@ -155,6 +155,39 @@ struct InterruptionTests {
         #expect(reason.hasPrefix("interruption storm: illegal instruction (8)"))
     }
 
+    @Test("RFI restores the PSW (N, V, C/B included) and both queue elements")
+    func rfi() throws {
+        let image = try CodeImage()
+        try image.place([Words.rfi], at: Self.start)
+        try image.place([Words.addi1r3, Words.addi1r4], at: 0x3000)
+        try image.place([Words.addi1r5, Words.halt], at: 0x3100)
+        image.cpu.state[cr: 22] = PSW.q | PSW.n | PSW.v | 0x81 << 8
+        image.cpu.state[cr: 18] = 0x3000           // IIAOQ front: nullified by IPSW N
+        image.cpu.state.iiaoqBack = 0x3100         // IIAOQ back
+        #expect(try image.cpu.run(budget: 1) == .budgetExhausted)
+        let state = image.cpu.state
+        #expect(state.iaoqFront == 0x3000 && state.iaoqBack == 0x3100)
+        #expect(state.nullifyNext && state.divideStepV && state.carryBorrowBits == 0x81)
+        #expect(state.pswOther & PSW.systemMask == PSW.q)
+        #expect(try image.cpu.run(budget: 10) == .halted)
+        #expect(image.cpu.state[gr: 3] == 0, "the instruction at IIAOQ front was nullified")
+        #expect(image.cpu.state[gr: 5] == 1, "execution went on at IIAOQ back")
+        #expect(image.cpu.progress == 3)
+    }
+
+    @Test("an interruption fills the shadow registers; RFIR restores GR1, 8, 9, 16, 17, 24, 25 from them")
+    func rfir() throws {
+        let image = try CodeImage()
+        try image.place([Words.breakWord, Words.halt], at: Self.start)
+        // Vector 9: mtctl r18,pcoq (IIAOQ = BREAK + 4, r18); ldi 0,r8; rfi,r.
+        try image.vector(9, [0x0252_1840, 0x3408_0000, 0x0000_0CA0])
+        for r in [1, 8, 9, 16, 17, 24, 25] { image.cpu.state[gr: r] = UInt32(r * 11) }
+        image.cpu.state[gr: 18] = Self.start + 8
+        #expect(try image.cpu.run(budget: 100) == .halted)
+        #expect(image.cpu.state[shadow: 1] == 88, "SHR1 = GR8 at the interruption")
+        #expect(image.cpu.state[gr: 8] == 88, "RFIR restored GR8")
+    }
+
     @Test("a store to code invalidates its predecoded instruction")
     func selfModifyingCode() throws {
         let image = try CodeImage()
