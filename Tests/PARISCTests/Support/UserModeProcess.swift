@@ -59,7 +59,7 @@ final class UserModeProcess {
             case .budgetExhausted:
                 continue
             case .systemCall:
-                if let status = systemCall() { return .exited(status) }
+                if let status = serviceSystemCall() { return .exited(status) }
             case .crashed(let reason):
                 return .crashed(reason)
             case .idle, .halted, .exited:
@@ -69,8 +69,9 @@ final class UserModeProcess {
         return .timedOut(limit)
     }
 
-    /// Performs the Linux syscall at the gateway; returns the exit status for exit.
-    private func systemCall() -> Int32? {
+    /// Performs the Linux syscall at the gateway and returns to r31; returns the exit status for
+    /// exit.
+    func serviceSystemCall() -> Int32? {
         let number = cpu.state[gr: 20]
         let a0 = cpu.state[gr: 26], a1 = cpu.state[gr: 25], a2 = cpu.state[gr: 24]
         var result: UInt32
