@@ -49,6 +49,12 @@ public final class DebugExit: BusDevice {
     /// The first write wins; the engine should stop the machine as soon as it is set.
     public var exitStatus: Int32? { s.exitStatus }
 
+    /// The value the guest wrote (truncated to 31 bits), once it has: what `lockstep run` exits
+    /// with, where QEMU would exit with `exitStatus`.
+    public var guestStatus: Int32? {
+        s.exitStatus.map { Int32(bitPattern: UInt32(bitPattern: $0) >> 1) }
+    }
+
     /// The exit status QEMU's isa-debug-exit gives for a write of `value`.
     public static func exitStatus(forValue value: UInt64) -> Int32 {
         Int32(truncatingIfNeeded: (value << 1) | 1)

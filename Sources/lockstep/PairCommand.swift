@@ -72,13 +72,18 @@ struct PairCommand: ParsableCommand {
         let display = PairStatusLine(primaryStats: primaryStats, backupStats: backupStats,
                                      enabled: !replication.noStatusLine)
         display.start()
+        let primaryExit = ResultBox<Double>()
+        DedicatedThread.start(name: "lockstep-pair-watch") {
+            primary.waitUntilExit()
+            primaryExit.put(Date().timeIntervalSince1970)
+        }
         primary.waitUntilExit()
         backup.waitUntilExit()
         display.stop()
         console.finish()
 
         if let statsJSON = replication.statsJSON {
-            writeCombinedStats(to: statsJSON, primary: primary, backup: backup,
+            writeCombinedStats(to: statsJSON, primary: primary, backup: backup, primaryExitedAt: primaryExit.take(),
                                primaryStats: primaryStats, backupStats: backupStats)
         }
         throw ExitCode(Self.status(primary: primary, backup: backup))
@@ -108,7 +113,7 @@ struct PairCommand: ParsableCommand {
         return nil
     }
 
-    private func writeCombinedStats(to path: String, primary: Process, backup: Process,
+    private func writeCombinedStats(to path: String, primary: Process, backup: Process, primaryExitedAt: Double,
                                     primaryStats: String, backupStats: String)
     {
         func load(_ path: String) -> Any {
@@ -122,6 +127,7 @@ struct PairCommand: ParsableCommand {
             "primary": load(primaryStats),
             "backup": load(backupStats),
             "primaryKilled": killed,
+            "primaryExitedAt": primaryExitedAt,
             "status": Int(Self.status(primary: primary, backup: backup)),
         ]
         if let data = try? JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys]) {
@@ -131,12 +137,14 @@ struct PairCommand: ParsableCommand {
 }
 
 /// The shared console of a pair: standard input copied to both replicas, their standard
-/// outputs copied to ours (the backup prints nothing until it is live).
+/// outputs copied to ours. The backup prints nothing until it is live, which is after the primary
+/// died; everything the primary wrote before dying is copied first, so output keeps its order.
 final class PairConsole: @unchecked Sendable {
     private let outputLock = NSLock()
     private var inputs: [FileHandle] = []
-    private var relays: [Thread] = []
     private let relaysDone = DispatchGroup()
+    /// Signalled when the first replica's (the primary's) output has ended.
+    private let firstOutputEnded = DispatchSemaphore(value: 0)
 
     func start(_ executable: URL, _ arguments: [String]) throws -> Process {
         let process = Process()
@@ -150,12 +158,19 @@ final class PairConsole: @unchecked Sendable {
         inputs.append(input.fileHandleForWriting)
         relaysDone.enter()
         let reader = output.fileHandleForReading
+        let isFirst = inputs.count == 1
         let thread = Thread { [self] in
+            var waited = isFirst
             while true {
                 let data = reader.availableData
                 if data.isEmpty { break }
+                if !waited {
+                    firstOutputEnded.wait()
+                    waited = true
+                }
                 outputLock.withLock { try? FileHandle.standardOutput.write(contentsOf: data) }
             }
+            if isFirst { firstOutputEnded.signal() }
             relaysDone.leave()
         }
         thread.start()

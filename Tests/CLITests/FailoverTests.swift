@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// Fault injection with real processes: `lockstep pair` runs a primary and a backup as separate
 /// processes; the primary is killed with SIGKILL at 20 different points per guest (epochs spread
@@ -25,7 +26,7 @@ import Testing
         // The fault-free reference, unreplicated.
         let referenceDisk = try c.freshDisk("reference")
         let reference = try Lockstep.run(["run"] + c.arguments(disk: referenceDisk), input: c.input)
-        #expect(reference.status == 0, "\(reference.stderr)")
+        try #require(reference.status == 0, "the unreplicated run failed: \(reference.stderr)")
         let referenceImage = try referenceDisk.map { try Data(contentsOf: URL(fileURLWithPath: $0)) }
 
         // A fault-free replicated run: same output, same final state on both replicas.
