@@ -120,13 +120,13 @@ struct Interpreter {
             let recoveryTrapAt = recoveryEnabled ? recoveryCounterTrapProgress() : UInt64.max
             if progress >= recoveryTrapAt {
                 if let stop = deliver(.recoveryCounter, front: s.iaoqFront, back: s.iaoqBack) {
-                    return stop
+                    return crash(stop)
                 }
                 continue
             }
             if s.pswOther & PSW.i != 0 && cpu.externalInterruptRequests & s.controlRegisters[15] != 0 {
                 if let stop = deliver(.externalInterrupt, front: s.iaoqFront, back: s.iaoqBack) {
-                    return stop
+                    return crash(stop)
                 }
                 continue
             }
@@ -135,12 +135,20 @@ struct Interpreter {
                 interruptionsWithoutProgress = 0
             case .trap(let interruption):
                 if let stop = deliver(interruption, front: s.iaoqFront, back: s.iaoqBack) {
-                    return stop
+                    return crash(stop)
                 }
             case .stopAfter(let code), .stopBefore(let code):
                 return code.stop
             }
         }
+    }
+
+    /// A crash (an interruption with no handler, a storm) counts as one unit of progress, like
+    /// the instruction that idles or exits, so a backup that replays to the primary's progress
+    /// stops at the same point (the `Machine.run` contract).
+    mutating func crash(_ stop: PARISCStop) -> PARISCStop {
+        progress &+= 1
+        return stop
     }
 
     /// The progress count before whose next instruction the recovery counter trap is due

@@ -112,7 +112,7 @@ public final class PARISCMachine: Machine {
             (IOExternalInterruptRegister(cpu: cpu), "io-eir", PARISCPlatform.ioEIRBase,
              PARISCPlatform.ioEIRLength, .big),
             (BusDeviceAdapter(debugExit, afterAccess: { [unowned debugExit, unowned cpu] in
-                if let status = debugExit.exitStatus { cpu.requestStop(.exited(status: status)) }
+                if let status = debugExit.guestStatus { cpu.requestStop(.exited(status: status)) }
             }), "debug-exit", PARISCPlatform.debugExitBase, PARISCPlatform.debugExitLength, .big),
         ]
         if let virtio {
@@ -140,8 +140,9 @@ public final class PARISCMachine: Machine {
     public var outstandingBlockRequests: [BlockRequestID] { virtio?.outstandingRequests ?? [] }
 
     /// Runs `budget` counted instructions, or stops earlier: the idle hint (`diag 0x100` with
-    /// nothing pending) gives `.idle`, the HALT word `.exited(status: 0)`, the debug-exit
-    /// register `.exited(status:)`, an unhandled interruption `.crashed`.
+    /// nothing pending) gives `.idle`, the HALT word `.exited(status: 0)`, a store of v to the
+    /// debug-exit register `.exited(status: v)`, an unhandled interruption `.crashed`. The
+    /// instruction that idles, exits or crashes counts as progress.
     public func run(budget: UInt64) throws -> MachineStop {
         switch try cpu.run(budget: budget) {
         case .budgetExhausted: return .epochEnd

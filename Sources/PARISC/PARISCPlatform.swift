@@ -38,8 +38,9 @@ public enum PARISCPlatform {
     public static let virtioBase: UInt64 = 0xF100_0000
     public static let virtioLength: UInt64 = 0x200
     public static let virtioEIRRBit = 1
-    /// Lockstep: the debug-exit register, a big-endian 32-bit register: a store of v exits with
-    /// status (v << 1) | 1.
+    /// Lockstep: the debug-exit register, a big-endian 32-bit register: a store of v stops the
+    /// machine with `.exited(status: v)` (QEMU's isa-debug-exit convention would give the process
+    /// status (v << 1) | 1).
     public static let debugExitBase: UInt64 = 0xF100_1000
     public static let debugExitLength: UInt64 = 4
 

@@ -120,6 +120,7 @@ struct InterruptionTests {
         let stop = try image.cpu.run(budget: 10)
         #expect(stop == .crashed(reason: "illegal instruction (8) at 0x00001004: instruction word "
             + "0x1c000000; no interruption handler is installed (IVA = 0)"))
+        #expect(image.cpu.progress == 2, "the crashing instruction counts as progress")
     }
 
     @Test("with IVA = 0 a data access outside RAM and devices names the address")
