@@ -93,6 +93,19 @@ public final class PARISCMachine: Machine {
         try boot(image)
     }
 
+    /// The machine for a hypervisor run: `diskSectors` attaches a virtio-mmio block device of that
+    /// many 512-byte sectors. (The counterpart of `X86Machine`'s initializer.)
+    public convenience init(image: ELFImage, memorySize: UInt64, commandLine: String,
+                            diskSectors: UInt64?, environment: any GuestEnvironment)
+        throws(PARISCMachineError)
+    {
+        try self.init(image: image,
+                      configuration: Configuration(
+                          memorySize: memorySize, commandLine: commandLine,
+                          disk: diskSectors.map { VirtioMMIOBlock.Configuration(capacity: $0) }),
+                      environment: environment)
+    }
+
     /// Places every device on the MMIO bus.
     private func registerDevices() throws(PARISCMachineError) {
         let uart = self.uart, lasi = self.lasi, cpu = self.cpu, debugExit = self.debugExit

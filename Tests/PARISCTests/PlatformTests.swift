@@ -52,6 +52,16 @@ struct PlatformTests {
         #expect(try machine.run(budget: 10) == .exited(status: 0))
     }
 
+    @Test("the hypervisor-style initializer attaches a disk of diskSectors")
+    func hypervisorInitializer() throws {
+        let image = try ELFImage(bytes: MinimalELF.make(code: [Self.halt], data: []), path: "test.elf")
+        let machine = try PARISCMachine(image: image, memorySize: 32 << 20, commandLine: "x",
+                                        diskSectors: 16, environment: TestEnvironment())
+        #expect(machine.configuration.disk?.capacity == 16)
+        #expect(machine.memory.size == 32 << 20)
+        #expect(machine.epochClock == .recoveryCounter && machine.architecture == .parisc)
+    }
+
     @Test("a disk adds the virtio-mmio announcement")
     func diskAnnouncement() throws {
         let (machine, _) = try Self.machine([Self.halt], disk: true)
