@@ -15,6 +15,7 @@ extension Interpreter {
         guard iva != 0 else {
             return .crashed(reason: noHandlerMessage(interruption, front: front))
         }
+        logDelivery(interruption, front: front)
         interruptionsWithoutProgress += 1
         if interruptionsWithoutProgress > 1000 {
             return .crashed(reason: "interruption storm: \(interruption) taken again at "
@@ -46,6 +47,22 @@ extension Interpreter {
         s.iasqBack = 0
         spaceChange = nil
         return nil
+    }
+
+    /// Guest errors handed to the guest's own handler get a log line (notice level): illegal and
+    /// unimplemented instructions, privilege violations, faults, unaligned accesses.
+    func logDelivery(_ interruption: Interruption, front: UInt32) {
+        switch interruption {
+        case .illegalInstruction, .privilegedOperation, .privilegedRegister, .instructionFault,
+             .dataFault, .unalignedData, .assistEmulation:
+            let word = instructionWord(at: front).map { " word " + hex($0) } ?? ""
+            let data = interruption.setsDataAddress ? ", data address \(hex(faultOffset))" : ""
+            cpu.logger.notice("PA-RISC \(interruption) at \(hex(front & ~3))\(word)\(data), to the guest's handler")
+        case .highPriorityMachineCheck, .powerFail, .recoveryCounter, .externalInterrupt,
+             .lowPriorityMachineCheck, .instructionProtection, .breakInstruction, .overflow,
+             .conditional, .assistException, .dataProtection, .unsupported:
+            break
+        }
     }
 
     /// The one line for an interruption the guest has no handler for.

@@ -13,17 +13,24 @@ import MachineCore
 public final class LASIInterruptController: BusDevice, InterruptController {
     /// The complete, replicated state.
     public struct State: Codable, Equatable, Sendable {
+        /// IRR: interrupts requested and unmasked (read-only to the guest).
         public var irr: UInt32 = 0
+        /// IMR: which inputs signal the CPU.
         public var imr: UInt32 = 0
+        /// IPR: inputs raised since IPR was last read or written.
         public var ipr: UInt32 = 0
+        /// ICR: bit 8 is bus error (suppresses the IO_EIR store).
         public var icr: UInt32 = 0
         /// Reset value: CPU_HPA + 3, as QEMU's `lasi_reset`.
         public var iar: UInt32 = 0xFFFB_0003
+        /// ERRLOG (LASI_HPA + 0xC004).
         public var errorLog: UInt32 = 0
+        /// AMR, the arbitration mask (LASI_HPA + 0xC010).
         public var arbitrationMask: UInt32 = 0
         /// Whether the guest asked for power-off (PCR = 2).
         public var powerOff = false
 
+        /// The reset state.
         public init() {}
     }
 
@@ -33,6 +40,7 @@ public final class LASIInterruptController: BusDevice, InterruptController {
         case powerControl, errorLog, version, ioReset, arbitrationMask
         case unsupported(UInt64)
 
+        /// The register at `offset` from LASI_HPA.
         public init(offset: UInt64) {
             switch offset {
             case 0x00: self = .irr
@@ -89,6 +97,7 @@ public final class LASIInterruptController: BusDevice, InterruptController {
 
     // MARK: BusDevice (offsets from LASI_HPA; the machine maps two windows)
 
+    /// Reads a LASI register (offsets from LASI_HPA; reading IPR clears it).
     public func read(offset: UInt64, size: Int) -> UInt64 {
         switch Register(offset: offset) {
         case .irr: return UInt64(s.irr)
@@ -108,6 +117,7 @@ public final class LASIInterruptController: BusDevice, InterruptController {
         }
     }
 
+    /// Writes a LASI register (writing IPR clears it; IRR and VER are read-only).
     public func write(offset: UInt64, size: Int, value: UInt64) {
         let word = UInt32(truncatingIfNeeded: value)
         switch Register(offset: offset) {

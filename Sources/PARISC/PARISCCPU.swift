@@ -45,6 +45,7 @@ public final class PARISCCPU {
         /// Log2 of the number of entries of the predecoded-instruction cache.
         public var decodeCacheBits = 16
 
+        /// A configuration; the defaults are the system-mode CPU.
         public init(linuxGateway: Bool = false, decodeCacheBits: Int = 16) {
             self.linuxGateway = linuxGateway
             self.decodeCacheBits = decodeCacheBits
@@ -57,6 +58,7 @@ public final class PARISCCPU {
     public let memory: GuestMemory
     /// Devices outside RAM (MMIO, big-endian CPU).
     public let bus: Bus
+    /// How the CPU was set up.
     public let configuration: Configuration
     /// Counted instructions (completed and not nullified) since the CPU was created: the epoch
     /// clock, counted with the same rule as the recovery counter but whatever PSW R is.

@@ -22,9 +22,11 @@ public struct PARISCCPUState: Sendable {
     public var iaoqBack: UInt32 = 4
     /// IASQ front and back (space identifiers; stored, not used for addressing).
     public var iasqFront: UInt32 = 0
+    /// IASQ back.
     public var iasqBack: UInt32 = 0
     /// IIAOQ back and IIASQ back (the fronts are CR18 and CR17).
     public var iiaoqBack: UInt32 = 0
+    /// IIASQ back (CR17 holds the front).
     public var iiasqBack: UInt32 = 0
 
     /// PSW bits other than N, V and C/B, which live in the fields below.
@@ -45,6 +47,7 @@ public struct PARISCCPUState: Sendable {
     /// The progress count at which `recoveryCounter` was valid (PSW R = 1 only).
     @usableFromInline var recoveryCounterBase: UInt64 = 0
 
+    /// The reset state: everything 0, IAOQ = 0/4.
     public init() {}
 
     /// General register `index` (0...31). GR0 always reads 0; writes to it are ignored.

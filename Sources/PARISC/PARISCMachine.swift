@@ -24,6 +24,7 @@ public final class PARISCMachine: Machine {
         /// Log2 of the predecoded-instruction cache size.
         public var decodeCacheBits: Int
 
+        /// A configuration (by default 64 MiB, no command line, no disk).
         public init(memorySize: UInt64 = PARISCPlatform.defaultMemorySize, commandLine: String = "",
                     disk: VirtioMMIOBlock.Configuration? = nil, decodeCacheBits: Int = 16)
         {
@@ -42,13 +43,21 @@ public final class PARISCMachine: Machine {
         }
     }
 
+    /// How the machine was set up.
     public let configuration: Configuration
+    /// The CPU (registers, interruptions, recovery counter, interval timer).
     public let cpu: PARISCCPU
+    /// Guest RAM at physical 0.
     public let memory: GuestMemory
+    /// The MMIO bus with every device window (see `PARISCPlatform`).
     public let bus: Bus
+    /// The LASI 16550 UART at 0xffd05800.
     public let uart: UART16550
+    /// The LASI interrupt controller at 0xffd00000.
     public let lasi: LASIInterruptController
+    /// The virtio-mmio block device at 0xf1000000, when a disk is configured.
     public let virtio: VirtioMMIOBlock?
+    /// The debug-exit register at 0xf1001000.
     public let debugExit: DebugExit
     let environment: any GuestEnvironment
     let logger = Logger(label: "lockstep.parisc.machine")
@@ -145,11 +154,17 @@ public final class PARISCMachine: Machine {
 
     // MARK: Machine
 
+    /// PA-RISC 1.1.
     public var architecture: GuestArchitecture { .parisc }
+    /// Epochs count completed, non-nullified instructions (the recovery counter's rule).
     public var epochClock: EpochClock { .recoveryCounter }
+    /// Counted instructions since the machine was created.
     public var progress: UInt64 { cpu.progress }
+    /// Virtual time: 1 ns per counted instruction between boundaries.
     public var clock: VirtualClock { cpu.clock }
+    /// When the CR16 comparator will match, if armed.
     public var nextTimerDeadline: VirtualTime? { cpu.timerDeadline }
+    /// Disk requests submitted by the virtio device and not yet completed.
     public var outstandingBlockRequests: [BlockRequestID] { virtio?.outstandingRequests ?? [] }
 
     /// Runs `budget` counted instructions, or stops earlier: the idle hint (`diag 0x100` with

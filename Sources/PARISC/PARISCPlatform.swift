@@ -12,6 +12,7 @@ public enum PARISCPlatform {
     /// Where the command line is copied (QEMU copies `-append` to 0x4000; SeaBIOS passes it on
     /// in r25), at most 4095 bytes plus the terminating NUL.
     public static let commandLineAddress: UInt32 = 0x4000
+    /// The room for the command line, NUL included.
     public static let commandLineCapacity = 4096
     /// `mem_free` as SeaBIOS-hppa passes it in r26 (PAGE0->mem_free).
     public static let memFree: UInt32 = 0x6000
@@ -22,26 +23,34 @@ public enum PARISCPlatform {
 
     /// LASI chip registers (IRR, IMR, IPR, ICR, IAR) — `LASI_HPA` in QEMU.
     public static let lasiBase: UInt64 = 0xFFD0_0000
+    /// The size of the LASI register window.
     public static let lasiLength: UInt64 = 0x20
     /// LASI's power/error/version/reset/arbitration registers (LASI_HPA + 0xC000).
     public static let lasiControlBase: UInt64 = 0xFFD0_C000
+    /// The size of the LASI control register window.
     public static let lasiControlLength: UInt64 = 0x14
     /// The LASI 16550 UART (byte registers at byte stride), on LASI interrupt 5.
     public static let uartBase: UInt64 = 0xFFD0_5800
+    /// The UART's eight byte registers.
     public static let uartLength: UInt64 = 8
+    /// The LASI input the UART drives.
     public static let uartLASIInterrupt = 5
     /// The CPU's IO_EIR register (`CPU_HPA`): a 32-bit store of n sets EIRR bit n.
     public static let ioEIRBase: UInt64 = 0xFFFB_0000
+    /// The size of the CPU HPA window holding IO_EIR.
     public static let ioEIRLength: UInt64 = 0x1000
 
     /// Lockstep: the virtio-mmio block device (little-endian registers), EIRR bit 1.
     public static let virtioBase: UInt64 = 0xF100_0000
+    /// The size of the virtio-mmio window.
     public static let virtioLength: UInt64 = 0x200
+    /// The EIRR bit the virtio device raises.
     public static let virtioEIRRBit = 1
     /// Lockstep: the debug-exit register, a big-endian 32-bit register: a store of v stops the
     /// machine with `.exited(status: v)` (QEMU's isa-debug-exit convention would give the process
     /// status (v << 1) | 1).
     public static let debugExitBase: UInt64 = 0xF100_1000
+    /// The debug-exit register is one 32-bit word.
     public static let debugExitLength: UInt64 = 4
 
     /// The command-line token announcing the virtio-mmio block device (Linux syntax).

@@ -6,10 +6,13 @@ import MachineCore
 public final class IOExternalInterruptRegister: BusDevice {
     private unowned let cpu: PARISCCPU
 
+    /// The register (or lines) of `cpu`.
     public init(cpu: PARISCCPU) { self.cpu = cpu }
 
+    /// Reads return 0.
     public func read(offset: UInt64, size: Int) -> UInt64 { 0 }
 
+    /// A store of n sets EIRR bit n (n = the value's low 5 bits).
     public func write(offset: UInt64, size: Int, value: UInt64) {
         cpu.raiseExternalInterrupt(bit: Int(value & 31))
     }
@@ -21,8 +24,10 @@ public final class IOExternalInterruptRegister: BusDevice {
 public final class ExternalInterruptLines: InterruptController {
     private unowned let cpu: PARISCCPU
 
+    /// The lines of `cpu`.
     public init(cpu: PARISCCPU) { self.cpu = cpu }
 
+    /// Raising line n sets EIRR bit n; lowering does nothing.
     public func setLevel(_ level: Bool, line: Int) {
         if level { cpu.raiseExternalInterrupt(bit: line) }
     }
