@@ -13,7 +13,7 @@ enum Operation: UInt8, Sendable {
     case addImmediate, addImmediateNoCondition, subImmediate, subImmediateNoCondition
     case compareImmediateClear
     // Memory.
-    case loadWord, loadHalfword, loadByte
+    case loadWord, loadHalfword, loadByte, loadWordIndexed, loadByteIndexed
     case storeWord, storeHalfword, storeByte
     case load, store, storeBytes, loadAndClearWord
     // Branches.

@@ -324,6 +324,11 @@ enum Decoder {
                 d.flags |= DecodedFlag.indexed
                 if bit13 { d.flags |= DecodedFlag.scaled }
                 if modify { d.flags |= DecodedFlag.modifyAfter }
+                if !modify && (ext == 0 || ext == 2) {
+                    // LDWX/LDBX without modification: `aux` = the index shift.
+                    d.operation = ext == 2 ? .loadWordIndexed : .loadByteIndexed
+                    d.aux = bit13 && ext == 2 ? 2 : 0
+                }
             }
         case 8, 9, 10, 14:                         // STB, STH, STW, STWA
             guard short else { return .illegal }

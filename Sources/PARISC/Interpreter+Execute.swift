@@ -37,6 +37,8 @@ extension Interpreter {
         case .loadWord: return loadWord(d)
         case .loadHalfword: return loadHalfword(d)
         case .loadByte: return loadByte(d)
+        case .loadWordIndexed: return loadWordIndexed(d)
+        case .loadByteIndexed: return loadByteIndexed(d)
         case .storeWord: return storeWord(d)
         case .storeHalfword: return storeHalfword(d)
         case .storeByte: return storeByte(d)

@@ -35,6 +35,26 @@ extension Interpreter {
         return slowLoadInto(d, address: address, base: gr(d.r2), size: 1)
     }
 
+    /// LDWX (`,s` scales the index by 4) without modification.
+    @inline(__always) mutating func loadWordIndexed(_ d: DecodedInstruction) -> Step {
+        let address = gr(d.r2) &+ (gr(d.r1) &<< UInt32(d.aux))
+        if address & 3 == 0 && address < ramLimit {
+            setGR(d.t, memory.loadBigEndianWord(atOffset: address))
+            return .next
+        }
+        return slowLoadInto(d, address: address, base: gr(d.r2), size: 4)
+    }
+
+    /// LDBX without modification.
+    @inline(__always) mutating func loadByteIndexed(_ d: DecodedInstruction) -> Step {
+        let address = gr(d.r2) &+ gr(d.r1)
+        if address < ramLimit {
+            setGR(d.t, UInt32(memory.loadByte(atOffset: address)))
+            return .next
+        }
+        return slowLoadInto(d, address: address, base: gr(d.r2), size: 1)
+    }
+
     @inline(__always) mutating func storeWord(_ d: DecodedInstruction) -> Step {
         let address = gr(d.r2) &+ d.immediate
         if address & 3 == 0 && address < ramLimit {
