@@ -57,7 +57,7 @@ extension Interpreter {
         if d.flags & DecodedFlag.logical == 0 { setCarries(a, b, sum, out: out) }
         setGR(d.t, sum)
         s.nullifyNext = condition
-        return .next
+        return .conditional
     }
 
     // MARK: SUB, SUBB, SUBO, SUBT ...
@@ -85,7 +85,7 @@ extension Interpreter {
         setCarries(a, ~b, difference, out: out)
         setGR(d.t, difference)
         s.nullifyNext = condition && d.flags & DecodedFlag.trapOnCondition == 0
-        return .next
+        return .conditional
     }
 
     // MARK: Logical
@@ -120,7 +120,7 @@ extension Interpreter {
     @inline(__always) mutating func logicalResult(_ d: DecodedInstruction, _ value: UInt32) -> Step {
         setGR(d.t, value)
         s.nullifyNext = Conditions.logical(d.condition, value)
-        return .next
+        return .conditional
     }
 
     @inline(never) mutating func logicalOr(_ d: DecodedInstruction) -> Step { logicalResult(d, gr(d.r1) | gr(d.r2)) }
@@ -137,7 +137,7 @@ extension Interpreter {
         s.nullifyNext = Conditions.compare(d.condition, a, b, result: difference,
                                            overflow: Self.subOverflow(a, b, difference))
         setGR(d.t, 0)
-        return .next
+        return .conditional
     }
 
     // MARK: Unit instructions
@@ -150,7 +150,7 @@ extension Interpreter {
         let value = a ^ b
         s.nullifyNext = Conditions.unit(d.condition, result: value, carries: a & b)
         setGR(d.t, value)
-        return .next
+        return .conditional
     }
 
     /// The carry out of every bit of `a + b + carryIn` (bit i = carry out of bit i).
@@ -172,7 +172,7 @@ extension Interpreter {
             s.nullifyNext = condition
         }
         setGR(d.t, value)
-        return .next
+        return .conditional
     }
 
     @inline(__always) mutating func unitAddComplementNoCondition(_ d: DecodedInstruction) -> Step {
@@ -194,7 +194,7 @@ extension Interpreter {
         }
         s.nullifyNext = Conditions.unit(d.condition, result: value, carries: carries)
         setGR(d.t, value)
-        return .next
+        return .conditional
     }
 
     // MARK: DS
@@ -214,7 +214,7 @@ extension Interpreter {
         setCarries(add1, add2, result, out: out)
         s.divideStepV = (out != 0) != (b & 0x8000_0000 != 0)
         setGR(d.t, result)
-        return .next
+        return .conditional
     }
 
     // MARK: Immediates
@@ -259,7 +259,7 @@ extension Interpreter {
         }
         setCarries(a, b, sum, out: out)
         setGR(d.t, sum)
-        return .next
+        return .conditional
     }
 
     @inline(__always) mutating func subImmediateNoCondition(_ d: DecodedInstruction) -> Step {
@@ -279,7 +279,7 @@ extension Interpreter {
         s.nullifyNext = Conditions.compare(d.condition, a, b, result: difference, overflow: overflow)
         setCarries(a, ~b, difference, out: out)
         setGR(d.t, difference)
-        return .next
+        return .conditional
     }
 
     /// COMICLR: compare im11 with GR[r], nullify on the condition, clear GR[t].
@@ -289,6 +289,6 @@ extension Interpreter {
         s.nullifyNext = Conditions.compare(d.condition, a, b, result: difference,
                                            overflow: Self.subOverflow(a, b, difference))
         setGR(d.t, 0)
-        return .next
+        return .conditional
     }
 }

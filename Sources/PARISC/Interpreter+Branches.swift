@@ -12,10 +12,10 @@ extension Interpreter {
         if taken {
             branchTarget = q.front &+ 8 &+ d.immediate
             s.nullifyNext = d.flags & DecodedFlag.nullify != 0 && forward
-            return .branched
+            return .branchedConditional
         }
         s.nullifyNext = d.flags & DecodedFlag.nullify != 0 && !forward
-        return .next
+        return .conditional
     }
 
     /// The offset `target` with its privilege bits no more privileged than the current level
@@ -32,7 +32,7 @@ extension Interpreter {
         setGR(d.t, q.back &+ 4)
         branchTarget = q.front &+ 8 &+ d.immediate
         s.nullifyNext = d.flags & DecodedFlag.nullify != 0
-        return .branched
+        return .branchedConditional
     }
 
     /// GATE: branch like BL, promoting to PL 0 (real mode: no page-table access rights); the old
@@ -43,7 +43,7 @@ extension Interpreter {
         if d.t != 32 { setGR(d.t, (gr(d.t) & ~3) | level) }
         branchTarget = target
         s.nullifyNext = d.flags & DecodedFlag.nullify != 0
-        return .branched
+        return .branchedConditional
     }
 
     /// BLR: GR[t] = return address, branch to IAOQ_Front + 8 + GR[x] * 8.
@@ -52,14 +52,14 @@ extension Interpreter {
         setGR(d.t, q.back &+ 4)
         branchTarget = target
         s.nullifyNext = d.flags & DecodedFlag.nullify != 0
-        return .branched
+        return .branchedConditional
     }
 
     /// BV: branch to GR[b] + GR[x] * 8.
     @inline(__always) mutating func branchVectored(_ d: DecodedInstruction, _ q: Queue) -> Step {
         branchTarget = demoted(gr(d.r2) &+ (gr(d.r1) &<< 3), q)
         s.nullifyNext = d.flags & DecodedFlag.nullify != 0
-        return .branched
+        return .branchedConditional
     }
 
     /// BE / BLE: branch to GR[b] + disp in space SR[s] (spaces do not affect addressing).
@@ -77,7 +77,7 @@ extension Interpreter {
             s.iasqBack = space
         }
         s.nullifyNext = d.flags & DecodedFlag.nullify != 0
-        return .branched
+        return .branchedConditional
     }
 
     // MARK: Conditional

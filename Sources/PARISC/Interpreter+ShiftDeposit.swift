@@ -11,7 +11,7 @@ extension Interpreter {
     @inline(__always) mutating func shiftResult(_ d: DecodedInstruction, _ value: UInt32) -> Step {
         setGR(d.t, value)
         s.nullifyNext = Conditions.logical(d.condition, value)
-        return .next
+        return .conditional
     }
 
     /// VSHD: GR[t] = low word of (GR[r1]:GR[r2]) >> SAR.

@@ -6,6 +6,10 @@ enum Step {
     case next
     /// Completed, a taken branch: the next IAOQ back is `branchTarget`.
     case branched
+    /// Completed, and may have set PSW N (nullify the next instruction).
+    case conditional
+    /// A taken branch that may have set PSW N.
+    case branchedConditional
     /// Completed; interrupts, the recovery counter or a device stop must be re-evaluated before
     /// the next instruction (system instructions, MMIO accesses).
     case recheck
@@ -131,7 +135,7 @@ struct Interpreter {
                 continue
             }
             switch runFast(limit: min(end, recoveryTrapAt)) {
-            case .next, .branched, .recheck:
+            case .next, .branched, .conditional, .branchedConditional, .recheck:
                 interruptionsWithoutProgress = 0
             case .trap(let interruption):
                 if let stop = deliver(interruption, front: s.iaoqFront, back: s.iaoqBack) {
@@ -176,14 +180,13 @@ struct Interpreter {
                 s.iaoqBack = back
             }
         }
+        if s.nullifyNext {
+            // A nullified instruction: it is not executed and does not count.
+            s.nullifyNext = false
+            front = back
+            back = back &+ 4
+        }
         while true {
-            if s.nullifyNext {
-                // A nullified instruction: it is not executed and does not count.
-                s.nullifyNext = false
-                front = back
-                back = back &+ 4
-                continue
-            }
             let address = front & ~3
             let slot = Int((address &>> 2) & cacheMask)
             let d: DecodedInstruction
@@ -204,6 +207,27 @@ struct Interpreter {
                 back = branchTarget
                 count &+= 1
                 if count == limit { return .next }
+            case .conditional:
+                front = back
+                back = back &+ 4
+                count &+= 1
+                // At the limit a nullification stays pending (PSW N) for the next run.
+                if count == limit { return .next }
+                if s.nullifyNext {
+                    s.nullifyNext = false
+                    front = back
+                    back = back &+ 4
+                }
+            case .branchedConditional:
+                front = back
+                back = branchTarget
+                count &+= 1
+                if count == limit { return .next }
+                if s.nullifyNext {
+                    s.nullifyNext = false
+                    front = back
+                    back = back &+ 4
+                }
             case .recheck, .stopAfter:
                 front = back
                 back = back &+ 4
