@@ -20,7 +20,7 @@ struct BenchmarkRunner {
     static let elf = ProcessInfo.processInfo.environment["LOCKSTEP_PARISC_BENCH"]
     static let guest = ProcessInfo.processInfo.environment["LOCKSTEP_PARISC_BENCH_GUEST"]
 
-    @Test("run LOCKSTEP_PARISC_BENCH", .enabled(if: elf != nil))
+    @Test("run LOCKSTEP_PARISC_BENCH", .enabled(if: elf != nil, "a benchmark: run by scripts/bench-parisc (LOCKSTEP_PARISC_BENCH)"))
     func bench() throws {
         let process = try UserModeProcess(path: Self.elf!)
         process.cpu.state.pswOther |= PSW.r
@@ -40,7 +40,7 @@ struct BenchmarkRunner {
     /// A bundled guest kernel on PARISCMachine (system mode), epochs of 1M instructions counted
     /// with the recovery-counter rule, as the hypervisor runs it: LOCKSTEP_PARISC_BENCH_GUEST is
     /// the ELF, LOCKSTEP_PARISC_BENCH_CMDLINE its command line.
-    @Test("run LOCKSTEP_PARISC_BENCH_GUEST", .enabled(if: guest != nil))
+    @Test("run LOCKSTEP_PARISC_BENCH_GUEST", .enabled(if: guest != nil, "a benchmark: run by scripts/bench-parisc (LOCKSTEP_PARISC_BENCH_GUEST)"))
     func benchGuest() throws {
         let commandLine = ProcessInfo.processInfo.environment["LOCKSTEP_PARISC_BENCH_CMDLINE"] ?? ""
         let environment = TestEnvironment()

@@ -131,7 +131,8 @@ struct DifferentialTests {
     /// Opt in with LOCKSTEP_PARISC_DIFFTEST_PROGRAMS=1 (the QEMU trace is ~250 MB).
     @Test("a C program agrees with qemu-hppa-static instruction by instruction",
           .enabled(if: ProcessInfo.processInfo.environment["LOCKSTEP_PARISC_DIFFTEST_PROGRAMS"] != nil
-                       && Toolchain.hasCompiler))
+                       && Toolchain.hasCompiler,
+                   "opt-in (LOCKSTEP_PARISC_DIFFTEST_PROGRAMS, scripts/difftest-parisc); needs hppa-linux-gnu-gcc"))
     func cProgram() throws {
         let programs = Toolchain.support.appendingPathComponent("programs").path
         let elf = try Toolchain.buildUserProgram(

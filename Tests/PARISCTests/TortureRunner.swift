@@ -10,7 +10,7 @@ struct TortureRunner {
     static let environment = ProcessInfo.processInfo.environment
     static let list = environment["LOCKSTEP_PARISC_TORTURE_LIST"]
 
-    @Test("run LOCKSTEP_PARISC_TORTURE_LIST", .enabled(if: list != nil))
+    @Test("run LOCKSTEP_PARISC_TORTURE_LIST", .enabled(if: list != nil, "run by scripts/torture-parisc (LOCKSTEP_PARISC_TORTURE_LIST)"))
     func run() throws {
         let limit = UInt64(Self.environment["LOCKSTEP_PARISC_TORTURE_LIMIT"] ?? "") ?? 4_000_000_000
         let resultsPath = Self.environment["LOCKSTEP_PARISC_TORTURE_RESULTS"] ?? "/dev/stdout"
