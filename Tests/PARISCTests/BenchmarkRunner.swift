@@ -20,7 +20,7 @@ struct BenchmarkRunner {
     static let elf = ProcessInfo.processInfo.environment["LOCKSTEP_PARISC_BENCH"]
     static let guest = ProcessInfo.processInfo.environment["LOCKSTEP_PARISC_BENCH_GUEST"]
 
-    @Test("run LOCKSTEP_PARISC_BENCH", .enabled(if: elf != nil, "a benchmark: run by scripts/bench-parisc (LOCKSTEP_PARISC_BENCH)"))
+    @Test("run LOCKSTEP_PARISC_BENCH", .enabled(if: elf != nil, "a benchmark: set LOCKSTEP_PARISC_BENCH to a user-mode ELF (release build)"))
     func bench() throws {
         let process = try UserModeProcess(path: Self.elf!)
         process.cpu.state.pswOther |= PSW.r
