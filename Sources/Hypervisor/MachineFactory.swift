@@ -1,4 +1,5 @@
 import MachineCore
+import PARISC
 import X86
 
 /// Creates the engine's machine for a checked setup.
@@ -9,7 +10,15 @@ public enum MachineFactory {
         case .kvm:
             return try makeX86(setup, environment: environment)
         case .emulator:
-            throw SetupError.hostUnavailable("the emulator engine is not built yet")
+            do {
+                return try PARISCMachine(
+                    image: setup.image, memorySize: setup.options.memorySize,
+                    commandLine: setup.options.commandLine, diskSectors: setup.diskSectors,
+                    environment: environment)
+            } catch {
+                if case .image(let loader) = error { throw SetupError.image(loader) }
+                throw error
+            }
         }
     }
 
