@@ -2,17 +2,11 @@ import Foundation
 import Logging
 import MachineCore
 
-/// An environment a session loop can drive: besides the guest's calls, it has a host console
-/// and buffers asynchronous inputs until the next epoch boundary.
+/// An environment a session loop can drive: besides the guest's calls, it has the host's console
+/// and disk, whose asynchronous inputs wait for the next epoch boundary.
 public protocol SessionEnvironment: GuestEnvironment {
-    var console: HostConsole { get }
-    /// Whether a boundary would deliver something now.
-    var hasPendingEvents: Bool { get }
-    /// The events for this boundary, in order.
-    func takeEvents() -> [BoundaryEvent]
+    var host: HostIO { get }
 }
-
-extension LocalEnvironment: SessionEnvironment {}
 
 /// How a run ended.
 public struct RunOutcome: Sendable, Equatable {
@@ -60,7 +54,7 @@ public struct BoundaryTiming: Sendable {
     public func decide(after stop: MachineStop, machine: any Machine,
                        environment: any SessionEnvironment) -> BoundaryDecision
     {
-        guard stop == .idle, !environment.hasPendingEvents, !environment.console.hasInput else {
+        guard stop == .idle, !environment.host.hasPendingEvents, !environment.host.console.hasInput else {
             return .at(time(for: machine))
         }
         if let deadline = machine.nextTimerDeadline {
@@ -68,14 +62,14 @@ public struct BoundaryTiming: Sendable {
             case .deterministic:
                 return .at(max(machine.clock.now, deadline))
             case .host:
-                if host.now < deadline { environment.console.waitForInput(until: host.date(at: deadline)) }
+                if host.now < deadline { environment.host.console.waitForInput(until: host.date(at: deadline)) }
                 return .at(time(for: machine))
             }
         }
-        if environment.console.isExhausted && machine.outstandingBlockRequests.isEmpty {
+        if environment.host.console.isExhausted && machine.outstandingBlockRequests.isEmpty {
             return .waitsForever
         }
-        environment.console.waitForInput()
+        environment.host.console.waitForInput()
         return .at(time(for: machine))
     }
 }
@@ -112,7 +106,7 @@ public final class LocalSession {
             }
             switch timing.decide(after: stop, machine: machine, environment: environment) {
             case .at(let time):
-                try machine.applyBoundary(time: time, events: environment.takeEvents())
+                try machine.applyBoundary(time: time, events: environment.host.takeEvents())
             case .waitsForever:
                 logger.notice("the guest waits for console input, and input is closed: stopping")
                 return RunOutcome(stop: .exited(status: 0), epochs: epochs, progress: machine.progress)

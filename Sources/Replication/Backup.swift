@@ -14,19 +14,14 @@ import Glibc
 public final class BackupEnvironment: SessionEnvironment {
     public enum Mode: Sendable, Equatable { case replaying, takingOver, live }
 
-    public let console: HostConsole
-    public let disk: HostDisk?
+    public let host: HostIO
     public internal(set) var mode: Mode = .replaying
     var logged: [LoggedValue] = []
     var consumed = 0
     var outputs = OutputLog()
     var epoch: UInt64 = 0
-    private var completions: [BoundaryEvent] = []
 
-    public init(console: HostConsole, disk: HostDisk?) {
-        self.console = console
-        self.disk = disk
-    }
+    public init(host: HostIO) { self.host = host }
 
     public func environmentValue(_ read: EnvironmentRead, proposed: UInt64) throws(EnvironmentError)
         -> UInt64
@@ -50,7 +45,7 @@ public final class BackupEnvironment: SessionEnvironment {
     public func consoleOutput(_ bytes: [UInt8]) {
         switch mode {
         case .replaying, .takingOver: outputs.console(bytes, epoch: epoch)
-        case .live: console.write(bytes)
+        case .live: host.console.write(bytes)
         }
     }
 
@@ -62,20 +57,8 @@ public final class BackupEnvironment: SessionEnvironment {
             // outputs: numbered here exactly as the primary numbers them.
             if request.kind == .write || request.kind == .flush { outputs.disk(request, epoch: epoch) }
         case .live:
-            completions.append(.blockCompletion(
-                disk?.perform(request) ?? BlockCompletion(id: request.id, status: .ioError)))
+            host.perform(request)
         }
-    }
-
-    public var hasPendingEvents: Bool { !completions.isEmpty }
-
-    public func takeEvents() -> [BoundaryEvent] {
-        var events: [BoundaryEvent] = []
-        let input = console.takeInput()
-        if !input.isEmpty { events.append(.consoleInput(input)) }
-        events += completions
-        completions.removeAll()
-        return events
     }
 }
 
@@ -271,10 +254,10 @@ public final class BackupReplica {
         environment.outputs.finish(epoch)
         pending += environment.outputs.take()
         for output in pending where output.record.sequence > performedThrough {
-            if case .console(let bytes) = output.action { environment.console.write(bytes) }
+            if case .console(let bytes) = output.action { environment.host.console.write(bytes) }
         }
         pending.removeAll()
-        environment.console.discardInput(count: consoleBytesDelivered)
+        environment.host.console.discardInput(count: consoleBytesDelivered)
         switch stop {
         case .exited, .crashed:
             return RunOutcome(stop: stop, epochs: epoch + 1, progress: machine.progress)
@@ -285,7 +268,7 @@ public final class BackupReplica {
             BoundaryEvent.blockCompletion(BlockCompletion(id: $0, status: .ioError))
         }
         try machine.applyBoundary(time: timing.time(for: machine),
-                                  events: uncertain + environment.takeEvents())
+                                  events: uncertain + environment.host.takeEvents())
         let session = LocalSession(machine: machine, environment: environment,
                                    epochLength: epochLength, timing: timing)
         return try session.run(epochs: epoch + 1)

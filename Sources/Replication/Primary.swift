@@ -11,12 +11,10 @@ import Glibc
 /// for the backup (P0); outputs are held as records until committed; disk reads are performed at
 /// once and their completions, like console input, wait for the next boundary (P1).
 public final class PrimaryEnvironment: SessionEnvironment {
-    public let console: HostConsole
-    public let disk: HostDisk?
+    public let host: HostIO
     private(set) var values: [LoggedValue] = []
     private(set) var valueCount: UInt64 = 0
     var outputs = OutputLog()
-    private var completions: [BoundaryEvent] = []
     /// The epoch being executed.
     var epoch: UInt64 = 0
     /// Values are shipped in batches of this many even within an epoch.
@@ -24,10 +22,7 @@ public final class PrimaryEnvironment: SessionEnvironment {
     /// Called with a full batch of values.
     var shipValues: (([LoggedValue]) -> Void)?
 
-    public init(console: HostConsole, disk: HostDisk?) {
-        self.console = console
-        self.disk = disk
-    }
+    public init(host: HostIO) { self.host = host }
 
     public func environmentValue(_ read: EnvironmentRead, proposed: UInt64) throws(EnvironmentError)
         -> UInt64
@@ -46,23 +41,19 @@ public final class PrimaryEnvironment: SessionEnvironment {
     public func submitBlockRequest(_ request: BlockRequest) {
         switch request.kind {
         case .read, .getID:
-            completions.append(.blockCompletion(perform(request)))
+            host.perform(request)
         case .write, .flush:
             outputs.disk(request, epoch: epoch)
         }
-    }
-
-    func perform(_ request: BlockRequest) -> BlockCompletion {
-        disk?.perform(request) ?? BlockCompletion(id: request.id, status: .ioError)
     }
 
     /// Makes an output visible.
     func perform(_ output: PendingOutput) {
         switch output.action {
         case .console(let bytes):
-            console.write(bytes)
+            host.console.write(bytes)
         case .disk(let request):
-            completions.append(.blockCompletion(perform(request)))
+            host.perform(request)
         }
     }
 
@@ -73,17 +64,6 @@ public final class PrimaryEnvironment: SessionEnvironment {
             valueCount = 0
         }
         return (values, valueCount)
-    }
-
-    public var hasPendingEvents: Bool { !completions.isEmpty }
-
-    public func takeEvents() -> [BoundaryEvent] {
-        var events: [BoundaryEvent] = []
-        let input = console.takeInput()
-        if !input.isEmpty { events.append(.consoleInput(input)) }
-        events += completions
-        completions.removeAll()
-        return events
     }
 }
 
@@ -141,7 +121,7 @@ public final class PrimaryReplica {
                 logger.notice("the guest waits for console input, and input is closed: stopping")
                 return try finish(.exited(status: 0))
             }
-            let events = environment.takeEvents()
+            let events = environment.host.takeEvents()
             environment.outputs.endEpoch(epoch, idle: stop == .idle)
             let (values, count) = environment.takeValues()
             let outputs = environment.outputs.take()

@@ -44,7 +44,7 @@ struct BackupCommand: ParsableCommand {
             () -> Result<(RunOutcome, String, String?, Bool), CLIFailure> in
             do {
                 let console = HostConsole(input: .standardInput, output: .standardOutput)
-                let environment = BackupEnvironment(console: console, disk: try setup.openDisk())
+                let environment = BackupEnvironment(host: HostIO(console: console, disk: try setup.openDisk()))
                 let machine = try MachineFactory.make(setup, environment: environment)
                 let backup = BackupReplica(
                     machine: machine, environment: environment, connection: connection, arbiter: arbiter,

@@ -58,7 +58,7 @@ struct PrimaryCommand: ParsableCommand {
         let result = DedicatedThread.run(name: "lockstep-machine") { () -> Result<(RunOutcome, String?), CLIFailure> in
             do {
                 let console = HostConsole(input: .standardInput, output: .standardOutput)
-                let environment = PrimaryEnvironment(console: console, disk: try setup.openDisk())
+                let environment = PrimaryEnvironment(host: HostIO(console: console, disk: try setup.openDisk()))
                 let machine = try MachineFactory.make(setup, environment: environment)
                 let primary = PrimaryReplica(
                     machine: machine, environment: environment, connection: connection, arbiter: arbiter,

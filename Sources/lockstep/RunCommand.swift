@@ -15,7 +15,7 @@ struct RunCommand: ParsableCommand {
         let result = DedicatedThread.run(name: "lockstep-machine") { () -> Result<RunOutcome, CLIFailure> in
             do {
                 let console = HostConsole(input: .standardInput, output: .standardOutput)
-                let environment = LocalEnvironment(console: console, disk: try setup.openDisk())
+                let environment = LocalEnvironment(host: HostIO(console: console, disk: try setup.openDisk()))
                 let machine = try MachineFactory.make(setup, environment: environment)
                 let session = LocalSession(machine: machine, environment: environment,
                                            epochLength: setup.epochLength,

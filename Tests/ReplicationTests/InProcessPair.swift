@@ -62,7 +62,7 @@ struct InProcessPair {
                 let connection = try network.connect(to: Endpoint(host: "127.0.0.1", port: connectPort),
                                                      timing: timing, until: Date(timeIntervalSinceNow: 10))
                 _ = try Handshake.joinPrimary(connection, identity: identity, timeout: 10)
-                let environment = BackupEnvironment(console: console.console, disk: try setup.openDisk())
+                let environment = BackupEnvironment(host: HostIO(console: console.console, disk: try setup.openDisk()))
                 let machine = try MachineFactory.make(setup, environment: environment)
                 try tamper?(machine)
                 let backup = BackupReplica(machine: machine, environment: environment, connection: connection,
@@ -81,7 +81,7 @@ struct InProcessPair {
         let primary = DedicatedThread.run(name: "test-primary") { () -> Side in
             let console = ConsoleCapture(input: input)
             do {
-                let environment = PrimaryEnvironment(console: console.console, disk: try setup.openDisk())
+                let environment = PrimaryEnvironment(host: HostIO(console: console.console, disk: try setup.openDisk()))
                 let machine = try MachineFactory.make(setup, environment: environment)
                 let replica = PrimaryReplica(machine: machine, environment: environment, connection: connection,
                                              arbiter: arbiter, settings: frozenSettings, epochLength: setup.epochLength,
@@ -103,7 +103,7 @@ struct InProcessPair {
             let console = ConsoleCapture(input: input)
             do {
                 let setup = try GuestSetup(options)
-                let environment = LocalEnvironment(console: console.console, disk: try setup.openDisk())
+                let environment = LocalEnvironment(host: HostIO(console: console.console, disk: try setup.openDisk()))
                 let machine = try MachineFactory.make(setup, environment: environment)
                 let session = LocalSession(machine: machine, environment: environment, epochLength: setup.epochLength,
                                            timing: BoundaryTiming(mode: options.clockMode))
