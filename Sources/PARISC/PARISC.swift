@@ -1,2 +1,0 @@
-// The PA-RISC emulator engine.
-import MachineCore
