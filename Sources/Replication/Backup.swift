@@ -55,11 +55,16 @@ public final class BackupEnvironment: SessionEnvironment {
     }
 
     public func submitBlockRequest(_ request: BlockRequest) {
-        // While replaying, the primary performs the request and logs its completion; while taking
-        // over, the request stays outstanding and gets an uncertain completion (P8).
-        guard mode == .live else { return }
-        completions.append(.blockCompletion(
-            disk?.perform(request) ?? BlockCompletion(id: request.id, status: .ioError)))
+        switch mode {
+        case .replaying, .takingOver:
+            // The primary performs the request and logs its completion; a request still
+            // outstanding at a takeover gets an uncertain completion (P8). Writes and flushes are
+            // outputs: numbered here exactly as the primary numbers them.
+            if request.kind == .write || request.kind == .flush { outputs.disk(request, epoch: epoch) }
+        case .live:
+            completions.append(.blockCompletion(
+                disk?.perform(request) ?? BlockCompletion(id: request.id, status: .ioError)))
+        }
     }
 
     public var hasPendingEvents: Bool { !completions.isEmpty }
