@@ -246,10 +246,12 @@ public final class PrimaryReplica {
             epoch: epoch, progress: machine.progress, status: status, crashed: crashed,
             stateDigest: try machine.stateDigest())))
         connection.flush()
-        // Wait until the backup has the whole log, so it can finish the run identically.
-        if connection.waitForAcknowledgement(through: sequence) == nil {
-            connection.close()
+        // Wait until the backup has the whole log, so it can finish the run identically. If it
+        // never acknowledges, it may have gone live: the arbiter decides which replica ran the end.
+        if let reason = connection.waitForAcknowledgement(through: sequence) {
+            try backupLost(reason)
         }
+        connection.close()
         return outcome
     }
 
