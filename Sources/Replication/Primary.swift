@@ -188,7 +188,7 @@ public final class PrimaryReplica {
                     try backupLost(reason)
                 }
                 if index == 0 { kill(at: .acknowledged) }
-                try checkEntitled()
+                if !alone { try checkEntitled() }
             }
             environment.perform(output)
             if index == 0 { kill(at: .performed) }
