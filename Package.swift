@@ -48,7 +48,7 @@ let package = Package(
         ]),
         // The host side of a run: console and disk backends, the unreplicated run loop.
         .target(name: "Hypervisor", dependencies: [
-            "MachineCore", "Loader", "X86", "PARISC",
+            "MachineCore", "Loader", "Devices", "X86", "PARISC",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Primary/backup replica coordination.

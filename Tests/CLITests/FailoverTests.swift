@@ -25,7 +25,7 @@ import Testing
         // The fault-free reference, unreplicated.
         let referenceDisk = try c.freshDisk("reference")
         let reference = try Lockstep.run(["run"] + c.arguments(disk: referenceDisk), input: c.input)
-        #expect(reference.status == 0, "\(reference.stderr)")
+        try #require(reference.status == 0, "the unreplicated run failed: \(reference.stderr)")
         let referenceImage = try referenceDisk.map { try Data(contentsOf: URL(fileURLWithPath: $0)) }
 
         // A fault-free replicated run: same output, same final state on both replicas.

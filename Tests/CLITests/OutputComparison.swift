@@ -10,9 +10,10 @@ enum OutputComparison {
         // The first difference is where the repeat starts (or ends).
         var prefix = 0
         while prefix < e.count && a[prefix] == e[prefix] { prefix += 1 }
-        // Try every record B = a[start ..< start+extra] that ends at or after the divergence and
-        // is immediately followed by itself.
-        let earliest = max(0, prefix - extra)
+        // With actual = A B B C and expected = A B C, the first difference lies within the second
+        // B or C, so A ends between `prefix - 2 * extra` and `prefix`: try every record B there
+        // that is immediately followed by itself.
+        let earliest = max(0, prefix - 2 * extra)
         for start in stride(from: prefix, through: earliest, by: -1) {
             let end = start + extra
             guard end + extra <= a.count else { continue }

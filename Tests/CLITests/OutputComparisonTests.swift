@@ -9,6 +9,9 @@ import Testing
         #expect(OutputComparison.equalUpToOneRepeatedRecord("a\nb\nb\nc\n", "a\nb\nc\n"))
         #expect(OutputComparison.equalUpToOneRepeatedRecord("a\na\n", "a\n"))
         #expect(OutputComparison.equalUpToOneRepeatedRecord("a\nb\nc\nc\n", "a\nb\nc\n"))
+        // The repeated line shares a prefix with the next one.
+        #expect(OutputComparison.equalUpToOneRepeatedRecord("t x\nt count=1\nt count=1\nt samples\n",
+                                                            "t x\nt count=1\nt samples\n"))
     }
 
     @Test func oneRepeatedPartialLineMatches() {
