@@ -131,12 +131,14 @@ struct PairCommand: ParsableCommand {
 }
 
 /// The shared console of a pair: standard input copied to both replicas, their standard
-/// outputs copied to ours (the backup prints nothing until it is live).
+/// outputs copied to ours. The backup prints nothing until it is live, which is after the primary
+/// died; everything the primary wrote before dying is copied first, so output keeps its order.
 final class PairConsole: @unchecked Sendable {
     private let outputLock = NSLock()
     private var inputs: [FileHandle] = []
-    private var relays: [Thread] = []
     private let relaysDone = DispatchGroup()
+    /// Signalled when the first replica's (the primary's) output has ended.
+    private let firstOutputEnded = DispatchSemaphore(value: 0)
 
     func start(_ executable: URL, _ arguments: [String]) throws -> Process {
         let process = Process()
@@ -150,12 +152,19 @@ final class PairConsole: @unchecked Sendable {
         inputs.append(input.fileHandleForWriting)
         relaysDone.enter()
         let reader = output.fileHandleForReading
+        let isFirst = inputs.count == 1
         let thread = Thread { [self] in
+            var waited = isFirst
             while true {
                 let data = reader.availableData
                 if data.isEmpty { break }
+                if !waited {
+                    firstOutputEnded.wait()
+                    waited = true
+                }
                 outputLock.withLock { try? FileHandle.standardOutput.write(contentsOf: data) }
             }
+            if isFirst { firstOutputEnded.signal() }
             relaysDone.leave()
         }
         thread.start()
