@@ -112,7 +112,7 @@ public final class PARISCMachine: Machine {
             (IOExternalInterruptRegister(cpu: cpu), "io-eir", PARISCPlatform.ioEIRBase,
              PARISCPlatform.ioEIRLength, .big),
             (BusDeviceAdapter(debugExit, afterAccess: { [unowned debugExit, unowned cpu] in
-                if let status = debugExit.exitStatus { cpu.requestStop(.exited(status: status)) }
+                if let status = debugExit.guestStatus { cpu.requestStop(.exited(status: status)) }
             }), "debug-exit", PARISCPlatform.debugExitBase, PARISCPlatform.debugExitLength, .big),
         ]
         if let virtio {
