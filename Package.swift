@@ -65,6 +65,8 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // Helpers shared by test targets.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "KVMTests", dependencies: ["KVM"]),
         .testTarget(name: "MachineCoreTests", dependencies: ["MachineCore"]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "MachineCore"]),
@@ -72,7 +74,11 @@ let package = Package(
         .testTarget(name: "X86Tests", dependencies: ["X86", "KVM", "MachineCore", "Devices", "Loader"]),
         .testTarget(name: "PARISCTests", dependencies: ["PARISC", "MachineCore", "Devices", "Loader"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "MachineCore"]),
-        .testTarget(name: "ReplicationTests", dependencies: ["Replication", "Hypervisor", "MachineCore"]),
-        .testTarget(name: "CLITests", dependencies: []),
+        .testTarget(name: "ReplicationTests", dependencies: [
+            "Replication", "Hypervisor", "MachineCore", "TestSupport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
     ]
 )

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// Fault injection with real processes: `lockstep pair` runs a primary and a backup as separate
 /// processes; the primary is killed with SIGKILL at 20 different points per guest (epochs spread

@@ -1,8 +1,8 @@
 /// Console output after a failover: equal to the fault-free run's, except that one output record
 /// (a line, or the partial line that ended an epoch) may appear twice in a row at the failover point.
-enum OutputComparison {
+public enum OutputComparison {
     /// Whether `actual` is `expected`, or `expected` with one record repeated.
-    static func equalUpToOneRepeatedRecord(_ actual: String, _ expected: String) -> Bool {
+    public static func equalUpToOneRepeatedRecord(_ actual: String, _ expected: String) -> Bool {
         if actual == expected { return true }
         let a = Array(actual.utf8), e = Array(expected.utf8)
         let extra = a.count - e.count

@@ -1,0 +1,219 @@
+import Foundation
+import Hypervisor
+import MachineCore
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import Replication
+
+/// A primary and a backup with real machines, in this process, over real loopback TCP
+/// (optionally through a proxy that damages the stream).
+struct InProcessPair {
+    struct Side {
+        let outcome: Result<RunOutcome, any Error>
+        let output: String
+    }
+
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+
+    static func guest(_ arch: String, _ name: String) -> String {
+        root.appendingPathComponent("guests/build/\(arch)/\(name).elf").path
+    }
+
+    static func hasGuest(_ arch: String, _ name: String) -> Bool {
+        FileManager.default.fileExists(atPath: guest(arch, name))
+    }
+
+    /// Runs `options` replicated. `damage` may put a proxy between the two; `tamper` may change
+    /// the backup's machine before it starts.
+    static func run(_ options: RunOptions, input: String = "", digestEvery: UInt64 = 0,
+                    damage: ProxyDamage? = nil,
+                    tamper: (@Sendable (any Machine) throws -> Void)? = nil) throws -> (primary: Side, backup: Side)
+    {
+        let setup = try GuestSetup(options)
+        let identity = ReplicaIdentity(imageBytes: setup.image.fileBytes, options: options, engine: setup.engine,
+                                       epochClock: setup.epochClock, epochLength: setup.epochLength,
+                                       diskSectors: setup.diskSectors)
+        var settings = ReplicationSettings(arbiterDirectory: FileManager.default.temporaryDirectory.path)
+        settings.digestInterval = digestEvery
+        settings.timeoutMilliseconds = 2000
+        let network = ReplicationNetwork()
+        defer { network.shutdown() }
+        let timing = ConnectionTiming(timeoutMilliseconds: settings.timeoutMilliseconds)
+        let listener = try network.listen(on: Endpoint(host: "127.0.0.1", port: 0), timing: timing)
+        var port = listener.port
+        var proxy: DamagingProxy?
+        if let damage {
+            proxy = try DamagingProxy(group: network.group, target: port, damage: damage)
+            port = proxy!.port
+        }
+        defer { proxy?.close() }
+        let session = (0..<16).map { _ in UInt8.random(in: 0...255) }
+        let arbiter = Arbiter(directory: settings.arbiterDirectory, session: session)
+        defer { arbiter.release() }
+        let frozenSettings = settings
+        let backupBox = ResultBox<Side>()
+        let connectPort = port
+        DedicatedThread.start(name: "test-backup") {
+            let console = ConsoleCapture(input: input)
+            do {
+                let connection = try network.connect(to: Endpoint(host: "127.0.0.1", port: connectPort),
+                                                     timing: timing, until: Date(timeIntervalSinceNow: 10))
+                _ = try Handshake.joinPrimary(connection, identity: identity, timeout: 10)
+                let environment = BackupEnvironment(console: console.console, disk: try setup.openDisk())
+                let machine = try MachineFactory.make(setup, environment: environment)
+                try tamper?(machine)
+                let backup = BackupReplica(machine: machine, environment: environment, connection: connection,
+                                           arbiter: arbiter, settings: frozenSettings, epochLength: setup.epochLength,
+                                           timing: BoundaryTiming(mode: options.clockMode),
+                                           status: ReplicationStatus(role: "backup", statsPath: nil, statusLine: false))
+                let outcome = Result { try backup.run() }
+                connection.close()
+                backupBox.put(Side(outcome: outcome, output: console.finish()))
+            } catch {
+                backupBox.put(Side(outcome: .failure(error), output: console.finish()))
+            }
+        }
+        let connection = try Handshake.acceptBackup(on: listener, identity: identity, session: session,
+                                                    timeout: 10) { _ in }
+        let primary = DedicatedThread.run(name: "test-primary") { () -> Side in
+            let console = ConsoleCapture(input: input)
+            do {
+                let environment = PrimaryEnvironment(console: console.console, disk: try setup.openDisk())
+                let machine = try MachineFactory.make(setup, environment: environment)
+                let replica = PrimaryReplica(machine: machine, environment: environment, connection: connection,
+                                             arbiter: arbiter, settings: frozenSettings, epochLength: setup.epochLength,
+                                             timing: BoundaryTiming(mode: options.clockMode),
+                                             status: ReplicationStatus(role: "primary", statsPath: nil, statusLine: false))
+                let outcome = Result { try replica.run() }
+                connection.close()
+                return Side(outcome: outcome, output: console.finish())
+            } catch {
+                return Side(outcome: .failure(error), output: console.finish())
+            }
+        }
+        return (primary, backupBox.take())
+    }
+
+    /// An unreplicated run of the same guest, for reference.
+    static func reference(_ options: RunOptions, input: String = "") throws -> Side {
+        DedicatedThread.run(name: "test-reference") { () -> Side in
+            let console = ConsoleCapture(input: input)
+            do {
+                let setup = try GuestSetup(options)
+                let environment = LocalEnvironment(console: console.console, disk: try setup.openDisk())
+                let machine = try MachineFactory.make(setup, environment: environment)
+                let session = LocalSession(machine: machine, environment: environment, epochLength: setup.epochLength,
+                                           timing: BoundaryTiming(mode: options.clockMode))
+                let outcome = Result { try session.run() }
+                return Side(outcome: outcome, output: console.finish())
+            } catch {
+                return Side(outcome: .failure(error), output: console.finish())
+            }
+        }
+    }
+}
+
+/// A host console over pipes: `input` is typed at once, output is collected.
+final class ConsoleCapture: @unchecked Sendable {
+    let console: HostConsole
+    private let output = Pipe()
+    private let lock = NSLock()
+    private var collected = Data()
+    private let done = DispatchSemaphore(value: 0)
+
+    init(input: String) {
+        let inputPipe = Pipe()
+        try? inputPipe.fileHandleForWriting.write(contentsOf: Data(input.utf8))
+        try? inputPipe.fileHandleForWriting.close()
+        console = HostConsole(input: inputPipe.fileHandleForReading, output: output.fileHandleForWriting)
+        let reader = output.fileHandleForReading
+        Thread.detachNewThread { [self] in
+            while true {
+                let chunk = reader.availableData
+                if chunk.isEmpty { break }
+                lock.withLock { collected.append(chunk) }
+            }
+            done.signal()
+        }
+    }
+
+    /// Everything written, once the writer is closed.
+    func finish() -> String {
+        try? output.fileHandleForWriting.close()
+        done.wait()
+        return lock.withLock { String(decoding: collected, as: UTF8.self) }
+    }
+}
+
+/// What the proxy does to the primary-to-backup stream.
+enum ProxyDamage: Sendable {
+    /// Flip one bit of the byte at this offset.
+    case flipBit(atOffset: Int)
+    /// Close both connections once this many bytes have passed.
+    case cut(afterBytes: Int)
+}
+
+/// A TCP proxy from the backup to the primary that damages the primary's stream.
+final class DamagingProxy: @unchecked Sendable {
+    let server: Channel
+    var port: Int { server.localAddress?.port ?? 0 }
+
+    init(group: EventLoopGroup, target: Int, damage: ProxyDamage) throws {
+        server = try ServerBootstrap(group: group)
+            .childChannelInitializer { inbound in
+                ClientBootstrap(group: inbound.eventLoop)
+                    .connect(host: "127.0.0.1", port: target)
+                    .flatMap { outbound in
+                        inbound.eventLoop.makeCompletedFuture {
+                            try inbound.pipeline.syncOperations.addHandler(Relay(peer: outbound, damage: nil))
+                            try outbound.pipeline.syncOperations.addHandler(Relay(peer: inbound, damage: damage))
+                        }
+                    }
+            }
+            .bind(host: "127.0.0.1", port: 0).wait()
+    }
+
+    func close() { server.close(promise: nil) }
+
+    /// Copies bytes to the peer channel, damaging them on the way if asked.
+    final class Relay: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        let peer: Channel
+        let damage: ProxyDamage?
+        var passed = 0
+
+        init(peer: Channel, damage: ProxyDamage?) {
+            self.peer = peer
+            self.damage = damage
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var buffer = unwrapInboundIn(data)
+            var bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
+            switch damage {
+            case .flipBit(let offset)?:
+                if offset >= passed && offset < passed + bytes.count { bytes[offset - passed] ^= 0x10 }
+            case .cut(let limit)?:
+                if passed + bytes.count >= limit {
+                    let keep = max(0, limit - passed)
+                    peer.writeAndFlush(peer.allocator.buffer(bytes: Array(bytes.prefix(keep)))).whenComplete { [peer] _ in
+                        peer.close(promise: nil)
+                    }
+                    context.close(promise: nil)
+                    passed += bytes.count
+                    return
+                }
+            case nil:
+                break
+            }
+            passed += bytes.count
+            peer.writeAndFlush(peer.allocator.buffer(bytes: bytes), promise: nil)
+        }
+
+        func channelInactive(context: ChannelHandlerContext) { peer.close(promise: nil) }
+        func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
+    }
+}

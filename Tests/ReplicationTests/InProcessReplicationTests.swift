@@ -1,0 +1,96 @@
+import Foundation
+import Hypervisor
+import MachineCore
+import Testing
+import TestSupport
+
+@testable import Replication
+
+/// Replication with real machines in one process: same state at the end, divergence detected,
+/// a damaged channel ending replication cleanly.
+@Suite(.serialized) struct InProcessReplicationTests {
+    static let arch = "parisc"
+
+    static func options(_ guest: String, _ cmdline: String, disk: String? = nil) -> RunOptions {
+        RunOptions(guestPath: InProcessPair.guest(arch, guest), commandLine: cmdline, diskPath: disk,
+                   epochLength: 2000)
+    }
+
+    static var available: Bool { InProcessPair.hasGuest(arch, "echo") }
+    static let echoInput = (1...8).map { "echo line \($0)\n" }.joined() + "quit\n"
+
+    @Test(.enabled(if: available, "PA-RISC guests are not built (scripts/build-guests)"))
+    func faultFreeReplicasEndInTheSameState() throws {
+        let options = Self.options("echo", "")
+        let reference = try InProcessPair.reference(options, input: Self.echoInput)
+        let (primary, backup) = try InProcessPair.run(options, input: Self.echoInput, digestEvery: 4)
+        #expect(try primary.outcome.get().stop == .exited(status: 0))
+        #expect(try backup.outcome.get().stop == .exited(status: 0))
+        #expect(primary.output == reference.output)
+        #expect(backup.output.isEmpty, "a backup that never went live printed: \(backup.output)")
+    }
+
+    @Test(.enabled(if: available, "PA-RISC guests are not built (scripts/build-guests)"))
+    func divergenceIsDetectedAtTheNextDigest() throws {
+        let options = Self.options("echo", "")
+        let (primary, backup) = try InProcessPair.run(options, input: Self.echoInput, digestEvery: 1) { machine in
+            // One byte of the backup's RAM that the guest never touches: execution stays the
+            // same, the state does not.
+            let memory = try #require(Mirror(reflecting: machine).descendant("memory") as? GuestMemory)
+            try memory.store(UInt8(0x5A), at: GuestAddress(12 << 20), order: .little)
+        }
+        #expect {
+            try backup.outcome.get()
+        } throws: { error in
+            guard case ReplicationError.divergence(let epoch, let detail) = error else { return false }
+            return epoch == 0 && detail.contains("state digest")
+        }
+        // The primary carries on alone and finishes the job.
+        #expect(try primary.outcome.get().stop == .exited(status: 0))
+    }
+
+    @Test(.enabled(if: available, "PA-RISC guests are not built (scripts/build-guests)"),
+          arguments: [100, 600, 2000])
+    func aCorruptedFrameEndsReplicationWithoutATakeover(_ offset: Int) throws {
+        let options = Self.options("echo", "")
+        let reference = try InProcessPair.reference(options, input: Self.echoInput)
+        let (primary, backup) = try InProcessPair.run(options, input: Self.echoInput,
+                                                      damage: .flipBit(atOffset: offset))
+        #expect {
+            try backup.outcome.get()
+        } throws: { error in
+            switch error as? ReplicationError {
+            case .channel(.protocolError)?: true
+            case .handshakeFailed(let why)?: why.contains("checksum")  // the damage hit the hello
+            default: false
+            }
+        }
+        #expect(backup.output.isEmpty)
+        #expect(try primary.outcome.get().stop == .exited(status: 0))
+        #expect(primary.output == reference.output)
+    }
+
+    @Test(.enabled(if: available, "PA-RISC guests are not built (scripts/build-guests)"),
+          arguments: [300, 900, 1500])
+    func aTruncatedStreamLeavesExactlyOneReplicaProducingOutput(_ bytes: Int) throws {
+        let options = Self.options("echo", "")
+        let reference = try InProcessPair.reference(options, input: Self.echoInput)
+        let (primary, backup) = try InProcessPair.run(options, input: Self.echoInput, damage: .cut(afterBytes: bytes))
+        // The connection broke mid-frame: each side sees its peer gone, and the arbiter picks one.
+        let primaryWon = (try? primary.outcome.get()) != nil
+        let backupWon = (try? backup.outcome.get()) != nil
+        #expect(primaryWon != backupWon, "primary \(primary.outcome), backup \(backup.outcome)")
+        let loser = primaryWon ? backup : primary
+        #expect {
+            try loser.outcome.get()
+        } throws: { error in
+            switch error as? ReplicationError {
+            case .lostArbiter?, .handshakeFailed?: true
+            default: false
+            }
+        }
+        // Together they printed the reference output, up to one repeated record.
+        #expect(OutputComparison.equalUpToOneRepeatedRecord(primary.output + backup.output, reference.output),
+                "primary printed \(primary.output), backup \(backup.output)")
+    }
+}
