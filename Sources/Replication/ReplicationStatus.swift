@@ -18,6 +18,8 @@ public final class ReplicationStatus: @unchecked Sendable {
         public var sendBytesPerSecond: Double
         public var elapsedSeconds: Double
         public var status: Int32?
+        /// When each state was entered (seconds since 1970), e.g. when a backup went "live".
+        public var stateEnteredAt: [String: Double] = [:]
         public var finalDigest: String?
         public var primaryFinalDigest: String?
     }
@@ -52,6 +54,7 @@ public final class ReplicationStatus: @unchecked Sendable {
             snapshot.backupLag = lag
         }
         let now = Date()
+        if let state { snapshot.stateEnteredAt[state] = snapshot.stateEnteredAt[state] ?? now.timeIntervalSince1970 }
         guard now.timeIntervalSince(lastWrite) >= 0.2 else { return }
         lastWrite = now
         refresh(now)
@@ -62,7 +65,9 @@ public final class ReplicationStatus: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         snapshot.state = state
-        refresh(Date())
+        let now = Date()
+        snapshot.stateEnteredAt[state] = snapshot.stateEnteredAt[state] ?? now.timeIntervalSince1970
+        refresh(now)
     }
 
     /// The final figures: written whatever the rate limit.
@@ -70,6 +75,7 @@ public final class ReplicationStatus: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         snapshot.state = state
+        snapshot.stateEnteredAt[state] = Date().timeIntervalSince1970
         snapshot.status = status
         snapshot.finalDigest = finalDigest
         snapshot.primaryFinalDigest = primaryFinalDigest

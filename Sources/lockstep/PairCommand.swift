@@ -72,13 +72,18 @@ struct PairCommand: ParsableCommand {
         let display = PairStatusLine(primaryStats: primaryStats, backupStats: backupStats,
                                      enabled: !replication.noStatusLine)
         display.start()
+        let primaryExit = ResultBox<Double>()
+        DedicatedThread.start(name: "lockstep-pair-watch") {
+            primary.waitUntilExit()
+            primaryExit.put(Date().timeIntervalSince1970)
+        }
         primary.waitUntilExit()
         backup.waitUntilExit()
         display.stop()
         console.finish()
 
         if let statsJSON = replication.statsJSON {
-            writeCombinedStats(to: statsJSON, primary: primary, backup: backup,
+            writeCombinedStats(to: statsJSON, primary: primary, backup: backup, primaryExitedAt: primaryExit.take(),
                                primaryStats: primaryStats, backupStats: backupStats)
         }
         throw ExitCode(Self.status(primary: primary, backup: backup))
@@ -108,7 +113,7 @@ struct PairCommand: ParsableCommand {
         return nil
     }
 
-    private func writeCombinedStats(to path: String, primary: Process, backup: Process,
+    private func writeCombinedStats(to path: String, primary: Process, backup: Process, primaryExitedAt: Double,
                                     primaryStats: String, backupStats: String)
     {
         func load(_ path: String) -> Any {
@@ -122,6 +127,7 @@ struct PairCommand: ParsableCommand {
             "primary": load(primaryStats),
             "backup": load(backupStats),
             "primaryKilled": killed,
+            "primaryExitedAt": primaryExitedAt,
             "status": Int(Self.status(primary: primary, backup: backup)),
         ]
         if let data = try? JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys]) {
