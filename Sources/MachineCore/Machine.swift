@@ -76,6 +76,9 @@ public protocol Machine: AnyObject {
     var outstandingBlockRequests: [BlockRequestID] { get }
 
     /// Runs the guest until it has made `budget` more units of progress, or stops earlier.
+    /// The instruction that idles, exits or crashes counts as progress, so a backup replaying to
+    /// the same progress stops at the same instruction. An `EnvironmentError` thrown by the
+    /// environment propagates unchanged.
     func run(budget: UInt64) throws -> MachineStop
 
     /// At an epoch boundary: sets virtual time, applies `events` in order and evaluates timers,

@@ -3,6 +3,7 @@ import Hypervisor
 import Loader
 import MachineCore
 import Replication
+import X86
 
 /// An error the command reports as one line on standard error, with an exit status.
 struct CLIFailure: Error, CustomStringConvertible {
@@ -33,6 +34,8 @@ struct CLIFailure: Error, CustomStringConvertible {
             case .lostArbiter: self.init(e.description, status: ExitStatus.lostArbiter)
             default: self.init(e.description, status: ExitStatus.replicationFailed)
             }
+        case let e as X86Error:
+            self.init(e.description, status: e.isHostLimitation ? ExitStatus.unavailable : ExitStatus.internalError)
         case let e as EnvironmentError:
             self.init(e.description, status: ExitStatus.internalError)
         case let e as CustomStringConvertible:

@@ -1,2 +1,0 @@
-// The x86 engine on KVM.
-import MachineCore

@@ -1,0 +1,51 @@
+import KVM
+import Loader
+import MachineCore
+
+/// Why the x86 engine could not create or run a machine. Each description is one line.
+public enum X86Error: Error, Sendable, CustomStringConvertible {
+    /// /dev/kvm is missing, unusable, or a KVM call failed while setting the machine up.
+    case kvmUnavailable(KVMError)
+    /// A KVM call failed while the machine was running.
+    case kvm(KVMError)
+    /// The guest image cannot be loaded.
+    case image(LoaderError)
+    /// Guest RAM could not be reserved.
+    case memory(GuestMemoryError)
+    /// The image does not fit the platform (segments over Lockstep's boot structures, an entry
+    /// point above 4 GiB for a 32-bit entry, ...).
+    case layout(String)
+    /// Capstone failed.
+    case disassembler(String)
+    /// The requested epoch clock cannot work on this host (no PMU, ...).
+    case epochClockUnavailable(EpochClock, reason: String)
+    /// The single-step epoch clock saw the guest at CPL3, where this host does not single-step.
+    case singleStepAtCPL3(rip: UInt64)
+    /// The `pmu` clock ran past the epoch boundary (the kick came too late).
+    case performanceCounterOvershoot(by: UInt64)
+
+    /// Whether this is a limit of the host (exit status 69) rather than a failure.
+    public var isHostLimitation: Bool {
+        switch self {
+        case .kvmUnavailable, .epochClockUnavailable, .singleStepAtCPL3: true
+        case .kvm, .image, .memory, .layout, .disassembler, .performanceCounterOvershoot: false
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .kvmUnavailable(let e): "KVM is not available: \(e)"
+        case .kvm(let e): "KVM failed: \(e)"
+        case .image(let e): e.description
+        case .memory(let e): e.description
+        case .layout(let why): why
+        case .disassembler(let why): "Capstone: \(why)"
+        case .epochClockUnavailable(let clock, let reason):
+            "the \(clock) epoch clock is not available on this host: \(reason)"
+        case .singleStepAtCPL3(let rip):
+            "the single-step epoch clock needs a guest that runs at CPL0 (this host cannot single-step CPL3 code), but the guest ran at CPL3 (RIP \(hex(rip))); add ring0 to its command line or use --epoch-clock exits"
+        case .performanceCounterOvershoot(let by):
+            "the pmu epoch clock overshot the epoch boundary by \(by) instructions (the kick came later than the single-step margin)"
+        }
+    }
+}

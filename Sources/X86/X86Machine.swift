@@ -1,0 +1,270 @@
+import Foundation
+import KVM
+import Loader
+import Logging
+import MachineCore
+
+/// An x86 guest on KVM: one vCPU, RAM at guest-physical 0, Lockstep's devices in user space.
+///
+/// The platform (docs/architecture.md, "x86"): a Multiboot v1 or ELF64 kernel (`BootLoader`),
+/// COM1, the 8259 pair, the 8254 PIT, isa-debug-exit, POST port and, with a disk, a virtio-mmio
+/// block device (`X86Devices`). There is no in-kernel irqchip or PIT: interrupts come from the
+/// user-space 8259 and are injected with `KVM_INTERRUPT` only at deterministic exits where the
+/// vCPU can take them, so they land at the same instruction on every replica.
+///
+/// Environment instructions (RDTSC, RDTSCP, CPUID, RDRAND, RDSEED, RDPID) are rewritten at load
+/// time into `out %al,$0xe7` (`EnvironmentPatcher`) and simulated here when that OUT exits; TSC
+/// MSR reads exit through an MSR filter. Their values come from the `GuestEnvironment`.
+///
+/// Create it on the thread that will run it (the vCPU is confined to one thread).
+public final class X86Machine: Machine {
+    /// The KVM device to use unless told otherwise: `LOCKSTEP_KVM_DEVICE`, else `/dev/kvm`.
+    public static var defaultKVMPath: String {
+        ProcessInfo.processInfo.environment["LOCKSTEP_KVM_DEVICE"] ?? "/dev/kvm"
+    }
+
+    /// Counters of what the machine did (diagnostics and benchmarks; not replicated state).
+    public struct Statistics: Hashable, Sendable {
+        /// `KVM_RUN` calls.
+        public var runs: UInt64 = 0
+        /// Port I/O exits (the trap port included).
+        public var portIO: UInt64 = 0
+        /// MMIO exits.
+        public var mmio: UInt64 = 0
+        /// HLT exits.
+        public var halts: UInt64 = 0
+        /// Simulated environment instructions (trap-port exits from a known site).
+        public var environmentInstructions: UInt64 = 0
+        /// RDMSR/WRMSR exits.
+        public var msrAccesses: UInt64 = 0
+        /// Single-step exits.
+        public var steps: UInt64 = 0
+        /// Interrupts injected with `KVM_INTERRUPT`.
+        public var interruptsInjected: UInt64 = 0
+        /// `KVM_RUN` returns that were kicks or other non-deterministic exits (never counted).
+        public var interrupted: UInt64 = 0
+    }
+
+    public let architecture = GuestArchitecture.x86_64
+    public let epochClock: EpochClock
+    public var progress: UInt64 { counter.value }
+    public let clock: VirtualClock
+    /// The PIT's next IRQ 0 edge, unless IRQ 0 is masked at the master 8259: a masked timer
+    /// cannot wake an idle guest (a guest that never programs the PIT leaves the BIOS's 18.2 Hz
+    /// counter running with IRQ 0 masked).
+    public var nextTimerDeadline: VirtualTime? {
+        guard devices.pic.state.master.imr & (1 << UInt8(X86Platform.pitIRQ)) == 0 else { return nil }
+        return devices.pit.nextDeadline(after: clock.now)
+    }
+    public var outstandingBlockRequests: [BlockRequestID] { devices.virtio?.outstandingRequests ?? [] }
+
+    /// Guest RAM (guest-physical 0 up to its size), also KVM memory slot 0.
+    public let memory: GuestMemory
+    /// The vCPU state the kernel was entered with.
+    public let entryState: EntryState
+    /// The command line the guest sees (the user's plus Lockstep's device announcements).
+    public let commandLine: String
+    /// The rewritten environment-instruction sites.
+    public let patchSites: PatchSiteTable
+    /// The CPUID table the guest sees.
+    public let cpuidTable = CPUIDTable()
+    /// What the machine did so far.
+    public internal(set) var statistics = Statistics()
+    /// Unknown ports and MMIO addresses the guest touched (each logged once).
+    public internal(set) var unknownAccesses = UnknownAccessLog()
+
+    let environment: any GuestEnvironment
+    let system: KVMSystem
+    let vm: VirtualMachine
+    let vcpu: VCPU
+    let devices: X86Devices
+    let counter: ProgressCounter
+    var random = DeterministicRandom()
+    let logger = Logger(label: "lockstep.x86")
+    /// Set once the guest exited or crashed: every later `run` returns it again.
+    var finalStop: MachineStop?
+    /// The last `KVM_RUN` ended in a deterministic exit, so `kvm_run`'s interrupt-window fields
+    /// describe a reproducible point and an interrupt may be injected there.
+    var atDeterministicExit = false
+    /// Single-step clock: the linear RIP where the next step starts, when known.
+    var stepStart: UInt64?
+    /// The retired-instruction clock (`pmu` only).
+    var performanceCounterClock: PerformanceCounterClock?
+
+    /// Creates the machine and loads `image`.
+    ///
+    /// - Parameters:
+    ///   - image: a Multiboot v1 kernel (ELF32 or ELF64) or an ELF64 kernel without Multiboot.
+    ///   - memorySize: guest RAM in bytes (a multiple of 4 KiB, at least 1 MiB).
+    ///   - commandLine: the user's kernel command line; with a disk, Lockstep appends
+    ///     `virtio_mmio.device=512@0xfeb00000:5`.
+    ///   - diskSectors: the disk's size in 512-byte sectors, or nil for no disk.
+    ///   - epochClock: `exits`, `single-step` (CPL0 guests only on the PVM host) or `pmu` (needs a
+    ///     host PMU; refused where there is none).
+    ///   - environment: where environment values, console output and disk requests go.
+    ///   - kvmPath: the KVM device.
+    public init(image: ELFImage, memorySize: UInt64, commandLine: String = "",
+                diskSectors: UInt64? = nil, epochClock: EpochClock = .deterministicExits,
+                environment: any GuestEnvironment, kvmPath: String = X86Machine.defaultKVMPath)
+        throws(X86Error)
+    {
+        switch epochClock {
+        case .recoveryCounter:
+            throw .epochClockUnavailable(.recoveryCounter, reason: "the recovery counter is PA-RISC's (use exits, single-step or pmu)")
+        case .performanceCounter:
+            if let error = PerformanceCounter.probe(.instructions) {
+                throw .epochClockUnavailable(.performanceCounter, reason: "there is no hardware performance counter for retired instructions (perf_event_open: \(error.errnoDescription)); use exits or single-step")
+            }
+        case .singleStep, .deterministicExits:
+            break
+        }
+        guard image.machine.architecture == .x86_64 else {
+            throw .image(.unsupportedMachine(path: image.path, machine: image.machine.description))
+        }
+        let memory: GuestMemory
+        do { memory = try GuestMemory(size: memorySize) } catch { throw .memory(error) }
+        let counter = ProgressCounter()
+        let clock = VirtualClock(nanosecondsPerUnit: epochClock == .deterministicExits ? 1000 : 1) {
+            counter.value
+        }
+        do {
+            system = try KVMSystem(path: kvmPath)
+            vm = try system.createVM()
+            try vm.setUserMemoryRegion(
+                UserMemoryRegion(slot: 0, guestPhysicalAddress: 0, size: memory.size,
+                                 userspaceAddress: memory.hostAddress),
+                owner: memory)
+            if vm.checkExtension(.exitOnEmulationFailure) > 0 {
+                try vm.enableCapability(.exitOnEmulationFailure, arguments: [1])
+            }
+            if vm.checkExtension(.x86UserSpaceMSR) > 0, vm.checkExtension(.x86MSRFilter) > 0 {
+                try vm.enableUserSpaceMSR(.filter)
+                try vm.setMSRFilter(MSRFilter(ranges: [.deny([.read, .write], msr: X86Platform.tscMSR)]))
+            }
+            vcpu = try vm.createVCPU(id: 0)
+            try vcpu.setCPUID(CPUIDTable().kvmEntries(supported: try system.supportedCPUID()))
+        } catch {
+            throw .kvmUnavailable(error)
+        }
+        self.memory = memory
+        self.counter = counter
+        self.clock = clock
+        self.epochClock = epochClock
+        self.environment = environment
+        self.commandLine = X86Platform.commandLine(user: commandLine, hasDisk: diskSectors != nil)
+        entryState = try BootLoader.load(image, into: memory, commandLine: self.commandLine)
+        let sites = try EnvironmentPatcher.findSites(
+            in: image, excluding: BootLoader.multibootHeaderRange(in: image))
+        try EnvironmentPatcher.apply(sites, to: memory)
+        patchSites = PatchSiteTable(sites)
+        devices = try X86Devices(memory: memory, clock: clock, diskSectors: diskSectors,
+                                 environment: environment)
+        do {
+            var sregs = try vcpu.specialRegisters()
+            entryState.apply(to: &sregs)
+            try vcpu.setSpecialRegisters(sregs)
+            try vcpu.setRegisters(entryState.registers)
+            // IA32_TSC_AUX = 0, what RDTSCP and RDPID report.
+            try vcpu.setMSRs([MSREntry(index: 0xC000_0103, value: 0)])
+            switch epochClock {
+            case .singleStep:
+                try vcpu.setGuestDebug(.singleStep)
+                stepStart = entryState.cs.base &+ entryState.registers.rip
+            case .performanceCounter:
+                performanceCounterClock = try PerformanceCounterClock(vcpu: vcpu)
+            case .deterministicExits, .recoveryCounter:
+                break
+            }
+        } catch {
+            throw .kvmUnavailable(error)
+        }
+        logger.debug("x86 machine: \(entryState.protocolKind) entry at \(hex(entryState.registers.rip)), \(sites.count) environment-instruction sites patched")
+    }
+
+    public func run(budget: UInt64) throws -> MachineStop {
+        if let finalStop { return finalStop }
+        guard budget > 0 else { return .epochEnd }
+        let target = counter.value &+ budget
+        let stop: MachineStop
+        switch epochClock {
+        case .deterministicExits: stop = try runCountingExits(until: target)
+        case .singleStep: stop = try runSingleStepping(until: target)
+        case .performanceCounter: stop = try runCountingInstructions(until: target)
+        case .recoveryCounter: preconditionFailure("X86Machine.init refuses the recovery-counter clock")
+        }
+        switch stop {
+        case .exited, .crashed: finalStop = stop
+        case .epochEnd, .idle: break
+        }
+        return stop
+    }
+
+    public func applyBoundary(time: VirtualTime, events: [BoundaryEvent]) throws {
+        clock.set(time)
+        for event in events {
+            switch event {
+            case .consoleInput(let bytes):
+                devices.uart.receive(bytes)
+            case .blockCompletion(let completion):
+                if let virtio = devices.virtio {
+                    virtio.complete(completion)
+                } else {
+                    logger.warning("x86: a disk completion (request \(completion.id)) arrived for a machine without a disk; ignored")
+                }
+            }
+        }
+        devices.pit.update(now: clock.now)
+    }
+}
+
+/// The progress counter shared by a machine and its virtual clock.
+final class ProgressCounter {
+    var value: UInt64 = 0
+}
+
+/// The deterministic generator behind RDRAND/RDSEED proposals: SplitMix64 from a fixed seed.
+/// Its state is part of the machine's state digest.
+struct DeterministicRandom: Hashable, Sendable {
+    var state: UInt64 = 0x4C6F_636B_7374_6570  // "Lockstep"
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// The unknown ports and MMIO addresses a guest touched. Each is logged the first time only.
+public struct UnknownAccessLog: Hashable, Sendable {
+    /// One unknown location.
+    public struct Location: Hashable, Sendable, CustomStringConvertible {
+        /// "pio" or "mmio".
+        public let bus: String
+        public let address: UInt64
+        public var description: String { "\(bus) \(hex(address))" }
+    }
+
+    /// Every unknown location touched so far.
+    public private(set) var locations: Set<Location> = []
+
+    /// Records an access; true if it is the first one to `address` on `bus`.
+    mutating func record(bus: String, address: UInt64) -> Bool {
+        locations.insert(Location(bus: bus, address: address)).inserted
+    }
+}
+
+extension X86Machine {
+    /// The vCPU's general-purpose registers, RIP and RFLAGS now (for diagnostics and tests).
+    /// The corresponding ioctl is `KVM_GET_REGS`.
+    public func registers() throws(X86Error) -> Registers {
+        do { return try vcpu.registers() } catch { throw .kvm(error) }
+    }
+
+    /// The vCPU's segment, control and descriptor-table registers now (for diagnostics and
+    /// tests). The corresponding ioctl is `KVM_GET_SREGS`.
+    public func specialRegisters() throws(X86Error) -> SpecialRegisters {
+        do { return try vcpu.specialRegisters() } catch { throw .kvm(error) }
+    }
+}

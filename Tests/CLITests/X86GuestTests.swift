@@ -1,0 +1,199 @@
+import Foundation
+import Testing
+
+/// The x86 guests through the real `lockstep run` binary on /dev/kvm, as a user runs them.
+@Suite("x86 guests through lockstep run", .serialized,
+       .enabled(if: X86CLI.ready, "needs /dev/kvm, a built lockstep and scripts/build-guests"))
+struct X86GuestTests {
+    func guest(_ name: String) -> String { Lockstep.guest("x86", name) }
+
+    func expectClean(_ result: Lockstep.Result, status: Int32 = 0,
+                     sourceLocation: SourceLocation = #_sourceLocation)
+    {
+        #expect(!result.timedOut, "hung", sourceLocation: sourceLocation)
+        #expect(!result.killedBySignal, "crashed: \(result.stderr)", sourceLocation: sourceLocation)
+        #expect(result.status == status, "status \(result.status): \(result.stderr)", sourceLocation: sourceLocation)
+    }
+
+    @Test("hello", arguments: ["", "ring0"])
+    func hello(commandLine: String) throws {
+        let result = try Lockstep.run(["run", "--cmdline", commandLine, guest("hello")])
+        expectClean(result)
+        #expect(result.stdout == "Hello from x86\n")
+        #expect(result.stderr.isEmpty, "\(result.stderr)")
+    }
+
+    @Test("echo through standard input")
+    func echo() throws {
+        let result = try Lockstep.run(["run", guest("echo")], input: "hello\r\nlockstep\nquit\n")
+        expectClean(result)
+        #expect(result.stdout == "echo ready\necho n=1 len=5 rev=olleh\necho n=2 len=8 rev=petskcol\necho bye n=2\n")
+    }
+
+    @Test("echo with standard input closed: the idle guest cannot be woken, lockstep stops")
+    func echoWithoutInput() throws {
+        let result = try Lockstep.run(["run", guest("echo")], timeout: 20)
+        expectClean(result)
+        #expect(result.stdout == "echo ready\n")
+    }
+
+    @Test("disk with --disk: the image holds the guest's pattern afterwards")
+    func disk() throws {
+        let image = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-x86-cli-\(getpid()).img")
+        try Data(count: 128 * 512).write(to: image)
+        defer { try? FileManager.default.removeItem(at: image) }
+        let result = try Lockstep.run(["run", "--disk", image.path, "--cmdline", "blocks=24 seed=5", guest("disk")])
+        expectClean(result)
+        let lines = result.stdout.split(separator: "\n")
+        #expect(lines.prefix(3) == ["disk capacity=128 blocks=24 seed=5", "disk write ok", "disk read ok"])
+        #expect(lines.last?.hasPrefix("disk verify ok sha256=") == true, "\(result.stdout)")
+        let bytes = [UInt8](try Data(contentsOf: image))
+        #expect(Array(bytes.prefix(24 * 512)) == X86CLI.pattern(seed: 5, count: 24 * 512))
+        #expect(bytes.dropFirst(24 * 512).allSatisfy { $0 == 0 })
+    }
+
+    @Test("two deterministic runs of ticks and cpu are byte-identical",
+          arguments: [("ticks", "ticks=6 hz=250"), ("cpu", "rounds=3"), ("ticks", "ring0 ticks=3")])
+    func deterministic(name: String, commandLine: String) throws {
+        let first = try Lockstep.run(["run", "--clock", "deterministic", "--cmdline", commandLine, guest(name)])
+        let second = try Lockstep.run(["run", "--clock", "deterministic", "--cmdline", commandLine, guest(name)])
+        expectClean(first)
+        expectClean(second)
+        #expect(!first.stdout.isEmpty)
+        #expect(first.stdout == second.stdout)
+    }
+
+    @Test("cpu prints the documented digest")
+    func cpu() throws {
+        let result = try Lockstep.run(["run", guest("cpu")])
+        expectClean(result)
+        #expect(result.stdout == "cpu rounds=64 seed=1 buffer=16384 sha256=78c4e947741917792719f0288dafc4cda2e78ea4ea195fe56c56a31e4d7a8c01\n")
+    }
+
+    @Test("a guest's exception: its kernel reports it and lockstep exits with the guest's status")
+    func trap() throws {
+        let result = try Lockstep.run(["run", "--cmdline", "trap=gp", guest("trap")])
+        expectClean(result, status: 64 + 13)
+        #expect(result.stdout.contains("exception vector=13 (#GP)"))
+    }
+
+    @Test("single-step epoch clock on a ring0 guest")
+    func singleStep() throws {
+        let result = try Lockstep.run(["run", "--epoch-clock", "single-step", "--cmdline", "ring0", guest("hello")])
+        expectClean(result)
+        #expect(result.stdout == "Hello from x86\n")
+    }
+
+    @Test("single-step epoch clock on a CPL3 guest: one clear line, exit 69")
+    func singleStepAtCPL3() throws {
+        let result = try Lockstep.run(["run", "--epoch-clock", "single-step", guest("hello")])
+        #expect(!result.timedOut && !result.killedBySignal)
+        #expect(result.status == 69)
+        #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+        #expect(result.stderr.hasPrefix("lockstep: ") && result.stderr.contains("ring0"))
+    }
+
+    @Test("the pmu epoch clock without a PMU: one line, exit 69")
+    func pmuRefused() throws {
+        guard !X86CLI.hasPMU else {
+            print("CLITests: this host has a PMU; the pmu refusal is not tested here")
+            return
+        }
+        let result = try Lockstep.run(["run", "--epoch-clock", "pmu", guest("hello")])
+        #expect(result.status == 69, "\(result.stderr)")
+        #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+        #expect(result.stderr.contains("pmu") && result.stdout.isEmpty)
+    }
+
+    @Test("a missing KVM device: one line, exit 69", arguments: [["run", "HELLO"], ["doctor"]])
+    func missingKVM(arguments: [String]) throws {
+        let args = arguments.map { $0 == "HELLO" ? guest("hello") : $0 }
+        let result = try Lockstep.run(args, environment: ["LOCKSTEP_KVM_DEVICE": "/nonexistent"])
+        #expect(result.status == 69, "\(result.stderr)")
+        #expect(result.stderr == "lockstep: KVM is not available: /nonexistent: no such device (is KVM enabled?); open: errno 2\n")
+        #expect(result.stdout.isEmpty)
+    }
+
+    @Test("a triple fault: one line, exit 70")
+    func tripleFault() throws {
+        let path = try X86CLI.tinyKernel("triple-fault", code: [0x90, 0x0F, 0x0B])  // nop; ud2; no IDT
+        let result = try Lockstep.run(["run", path])
+        #expect(result.status == 70, "\(result.stderr)")
+        #expect(result.stderr == "lockstep: guest crashed: triple fault at RIP 0x200001\n")
+    }
+
+    @Test("an unknown port is logged once and the run goes on")
+    func unknownPort() throws {
+        // in $0x99,%al (twice); mov $5,%eax; out %eax,$0xf4
+        let path = try X86CLI.tinyKernel("unknown-port", code: [0xE4, 0x99, 0xE4, 0x99, 0xB8, 0x05, 0, 0, 0, 0xE7, 0xF4])
+        let result = try Lockstep.run(["run", path])
+        #expect(result.status == 5, "\(result.stderr)")
+        let lines = result.stderr.split(separator: "\n").filter { $0.contains("pio 0x99") }
+        #expect(lines.count == 1, "\(result.stderr)")
+    }
+
+    @Test("lockstep doctor reports every item")
+    func doctor() throws {
+        let start = Date()
+        let result = try Lockstep.run(["doctor"])
+        expectClean(result)
+        #expect(Date().timeIntervalSince(start) < 5)
+        for item in ["KVM ", "CPL0 code", "CPL3 code", "single-step", "hw breakpoints", "perf counters",
+                     "dirty logging", "epoch clocks"] {
+            #expect(result.stdout.contains("\n\(item)"), "\(item) missing from:\n\(result.stdout)")
+        }
+        #expect(result.stdout.contains("recovery-counter") && result.stdout.contains("exits"))
+        if !X86CLI.hasPMU { #expect(result.stdout.contains("pmu: no")) }
+    }
+}
+
+enum X86CLI {
+    static var ready: Bool {
+        guard Lockstep.hasKVM else {
+            print("CLITests: skipping the x86 guest tests: /dev/kvm is not usable")
+            return false
+        }
+        guard Lockstep.executable != nil else {
+            print("CLITests: skipping the x86 guest tests: lockstep is not built (swift build)")
+            return false
+        }
+        guard ["hello", "ticks", "cpu", "disk", "echo", "trap"].allSatisfy({ Lockstep.hasGuest("x86", $0) }) else {
+            print("CLITests: skipping the x86 guest tests: the guests are not built (scripts/build-guests)")
+            return false
+        }
+        return true
+    }
+
+    /// Whether perf_event_open has a hardware PMU here (no `cpu` event source means none).
+    static var hasPMU: Bool { FileManager.default.fileExists(atPath: "/sys/bus/event_source/devices/cpu") }
+
+    /// xorshift32(seed) bytes, least significant byte of each word first (the disk guest's pattern).
+    static func pattern(seed: UInt32, count: Int) -> [UInt8] {
+        var state = seed
+        var bytes: [UInt8] = []
+        while bytes.count < count {
+            state ^= state << 13
+            state ^= state >> 17
+            state ^= state << 5
+            for b in 0..<4 where bytes.count < count { bytes.append(UInt8(truncatingIfNeeded: state >> (8 * UInt32(b)))) }
+        }
+        return bytes
+    }
+
+    /// Writes an ELF64 x86-64 kernel without a Multiboot header (entered in long mode at CPL0)
+    /// holding `code` at 0x200000, and returns its path.
+    static func tinyKernel(_ name: String, code: [UInt8]) throws -> String {
+        var bytes: [UInt8] = []
+        func le(_ value: UInt64, _ size: Int) { for i in 0..<size { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * UInt64(i)))) } }
+        let address: UInt64 = 0x20_0000
+        bytes += [0x7F, 0x45, 0x4C, 0x46, 2, 1, 1, 0] + [UInt8](repeating: 0, count: 8)
+        le(2, 2); le(62, 2); le(1, 4); le(address, 8); le(64, 8); le(0, 8)
+        le(0, 4); le(64, 2); le(56, 2); le(1, 2); le(64, 2); le(0, 2); le(0, 2)
+        le(1, 4); le(7, 4); le(0x1000, 8); le(address, 8); le(address, 8)
+        le(UInt64(code.count), 8); le(UInt64(code.count), 8); le(0x1000, 8)
+        bytes += [UInt8](repeating: 0, count: 0x1000 - bytes.count) + code
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-\(name)-\(getpid()).elf")
+        try Data(bytes).write(to: url)
+        return url.path
+    }
+}
