@@ -8,7 +8,7 @@ public struct BenchConfiguration: Sendable {
     public var quick: Bool
     /// Repetitions of each timed run (the median is reported); nil for the setting's default.
     public var repetitions: Int?
-    /// Failover trials at the main timeout (the other timeouts get a quarter of them, at least
+    /// Failover trials at the main timeout (the other timeouts get a fifth of them, at least
     /// 2); nil for the setting's default.
     public var failoverTrials: Int?
     public var experiments: [Experiment]

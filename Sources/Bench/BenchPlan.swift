@@ -21,8 +21,10 @@ struct BenchPlan: Sendable {
     var kvmRounds: (Int, Int)
     /// Epoch lengths for single-step (CPL0 only on this host's KVM).
     var singleStepEpochLengths: [UInt64]
-    /// cpu rounds at CPL0 (interpreted by KVM on some hosts, single-stepped for that clock).
-    var ring0Rounds: (Int, Int)
+    /// cpu rounds at CPL0 with the single-step clock (equal: one round count, whole-process
+    /// times, since each round takes seconds) and its repetitions.
+    var singleStepRounds: (Int, Int)
+    var singleStepRepetitions: Int
 
     // disk
     /// Sectors written and read back (each request moves 8 sectors).
@@ -47,20 +49,24 @@ struct BenchPlan: Sendable {
     var instructionCountRounds: (Int, Int)
     /// cpu rounds at CPL3 and CPL0 for the x86 comparison.
     var x86Rounds: (Int, Int)
-    var x86Ring0Rounds: (Int, Int)
+    /// nil: no CPL0 cpu workload in the x86 comparison (it takes seconds per round).
+    var x86Ring0Rounds: (Int, Int)?
+    /// Whether the x86 comparison includes QEMU's pc machine (its SeaBIOS boot runs at CPL0,
+    /// seconds on a host whose KVM interprets CPL0 code).
+    var qemuPC: Bool
 
     static func make(quick: Bool, repetitions: Int?, failoverTrials: Int?) -> BenchPlan {
         if quick {
             return BenchPlan(
                 repetitions: repetitions ?? 1, runTimeout: 120,
                 instructionEpochLengths: [1024, 16384], flowControlEpochLengths: [], emulatorRounds: (1, 2),
-                exitEpochLengths: [16], kvmRounds: (1, 8),
-                singleStepEpochLengths: [], ring0Rounds: (1, 2),
+                exitEpochLengths: [16], kvmRounds: (1, 256),
+                singleStepEpochLengths: [], singleStepRounds: (1, 1), singleStepRepetitions: 1,
                 diskBlocks: [8, 32], diskEpochLengths: [nil],
                 failoverTimeouts: [200], failoverMainTimeout: 200,
                 failoverTrials: failoverTrials ?? 1, failoverSweepTrials: 1, failoverDelay: 0.1,
                 qemuHPPARounds: (1, 4), pariscLockstepRounds: (1, 2), instructionCountRounds: (1, 2),
-                x86Rounds: (1, 8), x86Ring0Rounds: (1, 2))
+                x86Rounds: (1, 256), x86Ring0Rounds: nil, qemuPC: false)
         }
         let trials = failoverTrials ?? 20
         return BenchPlan(
@@ -68,11 +74,11 @@ struct BenchPlan: Sendable {
             instructionEpochLengths: [1024, 2048, 4096, 8192, 16384, 32768, 65536, 262_144, 1_048_576],
             flowControlEpochLengths: [1024, 4096, 16384, 65536], emulatorRounds: (4, 44),
             exitEpochLengths: [1, 4, 16, 64, 256], kvmRounds: (64, 2048),
-            singleStepEpochLengths: [1024, 4096, 32768], ring0Rounds: (1, 2),
+            singleStepEpochLengths: [1024, 16384], singleStepRounds: (1, 1), singleStepRepetitions: 1,
             diskBlocks: [64, 512, 2048], diskEpochLengths: [4096, nil],
             failoverTimeouts: [100, 250, 500, 1000, 2000], failoverMainTimeout: 1000,
-            failoverTrials: trials, failoverSweepTrials: max(2, trials / 4), failoverDelay: 0.25,
-            qemuHPPARounds: (64, 1024), pariscLockstepRounds: (2, 10), instructionCountRounds: (1, 3),
-            x86Rounds: (64, 2048), x86Ring0Rounds: (1, 2))
+            failoverTrials: trials, failoverSweepTrials: max(2, trials / 5), failoverDelay: 0.25,
+            qemuHPPARounds: (64, 1024), pariscLockstepRounds: (4, 84), instructionCountRounds: (1, 3),
+            x86Rounds: (64, 2048), x86Ring0Rounds: (1, 2), qemuPC: true)
     }
 }

@@ -70,9 +70,14 @@ enum ChannelAnalysis {
             perSecond.append(LineChart.Series(name: "\(s) (cpu rounds=\(work))",
                                               points: group.map { LineChart.Point(x: Double($0.epochLength!), y: $0.bytesSentPerSecond / 1000) }))
             if let shortest = group.first, let longest = group.last {
-                summary.append(["channel", "cpu guest, \(s): primary → backup bytes per epoch at \(NumberFormat.binary(Double(shortest.epochLength!))) and \(NumberFormat.binary(Double(longest.epochLength!)))",
-                                "\(NumberFormat.compact(shortest.bytesSentPerEpoch)) B and \(NumberFormat.compact(longest.bytesSentPerEpoch)) B",
-                                "-", "-"])
+                if shortest.epochLength == longest.epochLength {
+                    summary.append(["channel", "cpu guest, \(s): primary → backup bytes per epoch at \(NumberFormat.binary(Double(shortest.epochLength!)))",
+                                    "\(NumberFormat.compact(shortest.bytesSentPerEpoch)) B", "-", "-"])
+                } else {
+                    summary.append(["channel", "cpu guest, \(s): primary → backup bytes per epoch at \(NumberFormat.binary(Double(shortest.epochLength!))) and \(NumberFormat.binary(Double(longest.epochLength!)))",
+                                    "\(NumberFormat.compact(shortest.bytesSentPerEpoch)) B and \(NumberFormat.compact(longest.bytesSentPerEpoch)) B",
+                                    "-", "-"])
+                }
                 summary.append(["channel", "cpu guest, \(s): primary → backup throughput at \(NumberFormat.binary(Double(shortest.epochLength!)))",
                                 "\(NumberFormat.compact(shortest.bytesSentPerSecond / 1000)) KB/s", "-", "-"])
             }

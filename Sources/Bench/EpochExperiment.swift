@@ -16,6 +16,18 @@ struct EpochSeriesSpec {
     var runAtEachLength: Bool
     /// Options for `lockstep pair` besides the clock and length.
     var pairOptions: [String] = []
+    /// Repetitions, if fewer than the plan's (a slow clock).
+    var repetitions: Int? = nil
+
+    /// The distinct round counts (one when both are equal: whole-process times are compared).
+    var roundCounts: [Int] { rounds.0 == rounds.1 ? [rounds.0] : [rounds.0, rounds.1] }
+
+    /// How the time per round is obtained.
+    var method: String {
+        rounds.0 == rounds.1
+            ? "whole-process time at rounds=\(rounds.0) (start-up is small beside it)"
+            : "slope between rounds=\(rounds.0) and rounds=\(rounds.1)"
+    }
 
     var cmdlinePrefix: String { ring0 ? "ring0 " : "" }
 }
@@ -49,6 +61,8 @@ public struct EpochSeriesResult: Codable, Sendable {
     public var unit: String
     public var ring0: Bool
     public var rounds: [Int]
+    /// How the time per round was obtained.
+    public var method: String
     /// `lockstep run` with the engine's default clock: seconds per round.
     public var baselineSecondsPerRound: Summary?
     /// Guest instructions (or exits) per round, from the epoch count at the shortest length.
@@ -106,15 +120,16 @@ enum EpochExperiment {
                                                  runAtEachLength: true, pairOptions: liftedLag))
                 case "pmu":
                     specs.append(EpochSeriesSpec(name: name, arch: "x86", ring0: ring0, clock: clock, unit: "instructions",
-                                                 lengths: plan.instructionEpochLengths, rounds: ring0 ? plan.ring0Rounds : plan.kvmRounds,
+                                                 lengths: plan.instructionEpochLengths, rounds: ring0 ? plan.x86Ring0Rounds ?? (1, 1) : plan.kvmRounds,
                                                  runAtEachLength: false, pairOptions: liftedLag))
                 default:
                     if plan.singleStepEpochLengths.isEmpty {
                         skipped.append("KVM single-step clock: not in --quick (it steps every instruction)")
                     } else {
                         specs.append(EpochSeriesSpec(name: name, arch: "x86", ring0: ring0, clock: clock, unit: "instructions",
-                                                     lengths: plan.singleStepEpochLengths, rounds: plan.ring0Rounds,
-                                                     runAtEachLength: false, pairOptions: liftedLag))
+                                                     lengths: plan.singleStepEpochLengths, rounds: plan.singleStepRounds,
+                                                     runAtEachLength: false, pairOptions: liftedLag,
+                                                     repetitions: plan.singleStepRepetitions))
                     }
                 }
             }
@@ -124,13 +139,11 @@ enum EpochExperiment {
 
     static func run(_ context: BenchContext) -> (ExperimentReport, [EpochSeriesResult]) {
         let (specs, skipped) = specs(context)
-        let reps = context.plan.repetitions
         var measured: [(EpochSeriesSpec, [Measurement])] = []
         for spec in specs {
             var ms: [Measurement] = []
-            let (r1, r2) = spec.rounds
-            for rep in 0..<reps {
-                for rounds in [r1, r2] {
+            for rep in 0..<min(context.plan.repetitions, spec.repetitions ?? .max) {
+                for rounds in spec.roundCounts {
                     let cmdline = spec.cmdlinePrefix + "rounds=\(rounds)"
                     if let outcome = attempt(context, { try context.driver.run(arch: spec.arch, guest: "cpu", cmdline: cmdline) }) {
                         ms.append(context.record(.epochs, series: spec.name, mode: "run (default clock)", work: rounds,
@@ -139,7 +152,7 @@ enum EpochExperiment {
                 }
                 for length in spec.lengths {
                     let options = ["--epoch-clock", spec.clock, "--epoch-length", "\(length)"]
-                    for rounds in [r1, r2] {
+                    for rounds in spec.roundCounts {
                         let cmdline = spec.cmdlinePrefix + "rounds=\(rounds)"
                         if case let (outcome, stats)? = attempt(context, { try context.driver.pair(arch: spec.arch, guest: "cpu", cmdline: cmdline, options: spec.pairOptions + options) }) {
                             ms.append(context.record(.epochs, series: spec.name, mode: "pair", epochLength: length, work: rounds,
@@ -172,22 +185,28 @@ enum EpochExperiment {
     static func analyse(_ spec: EpochSeriesSpec, _ ms: [Measurement]) -> EpochSeriesResult {
         let (r1, r2) = spec.rounds
         let baseline = ms.filter { $0.mode == "run (default clock)" }
-        let baseSlope = Summary(Measurement.slopes(baseline, low: r1, high: r2))
+        // Seconds per round, one value per repetition.
+        func perRound(_ group: [Measurement]) -> [Double] {
+            r1 == r2 ? group.filter { $0.ok && $0.work == r1 }.map { $0.seconds / Double(r1) }
+                : Measurement.slopes(group, low: r1, high: r2)
+        }
+        let baseSlope = Summary(perRound(baseline))
         let baseWhole = Summary(baseline.filter { $0.ok && $0.work == r2 }.map(\.seconds))
         var points: [EpochPoint] = []
         for length in spec.lengths {
             let pairs = ms.filter { $0.mode == "pair" && $0.epochLength == length }
-            guard let pairSlope = Summary(Measurement.slopes(pairs, low: r1, high: r2)), let baseSlope,
+            guard let pairSlope = Summary(perRound(pairs)), let baseSlope,
                   baseSlope.median > 0
             else { continue }
             let pairWhole = Summary(pairs.filter { $0.ok && $0.work == r2 }.map(\.seconds))
             // Epochs per round from the epoch counts at the two round numbers.
             let epochs1 = Summary(pairs.filter { $0.ok && $0.work == r1 }.compactMap { $0.channel.map { Double($0.epochs) } })
             let epochs2 = Summary(pairs.filter { $0.ok && $0.work == r2 }.compactMap { $0.channel.map { Double($0.epochs) } })
-            let epochsPerRound = epochs1.flatMap { e1 in epochs2.map { ($0.median - e1.median) / Double(r2 - r1) } }
+            let epochsPerRound = r1 == r2 ? epochs1.map { $0.median / Double(r1) }
+                : epochs1.flatMap { e1 in epochs2.map { ($0.median - e1.median) / Double(r2 - r1) } }
             let cost = epochsPerRound.flatMap { $0 >= 1 ? (pairSlope.median - baseSlope.median) / $0 * 1e6 : nil }
             let runs = ms.filter { $0.mode == "run" && $0.epochLength == length }
-            let sameLength = Summary(Measurement.slopes(runs, low: r1, high: r2)).map { $0.median / baseSlope.median }
+            let sameLength = Summary(perRound(runs)).map { $0.median / baseSlope.median }
             let channels = pairs.filter { $0.ok && $0.work == r2 }.compactMap(\.channel)
             points.append(EpochPoint(
                 epochLength: length, pairSecondsPerRound: pairSlope,
@@ -202,7 +221,7 @@ enum EpochExperiment {
         let shortest = points.min { $0.epochLength < $1.epochLength }
         let unitsPerRound = shortest.flatMap { p in p.epochsPerRound.map { $0 * Double(p.epochLength) } }
         return EpochSeriesResult(name: spec.name, arch: spec.arch, clock: spec.clock, unit: spec.unit, ring0: spec.ring0,
-                                 rounds: [r1, r2], baselineSecondsPerRound: baseSlope,
+                                 rounds: spec.roundCounts, method: spec.method, baselineSecondsPerRound: baseSlope,
                                  unitsPerRound: spec.unit == "instructions" ? unitsPerRound : nil, points: points)
     }
 
@@ -279,14 +298,19 @@ enum EpochExperiment {
                 }
             }
         }
-        for r in results where r.unit == "exits" {
-            if let p = r.points.max(by: { $0.epochLength < $1.epochLength }) {
-                summary.append(["epochs", "cpu guest, \(r.name), \(p.epochLength) exits: replicated / unreplicated",
-                                NumberFormat.ratio(p.ratio), "-", "-"])
+        // The shortest and longest epochs of every series (besides the paper's lengths above).
+        for r in results {
+            let ends = [r.points.min { $0.epochLength < $1.epochLength }, r.points.max { $0.epochLength < $1.epochLength }]
+            for p in Set(ends.compactMap { $0?.epochLength }).sorted() {
+                guard let point = r.points.first(where: { $0.epochLength == p }),
+                      r.unit != "instructions" || !paperPoints.contains(where: { $0.length == p })
+                else { continue }
+                summary.append(["epochs", "cpu guest, \(r.name), \(NumberFormat.binary(Double(p))) \(r.unit): replicated / unreplicated",
+                                NumberFormat.ratio(point.ratio), "-", "-"])
             }
         }
         let baselines = results.map { r in
-            "\(r.name): `lockstep run` takes \(r.baselineSecondsPerRound.map { NumberFormat.milliseconds($0.median) } ?? "-") ms per round"
+            "\(r.name) (\(r.ring0 ? "ring0 " : "")cpu guest; time per round by \(r.method)): `lockstep run` takes \(r.baselineSecondsPerRound.map { NumberFormat.milliseconds($0.median) } ?? "-") ms per round"
                 + (r.unitsPerRound.map { ", about \(NumberFormat.compact($0)) \(r.unit) per round (from the epoch count at the shortest length)" } ?? "")
         }
         let chartNames = charts.keys.sorted()

@@ -7,7 +7,8 @@ enum NumberFormat {
         guard v.isFinite else { return "-" }
         if v == 0 { return "0" }
         let a = abs(v)
-        if a >= 1e6 { return trimmed(String(format: "%.3g", v)) }
+        if a >= 1e9 { return String(format: "%.2f G", v / 1e9) }
+        if a >= 1e6 { return String(format: "%.2f M", v / 1e6) }
         if a >= 100 { return String(format: "%.0f", v) }
         if a >= 10 { return trimmed(String(format: "%.1f", v)) }
         if a >= 1 { return trimmed(String(format: "%.2f", v)) }

@@ -99,18 +99,16 @@ enum PeerExperiment {
             return (.skipped(.x86QEMU, title: title, reason: "\(why)"), [])
         }
         let plan = context.plan
-        let engines: [(PeerCommand, (Int, Int))] = [
-            (.lockstep(context, name: "lockstep run (KVM)"), plan.x86Rounds),
-            (.qemuX86(qemu, microvm: false), plan.x86Rounds),
-            (.qemuX86(qemu, microvm: true), plan.x86Rounds),
-        ]
+        var engines: [(PeerCommand, (Int, Int))] = [(.lockstep(context, name: "lockstep run (KVM)"), plan.x86Rounds)]
+        if plan.qemuPC { engines.append((.qemuX86(qemu, microvm: false), plan.x86Rounds)) }
+        engines.append((.qemuX86(qemu, microvm: true), plan.x86Rounds))
+        var workloads = [Workload(name: "cpu", guest: "cpu", cmdline: { "rounds=\($0)" }, rounds: nil, marker: "cpu rounds=")]
+        if let rounds = plan.x86Ring0Rounds {
+            workloads.append(Workload(name: "cpu (ring0)", guest: "cpu", cmdline: { "ring0 rounds=\($0)" },
+                                      rounds: rounds, marker: "cpu rounds="))
+        }
         let results = compare(context, experiment: .x86QEMU, comparison: "x86", arch: "x86", engines: engines,
-                              cpuWorkloads: [
-                                  Workload(name: "cpu", guest: "cpu", cmdline: { "rounds=\($0)" }, rounds: nil, marker: "cpu rounds="),
-                                  Workload(name: "cpu (ring0)", guest: "cpu", cmdline: { "ring0 rounds=\($0)" },
-                                           rounds: plan.x86Ring0Rounds, marker: "cpu rounds="),
-                              ],
-                              hello: "Hello from x86")
+                              cpuWorkloads: workloads, hello: "Hello from x86")
         let note = "The cpu guest runs at CPL3 (native speed under KVM) unless `ring0` is given; at CPL0 this host's KVM interprets every instruction (see docs on the nested KVM), for QEMU as for Lockstep."
         return (report(.x86QEMU, title: title, chartName: "x86-qemu.svg", results, note: note, context: context), results)
     }
