@@ -51,8 +51,8 @@ struct BenchPlan: Sendable {
     var x86Rounds: (Int, Int)
     /// nil: no CPL0 cpu workload in the x86 comparison (it takes seconds per round).
     var x86Ring0Rounds: (Int, Int)?
-    /// Whether the x86 comparison includes QEMU's pc machine (its SeaBIOS boot runs at CPL0,
-    /// seconds on a host whose KVM interprets CPL0 code).
+    /// Whether the x86 comparison includes QEMU's pc machine, for boot only (its SeaBIOS boot
+    /// runs at CPL0: seconds, and noisy, on a host whose KVM interprets CPL0 code).
     var qemuPC: Bool
 
     static func make(quick: Bool, repetitions: Int?, failoverTrials: Int?) -> BenchPlan {
@@ -73,12 +73,12 @@ struct BenchPlan: Sendable {
             repetitions: repetitions ?? 3, runTimeout: 600,
             instructionEpochLengths: [1024, 2048, 4096, 8192, 16384, 32768, 65536, 262_144, 1_048_576],
             flowControlEpochLengths: [1024, 4096, 16384, 65536], emulatorRounds: (4, 44),
-            exitEpochLengths: [1, 4, 16, 64, 256], kvmRounds: (64, 2048),
+            exitEpochLengths: [1, 4, 16, 64, 256], kvmRounds: (64, 8192),
             singleStepEpochLengths: [1024, 16384], singleStepRounds: (1, 1), singleStepRepetitions: 1,
             diskBlocks: [64, 512, 2048], diskEpochLengths: [4096, nil],
             failoverTimeouts: [100, 250, 500, 1000, 2000], failoverMainTimeout: 1000,
             failoverTrials: trials, failoverSweepTrials: max(2, trials / 5), failoverDelay: 0.25,
             qemuHPPARounds: (64, 1024), pariscLockstepRounds: (4, 84), instructionCountRounds: (1, 3),
-            x86Rounds: (64, 2048), x86Ring0Rounds: (1, 2), qemuPC: true)
+            x86Rounds: (64, 8192), x86Ring0Rounds: (1, 2), qemuPC: true)
     }
 }

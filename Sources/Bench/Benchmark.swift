@@ -129,6 +129,10 @@ public enum Benchmark {
         text += "### Machine\n\n" + results.host.table.markdown() + "\n"
         text += "Load average at the end of the run: \(results.loadAverageAtEnd). The machine has \(results.host.cores) cores shared with other work, so timings carry noise: the tables give medians and ranges over \(results.repetitions) repetitions.\n\n"
         text += "### Summary\n\n" + summaryTable(results).markdown() + "\n"
+        let findings = Findings.lines(results)
+        if !findings.isEmpty {
+            text += "### What the numbers say\n\n(Generated from this run's results.)\n\n" + findings.map { "- \($0)\n" }.joined() + "\n"
+        }
         if !results.skipped.isEmpty { text += "Skipped:\n\n" + results.skipped.map { "- \($0)\n" }.joined() + "\n" }
         text += results.problems.isEmpty ? "No run failed.\n\n" : "Problems (failed runs, with their commands):\n\n" + results.problems.map { "- \($0)\n" }.joined() + "\n"
         for (index, report) in reports.enumerated() {

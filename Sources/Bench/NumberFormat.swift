@@ -51,7 +51,10 @@ enum NumberFormat {
     /// A ratio: "6.50x".
     static func ratio(_ v: Double) -> String {
         guard v.isFinite else { return "-" }
-        return v >= 100 ? String(format: "%.0fx", v) : v >= 10 ? String(format: "%.1fx", v) : String(format: "%.2fx", v)
+        if v >= 100 { return String(format: "%.0fx", v) }
+        if v >= 10 { return String(format: "%.1fx", v) }
+        if v >= 0.1 || v <= 0 { return String(format: "%.2fx", v) }
+        return String(format: "%.2gx", v)
     }
 
     private static func trimmed(_ s: String) -> String {
