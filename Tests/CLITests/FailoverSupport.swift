@@ -9,8 +9,9 @@ struct FailoverCase: CustomTestStringConvertible, Sendable {
     let input: String
     let usesDisk: Bool
     var hostClock = false
+    var extraArguments: [String] = []
 
-    var testDescription: String { "\(arch)/\(guest)" }
+    var testDescription: String { "\(arch)/\(guest)" + (cmdline.isEmpty ? "" : " \(cmdline)") + (extraArguments.isEmpty ? "" : " \(extraArguments.joined(separator: " "))") }
 
     var available: Bool {
         Lockstep.hasGuest(arch, guest) && (arch == "parisc" || Lockstep.hasKVM)
@@ -46,7 +47,8 @@ struct FailoverCase: CustomTestStringConvertible, Sendable {
     func arguments(disk: String?) -> [String] {
         // Short PA-RISC epochs, so that even a short run has many boundaries to fail at.
         (disk.map { ["--disk", $0] } ?? []) + (hostClock ? ["--clock", "host"] : [])
-            + (arch == "parisc" ? ["--epoch-length", "2000"] : [])
+            + (arch == "parisc" && !extraArguments.contains("--epoch-length") ? ["--epoch-length", "2000"] : [])
+            + extraArguments
             + ["--cmdline", cmdline, Lockstep.guest(arch, guest)]
     }
 }
