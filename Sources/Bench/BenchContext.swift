@@ -43,7 +43,8 @@ final class BenchContext {
         }
         let m = Measurement(experiment: experiment.rawValue, series: series, mode: mode, epochLength: epochLength,
                             work: work, repetition: repetition, seconds: outcome.seconds,
-                            markerSeconds: outcome.markerSeconds, exitStatus: outcome.status, ok: ok, channel: channel)
+                            markerSeconds: outcome.markerSeconds, cpuSeconds: outcome.cpuSeconds,
+                            exitStatus: outcome.status, ok: ok, channel: channel)
         measurements.append(m)
         let lengthText = epochLength.map { " L=\(NumberFormat.binary(Double($0)))" } ?? ""
         log.line("\(experiment) \(series) \(mode)\(lengthText) work=\(work) rep \(repetition + 1): \(String(format: "%.3f", outcome.seconds)) s\(ok ? "" : " FAILED")")

@@ -13,6 +13,7 @@ public enum BenchError: Error, Sendable, CustomStringConvertible {
     /// A measured run failed in a way that makes the experiment meaningless (experiment, detail).
     case runFailed(String, String)
 
+    /// One line for the user.
     public var description: String {
         switch self {
         case .cannotStart(let path, let why): "cannot start \(path): \(why)"

@@ -1,18 +1,5 @@
 import Foundation
 
-/// Replication channel traffic of one configuration (medians over its replicated runs).
-public struct ChannelPoint: Codable, Sendable {
-    public var workload: String
-    public var series: String
-    public var epochLength: UInt64?
-    public var work: Int
-    public var runs: Int
-    public var epochs: Double
-    public var bytesSentPerEpoch: Double
-    public var bytesReceivedPerEpoch: Double
-    public var bytesSentPerSecond: Double
-}
-
 /// The replication channel: bytes per epoch and per second, from the statistics of the
 /// replicated runs of the epochs and disk experiments.
 enum ChannelAnalysis {

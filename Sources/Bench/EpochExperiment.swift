@@ -1,75 +1,5 @@
 import Foundation
 
-/// One line of the CPU-intensive experiment: an engine with one epoch clock.
-struct EpochSeriesSpec {
-    var name: String
-    var arch: String
-    /// Run the workload at CPL0 (`ring0` token): the single-step clock needs it on this host.
-    var ring0: Bool
-    var clock: String
-    /// What the epoch length counts: "instructions" or "exits".
-    var unit: String
-    var lengths: [UInt64]
-    var rounds: (Int, Int)
-    /// Also time `lockstep run` with this clock at each length (separates the cost of epochs
-    /// from the cost of replication).
-    var runAtEachLength: Bool
-    /// Options for `lockstep pair` besides the clock and length.
-    var pairOptions: [String] = []
-    /// Repetitions, if fewer than the plan's (a slow clock).
-    var repetitions: Int? = nil
-
-    /// The distinct round counts (one when both are equal: whole-process times are compared).
-    var roundCounts: [Int] { rounds.0 == rounds.1 ? [rounds.0] : [rounds.0, rounds.1] }
-
-    /// How the time per round is obtained.
-    var method: String {
-        rounds.0 == rounds.1
-            ? "whole-process time at rounds=\(rounds.0) (start-up is small beside it)"
-            : "slope between rounds=\(rounds.0) and rounds=\(rounds.1)"
-    }
-
-    var cmdlinePrefix: String { ring0 ? "ring0 " : "" }
-}
-
-/// One epoch length of a series.
-public struct EpochPoint: Codable, Sendable {
-    public var epochLength: UInt64
-    /// Seconds per round of `lockstep pair`, one value per repetition.
-    public var pairSecondsPerRound: Summary
-    /// Replicated / unreplicated time per round (medians), with the range over repetitions.
-    public var ratio: Double
-    public var ratioLow: Double
-    public var ratioHigh: Double
-    /// Whole-process times at the larger round count (start-up and boot included).
-    public var wholeRunRatio: Double?
-    /// Epochs the primary ran per round of work.
-    public var epochsPerRound: Double?
-    /// (replicated - unreplicated time per round) / epochs per round.
-    public var costPerEpochMicroseconds: Double?
-    /// `lockstep run` with this clock and length, per round, over the baseline.
-    public var unreplicatedSameLengthRatio: Double?
-    public var bytesPerEpoch: Double?
-    public var bytesPerSecond: Double?
-}
-
-/// The measured series.
-public struct EpochSeriesResult: Codable, Sendable {
-    public var name: String
-    public var arch: String
-    public var clock: String
-    public var unit: String
-    public var ring0: Bool
-    public var rounds: [Int]
-    /// How the time per round was obtained.
-    public var method: String
-    /// `lockstep run` with the engine's default clock: seconds per round.
-    public var baselineSecondsPerRound: Summary?
-    /// Guest instructions (or exits) per round, from the epoch count at the shortest length.
-    public var unitsPerRound: Double?
-    public var points: [EpochPoint]
-}
-
 /// The paper's CPU-intensive experiment: the cpu guest's time under `lockstep pair` divided by
 /// its time under `lockstep run`, against the epoch length.
 enum EpochExperiment {
@@ -185,34 +115,33 @@ enum EpochExperiment {
     static func analyse(_ spec: EpochSeriesSpec, _ ms: [Measurement]) -> EpochSeriesResult {
         let (r1, r2) = spec.rounds
         let baseline = ms.filter { $0.mode == "run (default clock)" }
-        // Seconds per round, one value per repetition.
-        func perRound(_ group: [Measurement]) -> [Double] {
-            r1 == r2 ? group.filter { $0.ok && $0.work == r1 }.map { $0.seconds / Double(r1) }
-                : Measurement.slopes(group, low: r1, high: r2)
-        }
-        let baseSlope = Summary(perRound(baseline))
-        let baseWhole = Summary(baseline.filter { $0.ok && $0.work == r2 }.map(\.seconds))
+        let baseBest = Measurement.bestSlope(baseline, low: r1, high: r2)
+        let baseCPU = Measurement.bestSlope(baseline, low: r1, high: r2, cpu: true)
+        let baseWhole = baseline.filter { $0.ok && $0.work == r2 }.map(\.seconds).min()
         var points: [EpochPoint] = []
         for length in spec.lengths {
             let pairs = ms.filter { $0.mode == "pair" && $0.epochLength == length }
-            guard let pairSlope = Summary(perRound(pairs)), let baseSlope,
-                  baseSlope.median > 0
-            else { continue }
-            let pairWhole = Summary(pairs.filter { $0.ok && $0.work == r2 }.map(\.seconds))
+            guard let pairBest = Measurement.bestSlope(pairs, low: r1, high: r2), let baseBest, baseBest > 0 else { continue }
+            let byRepetition = Summary(Measurement.slopes(pairs, low: r1, high: r2))
+            let ratio = pairBest / baseBest
+            let pairWhole = pairs.filter { $0.ok && $0.work == r2 }.map(\.seconds).min()
+            let pairCPU = Measurement.bestSlope(pairs, low: r1, high: r2, cpu: true)
             // Epochs per round from the epoch counts at the two round numbers.
             let epochs1 = Summary(pairs.filter { $0.ok && $0.work == r1 }.compactMap { $0.channel.map { Double($0.epochs) } })
             let epochs2 = Summary(pairs.filter { $0.ok && $0.work == r2 }.compactMap { $0.channel.map { Double($0.epochs) } })
             let epochsPerRound = r1 == r2 ? epochs1.map { $0.median / Double(r1) }
                 : epochs1.flatMap { e1 in epochs2.map { ($0.median - e1.median) / Double(r2 - r1) } }
-            let cost = epochsPerRound.flatMap { $0 >= 1 ? (pairSlope.median - baseSlope.median) / $0 * 1e6 : nil }
+            let cost = epochsPerRound.flatMap { $0 >= 1 ? (pairBest - baseBest) / $0 * 1e6 : nil }
             let runs = ms.filter { $0.mode == "run" && $0.epochLength == length }
-            let sameLength = Summary(perRound(runs)).map { $0.median / baseSlope.median }
+            let sameLength = Measurement.bestSlope(runs, low: r1, high: r2).map { $0 / baseBest }
             let channels = pairs.filter { $0.ok && $0.work == r2 }.compactMap(\.channel)
             points.append(EpochPoint(
-                epochLength: length, pairSecondsPerRound: pairSlope,
-                ratio: pairSlope.median / baseSlope.median,
-                ratioLow: pairSlope.minimum / baseSlope.median, ratioHigh: pairSlope.maximum / baseSlope.median,
-                wholeRunRatio: pairWhole.flatMap { p in baseWhole.map { p.median / $0.median } },
+                epochLength: length, pairSecondsPerRound: pairBest, pairSecondsPerRoundByRepetition: byRepetition,
+                ratio: ratio,
+                ratioLow: min(ratio, (byRepetition?.minimum ?? pairBest) / baseBest),
+                ratioHigh: max(ratio, (byRepetition?.maximum ?? pairBest) / baseBest),
+                cpuRatio: pairCPU.flatMap { p in baseCPU.flatMap { $0 > 0 ? p / $0 : nil } },
+                wholeRunRatio: pairWhole.flatMap { p in baseWhole.map { p / $0 } },
                 epochsPerRound: epochsPerRound, costPerEpochMicroseconds: cost,
                 unreplicatedSameLengthRatio: sameLength,
                 bytesPerEpoch: Summary(channels.map(\.bytesPerEpoch))?.median,
@@ -221,7 +150,7 @@ enum EpochExperiment {
         let shortest = points.min { $0.epochLength < $1.epochLength }
         let unitsPerRound = shortest.flatMap { p in p.epochsPerRound.map { $0 * Double(p.epochLength) } }
         return EpochSeriesResult(name: spec.name, arch: spec.arch, clock: spec.clock, unit: spec.unit, ring0: spec.ring0,
-                                 rounds: spec.roundCounts, method: spec.method, baselineSecondsPerRound: baseSlope,
+                                 rounds: spec.roundCounts, method: spec.method, baselineSecondsPerRound: baseBest,
                                  unitsPerRound: spec.unit == "instructions" ? unitsPerRound : nil, points: points)
     }
 
@@ -261,9 +190,9 @@ enum EpochExperiment {
         if units.contains("instructions") { charts["epochs.svg"] = chart(results, unit: "instructions", paper: true) }
         if units.contains("exits") { charts["epochs-exits.svg"] = chart(results, unit: "exits", paper: false) }
 
-        var summaryTable = Table(["Series", "Epoch length", "Replicated / unreplicated", "Range", "Whole process", "Epochs per round", "Cost per epoch (µs)", "Unreplicated at this length", "Channel bytes per epoch"],
-                                 numericColumns: Set(1...8))
-        var csv = Table(["series", "clock", "unit", "epoch_length", "ratio", "ratio_low", "ratio_high", "whole_run_ratio",
+        var summaryTable = Table(["Series", "Epoch length", "Replicated / unreplicated", "Range", "CPU time ratio", "Whole process", "Epochs per round", "Cost per epoch (µs)", "Unreplicated at this length", "Channel bytes per epoch"],
+                                 numericColumns: Set(1...9))
+        var csv = Table(["series", "clock", "unit", "epoch_length", "ratio", "ratio_low", "ratio_high", "cpu_ratio", "whole_run_ratio",
                          "pair_seconds_per_round", "baseline_seconds_per_round", "epochs_per_round",
                          "cost_per_epoch_us", "unreplicated_same_length_ratio", "bytes_per_epoch", "bytes_per_second"])
         var summary: [[String]] = []
@@ -271,14 +200,16 @@ enum EpochExperiment {
             for p in r.points {
                 summaryTable.append([r.name, "\(NumberFormat.binary(Double(p.epochLength))) \(r.unit)", NumberFormat.ratio(p.ratio),
                                      "\(NumberFormat.ratio(p.ratioLow))–\(NumberFormat.ratio(p.ratioHigh))",
+                                     p.cpuRatio.map(NumberFormat.ratio) ?? "-",
                                      p.wholeRunRatio.map(NumberFormat.ratio) ?? "-",
                                      p.epochsPerRound.map(NumberFormat.compact) ?? "-",
                                      p.costPerEpochMicroseconds.map(NumberFormat.compact) ?? "-",
                                      p.unreplicatedSameLengthRatio.map(NumberFormat.ratio) ?? "-",
                                      p.bytesPerEpoch.map(NumberFormat.compact) ?? "-"])
                 csv.append([r.name, r.clock, r.unit, "\(p.epochLength)", "\(p.ratio)", "\(p.ratioLow)", "\(p.ratioHigh)",
-                            p.wholeRunRatio.map { "\($0)" } ?? "", "\(p.pairSecondsPerRound.median)",
-                            r.baselineSecondsPerRound.map { "\($0.median)" } ?? "", p.epochsPerRound.map { "\($0)" } ?? "",
+                            p.cpuRatio.map { "\($0)" } ?? "",
+                            p.wholeRunRatio.map { "\($0)" } ?? "", "\(p.pairSecondsPerRound)",
+                            r.baselineSecondsPerRound.map { "\($0)" } ?? "", p.epochsPerRound.map { "\($0)" } ?? "",
                             p.costPerEpochMicroseconds.map { "\($0)" } ?? "", p.unreplicatedSameLengthRatio.map { "\($0)" } ?? "",
                             p.bytesPerEpoch.map { "\($0)" } ?? "", p.bytesPerSecond.map { "\($0)" } ?? ""])
             }
@@ -310,19 +241,22 @@ enum EpochExperiment {
             }
         }
         let baselines = results.map { r in
-            "\(r.name) (\(r.ring0 ? "ring0 " : "")cpu guest; time per round by \(r.method)): `lockstep run` takes \(r.baselineSecondsPerRound.map { NumberFormat.milliseconds($0.median) } ?? "-") ms per round"
+            "\(r.name) (\(r.ring0 ? "ring0 " : "")cpu guest; time per round by \(r.method)): `lockstep run` takes \(r.baselineSecondsPerRound.map { NumberFormat.milliseconds($0) } ?? "-") ms per round"
                 + (r.unitsPerRound.map { ", about \(NumberFormat.compact($0)) \(r.unit) per round (from the epoch count at the shortest length)" } ?? "")
         }
         let chartNames = charts.keys.sorted()
         let markdown: (String) -> String = { prefix in
             var text = """
                 Method: the `cpu` guest hashes a 16 KiB buffer `rounds` times. Each configuration runs at two round \
-                counts; the difference in wall time divided by the difference in rounds is the time per round, so \
-                process start-up, boot, the handshake and the final digest comparison cancel out. The ratio is \
+                counts, several times; the fastest run at each count is kept (other work on this shared host only ever \
+                adds time), and the difference in wall time divided by the difference in rounds is the time per round, \
+                so process start-up, boot, the handshake and the final digest comparison cancel out. The ratio is \
                 `lockstep pair` (primary and backup processes on this host, epoch clock and length as shown) over \
-                `lockstep run` (unreplicated, the engine's default clock), medians over the repetitions; the range \
-                uses the fastest and slowest repetition of the replicated run. "Whole process" divides total times at \
-                the larger round count. "Cost per epoch" is the extra time per round divided by the epochs per round. \
+                `lockstep run` (unreplicated, the engine's default clock); the range is that of the per-repetition \
+                slopes of the replicated run (the noise). "CPU time ratio" is the same for the CPU time of the \
+                processes (both replicas for a pair): the work, whatever the contention. "Whole process" divides \
+                total times at the larger round count. "Cost per epoch" is the extra time per round divided by the \
+                epochs per round. \
                 Every run's output is checked against the digest computed independently by the bench. The \
                 replicated runs pass `--max-lag 100000000`: with the default (256 epochs) the primary, once that far \
                 ahead, waits for an acknowledgement that the backup sends only when new frames arrive or at its next \

@@ -15,6 +15,7 @@ public enum Experiment: String, CaseIterable, Codable, Sendable, CustomStringCon
     /// Lockstep on KVM against qemu-system-x86_64 with KVM (pc and microvm).
     case x86QEMU = "x86-qemu"
 
+    /// The name on the command line.
     public var description: String { rawValue }
 
     /// Parses "epochs,disk" or "all".

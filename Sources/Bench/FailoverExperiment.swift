@@ -5,37 +5,6 @@ import Replication
 import Glibc
 #endif
 
-/// One failover trial: a primary and a backup started by the bench, the primary killed or
-/// frozen, the backup's statistics file read for when it noticed and when it went live.
-public struct FailoverTrial: Codable, Sendable {
-    public var engine: String
-    /// "SIGKILL" (the primary dies; its TCP connection closes) or "SIGSTOP" (it freezes and
-    /// goes silent, as a hung host or a partition would).
-    public var failure: String
-    public var timeoutMilliseconds: Int
-    public var trial: Int
-    /// From the signal to the backup entering "taking over" (failure detected).
-    public var detectionSeconds: Double?
-    /// From the signal to the backup entering "live".
-    public var liveSeconds: Double?
-    public var backupStatus: Int32?
-    public var primaryStatus: Int32?
-    public var primarySignaled: Bool
-    public var ok: Bool
-    public var note: String
-}
-
-/// Summary of the trials of one engine, failure kind and timeout.
-public struct FailoverPoint: Codable, Sendable {
-    public var engine: String
-    public var failure: String
-    public var timeoutMilliseconds: Int
-    public var trials: Int
-    public var succeeded: Int
-    public var live: Summary?
-    public var detection: Summary?
-}
-
 /// Failover: time from the primary's death to the backup going live, against the detection timeout.
 enum FailoverExperiment {
     static func run(_ context: BenchContext) -> (ExperimentReport, [FailoverPoint], [FailoverTrial]) {

@@ -12,7 +12,8 @@ enum Findings {
                 var text = "Epochs, \(s.name): "
                 let paper = EpochExperiment.paperPoints.compactMap { p in
                     s.points.first { $0.epochLength == p.length }.map {
-                        "\(f.ratio($0.ratio)) at \(f.binary(Double(p.length))) instructions (paper: \(f.ratio(p.ratio)))"
+                        "\(f.ratio($0.ratio)) at \(f.binary(Double(p.length))) instructions (paper: \(f.ratio(p.ratio))"
+                            + ($0.cpuRatio.map { "; CPU time of both replicas: \(f.ratio($0)) of the unreplicated run's" } ?? "") + ")"
                     }
                 }
                 if !paper.isEmpty { text += "replicated time is " + paper.joined(separator: " and ") + ". " }
@@ -26,7 +27,7 @@ enum Findings {
                 let costs = sorted.filter { $0.epochLength <= 16384 }.compactMap(\.costPerEpochMicroseconds)
                 if let cost = Summary(costs) {
                     text += "An epoch boundary costs about \(f.compact(cost.median)) µs of replicated time (median over lengths up to 16K; range \(f.compact(cost.minimum))–\(f.compact(cost.maximum)) µs)"
-                    if let ipr = s.unitsPerRound, let base = s.baselineSecondsPerRound?.median, base > 0 {
+                    if let ipr = s.unitsPerRound, let base = s.baselineSecondsPerRound, base > 0 {
                         text += ", the time of about \(f.compact(cost.median * 1e-6 / (base / ipr))) guest instructions unreplicated"
                     }
                     text += ". "

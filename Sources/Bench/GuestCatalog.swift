@@ -1,12 +1,12 @@
 import Foundation
 
 /// The bundled guest kernels (scripts/build-guests puts them in guests/build/ARCH/NAME.elf).
-public struct GuestCatalog: Sendable {
-    public let directory: String
+struct GuestCatalog: Sendable {
+    let directory: String
 
     /// Finds guests/build: `explicit`, else under the current directory, else above the
     /// executable (.build/release/lockstep lives in the package).
-    public static func locate(explicit: String?, executable: String) throws -> GuestCatalog {
+    static func locate(explicit: String?, executable: String) throws -> GuestCatalog {
         var places: [String] = []
         if let explicit {
             places.append(explicit)
@@ -29,9 +29,9 @@ public struct GuestCatalog: Sendable {
         throw BenchError.noGuests(Array(places.prefix(3)))
     }
 
-    public func path(_ arch: String, _ name: String) -> String { "\(directory)/\(arch)/\(name).elf" }
+    func path(_ arch: String, _ name: String) -> String { "\(directory)/\(arch)/\(name).elf" }
 
-    public func has(_ arch: String, _ name: String) -> Bool {
+    func has(_ arch: String, _ name: String) -> Bool {
         FileManager.default.fileExists(atPath: path(arch, name))
     }
 }

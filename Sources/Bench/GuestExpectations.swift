@@ -3,7 +3,7 @@ import Foundation
 
 /// What the bundled guests must print, computed independently of any engine from the
 /// definitions in guests/README.md (xorshift32 pattern, SHA-256 chain).
-public enum GuestExpectations {
+enum GuestExpectations {
     /// The xorshift32 byte stream of the cpu and disk guests: each 32-bit output least
     /// significant byte first.
     static func pattern(seed: UInt32, count: Int) -> [UInt8] {
@@ -24,7 +24,7 @@ public enum GuestExpectations {
     }
 
     /// The `cpu` guest's line for `rounds` rounds and `seed`.
-    public static func cpuLine(rounds: Int, seed: UInt32 = 1) -> String {
+    static func cpuLine(rounds: Int, seed: UInt32 = 1) -> String {
         let buffer = pattern(seed: seed, count: 16384)
         var digest = [UInt8](repeating: 0, count: 32)
         for _ in 0..<rounds {
@@ -37,7 +37,7 @@ public enum GuestExpectations {
     }
 
     /// The `disk` guest's last line for `blocks` sectors and `seed`.
-    public static func diskLine(blocks: Int, seed: UInt32 = 1) -> String {
+    static func diskLine(blocks: Int, seed: UInt32 = 1) -> String {
         "disk verify ok sha256=\(hex(SHA256.hash(data: pattern(seed: seed, count: blocks * 512))))"
     }
 }

@@ -1,24 +1,24 @@
 import Foundation
 
 /// The machine a bench ran on, read from /proc and /sys.
-public struct HostDescription: Codable, Sendable {
-    public var cpuModel: String
-    public var cores: Int
-    public var kernel: String
-    public var memory: String
+struct HostDescription: Codable, Sendable {
+    var cpuModel: String
+    var cores: Int
+    var kernel: String
+    var memory: String
     /// KVM kernel modules present under /sys/module (e.g. kvm, kvm_intel, kvm_pvm).
-    public var kvmModules: [String]
-    public var kvmDevice: String
+    var kvmModules: [String]
+    var kvmDevice: String
     /// The 1-, 5- and 15-minute load averages when the bench started (other work on the host
     /// makes the numbers noisier).
-    public var loadAverageAtStart: String
-    public var lockstepExecutable: String
+    var loadAverageAtStart: String
+    var lockstepExecutable: String
     /// "release" or "debug", from the executable's path (.build/release or .build/debug).
-    public var lockstepBuild: String
-    public var qemuVersions: [String: String] = [:]
-    public var date: String
+    var lockstepBuild: String
+    var qemuVersions: [String: String] = [:]
+    var date: String
 
-    public static func current(executable: String, kvmDevice: String) -> HostDescription {
+    static func current(executable: String, kvmDevice: String) -> HostDescription {
         func read(_ path: String) -> String {
             (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
         }

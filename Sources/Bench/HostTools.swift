@@ -2,45 +2,45 @@ import Foundation
 
 /// What the bench can drive on this host: the lockstep binary, the QEMU peers, and KVM (from
 /// `lockstep doctor`).
-public struct HostTools: Sendable {
+struct HostTools: Sendable {
     /// The lockstep executable the bench drives (the one running it).
-    public var lockstep: String
+    var lockstep: String
     /// The QEMU binaries, or why they are missing.
-    public var qemuHPPA: Result<String, Unavailable>
-    public var qemuX86: Result<String, Unavailable>
+    var qemuHPPA: Result<String, Unavailable>
+    var qemuX86: Result<String, Unavailable>
     /// KVM through Lockstep: the epoch clocks `lockstep doctor` reports, or why there is none.
-    public var kvm: Result<KVMReport, Unavailable>
+    var kvm: Result<KVMReport, Unavailable>
     /// The KVM device Lockstep and QEMU use.
-    public var kvmDevice: String
+    var kvmDevice: String
 
     /// Why a tool cannot be used, in one line.
-    public struct Unavailable: Error, Sendable, CustomStringConvertible {
-        public let reason: String
-        public init(_ reason: String) { self.reason = reason }
-        public var description: String { reason }
+    struct Unavailable: Error, Sendable, CustomStringConvertible {
+        let reason: String
+        init(_ reason: String) { self.reason = reason }
+        var description: String { reason }
     }
 
     /// The KVM part of `lockstep doctor`'s report.
-    public struct KVMReport: Sendable, Codable {
+    struct KVMReport: Sendable, Codable {
         /// Epoch clock name (e.g. "exits", "single-step") to doctor's note ("any guest",
         /// "CPL0 guests only (ring0)", "no: ...").
-        public var epochClocks: [String: String]
-        public var doctorLines: [String]
+        var epochClocks: [String: String]
+        var doctorLines: [String]
 
         /// Whether `clock` works on this host for some guest.
-        public func supports(_ clock: String) -> Bool {
+        func supports(_ clock: String) -> Bool {
             guard let note = epochClocks[clock] else { return false }
             return !note.hasPrefix("no")
         }
 
         /// Whether `clock` works only for CPL0 (`ring0`) guests.
-        public func onlyRing0(_ clock: String) -> Bool {
+        func onlyRing0(_ clock: String) -> Bool {
             epochClocks[clock]?.contains("CPL0") ?? false
         }
     }
 
     /// Looks for an executable named `name` on PATH.
-    public static func which(_ name: String, environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
+    static func which(_ name: String, environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
         for directory in (environment["PATH"] ?? "").split(separator: ":") {
             let path = "\(directory)/\(name)"
             if FileManager.default.isExecutableFile(atPath: path) { return path }
@@ -49,7 +49,7 @@ public struct HostTools: Sendable {
     }
 
     /// Probes the host. `qemuHPPA`/`qemuX86` override the PATH lookup.
-    public static func probe(lockstep: String, qemuHPPA: String?, qemuX86: String?, log: ProgressLog) -> HostTools {
+    static func probe(lockstep: String, qemuHPPA: String?, qemuX86: String?, log: ProgressLog) -> HostTools {
         let environment = ProcessInfo.processInfo.environment
         func find(_ name: String, _ override: String?) -> Result<String, Unavailable> {
             if let override {

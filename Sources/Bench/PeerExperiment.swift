@@ -1,26 +1,5 @@
 import Foundation
 
-/// One engine of a comparison on one workload.
-public struct PeerResult: Codable, Sendable {
-    /// "parisc" or "x86".
-    public var comparison: String
-    /// "cpu", "cpu (ring0)", "boot (hello)".
-    public var workload: String
-    public var engine: String
-    /// Marginal seconds per cpu round (slope between two round counts), per repetition.
-    public var secondsPerRound: Summary?
-    /// Guest instructions per second, where the instruction count per round is known.
-    public var instructionsPerSecond: Double?
-    /// Seconds from process start to the guest's first line.
-    public var bootToOutput: Summary?
-    /// Whole-process seconds of the boot run.
-    public var wholeSeconds: Summary?
-    /// Lockstep's time over this engine's (per round, or to first output): above 1, the peer is faster.
-    public var lockstepOverPeer: Double?
-    /// Whether every run printed the line the bench computed itself.
-    public var outputsCorrect: Bool
-}
-
 /// Engines and peers on the same guest ELF in the same run: Lockstep's emulator against
 /// qemu-system-hppa, Lockstep on KVM against qemu-system-x86_64 with KVM.
 enum PeerExperiment {
@@ -72,7 +51,7 @@ enum PeerExperiment {
                               cpuWorkloads: [Workload(name: "cpu", guest: "cpu", cmdline: { "rounds=\($0)" }, rounds: nil, marker: "cpu rounds=")],
                               hello: "Hello from parisc")
         for i in results.indices where results[i].workload == "cpu" {
-            if let ipr = instructionsPerRound, let spr = results[i].secondsPerRound?.median, spr > 0 {
+            if let ipr = instructionsPerRound, let spr = results[i].secondsPerRound, spr > 0 {
                 results[i].instructionsPerSecond = ipr / spr
             }
         }
@@ -169,7 +148,8 @@ enum PeerExperiment {
                 let (r1, r2) = workload.rounds ?? rounds
                 let runs = mine.filter { $0.mode == workload.name }
                 results.append(PeerResult(comparison: comparison, workload: workload.name, engine: engine.name,
-                                          secondsPerRound: Summary(Measurement.slopes(runs, low: r1, high: r2)),
+                                          secondsPerRound: Measurement.bestSlope(runs, low: r1, high: r2),
+                                          secondsPerRoundByRepetition: Summary(Measurement.slopes(runs, low: r1, high: r2)),
                                           outputsCorrect: allOK))
             }
         }
@@ -177,7 +157,7 @@ enum PeerExperiment {
         let lockstepName = engines.first?.0.name ?? ""
         for i in results.indices {
             guard let base = results.first(where: { $0.engine == lockstepName && $0.workload == results[i].workload }) else { continue }
-            if let a = base.secondsPerRound?.median, let b = results[i].secondsPerRound?.median, b > 0 {
+            if let a = base.secondsPerRound, let b = results[i].secondsPerRound, b > 0 {
                 results[i].lockstepOverPeer = a / b
             } else if let a = base.bootToOutput?.median, let b = results[i].bootToOutput?.median, b > 0 {
                 results[i].lockstepOverPeer = a / b
@@ -198,14 +178,14 @@ enum PeerExperiment {
         let lockstepName = results.first?.engine ?? ""
         for r in results {
             table.append([r.workload, r.engine,
-                          r.secondsPerRound.map { NumberFormat.milliseconds($0.median) } ?? "-",
-                          r.secondsPerRound.map { "\(NumberFormat.milliseconds($0.minimum))–\(NumberFormat.milliseconds($0.maximum))" } ?? "-",
+                          r.secondsPerRound.map { NumberFormat.milliseconds($0) } ?? "-",
+                          r.secondsPerRoundByRepetition.map { "\(NumberFormat.milliseconds($0.minimum))–\(NumberFormat.milliseconds($0.maximum))" } ?? "-",
                           r.instructionsPerSecond.map { NumberFormat.compact($0 / 1e6) } ?? "-",
                           r.bootToOutput.map { NumberFormat.milliseconds($0.median) } ?? "-",
                           r.wholeSeconds.map { NumberFormat.milliseconds($0.median) } ?? "-",
                           r.lockstepOverPeer.map(NumberFormat.ratio) ?? "-", r.outputsCorrect ? "yes" : "NO"])
-            csv.append([r.comparison, r.workload, r.engine, r.secondsPerRound.map { "\($0.median)" } ?? "",
-                        r.secondsPerRound.map { "\($0.minimum)" } ?? "", r.secondsPerRound.map { "\($0.maximum)" } ?? "",
+            csv.append([r.comparison, r.workload, r.engine, r.secondsPerRound.map { "\($0)" } ?? "",
+                        r.secondsPerRoundByRepetition.map { "\($0.minimum)" } ?? "", r.secondsPerRoundByRepetition.map { "\($0.maximum)" } ?? "",
                         r.instructionsPerSecond.map { "\($0)" } ?? "", r.bootToOutput.map { "\($0.median)" } ?? "",
                         r.wholeSeconds.map { "\($0.median)" } ?? "", r.lockstepOverPeer.map { "\($0)" } ?? "",
                         r.outputsCorrect ? "1" : "0"])
@@ -213,7 +193,7 @@ enum PeerExperiment {
                 let base = results.first { $0.engine == lockstepName && $0.workload == r.workload }
                 let value: (PeerResult?) -> String = { p in
                     guard let p else { return "-" }
-                    if let s = p.secondsPerRound { return "\(NumberFormat.milliseconds(s.median)) ms/round" }
+                    if let s = p.secondsPerRound { return "\(NumberFormat.milliseconds(s)) ms/round" }
                     return p.bootToOutput.map { "\(NumberFormat.milliseconds($0.median)) ms" } ?? "-"
                 }
                 summary.append([experiment.rawValue, "\(r.workload): \(lockstepName) vs \(r.engine) (Lockstep ÷ peer)",
@@ -232,17 +212,17 @@ enum PeerExperiment {
         }()
         let bars = BarChart(
             title: title,
-            subtitle: "cpu: milliseconds per SHA-256 round (slope); boot: milliseconds from process start to the guest's first line",
+            subtitle: "cpu: ms per SHA-256 round (slope of the fastest runs); boot: median ms from process start to the first line",
             yAxis: ChartAxis(label: "milliseconds"),
             categories: workloads.map { $0 == "boot (hello)" ? "boot to first output (hello)" : "\($0): time per round" },
             series: engines.map { e in
                 BarChart.Series(name: e, values: workloads.map { w in
                     results.first { $0.engine == e && $0.workload == w }.flatMap { r in
-                        (r.secondsPerRound?.median ?? r.bootToOutput?.median).map { $0 * 1000 }
+                        (r.secondsPerRound ?? r.bootToOutput?.median).map { $0 * 1000 }
                     }
                 }, ranges: workloads.map { w in
                     results.first { $0.engine == e && $0.workload == w }.flatMap { r in
-                        (r.secondsPerRound ?? r.bootToOutput).map { (low: $0.minimum * 1000, high: $0.maximum * 1000) }
+                        (r.secondsPerRound != nil ? r.secondsPerRoundByRepetition : r.bootToOutput).map { (low: $0.minimum * 1000, high: $0.maximum * 1000) }
                     }
                 })
             })
@@ -250,8 +230,9 @@ enum PeerExperiment {
         let markdown: (String) -> String = { prefix in
             var text = """
                 Method: every engine runs the same guest ELF in this run, repetitions interleaved. Time per round is the \
-                wall-time difference between two round counts over the difference in rounds (boot and exit cancel \
-                out); boot is the time from starting the process to the guest's first line on its console. Every \
+                wall-time difference between the fastest runs at two round counts over the difference in rounds (boot \
+                and exit cancel out; the range is that of the per-repetition slopes); boot is the median time from \
+                starting the process to the guest's first line on its console. Every \
                 engine must print exactly the line the bench computes itself (xorshift32 buffer, SHA-256 chain), and at \
                 a common round count all engines print the same line. "Lockstep ÷ engine" above 1 means the peer is faster.
 

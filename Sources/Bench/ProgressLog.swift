@@ -6,6 +6,7 @@ public final class ProgressLog: @unchecked Sendable {
     private let start = BenchClock.now()
     private let quiet: Bool
 
+    /// - Parameter quiet: print nothing.
     public init(quiet: Bool = false) {
         self.quiet = quiet
     }
@@ -13,6 +14,7 @@ public final class ProgressLog: @unchecked Sendable {
     /// Seconds since the bench started.
     public var elapsed: Double { BenchClock.now() - start }
 
+    /// Prints one progress line.
     public func line(_ text: String) {
         guard !quiet else { return }
         let stamp = String(format: "%6.1fs", elapsed)

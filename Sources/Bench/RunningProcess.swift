@@ -6,19 +6,19 @@ import Glibc
 
 /// A child process the bench started: its output is collected as it arrives, its exit time is
 /// taken when the kernel reports it (Foundation's termination handler, not a polling wait).
-public final class RunningProcess: @unchecked Sendable {
-    public let command: [String]
+final class RunningProcess: @unchecked Sendable {
+    let command: [String]
     private let process = Process()
     private let stdout: OutputCollector
     private let stderr: OutputCollector
     /// Monotonic and wall-clock time just before the spawn.
-    public let startedAt: Double
-    public let startedAtWall: Double
+    let startedAt: Double
+    let startedAtWall: Double
     private let record = ExitRecord()
 
     /// Starts `executable` with `arguments`; standard input is `input` (then closed) or empty.
     /// - Parameter marker: a string whose first appearance on standard output is timed.
-    public init(executable: String, arguments: [String], input: Data? = nil,
+    init(executable: String, arguments: [String], input: Data? = nil,
                 environment: [String: String]? = nil, directory: String? = nil, marker: String? = nil) throws
     {
         command = [executable] + arguments
@@ -54,22 +54,22 @@ public final class RunningProcess: @unchecked Sendable {
     }
 
     /// The process ID (for signals).
-    public var pid: Int32 { process.processIdentifier }
+    var pid: Int32 { process.processIdentifier }
 
-    public var isRunning: Bool { record.exitedAt == nil }
+    var isRunning: Bool { record.exitedAt == nil }
 
     /// Sends `signal` (e.g. SIGKILL, SIGSTOP, SIGCONT) unless it has exited.
-    public func send(_ signal: Int32) {
+    func send(_ signal: Int32) {
         guard isRunning else { return }
         kill(process.processIdentifier, signal)
     }
 
     /// Output so far.
-    public func outputSnapshot() -> String { stdout.snapshot() }
+    func outputSnapshot() -> String { stdout.snapshot() }
 
     /// Waits for the exit, killing the process (SIGKILL) if it outlives `timeout` seconds from
     /// its start.
-    public func wait(timeout: Double) -> ProcessOutcome {
+    func wait(timeout: Double) -> ProcessOutcome {
         let remaining = max(0, startedAt + timeout - BenchClock.now())
         if !record.waitForExit(seconds: remaining) {
             record.markKilledAtDeadline()
@@ -91,14 +91,18 @@ public final class RunningProcess: @unchecked Sendable {
             stdout: out.text, stderr: err.text)
     }
 
-    /// Runs a command to its end (at most `timeout` seconds).
-    public static func run(_ executable: String, _ arguments: [String], input: Data? = nil,
+    /// Runs a command to its end (at most `timeout` seconds), with its CPU time. The bench runs
+    /// these one at a time, so the children's CPU time before and after is this command's.
+    static func run(_ executable: String, _ arguments: [String], input: Data? = nil,
                            environment: [String: String]? = nil, directory: String? = nil,
                            marker: String? = nil, timeout: Double) throws -> ProcessOutcome
     {
-        try RunningProcess(executable: executable, arguments: arguments, input: input,
-                           environment: environment, directory: directory, marker: marker)
+        let cpuBefore = BenchClock.childrenCPU()
+        var outcome = try RunningProcess(executable: executable, arguments: arguments, input: input,
+                                         environment: environment, directory: directory, marker: marker)
             .wait(timeout: timeout)
+        outcome.cpuSeconds = BenchClock.childrenCPU() - cpuBefore
+        return outcome
     }
 }
 

@@ -98,8 +98,3 @@ struct SVGDocument {
             """
     }
 }
-
-/// The shape of a data point's marker.
-enum MarkerShape: Sendable {
-    case circle, square, diamond, star
-}

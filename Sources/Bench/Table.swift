@@ -1,22 +1,22 @@
 import Foundation
 
 /// Rows of text under a header, written as a Markdown table or as CSV (RFC 4180 quoting).
-public struct Table: Sendable, Equatable {
-    public var header: [String]
-    public var rows: [[String]] = []
+struct Table: Sendable, Equatable {
+    var header: [String]
+    var rows: [[String]] = []
     /// Columns to right-align in Markdown (numbers).
-    public var numericColumns: Set<Int> = []
+    var numericColumns: Set<Int> = []
 
-    public init(_ header: [String], numericColumns: Set<Int> = []) {
+    init(_ header: [String], numericColumns: Set<Int> = []) {
         self.header = header
         self.numericColumns = numericColumns
     }
 
-    public mutating func append(_ row: [String]) {
+    mutating func append(_ row: [String]) {
         rows.append(row)
     }
 
-    public func markdown() -> String {
+    func markdown() -> String {
         func cell(_ s: String) -> String { s.replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " ") }
         var lines = ["| " + header.map(cell).joined(separator: " | ") + " |"]
         lines.append("|" + header.indices.map { numericColumns.contains($0) ? "---:|" : "---|" }.joined())
@@ -27,7 +27,7 @@ public struct Table: Sendable, Equatable {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    public func csv() -> String {
+    func csv() -> String {
         func field(_ s: String) -> String {
             s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" })
                 ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s

@@ -22,10 +22,10 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "A tiny setting that finishes in seconds (for tests): too small for conclusions.")
     var quick = false
 
-    @Option(help: "Repetitions of each timed run (default 3; 1 with --quick).")
+    @Option(help: "Repetitions of each timed run (default 4; 1 with --quick).")
     var repetitions: Int?
 
-    @Option(name: .customLong("failover-trials"), help: "Failover trials at the main timeout (default 20; 1 with --quick).")
+    @Option(name: .customLong("failover-trials"), help: "Failover trials at the 1000 ms timeout (default 20; 1 with --quick); the other timeouts get about a seventh.")
     var failoverTrials: Int?
 
     @Option(help: "Experiments to run, comma-separated, or all.")

@@ -57,6 +57,7 @@ import FoundationXML
         for row in epochRuns.rows {
             #expect(row["ok"] == "1", "failed run \(row)")
             #expect((Double(row["seconds"] ?? "") ?? 0) > 0)
+            #expect((Double(row["cpu_seconds"] ?? "") ?? 0) > 0, "no CPU time in \(row)")
         }
         let pairs = epochRuns.rows.filter { $0["mode"] == "pair" }
         #expect(!pairs.isEmpty && pairs.allSatisfy { (UInt64($0["epochs"] ?? "") ?? 0) > 0 && (UInt64($0["bytes_sent"] ?? "") ?? 0) > 0 })
