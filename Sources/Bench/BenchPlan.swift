@@ -11,7 +11,8 @@ struct BenchPlan: Sendable {
     // epochs
     /// Epoch lengths (instructions) for the emulator's recovery counter and the pmu clock.
     var instructionEpochLengths: [UInt64]
-    /// Epoch lengths for the emulator with the default --max-lag (flow-control stalls).
+    /// Epoch lengths for the emulator with the default --max-lag (flow-control stalls), and
+    /// through the `lockstep pair` command.
     var flowControlEpochLengths: [UInt64]
     /// cpu rounds for the emulator (two values: the slope between them is the time per round).
     var emulatorRounds: (Int, Int)
@@ -59,7 +60,7 @@ struct BenchPlan: Sendable {
         if quick {
             return BenchPlan(
                 repetitions: repetitions ?? 1, runTimeout: 120,
-                instructionEpochLengths: [1024, 16384], flowControlEpochLengths: [], emulatorRounds: (1, 2),
+                instructionEpochLengths: [1024, 16384], flowControlEpochLengths: [16384], emulatorRounds: (1, 2),
                 exitEpochLengths: [16], kvmRounds: (1, 256),
                 singleStepEpochLengths: [], singleStepRounds: (1, 1), singleStepRepetitions: 1,
                 diskBlocks: [8, 32], diskEpochLengths: [nil],

@@ -75,7 +75,7 @@ enum ChannelAnalysis {
         if !perEpoch.isEmpty {
             charts["channel.svg"] = LineChart(
                 title: "Replication channel: bytes the primary sends per epoch",
-                subtitle: "cpu guest under lockstep pair; all frames: environment values, epoch ends, outputs, heartbeats",
+                subtitle: "cpu guest, replicated; all frames: environment values, epoch ends, outputs, heartbeats",
                 xAxis: ChartAxis(label: xLabel, scale: .log2, format: NumberFormat.binary),
                 yAxis: ChartAxis(label: "bytes per epoch (log scale)", scale: .log10, format: { NumberFormat.compact($0) }),
                 series: perEpoch).svg()
@@ -95,7 +95,7 @@ enum ChannelAnalysis {
         let markdown: (String) -> String = { prefix in
             var text = """
                 Method: every replicated run of the epochs and disk experiments wrote its statistics JSON \
-                (`lockstep pair --stats-json`); these are the primary's byte counters (every frame: header, payload, \
+                (`--stats-json` of the primary and the backup); these are the primary's byte counters (every frame: header, payload, \
                 CRC) divided by its epoch count, and by the time from entering "replicating" to "finished". Medians \
                 over the repetitions. Received bytes are the backup's acknowledgements and heartbeats.
 

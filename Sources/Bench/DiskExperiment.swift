@@ -39,7 +39,7 @@ enum DiskExperiment {
                                     ms.append(context.record(.disk, series: series, mode: mode, epochLength: length, work: n,
                                                              repetition: rep, outcome: outcome, expectedOutput: expected))
                                 } else {
-                                    let (outcome, stats) = try context.driver.pair(arch: engine.arch, guest: "disk", cmdline: "blocks=\(n)", options: options)
+                                    let (outcome, stats) = try context.driver.replicate(arch: engine.arch, guest: "disk", cmdline: "blocks=\(n)", options: options)
                                     ms.append(context.record(.disk, series: series, mode: mode, epochLength: length, work: n,
                                                              repetition: rep, outcome: outcome, expectedOutput: expected,
                                                              channel: stats.flatMap(ChannelFigures.init)))
@@ -95,7 +95,7 @@ enum DiskExperiment {
                             subtitle: "disk guest, slope of wall time over requests (blocks=\(blocks.map(String.init).joined(separator: ", ")))",
                             yAxis: ChartAxis(label: "microseconds per request"), categories: series,
                             series: [BarChart.Series(name: "lockstep run (unreplicated)", values: []),
-                                     BarChart.Series(name: "lockstep pair (replicated)", values: [])])
+                                     BarChart.Series(name: "lockstep primary + backup (replicated)", values: [])])
         var fitSeries: [LineChart.Series] = []
         for s in series {
             let run = lines.first { $0.series == s && $0.mode == "run" }

@@ -3,7 +3,7 @@ import Foundation
 /// One epoch length of a series.
 struct EpochPoint: Codable, Sendable {
     var epochLength: UInt64
-    /// Seconds per round of `lockstep pair`: the estimate from the fastest runs.
+    /// Seconds per round replicated: the estimate from the fastest runs.
     var pairSecondsPerRound: Double
     /// Per repetition (the spread shows the noise).
     var pairSecondsPerRoundByRepetition: Summary?

@@ -14,10 +14,12 @@ struct EpochSeriesSpec {
     /// Also time `lockstep run` with this clock at each length (separates the cost of epochs
     /// from the cost of replication).
     var runAtEachLength: Bool
-    /// Options for `lockstep pair` besides the clock and length.
+    /// Options for the replicas besides the clock and length.
     var pairOptions: [String] = []
     /// Repetitions, if fewer than the plan's (a slow clock).
     var repetitions: Int? = nil
+    /// Replicate through `lockstep pair` instead of starting the primary and backup directly.
+    var viaPairCommand = false
 
     /// The distinct round counts (one when both are equal: whole-process times are compared).
     var roundCounts: [Int] { rounds.0 == rounds.1 ? [rounds.0] : [rounds.0, rounds.1] }

@@ -47,6 +47,18 @@ enum Findings {
                     }.joined(separator: ", ") + " (range with the default: " + pairs.map { "\(f.ratio($0.0.ratioLow))–\(f.ratio($0.0.ratioHigh))" }.joined(separator: ", ") + "): the primary stalls whenever it is that far ahead, until the backup's next heartbeat carries an acknowledgement.")
                 }
             }
+            if let direct = series.first(where: { $0.name == "emulator, recovery counter" }),
+               let viaPair = series.first(where: { $0.name == "emulator, recovery counter, via lockstep pair" })
+            {
+                let pairs = viaPair.points.compactMap { c in direct.points.first { $0.epochLength == c.epochLength }.map { (c, $0) } }
+                if !pairs.isEmpty {
+                    out.append("Through the `lockstep pair` command the replicated run takes " + pairs.map {
+                        "\(f.ratio($0.0.ratio)) instead of \(f.ratio($0.1.ratio)) at \(f.binary(Double($0.0.epochLength)))"
+                    }.joined(separator: ", ") + " (CPU time " + pairs.map { p in
+                        "\(p.0.cpuRatio.map(f.ratio) ?? "-") instead of \(p.1.cpuRatio.map(f.ratio) ?? "-")"
+                    }.joined(separator: ", ") + "): its parent process spins in Foundation's `Process.waitUntilExit` while the replicas run.")
+                }
+            }
             for s in series where s.unit == "exits" && !s.points.isEmpty {
                 let ratios = s.points.map(\.ratio)
                 let epochs = s.points.compactMap(\.epochsPerRound)

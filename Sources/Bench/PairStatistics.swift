@@ -1,7 +1,8 @@
 import Foundation
 import Replication
 
-/// The combined statistics `lockstep pair --stats-json` writes: both replicas' snapshots, and
+/// The combined statistics `lockstep pair --stats-json` writes (or the bench gathers from a primary
+/// and a backup it started): both replicas' snapshots, and
 /// what the pair saw of the primary's end.
 struct PairStatistics: Decodable {
     let primary: ReplicationStatus.Snapshot?

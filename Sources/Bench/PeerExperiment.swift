@@ -29,7 +29,7 @@ enum PeerExperiment {
         var counts: [Int: UInt64] = [:]
         for rounds in [c1, c2] {
             do {
-                let (outcome, stats) = try context.driver.pair(arch: "parisc", guest: "cpu", cmdline: "rounds=\(rounds)",
+                let (outcome, stats) = try context.driver.replicate(arch: "parisc", guest: "cpu", cmdline: "rounds=\(rounds)",
                                                                options: ["--epoch-length", "1024"])
                 let m = context.record(.pariscQEMU, series: "instruction count", mode: "pair", epochLength: 1024, work: rounds,
                                        repetition: 0, outcome: outcome, expectedOutput: context.cpuLine(rounds: rounds),

@@ -59,6 +59,8 @@ import FoundationXML
             #expect((Double(row["seconds"] ?? "") ?? 0) > 0)
             #expect((Double(row["cpu_seconds"] ?? "") ?? 0) > 0, "no CPU time in \(row)")
         }
+        // Replicated through the `lockstep pair` command too, not only primary + backup processes.
+        #expect(epochRuns.rows.contains { $0["series"] == "emulator, recovery counter, via lockstep pair" && $0["mode"] == "pair" })
         let pairs = epochRuns.rows.filter { $0["mode"] == "pair" }
         #expect(!pairs.isEmpty && pairs.allSatisfy { (UInt64($0["epochs"] ?? "") ?? 0) > 0 && (UInt64($0["bytes_sent"] ?? "") ?? 0) > 0 })
 
