@@ -59,8 +59,13 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // `lockstep bench`: experiments that drive the lockstep binary and QEMU as processes.
+        .target(name: "Bench", dependencies: [
+            "Replication",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         .executableTarget(name: "lockstep", dependencies: [
-            "MachineCore", "Loader", "KVM", "X86", "PARISC", "Hypervisor", "Replication",
+            "MachineCore", "Loader", "KVM", "X86", "PARISC", "Hypervisor", "Replication", "Bench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

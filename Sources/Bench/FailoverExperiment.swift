@@ -1,0 +1,230 @@
+import Foundation
+import Replication
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Failover: time from the primary's death to the backup going live, against the detection timeout.
+enum FailoverExperiment {
+    static func run(_ context: BenchContext) -> (ExperimentReport, [FailoverPoint], [FailoverTrial]) {
+        var engines: [(name: String, arch: String)] = []
+        var skipped: [String] = []
+        if context.driver.guests.has("parisc", "ticks") { engines.append(("emulator", "parisc")) } else {
+            skipped.append("emulator: guests/build/parisc/ticks.elf is missing")
+        }
+        switch context.tools.kvm {
+        case .success where context.driver.guests.has("x86", "ticks"): engines.append(("KVM", "x86"))
+        case .success: skipped.append("KVM: guests/build/x86/ticks.elf is missing")
+        case .failure(let why): skipped.append("KVM: \(why)")
+        }
+        let plan = context.plan
+        var trials: [FailoverTrial] = []
+        for engine in engines {
+            for timeout in plan.failoverTimeouts {
+                let count = timeout == plan.failoverMainTimeout ? plan.failoverTrials : plan.failoverSweepTrials
+                for index in 0..<count {
+                    for failure in ["SIGKILL", "SIGSTOP"] {
+                        let t = trial(context, engine: engine.name, arch: engine.arch, failure: failure, timeout: timeout, index: index)
+                        let live = t.liveSeconds.map { "\(NumberFormat.milliseconds($0)) ms to live" } ?? "no takeover"
+                        context.log.line("failover \(engine.name) \(failure) timeout \(timeout) ms trial \(index + 1): \(live)\(t.ok ? "" : " (\(t.note))")")
+                        trials.append(t)
+                    }
+                }
+            }
+        }
+        var points: [FailoverPoint] = []
+        for engine in engines {
+            for failure in ["SIGKILL", "SIGSTOP"] {
+                for timeout in plan.failoverTimeouts {
+                    let group = trials.filter { $0.engine == engine.name && $0.failure == failure && $0.timeoutMilliseconds == timeout }
+                    let good = group.filter(\.ok)
+                    points.append(FailoverPoint(engine: engine.name, failure: failure, timeoutMilliseconds: timeout,
+                                                trials: group.count, succeeded: good.count,
+                                                live: Summary(good.compactMap(\.liveSeconds)),
+                                                detection: Summary(good.compactMap(\.detectionSeconds))))
+                }
+            }
+        }
+        return (report(points, trials: trials, skipped: skipped, main: plan.failoverMainTimeout), points, trials)
+    }
+
+    /// Reads a replica's statistics file.
+    static func snapshot(_ path: String) -> ReplicationStatus.Snapshot? {
+        FileManager.default.contents(atPath: path).flatMap { try? JSONDecoder().decode(ReplicationStatus.Snapshot.self, from: $0) }
+    }
+
+    static func trial(_ context: BenchContext, engine: String, arch: String, failure: String, timeout: Int, index: Int) -> FailoverTrial {
+        var result = FailoverTrial(engine: engine, failure: failure, timeoutMilliseconds: timeout, trial: index,
+                                   primarySignaled: false, ok: false, note: "")
+        let plan = context.plan
+        let driver = context.driver
+        let directory = driver.scratchPath("failover")
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            result.note = "cannot create \(directory): \(error)"
+            context.problem("failover: \(result.note)")
+            return result
+        }
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // The guest runs on the host clock for a little longer than the failure takes to be
+        // noticed, so the backup goes live in the middle of the run and then finishes it.
+        let seconds = plan.failoverDelay + (failure == "SIGSTOP" ? Double(timeout) / 1000 : 0) + 0.6
+        let ticks = max(20, Int(seconds * 100))
+        let common = ["--timeout", "\(timeout)", "--no-status-line", "--arbiter-dir", directory, "--clock", "host",
+                      "--cmdline", "ticks=\(ticks) hz=100", driver.guests.path(arch, "ticks")]
+        let portFile = directory + "/port", primaryStats = directory + "/primary.json", backupStats = directory + "/backup.json"
+        let primary: RunningProcess
+        do {
+            primary = try RunningProcess(executable: driver.executable,
+                                         arguments: ["primary", "--listen", "127.0.0.1:0", "--port-file", portFile,
+                                                     "--stats-json", primaryStats] + common)
+        } catch {
+            result.note = "\(error)"
+            context.problem("failover: \(error)")
+            return result
+        }
+        var port: String?
+        let portDeadline = BenchClock.now() + 30
+        while port == nil && primary.isRunning && BenchClock.now() < portDeadline {
+            port = (try? String(contentsOfFile: portFile, encoding: .utf8))?.split(separator: "\n").first.map(String.init)
+            if port == nil { usleep(5000) }
+        }
+        guard let port else {
+            let outcome = primary.wait(timeout: 0)
+            result.note = "the primary did not start listening (\(outcome.ending)): \(outcome.lastErrorLine)"
+            context.problem("failover: `\(outcome.command.map(BenchContext.shellQuoted).joined(separator: " "))`: \(result.note)")
+            return result
+        }
+        let backup: RunningProcess
+        do {
+            backup = try RunningProcess(executable: driver.executable,
+                                        arguments: ["backup", "--connect", "127.0.0.1:\(port)", "--stats-json", backupStats] + common)
+        } catch {
+            primary.send(SIGKILL)
+            _ = primary.wait(timeout: 5)
+            result.note = "\(error)"
+            context.problem("failover: \(error)")
+            return result
+        }
+        let replicatingDeadline = BenchClock.now() + 30
+        while backup.isRunning && snapshot(backupStats)?.state != "replaying" && BenchClock.now() < replicatingDeadline {
+            usleep(2000)
+        }
+        usleep(UInt32(plan.failoverDelay * 1e6))
+        let signalledAt = BenchClock.wall()
+        primary.send(failure == "SIGKILL" ? SIGKILL : SIGSTOP)
+        // Wait for the backup to go live (or end).
+        let liveDeadline = BenchClock.now() + Double(timeout) / 1000 + 20
+        var state: ReplicationStatus.Snapshot?
+        while BenchClock.now() < liveDeadline {
+            state = snapshot(backupStats)
+            if let s = state, s.stateEnteredAt["live"] != nil || s.state.hasPrefix("finished") || s.state == "failed" { break }
+            if !backup.isRunning { state = snapshot(backupStats); break }
+            usleep(2000)
+        }
+        if failure == "SIGSTOP" { primary.send(SIGCONT) }
+        let backupOutcome = backup.wait(timeout: backup.startedAt - primary.startedAt + seconds + Double(timeout) / 1000 + 60)
+        let primaryOutcome = primary.wait(timeout: seconds + Double(timeout) / 1000 + 60)
+        state = snapshot(backupStats) ?? state
+        result.detectionSeconds = state?.stateEnteredAt["taking over"].map { $0 - signalledAt }
+        result.liveSeconds = state?.stateEnteredAt["live"].map { $0 - signalledAt }
+        result.backupStatus = backupOutcome.signaled ? nil : backupOutcome.status
+        result.primaryStatus = primaryOutcome.signaled ? nil : primaryOutcome.status
+        result.primarySignaled = primaryOutcome.signaled
+        // The backup must go live and finish the guest (status 0); a killed primary stays dead,
+        // a frozen one wakes to find the arbiter taken and stops (77) without output.
+        var problems: [String] = []
+        if result.liveSeconds == nil { problems.append("the backup never went live (state \(state?.state ?? "unknown"))") }
+        if !backupOutcome.exited(with: 0) { problems.append("backup \(backupOutcome.ending): \(backupOutcome.lastErrorLine)") }
+        if !backupOutcome.stdout.contains("ticks count=") && !primaryOutcome.stdout.contains("ticks count=") {
+            problems.append("neither replica printed the ticks result")
+        }
+        if failure == "SIGSTOP" && !primaryOutcome.exited(with: 77) {
+            problems.append("the woken primary: \(primaryOutcome.ending) (expected 77, lost the arbiter): \(primaryOutcome.lastErrorLine)")
+        }
+        if failure == "SIGKILL" && !primaryOutcome.signaled { problems.append("the primary was not killed: \(primaryOutcome.ending)") }
+        result.ok = problems.isEmpty
+        result.note = problems.joined(separator: "; ")
+        if !result.ok {
+            context.problem("failover \(engine) \(failure) timeout \(timeout) ms trial \(index + 1): \(result.note) (command: lockstep primary/backup \(common.map(BenchContext.shellQuoted).joined(separator: " ")))")
+        }
+        return result
+    }
+
+    static func report(_ points: [FailoverPoint], trials: [FailoverTrial], skipped: [String], main: Int) -> ExperimentReport {
+        var table = Table(["Engine", "Failure", "Timeout (ms)", "Trials ok", "Detected, median (ms)", "Live, median (ms)", "Live, best (ms)", "Live, worst (ms)"],
+                          numericColumns: Set(2...7))
+        var csv = Table(["engine", "failure", "timeout_ms", "trials", "succeeded", "live_median_s", "live_min_s", "live_max_s", "detection_median_s"])
+        var summary: [[String]] = []
+        for p in points {
+            table.append([p.engine, p.failure, "\(p.timeoutMilliseconds)", "\(p.succeeded)/\(p.trials)",
+                          p.detection.map { NumberFormat.milliseconds($0.median) } ?? "-",
+                          p.live.map { NumberFormat.milliseconds($0.median) } ?? "-",
+                          p.live.map { NumberFormat.milliseconds($0.minimum) } ?? "-",
+                          p.live.map { NumberFormat.milliseconds($0.maximum) } ?? "-"])
+            csv.append([p.engine, p.failure, "\(p.timeoutMilliseconds)", "\(p.trials)", "\(p.succeeded)",
+                        p.live.map { "\($0.median)" } ?? "", p.live.map { "\($0.minimum)" } ?? "",
+                        p.live.map { "\($0.maximum)" } ?? "", p.detection.map { "\($0.median)" } ?? ""])
+            if p.timeoutMilliseconds == main, let live = p.live {
+                summary.append(["failover", "\(p.engine), \(p.failure), --timeout \(main): death to live, median (worst) of \(p.succeeded)",
+                                "\(NumberFormat.milliseconds(live.median)) ms (\(NumberFormat.milliseconds(live.maximum)) ms)", "-", "-"])
+            }
+        }
+        var trialTable = Table(["engine", "failure", "timeout_ms", "trial", "detection_s", "live_s", "backup_status", "primary_status", "primary_signaled", "ok", "note"])
+        for t in trials {
+            trialTable.append([t.engine, t.failure, "\(t.timeoutMilliseconds)", "\(t.trial)",
+                               t.detectionSeconds.map { "\($0)" } ?? "", t.liveSeconds.map { "\($0)" } ?? "",
+                               t.backupStatus.map { "\($0)" } ?? "", t.primaryStatus.map { "\($0)" } ?? "",
+                               t.primarySignaled ? "1" : "0", t.ok ? "1" : "0", t.note])
+        }
+        var series: [LineChart.Series] = []
+        let timeouts = Set(points.map(\.timeoutMilliseconds)).sorted()
+        for engine in Set(points.map(\.engine)).sorted() {
+            for failure in ["SIGKILL", "SIGSTOP"] {
+                let group = points.filter { $0.engine == engine && $0.failure == failure }.sorted { $0.timeoutMilliseconds < $1.timeoutMilliseconds }
+                let median = group.compactMap { p in p.live.map { LineChart.Point(x: Double(p.timeoutMilliseconds), y: $0.median * 1000, low: $0.minimum * 1000, high: $0.maximum * 1000) } }
+                let worst = group.compactMap { p in p.live.map { LineChart.Point(x: Double(p.timeoutMilliseconds), y: $0.maximum * 1000) } }
+                guard !median.isEmpty else { continue }
+                series.append(LineChart.Series(name: "\(engine), \(failure): median (bars: best to worst)", points: median,
+                                               marker: failure == "SIGKILL" ? .circle : .square))
+                series.append(LineChart.Series(name: "\(engine), \(failure): worst", points: worst, dashed: true,
+                                               marker: failure == "SIGKILL" ? .circle : .square))
+            }
+        }
+        if !timeouts.isEmpty {
+            series.append(LineChart.Series(name: "the detection timeout itself", points: timeouts.map { LineChart.Point(x: Double($0), y: Double($0)) },
+                                           dashed: true, marker: .diamond, color: "#999999"))
+        }
+        var charts: [String: String] = [:]
+        if !trials.isEmpty {
+            charts["failover.svg"] = LineChart(
+                title: "Failover: primary's death or freeze to backup live",
+                subtitle: "ticks guest on the host clock; SIGKILL closes the TCP connection, SIGSTOP leaves it silent",
+                xAxis: ChartAxis(label: "--timeout (ms, log scale)", scale: .log10, format: { NumberFormat.compact($0) }),
+                yAxis: ChartAxis(label: "milliseconds from the signal to \"live\"", scale: .log10, format: { NumberFormat.compact($0) }),
+                series: series).svg()
+        }
+        let markdown: (String) -> String = { prefix in
+            var text = """
+                Method: for each trial the bench starts `lockstep primary` and `lockstep backup` itself (the `ticks` \
+                guest on the host clock, so the run lasts long enough to fail in the middle), waits until the backup is \
+                replicating, sends SIGKILL or SIGSTOP to the primary, and reads from the backup's statistics file when it \
+                entered "taking over" (failure detected) and "live" (arbiter won, outputs released). Times are from the \
+                signal. A trial counts only if the backup then finished the guest with status 0 and, for SIGSTOP, the \
+                woken primary stopped with status 77 (it lost the arbiter) — never both replicas live. A SIGKILLed \
+                primary's kernel closes its TCP connection, so the backup notices at once whatever the timeout; a \
+                frozen primary is noticed only when the timeout expires without heartbeats.
+
+
+                """
+            text += charts.keys.sorted().map { "![\($0)](\(prefix)\($0))\n" }.joined() + "\n"
+            text += table.markdown()
+            if !skipped.isEmpty { text += "\n" + skipped.map { "- Skipped: \($0)\n" }.joined() }
+            return text
+        }
+        return ExperimentReport(experiment: .failover, title: "Failover time", markdown: markdown, charts: charts,
+                                csv: ["failover.csv": csv, "failover-trials.csv": trialTable], summary: summary, skipped: skipped)
+    }
+}

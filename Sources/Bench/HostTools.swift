@@ -1,0 +1,98 @@
+import Foundation
+
+/// What the bench can drive on this host: the lockstep binary, the QEMU peers, and KVM (from
+/// `lockstep doctor`).
+struct HostTools: Sendable {
+    /// The lockstep executable the bench drives (the one running it).
+    var lockstep: String
+    /// The QEMU binaries, or why they are missing.
+    var qemuHPPA: Result<String, Unavailable>
+    var qemuX86: Result<String, Unavailable>
+    /// KVM through Lockstep: the epoch clocks `lockstep doctor` reports, or why there is none.
+    var kvm: Result<KVMReport, Unavailable>
+    /// The KVM device Lockstep and QEMU use.
+    var kvmDevice: String
+
+    /// Why a tool cannot be used, in one line.
+    struct Unavailable: Error, Sendable, CustomStringConvertible {
+        let reason: String
+        init(_ reason: String) { self.reason = reason }
+        var description: String { reason }
+    }
+
+    /// The KVM part of `lockstep doctor`'s report.
+    struct KVMReport: Sendable, Codable {
+        /// Epoch clock name (e.g. "exits", "single-step") to doctor's note ("any guest",
+        /// "CPL0 guests only (ring0)", "no: ...").
+        var epochClocks: [String: String]
+        var doctorLines: [String]
+
+        /// Whether `clock` works on this host for some guest.
+        func supports(_ clock: String) -> Bool {
+            guard let note = epochClocks[clock] else { return false }
+            return !note.hasPrefix("no")
+        }
+
+        /// Whether `clock` works only for CPL0 (`ring0`) guests.
+        func onlyRing0(_ clock: String) -> Bool {
+            epochClocks[clock]?.contains("CPL0") ?? false
+        }
+    }
+
+    /// Looks for an executable named `name` on PATH.
+    static func which(_ name: String, environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
+        for directory in (environment["PATH"] ?? "").split(separator: ":") {
+            let path = "\(directory)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return nil
+    }
+
+    /// Probes the host. `qemuHPPA`/`qemuX86` override the PATH lookup.
+    static func probe(lockstep: String, qemuHPPA: String?, qemuX86: String?, log: ProgressLog) -> HostTools {
+        let environment = ProcessInfo.processInfo.environment
+        func find(_ name: String, _ override: String?) -> Result<String, Unavailable> {
+            if let override {
+                return FileManager.default.isExecutableFile(atPath: override)
+                    ? .success(override) : .failure(Unavailable("\(override) is not an executable"))
+            }
+            return which(name).map { .success($0) }
+                ?? .failure(Unavailable("\(name) is not installed (not on PATH); apt-get install \(name == "qemu-system-hppa" ? "qemu-system-misc" : "qemu-system-x86")"))
+        }
+        let device = environment["LOCKSTEP_KVM_DEVICE"] ?? "/dev/kvm"
+        var kvm: Result<KVMReport, Unavailable>
+        if !FileManager.default.fileExists(atPath: device) {
+            kvm = .failure(Unavailable("\(device) does not exist (no KVM on this host)"))
+        } else if !FileManager.default.isWritableFile(atPath: device) {
+            kvm = .failure(Unavailable("\(device) is not accessible to this user"))
+        } else {
+            log.line("probing KVM with lockstep doctor")
+            do {
+                let outcome = try RunningProcess.run(lockstep, ["doctor"], timeout: 120)
+                if outcome.exited(with: 0) {
+                    let lines = outcome.stdout.split(separator: "\n").map(String.init)
+                    var clocks: [String: String] = [:]
+                    if let line = lines.first(where: { $0.hasPrefix("epoch clocks") }) {
+                        let items = line.dropFirst("epoch clocks".count).trimmingCharacters(in: .whitespaces)
+                        for item in items.components(separatedBy: "; ") {
+                            let parts = item.split(separator: ":", maxSplits: 1)
+                            guard parts.count == 2 else { continue }
+                            clocks[String(parts[0]).trimmingCharacters(in: .whitespaces)] =
+                                String(parts[1]).trimmingCharacters(in: .whitespaces)
+                        }
+                    }
+                    kvm = clocks.isEmpty
+                        ? .failure(Unavailable("lockstep doctor did not report epoch clocks"))
+                        : .success(KVMReport(epochClocks: clocks, doctorLines: lines))
+                } else {
+                    let why = outcome.lastErrorLine
+                    kvm = .failure(Unavailable("lockstep doctor failed (\(outcome.ending)): \(why.isEmpty ? "no message" : why)"))
+                }
+            } catch {
+                kvm = .failure(Unavailable("cannot run lockstep doctor: \(error)"))
+            }
+        }
+        return HostTools(lockstep: lockstep, qemuHPPA: find("qemu-system-hppa", qemuHPPA),
+                         qemuX86: find("qemu-system-x86_64", qemuX86), kvm: kvm, kvmDevice: device)
+    }
+}
