@@ -81,16 +81,18 @@ public final class HostConsole: @unchecked Sendable {
         return closed && pending.isEmpty
     }
 
-    /// Blocks until input is available or closed, or until `deadline` (monotonic). Returns
-    /// whether input is available.
+    /// Blocks until input is available or until `deadline`; without a deadline, until input is
+    /// available or closed. Returns whether input is available. (Closed input does not cut a
+    /// deadline's wait short: the caller is waiting for a timer too.)
     @discardableResult
     public func waitForInput(until deadline: Date? = nil) -> Bool {
         condition.lock()
         defer { condition.unlock() }
-        while pending.isEmpty && !closed {
+        while pending.isEmpty {
             if let deadline {
                 if !condition.wait(until: deadline) { break }
             } else {
+                if closed { break }
                 condition.wait()
             }
         }

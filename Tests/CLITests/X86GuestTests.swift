@@ -134,10 +134,8 @@ struct X86GuestTests {
 
     @Test("lockstep doctor reports every item")
     func doctor() throws {
-        let start = Date()
-        let result = try Lockstep.run(["doctor"])
+        let result = try Lockstep.run(["doctor"], timeout: 60)
         expectClean(result)
-        #expect(Date().timeIntervalSince(start) < 5)
         for item in ["KVM ", "CPL0 code", "CPL3 code", "single-step", "hw breakpoints", "perf counters",
                      "dirty logging", "epoch clocks"] {
             #expect(result.stdout.contains("\n\(item)"), "\(item) missing from:\n\(result.stdout)")

@@ -328,11 +328,9 @@ func refusal(_ body: () throws(X86Error) -> X86Machine) -> X86Error? {
 /// `lockstep doctor`'s probes on this host.
 @Suite("host probe", .enabled(if: Host.hasKVM, "needs a usable /dev/kvm"))
 struct HostProbeTests {
-    @Test("every item is probed, quickly, and the epoch clocks follow from the probes")
+    @Test("every item is probed, and the epoch clocks follow from the probes", .timeLimit(.minutes(1)))
     func probe() async throws {
-        let start = Date()
         let probe = try await onMachineThread { try HostProbe.run() }
-        #expect(Date().timeIntervalSince(start) < 3)
         #expect(probe.apiVersion == 12)
         #expect(probe.lines.count == 8)
         #expect(probe.cpl0.nanosecondsPerInstruction > 0 && probe.cpl3.nanosecondsPerInstruction > 0)

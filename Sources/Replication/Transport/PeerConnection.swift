@@ -62,6 +62,8 @@ public final class PeerConnection: @unchecked Sendable {
     private var peerAck = AckRecord(received: 0, executedEpochs: 0)
     private var peerAcked = false
     private var executedEpochs: UInt64 = 0
+    /// The executed epochs in the last acknowledgement sent.
+    private var acknowledgedExecution: UInt64 = 0
     private var unacknowledged = false
     private var bytesSent: UInt64 = 0
     private var bytesReceived: UInt64 = 0
@@ -114,6 +116,7 @@ public final class PeerConnection: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         unacknowledged = false
+        acknowledgedExecution = executedEpochs
         return .ack(AckRecord(received: lastReceivedSequence.map { $0 + 1 } ?? 0,
                               executedEpochs: executedEpochs))
     }
@@ -261,12 +264,21 @@ public final class PeerConnection: @unchecked Sendable {
         return peerAck.executedEpochs >= epochs ? nil : closeReason
     }
 
-    /// Records how far this (backup) side has executed, for the next acknowledgement.
+    /// Epochs a backup executes between acknowledgements it sends of its own accord, so that a
+    /// primary held back by its maximum lag goes on without waiting for a heartbeat.
+    public static let executionAcknowledgementInterval: UInt64 = 8
+
+    /// Records how far this (backup) side has executed; every few epochs it is acknowledged at once.
     public func setExecutedEpochs(_ epochs: UInt64) {
         condition.lock()
         executedEpochs = epochs
         unacknowledged = true
+        let due = epochs >= acknowledgedExecution + Self.executionAcknowledgementInterval
         condition.unlock()
+        if due {
+            send(currentAck())
+            flush()
+        }
     }
 
     /// Nanoseconds since the last frame arrived from the peer.
