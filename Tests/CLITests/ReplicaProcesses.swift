@@ -87,9 +87,15 @@ final class ReplicaProcesses {
         ]
     }
 
-    @Test(arguments: cases)
+    @Test("backup killed, the primary finishes alone on the emulator", arguments: cases.filter { $0.arch == "parisc" })
+    func backupKilledPrimaryFinishesAloneOnTheEmulator(_ c: FailoverCase) throws { try backupKilledPrimaryFinishesAlone(c) }
+
+    @Test("backup killed, the primary finishes alone on KVM", .enabled(if: Lockstep.hasKVM, "needs a usable /dev/kvm: the x86 cases are skipped"),
+          arguments: cases.filter { $0.arch == "x86" })
+    func backupKilledPrimaryFinishesAloneOnKVM(_ c: FailoverCase) throws { try backupKilledPrimaryFinishesAlone(c) }
+
     func backupKilledPrimaryFinishesAlone(_ c: FailoverCase) throws {
-        try #require(c.available, "\(c) cannot run here")
+        try #require(c.available, "\(c): the guest is not built (scripts/build-guests)")
         let reference = try Lockstep.run(["run"] + c.arguments(disk: try c.freshDisk("ref-b")), input: c.input)
         try #require(reference.status == 0, "the unreplicated run failed: \(reference.stderr)")
         let disk = try c.freshDisk("backup-killed")
@@ -103,9 +109,15 @@ final class ReplicaProcesses {
         #expect(c.comparable(pair.primaryOutput.text()) == c.comparable(reference.stdout))
     }
 
-    @Test(arguments: cases)
+    @Test("frozen primary wakes to find it lost on the emulator", arguments: cases.filter { $0.arch == "parisc" })
+    func frozenPrimaryWakesToFindItLostOnTheEmulator(_ c: FailoverCase) throws { try frozenPrimaryWakesToFindItLost(c) }
+
+    @Test("frozen primary wakes to find it lost on KVM", .enabled(if: Lockstep.hasKVM, "needs a usable /dev/kvm: the x86 cases are skipped"),
+          arguments: cases.filter { $0.arch == "x86" })
+    func frozenPrimaryWakesToFindItLostOnKVM(_ c: FailoverCase) throws { try frozenPrimaryWakesToFindItLost(c) }
+
     func frozenPrimaryWakesToFindItLost(_ c: FailoverCase) throws {
-        try #require(c.available, "\(c) cannot run here")
+        try #require(c.available, "\(c): the guest is not built (scripts/build-guests)")
         let reference = try Lockstep.run(["run"] + c.arguments(disk: try c.freshDisk("ref-s")), input: c.input)
         try #require(reference.status == 0, "the unreplicated run failed: \(reference.stderr)")
         let disk = try c.freshDisk("frozen")

@@ -146,7 +146,8 @@ struct X86GuestTests {
 }
 
 enum X86CLI {
-    static var ready: Bool {
+    /// Whether the x86 guest tests can run; the first time they cannot, says why.
+    static let ready: Bool = {
         guard Lockstep.hasKVM else {
             print("CLITests: skipping the x86 guest tests: /dev/kvm is not usable")
             return false
@@ -160,7 +161,7 @@ enum X86CLI {
             return false
         }
         return true
-    }
+    }()
 
     /// Whether perf_event_open has a hardware PMU here (no `cpu` event source means none).
     static var hasPMU: Bool { FileManager.default.fileExists(atPath: "/sys/bus/event_source/devices/cpu") }
