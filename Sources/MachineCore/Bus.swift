@@ -60,7 +60,9 @@ public final class Bus {
         guard length > 0, base.addingReportingOverflow(length - 1).overflow == false else {
             throw .invalidWindow(name: name, base: base, length: length)
         }
-        for m in mappings where base < m.base + m.length && m.base < base + length {
+        // Inclusive last addresses: a window may end at the very top of the address space.
+        let last = base + (length - 1)
+        for m in mappings where base <= m.base + (m.length - 1) && m.base <= last {
             throw .overlap(name: name, existing: m.name, base: base)
         }
         mappings.append(Mapping(name: name, base: base, length: length, byteOrder: byteOrder,
