@@ -216,13 +216,18 @@ public final class BackupReplica {
     private func finish(_ record: FinishedRecord) throws -> RunOutcome {
         primaryEpochs = record.epoch + 1
         let stop = machine.progress < record.progress ? try runToward(progress: record.progress) : .epochEnd
-        let expected: MachineStop = record.crashed ? stop : .exited(status: record.status)
         let stoppedAlike: Bool = switch stop {
-        case .crashed: record.crashed
-        case .exited(let status): !record.crashed && status == record.status
-        case .epochEnd, .idle: false
+        case .crashed: record.ending == .crashed
+        case .exited(let status): record.ending == .exited && status == record.status
+        case .idle: record.ending == .inputClosed
+        case .epochEnd: false
         }
         guard stoppedAlike, machine.progress == record.progress else {
+            let expected = switch record.ending {
+            case .exited: "exited with status \(record.status)"
+            case .crashed: "crashed"
+            case .inputClosed: "idle with console input closed"
+            }
             throw ReplicationError.divergence(epoch: epoch, detail: "the primary's guest stopped (\(expected)) at \(record.progress) \(machine.epochClock.unit), the backup's (\(stop)) at \(machine.progress)")
         }
         primaryFinalDigest = record.stateDigest
@@ -232,7 +237,9 @@ public final class BackupReplica {
         }
         connection.setExecutedEpochs(epoch + 1)
         connection.close()
-        return RunOutcome(stop: stop, epochs: epoch + 1, progress: machine.progress)
+        // Like an unreplicated run, a guest that waits for input that can never come ends with 0.
+        return RunOutcome(stop: record.ending == .inputClosed ? .exited(status: 0) : stop,
+                          epochs: epoch + 1, progress: machine.progress)
     }
 
     /// The primary failed: finish its last epoch from the log, win the arbiter, deliver

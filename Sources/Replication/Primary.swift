@@ -102,6 +102,10 @@ public final class PrimaryReplica {
     }
 
     /// Runs the guest to its end. Throws `ReplicationError.lostArbiter` if the backup took over.
+    ///
+    /// At each boundary the epoch's log goes to the backup and its outputs are committed before
+    /// the primary decides the boundary's time, which may mean waiting while the guest idles:
+    /// an output (a prompt, a disk write the guest waits for) never waits for later input.
     public func run() throws -> RunOutcome {
         while true {
             environment.epoch = epoch
@@ -113,30 +117,29 @@ public final class PrimaryReplica {
             case .epochEnd, .idle:
                 break
             }
+            let environmentCount = shipLog()
+            environment.outputs.endEpoch(epoch, idle: stop == .idle)
+            let outputs = environment.outputs.take()
+            try commit(outputs)
             let time: VirtualTime
             switch timing.decide(after: stop, machine: machine, environment: environment) {
             case .at(let t):
                 time = t
             case .waitsForever:
                 logger.notice("the guest waits for console input, and input is closed: stopping")
-                return try finish(.exited(status: 0))
+                return try finish(.idle, inputClosed: true)
             }
             let events = environment.host.takeEvents()
-            environment.outputs.endEpoch(epoch, idle: stop == .idle)
-            let (values, count) = environment.takeValues()
-            let outputs = environment.outputs.take()
             if !alone {
-                if !values.isEmpty { connection.send(.environmentValues(values)) }
                 let digest = settings.digestInterval > 0 && (epoch + 1) % settings.digestInterval == 0
                     ? try machine.stateDigest() : nil
                 connection.send(.epochEnd(EpochRecord(
                     epoch: epoch, progress: machine.progress, stop: stop == .idle ? .idle : .epochEnd,
-                    time: time, events: events, environmentCount: count,
+                    time: time, events: events, environmentCount: environmentCount,
                     outputCount: UInt64(outputs.count), stateDigest: digest)))
                 connection.flush()
             }
             kill(at: .logged)
-            try commit(outputs)
             try machine.applyBoundary(time: time, events: events)
             epoch += 1
             status.update(epoch: epoch, connection: alone ? nil : connection)
@@ -144,15 +147,13 @@ public final class PrimaryReplica {
         }
     }
 
-    /// Ships the values of a final, partial epoch.
-    private func shipLog() throws {
-        let (values, _) = environment.takeValues()
-        guard !alone else { return }
-        if !values.isEmpty { connection.send(.environmentValues(values)) }
-        connection.flush()
+    /// Ships the environment values logged since the last call (they must reach the backup
+    /// before any output that depends on them), and returns how many the epoch used in all.
+    private func shipLog() -> UInt64 {
+        let (values, count) = environment.takeValues()
+        if !alone && !values.isEmpty { connection.send(.environmentValues(values)) }
+        return count
     }
-
-    private func commitOutputs() throws { try commit(environment.outputs.take()) }
 
     /// Output commit (thesis protocol): log the output to the backup, wait for its
     /// acknowledgement, perform it, send the completion notice.
@@ -211,20 +212,22 @@ public final class PrimaryReplica {
         }
     }
 
-    /// The guest stopped: commit the last outputs, then tell the backup.
-    private func finish(_ stop: MachineStop) throws -> RunOutcome {
+    /// The guest stopped (or, `inputClosed`, idles with nothing that could wake it): commit the
+    /// last outputs, then tell the backup.
+    private func finish(_ stop: MachineStop, inputClosed: Bool = false) throws -> RunOutcome {
+        _ = shipLog()
         environment.outputs.finish(epoch)
-        try shipLog()
-        try commitOutputs()
-        let outcome = RunOutcome(stop: stop, epochs: epoch + 1, progress: machine.progress)
+        try commit(environment.outputs.take())
+        let outcome = RunOutcome(stop: inputClosed ? .exited(status: 0) : stop,
+                                 epochs: epoch + 1, progress: machine.progress)
         guard !alone else { return outcome }
-        let (status, crashed): (Int32, Bool) = switch stop {
-        case .exited(let s): (s, false)
-        case .crashed: (0, true)
-        case .epochEnd, .idle: (0, false)
+        let (status, ending): (Int32, RunEnding) = switch stop {
+        case .exited(let s): (s, .exited)
+        case .crashed: (0, .crashed)
+        case .epochEnd, .idle: (0, .inputClosed)
         }
         let sequence = connection.send(.finished(FinishedRecord(
-            epoch: epoch, progress: machine.progress, status: status, crashed: crashed,
+            epoch: epoch, progress: machine.progress, status: status, ending: ending,
             stateDigest: try machine.stateDigest())))
         connection.flush()
         // Wait until the backup has the whole log, so it can finish the run identically. If it

@@ -26,10 +26,11 @@ struct InProcessPair {
         FileManager.default.fileExists(atPath: guest(arch, name))
     }
 
-    /// Runs `options` replicated. `damage` may put a proxy between the two; `tamper` may change
-    /// the backup's machine before it starts.
-    static func run(_ options: RunOptions, input: String = "", digestEvery: UInt64 = 0,
-                    damage: ProxyDamage? = nil,
+    /// Runs `options` replicated. `primaryConsole` replaces the primary's console (for a test
+    /// that types as the guest answers); `damage` may put a proxy between the two; `tamper` may
+    /// change the backup's machine before it starts.
+    static func run(_ options: RunOptions, input: String = "", primaryConsole: ConsoleCapture? = nil,
+                    digestEvery: UInt64 = 0, damage: ProxyDamage? = nil,
                     tamper: (@Sendable (any Machine) throws -> Void)? = nil) throws -> (primary: Side, backup: Side)
     {
         let setup = try GuestSetup(options)
@@ -79,7 +80,7 @@ struct InProcessPair {
         let connection = try Handshake.acceptBackup(on: listener, identity: identity, session: session,
                                                     timeout: 10) { _ in }
         let primary = DedicatedThread.run(name: "test-primary") { () -> Side in
-            let console = ConsoleCapture(input: input)
+            let console = primaryConsole ?? ConsoleCapture(input: input)
             do {
                 let environment = PrimaryEnvironment(host: HostIO(console: console.console, disk: try setup.openDisk()))
                 let machine = try MachineFactory.make(setup, environment: environment)
@@ -116,19 +117,20 @@ struct InProcessPair {
     }
 }
 
-/// A host console over pipes: `input` is typed at once, output is collected.
+/// A host console over pipes: `input` is typed at once (and input closed, unless `interactive`),
+/// output is collected.
 final class ConsoleCapture: @unchecked Sendable {
     let console: HostConsole
     private let output = Pipe()
+    private let input = Pipe()
     private let lock = NSLock()
     private var collected = Data()
     private let done = DispatchSemaphore(value: 0)
 
-    init(input: String) {
-        let inputPipe = Pipe()
-        try? inputPipe.fileHandleForWriting.write(contentsOf: Data(input.utf8))
-        try? inputPipe.fileHandleForWriting.close()
-        console = HostConsole(input: inputPipe.fileHandleForReading, output: output.fileHandleForWriting)
+    init(input text: String, interactive: Bool = false) {
+        console = HostConsole(input: input.fileHandleForReading, output: output.fileHandleForWriting)
+        type(text)
+        if !interactive { closeInput() }
         let reader = output.fileHandleForReading
         Thread.detachNewThread { [self] in
             while true {
@@ -138,6 +140,22 @@ final class ConsoleCapture: @unchecked Sendable {
             }
             done.signal()
         }
+    }
+
+    /// Types `text` on the console.
+    func type(_ text: String) { try? input.fileHandleForWriting.write(contentsOf: Data(text.utf8)) }
+
+    /// Closes console input (end of file).
+    func closeInput() { try? input.fileHandleForWriting.close() }
+
+    /// Whether the output so far contains `text`, waiting up to `seconds` for it.
+    func waitForOutput(containing text: String, seconds: Double) -> Bool {
+        let deadline = Date(timeIntervalSinceNow: seconds)
+        while Date() < deadline {
+            if lock.withLock({ String(decoding: collected, as: UTF8.self).contains(text) }) { return true }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        return false
     }
 
     /// Everything written, once the writer is closed.

@@ -31,6 +31,43 @@ import TestSupport
     }
 
     @Test(.enabled(if: available, "PA-RISC guests are not built (scripts/build-guests)"))
+    func outputIsCommittedBeforeThePrimaryWaitsForInput() throws {
+        // The console stays open: the guest prints its prompt and idles. The prompt must be
+        // visible before anything is typed, and each answer before the next line.
+        let console = ConsoleCapture(input: "", interactive: true)
+        let typist = ResultBox<[String]>()
+        Thread.detachNewThread {
+            var missing: [String] = []
+            for (wanted, line) in [("echo ready", "one\n"), ("rev=eno", "quit\n")] {
+                if !console.waitForOutput(containing: wanted, seconds: 30) { missing.append(wanted) }
+                console.type(line)
+            }
+            console.closeInput()
+            typist.put(missing)
+        }
+        let (primary, backup) = try InProcessPair.run(Self.options("echo", ""), primaryConsole: console)
+        #expect(typist.take() == [], "output the primary held back while it waited for input")
+        #expect(try primary.outcome.get().stop == .exited(status: 0))
+        #expect(try backup.outcome.get().stop == .exited(status: 0))
+        #expect(primary.output.hasSuffix("echo bye n=1\n"))
+    }
+
+    @Test(.enabled(if: available, "PA-RISC guests are not built (scripts/build-guests)"))
+    func aGuestLeftWaitingForClosedInputEndsAlikeOnBothReplicas() throws {
+        // No "quit": the guest waits for input that can never come. Like an unreplicated run,
+        // both replicas end with status 0, and the backup sees no divergence.
+        let options = Self.options("echo", "")
+        let input = "only line\n"
+        let reference = try InProcessPair.reference(options, input: input)
+        #expect(try reference.outcome.get().stop == .exited(status: 0))
+        let (primary, backup) = try InProcessPair.run(options, input: input, digestEvery: 1)
+        #expect(try primary.outcome.get().stop == .exited(status: 0))
+        #expect(try backup.outcome.get().stop == .exited(status: 0))
+        #expect(primary.output == reference.output)
+        #expect(backup.output.isEmpty)
+    }
+
+    @Test(.enabled(if: available, "PA-RISC guests are not built (scripts/build-guests)"))
     func divergenceIsDetectedAtTheNextDigest() throws {
         let options = Self.options("echo", "")
         let (primary, backup) = try InProcessPair.run(options, input: Self.echoInput, digestEvery: 1) { machine in

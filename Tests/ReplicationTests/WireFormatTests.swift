@@ -30,7 +30,8 @@ let sampleMessages: [Message] = [
     .outputDone(9),
     .ack(AckRecord(received: 100, executedEpochs: 12)),
     .heartbeat,
-    .finished(FinishedRecord(epoch: 3, progress: 4, status: -1, crashed: true, stateDigest: digestB)),
+    .finished(FinishedRecord(epoch: 3, progress: 4, status: -1, ending: .crashed, stateDigest: digestB)),
+    .finished(FinishedRecord(epoch: 9, progress: 10, status: 0, ending: .inputClosed, stateDigest: digestA)),
 ]
 
 func frames(_ messages: [Message]) -> [UInt8] {
@@ -141,10 +142,16 @@ func decodeAll(_ bytes: [UInt8], chunk: Int = .max) throws(WireError) -> [Messag
         #expect(throws: WireError.self) { try decodeAll(frame(.environmentValues, [0xFF, 0xFF, 0xFF, 0x7F])) }
         // An unknown environment read kind.
         #expect(throws: WireError.self) { try decodeAll(frame(.environmentValues, [1, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0])) }
-        // A boolean that is neither 0 nor 1.
+        // An unknown run ending.
         var w = WireWriter()
         w.u64(0); w.u64(0); w.i32(0); w.u8(7); w.raw([UInt8](repeating: 0, count: 32))
-        #expect(throws: WireError.self) { try decodeAll(frame(.finished, w.bytes)) }
+        #expect(throws: WireError.malformed(.finished, "run ending 7")) { try decodeAll(frame(.finished, w.bytes)) }
+        // A boolean that is neither 0 nor 1 (the digest flag of an epoch record).
+        var e = WireWriter()
+        e.u64(0); e.u64(1); e.u8(0); e.u64(0); e.u64(0); e.u64(0); e.u8(2); e.u32(0)
+        #expect(throws: WireError.malformed(.epochEnd, "boolean field holds 2")) {
+            try decodeAll(frame(.epochEnd, e.bytes))
+        }
         // Text that is not UTF-8.
         #expect(throws: WireError.self) { try decodeAll(frame(.refuse, [2, 0, 0, 0, 0xC3, 0x28])) }
     }

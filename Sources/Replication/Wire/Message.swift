@@ -118,12 +118,23 @@ public struct AckRecord: Equatable, Sendable {
     public var executedEpochs: UInt64
 }
 
+/// How the guest's run ended at the primary.
+public enum RunEnding: UInt8, Equatable, Sendable {
+    /// The guest exited (debug-exit, halt or shutdown) with the record's status.
+    case exited = 0
+    /// The guest crashed (triple fault, an interruption with no handler, ...).
+    case crashed = 1
+    /// The guest idles waiting for console input, with no timer armed and no disk request
+    /// outstanding, and console input is closed: it would wait forever. The run ends with status 0.
+    case inputClosed = 2
+}
+
 /// The guest stopped at the primary.
 public struct FinishedRecord: Equatable, Sendable {
     public var epoch: UInt64
     public var progress: UInt64
     public var status: Int32
-    public var crashed: Bool
+    public var ending: RunEnding
     public var stateDigest: StateDigest
 }
 
@@ -198,7 +209,7 @@ public enum Message: Equatable, Sendable {
             w.u64(f.epoch)
             w.u64(f.progress)
             w.i32(f.status)
-            w.bool(f.crashed)
+            w.u8(f.ending.rawValue)
             w.raw(f.stateDigest.bytes)
         }
         return w.bytes
@@ -268,9 +279,16 @@ public enum Message: Equatable, Sendable {
         case .heartbeat:
             self = .heartbeat
         case .finished:
+            let epoch = try r.u64()
+            let progress = try r.u64()
+            let status = try r.i32()
+            let rawEnding = try r.u8()
+            guard let ending = RunEnding(rawValue: rawEnding) else {
+                throw .malformed(.finished, "run ending \(rawEnding)")
+            }
             self = .finished(FinishedRecord(
-                epoch: try r.u64(), progress: try r.u64(), status: try r.i32(),
-                crashed: try r.bool(), stateDigest: StateDigest(bytes: try r.raw(32))))
+                epoch: epoch, progress: progress, status: status, ending: ending,
+                stateDigest: StateDigest(bytes: try r.raw(32))))
         }
         try r.finish()
     }
