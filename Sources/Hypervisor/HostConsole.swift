@@ -58,12 +58,16 @@ public final class HostConsole: @unchecked Sendable {
         skip += count - UInt64(now)
     }
 
-    /// Takes every byte typed so far.
-    public func takeInput() -> [UInt8] {
+    /// Takes the bytes typed so far, at most `limit` of them (the rest wait for the next call).
+    public func takeInput(limit: Int = .max) -> [UInt8] {
         condition.lock()
         defer { condition.unlock() }
-        let bytes = pending
-        pending.removeAll()
+        guard pending.count > limit else {
+            defer { pending.removeAll() }
+            return pending
+        }
+        let bytes = Array(pending.prefix(limit))
+        pending.removeFirst(limit)
         return bytes
     }
 

@@ -23,12 +23,25 @@ public final class HostIO {
     public var hasPendingEvents: Bool { !completions.isEmpty }
 
     /// The events for this boundary: console input typed so far, then finished disk requests.
-    public func takeEvents() -> [BoundaryEvent] {
+    ///
+    /// With a `byteLimit` (a primary, whose events must fit in one replication frame), at most
+    /// that many input bytes are taken, and completions only while the data they carry stay
+    /// within the limit, except that one completion is always taken; the rest wait, in order,
+    /// for a later boundary.
+    public func takeEvents(byteLimit: Int = .max) -> [BoundaryEvent] {
         var events: [BoundaryEvent] = []
-        let input = console.takeInput()
+        let input = console.takeInput(limit: byteLimit)
         if !input.isEmpty { events.append(.consoleInput(input)) }
-        events += completions
-        completions.removeAll()
+        var bytes = input.count
+        var taken = 0
+        for event in completions {
+            let size = if case .blockCompletion(let c) = event { c.data.count } else { 0 }
+            if taken > 0 && size > byteLimit - bytes { break }
+            events.append(event)
+            bytes += size
+            taken += 1
+        }
+        completions.removeFirst(taken)
         return events
     }
 }

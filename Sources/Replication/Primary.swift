@@ -129,7 +129,7 @@ public final class PrimaryReplica {
                 logger.notice("the guest waits for console input, and input is closed: stopping")
                 return try finish(.idle, inputClosed: true)
             }
-            let events = environment.host.takeEvents()
+            let events = environment.host.takeEvents(byteLimit: Self.eventByteLimit)
             if !alone {
                 let digest = settings.digestInterval > 0 && (epoch + 1) % settings.digestInterval == 0
                     ? try machine.stateDigest() : nil
@@ -146,6 +146,11 @@ public final class PrimaryReplica {
             try throttle()
         }
     }
+
+    /// The most console input and disk-read data one boundary delivers (more waits for the next
+    /// boundary), so that an epoch-end record always fits in a frame: a quarter of the frame
+    /// limit, plus at most one disk request's data (the device's 32 MiB limit) beyond it.
+    static let eventByteLimit = Frame.maximumPayload / 4
 
     /// Ships the environment values logged since the last call (they must reach the backup
     /// before any output that depends on them), and returns how many the epoch used in all.

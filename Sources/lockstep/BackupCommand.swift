@@ -23,7 +23,7 @@ struct BackupCommand: ParsableCommand {
             throw CLIFailure("--connect \(connect): expected HOST:PORT", status: ExitStatus.usage)
         }
         let setup = try guest.setup()
-        let settings = replication.settings(for: setup)
+        let settings = try replication.settings(for: setup)
         let identity = replication.identity(for: setup)
         let status = ReplicationStatus(role: "backup", statsPath: replication.statsJSON,
                                        statusLine: !replication.noStatusLine)

@@ -34,6 +34,8 @@ struct CLIFailure: Error, CustomStringConvertible {
             case .lostArbiter: self.init(e.description, status: ExitStatus.lostArbiter)
             default: self.init(e.description, status: ExitStatus.replicationFailed)
             }
+        case let e as ArbiterError:
+            self.init(e.description, status: ExitStatus.unavailable)
         case let e as X86Error:
             self.init(e.description, status: e.isHostLimitation ? ExitStatus.unavailable : ExitStatus.internalError)
         case let e as EnvironmentError:

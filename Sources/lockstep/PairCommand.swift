@@ -28,7 +28,7 @@ struct PairCommand: ParsableCommand {
     @OptionGroup var guest: GuestOptions
 
     func run() throws {
-        _ = try guest.setup()
+        _ = try replication.settings(for: guest.setup())
         if killPrimaryAfter != nil && killPrimaryAtEpoch != nil {
             throw CLIFailure("--kill-primary-after and --kill-primary-at-epoch cannot be combined", status: ExitStatus.usage)
         }
@@ -64,6 +64,8 @@ struct PairCommand: ParsableCommand {
         let backup = try console.start(executable, ["backup", "--connect", "127.0.0.1:\(port)",
                                                      "--stats-json", backupStats, "--no-status-line"]
                                        + replication.arguments + guest.arguments)
+        let interruption = forwardTerminationSignals(to: [primary, backup])
+        stopPrimaryIfBackupNeverJoins(primary: primary, backup: backup, primaryStats: primaryStats)
         console.startInput()
         if let seconds = killPrimaryAfter {
             let pid = primary.processIdentifier
@@ -82,7 +84,53 @@ struct PairCommand: ParsableCommand {
             writeCombinedStats(to: statsJSON, primary: primary, backup: backup, primaryExitedAt: primaryExitedAt,
                                primaryStats: primaryStats, backupStats: backupStats)
         }
+        if let signal = interruption.signal { throw ExitCode(128 + signal) }
         throw ExitCode(Self.status(primary: primary, backup: backup))
+    }
+
+    /// From here on SIGINT, SIGTERM and SIGHUP stop the replicas (with SIGTERM) instead of this
+    /// process, which then cleans up (its work directory, the arbiter file) and exits 128 + the
+    /// signal. Handlers are installed only after the replicas started, so they keep the default
+    /// dispositions.
+    private func forwardTerminationSignals(to replicas: [ReplicaProcess]) -> Interruption {
+        let interruption = Interruption()
+        let pids = replicas.map(\.processIdentifier)
+        for number in [SIGINT, SIGTERM, SIGHUP] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                interruption.record(number)
+                for pid in pids { kill(pid, SIGTERM) }
+            }
+            source.resume()
+            interruption.keep(source)
+        }
+        return interruption
+    }
+
+    /// A backup that exits before it joined (it could not reach the primary, or failed to start)
+    /// would leave the primary waiting for it forever: stop the primary too. A backup that exits
+    /// after joining is a backup failure, and the primary carries on alone.
+    private func stopPrimaryIfBackupNeverJoins(primary: ReplicaProcess, backup: ReplicaProcess, primaryStats: String) {
+        DispatchQueue.global().async {
+            backup.waitForExit()
+            // The primary writes "waiting for backup" before it accepts, "replicating" after.
+            let state = Self.state(inStats: primaryStats)
+            guard primary.isRunning, state == nil || state == "starting" || state == "waiting for backup"
+            else { return }
+            let how = backup.terminationReason == .uncaughtSignal
+                ? "was killed by signal \(backup.terminationStatus)" : "exited with status \(backup.terminationStatus)"
+            FileHandle.standardError.write(Data("lockstep: the backup \(how) before it joined; stopping the primary\n".utf8))
+            kill(primary.processIdentifier, SIGTERM)
+        }
+    }
+
+    /// The `state` a replica last wrote to its statistics file.
+    static func state(inStats path: String) -> String? {
+        guard let data = FileManager.default.contents(atPath: path),
+              let snapshot = try? JSONDecoder().decode(ReplicationStatus.Snapshot.self, from: data)
+        else { return nil }
+        return snapshot.state
     }
 
     /// The guest's status: the primary's if it finished the run, else the backup's.
@@ -130,6 +178,17 @@ struct PairCommand: ParsableCommand {
             try? data.write(to: URL(fileURLWithPath: path), options: .atomic)
         }
     }
+}
+
+/// The termination signal `lockstep pair` received, if any, and the sources that watch for one.
+final class Interruption: @unchecked Sendable {
+    private let lock = NSLock()
+    private var received: Int32?
+    private var sources: [any DispatchSourceSignal] = []
+
+    func record(_ signal: Int32) { lock.withLock { if received == nil { received = signal } } }
+    func keep(_ source: any DispatchSourceSignal) { lock.withLock { sources.append(source) } }
+    var signal: Int32? { lock.withLock { received } }
 }
 
 /// A replica's process, whose exit is waited for without polling (Foundation's

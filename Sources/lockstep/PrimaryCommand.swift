@@ -26,7 +26,7 @@ struct PrimaryCommand: ParsableCommand {
             throw CLIFailure("--listen \(listen): expected HOST:PORT", status: ExitStatus.usage)
         }
         let setup = try guest.setup()
-        var settings = replication.settings(for: setup)
+        var settings = try replication.settings(for: setup)
         if let killAtEpoch {
             guard let point = KillPoint(killAtEpoch) else {
                 throw CLIFailure("--kill-at-epoch \(killAtEpoch): expected N or N:PHASE", status: ExitStatus.usage)

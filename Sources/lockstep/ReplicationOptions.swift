@@ -32,10 +32,13 @@ struct ReplicationOptions: ParsableArguments {
         guard maxLag >= 1 else { throw CLIFailure("--max-lag must be at least 1", status: ExitStatus.usage) }
     }
 
-    func settings(for setup: GuestSetup) -> ReplicationSettings {
+    /// The replication settings for `setup`. Checks at once that the arbiter's directory is
+    /// usable: a failover is the wrong moment to find out.
+    func settings(for setup: GuestSetup) throws -> ReplicationSettings {
         let anchor = setup.options.diskPath ?? setup.options.guestPath
         let directory = arbiterDirectory
             ?? URL(fileURLWithPath: anchor).deletingLastPathComponent().path
+        try Arbiter.checkDirectory(directory)
         var settings = ReplicationSettings(arbiterDirectory: directory)
         settings.timeoutMilliseconds = timeout
         settings.maximumLag = maxLag

@@ -80,6 +80,16 @@ import Testing
                       mentioning: ["/nonexistent/disk.img"])
     }
 
+    @Test(arguments: [["pair"], ["primary", "--listen", "127.0.0.1:0"], ["backup", "--connect", "127.0.0.1:9"]])
+    func unusableArbiterDirectory(_ command: [String]) throws {
+        let guest = Lockstep.guest("parisc", "hello")
+        try #require(Lockstep.hasGuest("parisc", "hello"), "guests are not built: run scripts/build-guests")
+        // Found when the replica starts, before it listens or connects: not at a failover.
+        let notADirectory = try Self.file("plain-file", [0])
+        expectOneLine(try Lockstep.run(command + ["--arbiter-dir", notADirectory, guest]), status: 69,
+                      mentioning: ["arbiter", notADirectory, "--arbiter-dir"])
+    }
+
     @Test func badEndpoints() throws {
         expectOneLine(try Lockstep.run(["primary", "--listen", "nowhere", "/nonexistent"]), status: 64,
                       mentioning: ["--listen"])

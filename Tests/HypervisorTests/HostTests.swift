@@ -83,6 +83,16 @@ func scratchFile(_ name: String, bytes: Int) throws -> String {
         #expect(console.isExhausted)
     }
 
+    @Test func inputIsTakenUpToALimit() {
+        let (console, _) = console("abcdefgh")
+        var collected: [[UInt8]] = []
+        // The text was written before the console started reading: one read takes all of it.
+        while console.waitForInput(until: Date(timeIntervalSinceNow: 1)) {
+            collected.append(console.takeInput(limit: 3))
+        }
+        #expect(collected.map { String(decoding: $0, as: UTF8.self) } == ["abc", "def", "gh"])
+    }
+
     @Test func discardedInputIsSkippedEvenBeforeItArrives() {
         let (console, writer) = console("abc", close: false)
         console.discardInput(count: 5)
@@ -105,5 +115,39 @@ func scratchFile(_ name: String, bytes: Int) throws -> String {
         #expect(!console.waitForInput(until: Date(timeIntervalSinceNow: 0.1)))
         #expect(Date().timeIntervalSince(start) >= 0.09)
         try? writer.close()
+    }
+}
+
+@Suite struct HostIOTests {
+    /// The ids of the block completions among `events`.
+    func completionIDs(_ events: [BoundaryEvent]) -> [BlockRequestID] {
+        events.compactMap { if case .blockCompletion(let c) = $0 { c.id } else { nil } }
+    }
+
+    @Test func aByteLimitSpreadsCompletionsOverBoundariesInOrder() throws {
+        let path = try scratchFile("events.img", bytes: 64 * 512)
+        let io = HostIO(console: HostConsole(input: nil, output: nil), disk: try HostDisk(path: path))
+        for id in 1...4 as ClosedRange<BlockRequestID> {
+            io.perform(BlockRequest(id: id, kind: .read, sector: 0, length: 4096))
+        }
+        io.perform(BlockRequest(id: 5, kind: .flush, sector: 0, length: 0))
+        #expect(completionIDs(io.takeEvents(byteLimit: 9000)) == [1, 2])
+        // One completion is always taken, even when it alone is over the limit.
+        #expect(completionIDs(io.takeEvents(byteLimit: 100)) == [3])
+        #expect(io.hasPendingEvents)
+        #expect(completionIDs(io.takeEvents(byteLimit: 4096)) == [4, 5])
+        #expect(!io.hasPendingEvents)
+        #expect(io.takeEvents(byteLimit: 4096).isEmpty)
+    }
+
+    @Test func withoutALimitEverythingIsDelivered() throws {
+        let io = HostIO(console: HostConsole(input: nil, output: nil), disk: nil)
+        for id in 1...3 as ClosedRange<BlockRequestID> {
+            io.perform(BlockRequest(id: id, kind: .read, sector: 0, length: 512))
+        }
+        let events = io.takeEvents()
+        #expect(completionIDs(events) == [1, 2, 3])
+        // Without a disk every request fails, and the guest hears so.
+        #expect(events.allSatisfy { if case .blockCompletion(let c) = $0 { c.status == .ioError } else { false } })
     }
 }

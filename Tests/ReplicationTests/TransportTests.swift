@@ -81,6 +81,36 @@ let identity = ReplicaIdentity(imageBytes: [1, 2, 3], options: RunOptions(guestP
         #expect(pair.backup.closed == nil)
     }
 
+    @Test func aMessageTooLargeForAFrameIsNeverSent() throws {
+        let pair = try LoopbackPair()
+        defer { pair.shutdown() }
+        pair.primary.send(.outputDone(1))
+        let huge = [UInt8](repeating: 0x61, count: Frame.maximumPayload + 1)
+        pair.primary.send(.epochEnd(EpochRecord(epoch: 0, progress: 1, stop: .epochEnd, time: .zero,
+                                                events: [.consoleInput(huge)], environmentCount: 0,
+                                                outputCount: 0, stateDigest: nil)))
+        pair.primary.flush()
+        guard case .ioError(let reason) = pair.primary.closed else {
+            Issue.record("the sender did not refuse the message: \(String(describing: pair.primary.closed))")
+            return
+        }
+        #expect(reason.contains("frame limit"))
+        // The peer sees the connection end, never a frame it must reject.
+        #expect(pair.backup.receive(until: Date(timeIntervalSinceNow: 5)) == .failure(.peerClosed))
+    }
+
+    @Test func acknowledgementsNeverMoveBackwards() throws {
+        let pair = try LoopbackPair()
+        defer { pair.shutdown() }
+        pair.backup.send(.ack(AckRecord(received: 0, executedEpochs: 9)))
+        pair.backup.send(.ack(AckRecord(received: 0, executedEpochs: 3)))
+        pair.backup.send(.heartbeat)
+        pair.backup.flush()
+        #expect(pair.primary.waitForExecution(of: 9) == nil)
+        Thread.sleep(forTimeInterval: 0.2)
+        #expect(pair.primary.statistics.peerExecutedEpochs == 9)
+    }
+
     @Test func aCorruptedFrameEndsTheConnectionWithAProtocolError() throws {
         let pair = try LoopbackPair()
         defer { pair.shutdown() }
@@ -213,6 +243,15 @@ final class LockedLines: @unchecked Sendable {
     @Test func unusableDirectoryIsAnErrorNotALoss() {
         let arbiter = Arbiter(directory: "/nonexistent-directory", session: [1])
         #expect(throws: ArbiterError.self) { try arbiter.acquire(claimant: "x") }
+        #expect(throws: ArbiterError.self) { try Arbiter.checkDirectory("/nonexistent-directory") }
+    }
+
+    @Test func checkingADirectoryLeavesNothingBehind() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-arbiter-check-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try Arbiter.checkDirectory(directory.path)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty)
     }
 }
 

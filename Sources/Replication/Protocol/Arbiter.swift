@@ -50,13 +50,30 @@ public struct Arbiter: Sendable {
     /// Whether anyone holds the arbiter.
     public var isClaimed: Bool { FileManager.default.fileExists(atPath: path) }
 
-    /// Removes the arbiter file (at the end of a pair's life).
+    /// Removes the arbiter file, once neither replica can run any more (`lockstep pair` does,
+    /// after both have exited). A replica never removes it itself: a primary frozen past the
+    /// timeout may wake after the backup finished, and must still find the arbiter claimed.
     public func release() { try? FileManager.default.removeItem(atPath: path) }
+
+    /// Checks that an arbiter file can be created in `directory` (by creating and removing a
+    /// probe file there), so that an unusable directory is reported when a replica starts, not
+    /// at a failover.
+    public static func checkDirectory(_ directory: String) throws(ArbiterError) {
+        let probe = (directory as NSString).appendingPathComponent(".lockstep-arbiter-probe-\(getpid())")
+        // The corresponding C calls are open(2) with O_CREAT | O_EXCL and unlink(2).
+        let fd = open(probe, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw ArbiterError(path: probe, errno: errno) }
+        close(fd)
+        unlink(probe)
+    }
 }
 
 /// The arbiter file could not be created for a reason other than someone else holding it.
 public struct ArbiterError: Error, CustomStringConvertible {
     public let path: String
     public let errno: Int32
-    public var description: String { "arbiter \(path): \(String(cString: strerror(errno)))" }
+    public var description: String {
+        let directory = (path as NSString).deletingLastPathComponent
+        return "cannot create an arbiter file in \(directory): \(String(cString: strerror(errno))) (choose the directory with --arbiter-dir)"
+    }
 }

@@ -66,8 +66,6 @@ public struct OutputLog: Sendable {
         return ready
     }
 
-    public var hasPending: Bool { !ready.isEmpty || !partialLine.isEmpty }
-
     private mutating func closeLine(epoch: UInt64) {
         guard !partialLine.isEmpty else { return }
         append(.console(partialLine), kind: .console, content: partialLine, epoch: epoch)

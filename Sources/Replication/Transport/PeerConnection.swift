@@ -60,7 +60,6 @@ public final class PeerConnection: @unchecked Sendable {
     private var lastSentAt: UInt64
     private var lastReceivedSequence: UInt64?
     private var peerAck = AckRecord(received: 0, executedEpochs: 0)
-    private var peerAcked = false
     private var executedEpochs: UInt64 = 0
     /// The executed epochs in the last acknowledgement sent.
     private var acknowledgedExecution: UInt64 = 0
@@ -107,32 +106,48 @@ public final class PeerConnection: @unchecked Sendable {
         let idle = now &- lastSentAt >= UInt64(timing.heartbeat.nanoseconds)
         condition.unlock()
         if idle {
-            send(acknowledges ? currentAck() : .heartbeat)
+            if acknowledges { sendAcknowledgement() } else { send(.heartbeat) }
             flush()
         }
     }
 
-    private func currentAck() -> Message {
+    /// Queues an acknowledgement of everything received and executed so far. It is built and
+    /// numbered under one lock, so acknowledgements leave in the order of what they report.
+    private func sendAcknowledgement() {
         condition.lock()
         defer { condition.unlock() }
         unacknowledged = false
         acknowledgedExecution = executedEpochs
-        return .ack(AckRecord(received: lastReceivedSequence.map { $0 + 1 } ?? 0,
-                              executedEpochs: executedEpochs))
+        let ack = Message.ack(AckRecord(received: lastReceivedSequence.map { $0 + 1 } ?? 0,
+                                        executedEpochs: executedEpochs))
+        enqueue(type: ack.type, payload: ack.encodedPayload())
     }
 
     // MARK: Sending
 
     /// Queues `message`; nothing is written until `flush`. Returns the frame's sequence number.
+    ///
+    /// A message too large for a frame (a bug in the sender: the primary bounds what one
+    /// boundary carries) is never sent: it ends the connection with a clear reason instead of
+    /// reaching the peer as a protocol error.
     @discardableResult
     public func send(_ message: Message) -> UInt64 {
+        let payload = message.encodedPayload()
+        if payload.count > Frame.maximumPayload {
+            fail(.ioError("cannot send a \(payload.count)-byte \(message.type) message: the frame limit is \(Frame.maximumPayload) bytes"))
+        }
         condition.lock()
         defer { condition.unlock() }
+        return enqueue(type: message.type, payload: payload)
+    }
+
+    /// Numbers and queues a frame. Called with `condition` held.
+    @discardableResult
+    private func enqueue(type: MessageType, payload: [UInt8]) -> UInt64 {
         let sequence = nextSequence
         nextSequence += 1
         guard closeReason == nil else { return sequence }
-        outgoing += Frame(type: message.type, sequence: sequence, payload: message.encodedPayload())
-            .encoded()
+        outgoing += Frame(type: type, sequence: sequence, payload: payload).encoded()
         return sequence
     }
 
@@ -155,13 +170,6 @@ public final class PeerConnection: @unchecked Sendable {
         }
     }
 
-    /// The sequence number the next frame will carry.
-    public var nextFrameSequence: UInt64 {
-        condition.lock()
-        defer { condition.unlock() }
-        return nextSequence
-    }
-
     // MARK: Receiving (event loop)
 
     func didReceive(_ message: Message, sequence: UInt64, byteCount: Int) {
@@ -171,8 +179,9 @@ public final class PeerConnection: @unchecked Sendable {
         bytesReceived += UInt64(byteCount)
         switch message {
         case .ack(let ack):
-            peerAck = ack
-            peerAcked = true
+            // Acknowledgements only ever move forward.
+            peerAck = AckRecord(received: max(peerAck.received, ack.received),
+                                executedEpochs: max(peerAck.executedEpochs, ack.executedEpochs))
         case .heartbeat:
             break
         default:
@@ -190,7 +199,7 @@ public final class PeerConnection: @unchecked Sendable {
         let pending = unacknowledged && closeReason == nil
         condition.unlock()
         if pending {
-            send(currentAck())
+            sendAcknowledgement()
             flush()
         }
     }
@@ -240,13 +249,6 @@ public final class PeerConnection: @unchecked Sendable {
         return .failure(closeReason!)
     }
 
-    /// Takes a received message without waiting, if there is one.
-    public func poll() -> Message? {
-        condition.lock()
-        defer { condition.unlock() }
-        return inbox.isEmpty ? nil : inbox.removeFirst()
-    }
-
     /// Waits until the peer acknowledged every frame before `sequence` (exclusive), or the
     /// connection ended. Returns the close reason in the latter case.
     public func waitForAcknowledgement(through sequence: UInt64) -> CloseReason? {
@@ -276,7 +278,7 @@ public final class PeerConnection: @unchecked Sendable {
         let due = epochs >= acknowledgedExecution + Self.executionAcknowledgementInterval
         condition.unlock()
         if due {
-            send(currentAck())
+            sendAcknowledgement()
             flush()
         }
     }

@@ -72,7 +72,6 @@ struct WireReader {
     }
 
     mutating func u8() throws(WireError) -> UInt8 { try take(1).first! }
-    mutating func u16() throws(WireError) -> UInt16 { try integer(UInt16.self) }
     mutating func u32() throws(WireError) -> UInt32 { try integer(UInt32.self) }
     mutating func u64() throws(WireError) -> UInt64 { try integer(UInt64.self) }
     mutating func i32() throws(WireError) -> Int32 { Int32(bitPattern: try u32()) }
