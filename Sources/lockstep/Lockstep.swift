@@ -12,6 +12,7 @@ struct Lockstep: ParsableCommand {
     /// Parses and runs the command; a failure while running is one line on standard error and
     /// an exit status (see `ExitStatus`).
     static func main() {
+        unblockTerminationSignals()
         var command: ParsableCommand
         do {
             command = try parseAsRoot()
@@ -31,5 +32,15 @@ struct Lockstep: ParsableCommand {
             if !fullMessage(for: error).hasPrefix("Error:") { exit(withError: error) }
             CLIFailure(error).exit()
         }
+    }
+
+    /// A parent may start this process with SIGINT, SIGTERM and SIGHUP blocked (test runners
+    /// do, and children inherit the mask). They must work: `pair` forwards them to its replicas,
+    /// and a replica must die of them. Threads started later inherit the main thread's mask.
+    private static func unblockTerminationSignals() {
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        for number in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&signals, number) }
+        pthread_sigmask(SIG_UNBLOCK, &signals, nil)
     }
 }
