@@ -183,7 +183,7 @@ public final class BackupReplica {
         try machine.applyBoundary(time: record.time, events: record.events)
         for case .consoleInput(let bytes) in record.events { consoleBytesDelivered += UInt64(bytes.count) }
         epoch += 1
-        connection.setExecutedEpochs(epoch)
+        connection.setExecutedEpochs(epoch, maximumLag: settings.maximumLag)
         status.update(epoch: epoch, lag: primaryEpochs.saturatingSubtract(epoch), connection: connection)
     }
 

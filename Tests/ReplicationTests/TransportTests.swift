@@ -99,6 +99,24 @@ let identity = ReplicaIdentity(imageBytes: [1, 2, 3], options: RunOptions(guestP
         #expect(pair.backup.receive(until: Date(timeIntervalSinceNow: 5)) == .failure(.peerClosed))
     }
 
+    @Test func aSmallMaximumLagIsAcknowledgedAtItsOwnPace() throws {
+        // Heartbeats every 2 s: an acknowledgement that waited for one would be late.
+        let pair = try LoopbackPair(timeoutMilliseconds: 10_000)
+        defer { pair.shutdown() }
+        pair.primary.startMonitoring()
+        pair.backup.startMonitoring()
+        for epoch in 0..<3 { pair.primary.send(.outputDone(UInt64(epoch))) }
+        pair.primary.flush()
+        for executed in 1...3 as ClosedRange<UInt64> {
+            _ = pair.backup.receive(until: Date(timeIntervalSinceNow: 5))
+            Thread.sleep(forTimeInterval: 0.05)
+            pair.backup.setExecutedEpochs(executed, maximumLag: 3)
+        }
+        let start = Date()
+        #expect(pair.primary.waitForExecution(of: 3) == nil)
+        #expect(Date().timeIntervalSince(start) < 1)
+    }
+
     @Test func acknowledgementsNeverMoveBackwards() throws {
         let pair = try LoopbackPair()
         defer { pair.shutdown() }

@@ -270,12 +270,15 @@ public final class PeerConnection: @unchecked Sendable {
     /// primary held back by its maximum lag goes on without waiting for a heartbeat.
     public static let executionAcknowledgementInterval: UInt64 = 8
 
-    /// Records how far this (backup) side has executed; every few epochs it is acknowledged at once.
-    public func setExecutedEpochs(_ epochs: UInt64) {
+    /// Records how far this (backup) side has executed. It is acknowledged at once every
+    /// `executionAcknowledgementInterval` epochs, or every `maximumLag` epochs if that is
+    /// smaller (the primary waits once the backup is that far behind).
+    public func setExecutedEpochs(_ epochs: UInt64, maximumLag: UInt64 = .max) {
         condition.lock()
         executedEpochs = epochs
         unacknowledged = true
-        let due = epochs >= acknowledgedExecution + Self.executionAcknowledgementInterval
+        let interval = max(1, min(Self.executionAcknowledgementInterval, maximumLag))
+        let due = epochs >= acknowledgedExecution + interval
         condition.unlock()
         if due {
             sendAcknowledgement()
