@@ -32,8 +32,8 @@ struct PairCommand: ParsableCommand {
         if killPrimaryAfter != nil && killPrimaryAtEpoch != nil {
             throw CLIFailure("--kill-primary-after and --kill-primary-at-epoch cannot be combined", status: ExitStatus.usage)
         }
-        if let text = killPrimaryAtEpoch, KillPoint(text) == nil {
-            throw CLIFailure("--kill-primary-at-epoch \(text): expected N or N:PHASE", status: ExitStatus.usage)
+        if let text = killPrimaryAtEpoch {
+            _ = try ReplicationOptions.killPoint(text, option: "--kill-primary-at-epoch")
         }
         if let seconds = killPrimaryAfter, !(seconds >= 0) {
             throw CLIFailure("--kill-primary-after must be a number of seconds", status: ExitStatus.usage)

@@ -28,10 +28,7 @@ struct PrimaryCommand: ParsableCommand {
         let setup = try guest.setup()
         var settings = try replication.settings(for: setup)
         if let killAtEpoch {
-            guard let point = KillPoint(killAtEpoch) else {
-                throw CLIFailure("--kill-at-epoch \(killAtEpoch): expected N or N:PHASE", status: ExitStatus.usage)
-            }
-            settings.killPoint = point
+            settings.killPoint = try ReplicationOptions.killPoint(killAtEpoch, option: "--kill-at-epoch")
         }
         let identity = replication.identity(for: setup)
         let status = ReplicationStatus(role: "primary", statsPath: replication.statsJSON,

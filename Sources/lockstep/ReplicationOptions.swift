@@ -57,4 +57,12 @@ struct ReplicationOptions: ParsableArguments {
         ["--timeout", "\(timeout)", "--max-lag", "\(maxLag)", "--digest-every", "\(digestEvery)"]
             + (arbiterDirectory.map { ["--arbiter-dir", $0] } ?? [])
     }
+
+    /// A fault-injection point given as `option` (N or N:PHASE).
+    static func killPoint(_ text: String, option: String) throws -> KillPoint {
+        guard let point = KillPoint(text) else {
+            throw CLIFailure("\(option) \(text): expected N or N:PHASE", status: ExitStatus.usage)
+        }
+        return point
+    }
 }

@@ -88,7 +88,10 @@ public final class PeerConnection: @unchecked Sendable {
         condition.lock()
         heartbeatTask = task
         lastReceivedAt = DispatchTime.now().uptimeNanoseconds
+        let alreadyClosed = closeReason != nil
         condition.unlock()
+        // A connection that ended before monitoring started has no one left to cancel the task.
+        if alreadyClosed { task.cancel() }
     }
 
     private func tick() {

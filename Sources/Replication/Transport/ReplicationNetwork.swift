@@ -102,6 +102,7 @@ private final class ConnectionBox: @unchecked Sendable {
 public final class ReplicationListener: @unchecked Sendable {
     private let condition = NSCondition()
     private var queue: [PeerConnection] = []
+    private var closed = false
     fileprivate var server: Channel?
 
     /// The port actually bound (useful when listening on port 0).
@@ -109,9 +110,11 @@ public final class ReplicationListener: @unchecked Sendable {
 
     fileprivate func accepted(_ connection: PeerConnection) {
         condition.lock()
-        queue.append(connection)
+        let refused = closed
+        if !refused { queue.append(connection) }
         condition.broadcast()
         condition.unlock()
+        if refused { connection.close() }
     }
 
     /// The next incoming connection, waiting until `deadline` (nil: forever).
@@ -128,8 +131,15 @@ public final class ReplicationListener: @unchecked Sendable {
         return queue.removeFirst()
     }
 
-    /// Stops listening; connections already accepted stay open.
+    /// Stops listening, and closes the connections that arrived but were never taken by
+    /// `accept`. Connections already taken are the caller's.
     public func close() {
+        condition.lock()
+        closed = true
+        let untaken = queue
+        queue.removeAll()
+        condition.unlock()
         server?.close(promise: nil)
+        for connection in untaken { connection.close() }
     }
 }
