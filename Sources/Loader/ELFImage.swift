@@ -104,6 +104,9 @@ public struct ELFImage: Sendable {
             throw .fileNotFound(path: path)
         }
         guard !isDirectory.boolValue else { throw .isDirectory(path: path) }
+        // A device or FIFO could be read forever (/dev/zero) or block (a pipe nobody writes).
+        let type = (try? FileManager.default.attributesOfItem(atPath: path))?[.type] as? FileAttributeType
+        guard type == .typeRegular else { throw .notRegularFile(path: path) }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw .unreadable(path: path)
         }
@@ -147,6 +150,13 @@ public struct ELFImage: Sendable {
     public func load(into memory: GuestMemory, placing place: (ELFSegment) -> UInt64)
         throws(LoaderError)
     {
+        // Overlapping segments would overwrite each other (a later zero-filled tail wiping an
+        // earlier segment's bytes): refuse them.
+        let placed = segments.filter { $0.memorySize > 0 }.map { (start: place($0), size: $0.memorySize) }
+            .sorted { $0.start < $1.start }
+        for (a, b) in zip(placed, placed.dropFirst()) where b.start - a.start < a.size {
+            throw .malformed(path: path, reason: "segments at 0x\(String(a.start, radix: 16)) and 0x\(String(b.start, radix: 16)) overlap in guest memory")
+        }
         for segment in segments where segment.memorySize > 0 {
             let address = GuestAddress(place(segment))
             guard segment.memorySize >= UInt64(segment.bytes.count),
@@ -224,8 +234,7 @@ enum ELFParser {
                 return .failure(.malformed(path: path, reason: libelfError()))
             }
             guard phdr.p_type == UInt32(PT_LOAD) else { continue }
-            let (end, overflow) = phdr.p_offset.addingReportingOverflow(phdr.p_filesz)
-            guard !overflow, end <= UInt64(bytes.count) else {
+            guard let range = fileRange(offset: phdr.p_offset, size: phdr.p_filesz, in: bytes) else {
                 return .failure(.malformed(
                     path: path, reason: "segment \(index) extends past the end of the file"))
             }
@@ -238,7 +247,7 @@ enum ELFParser {
                 memorySize: phdr.p_memsz,
                 isExecutable: phdr.p_flags & UInt32(PF_X) != 0,
                 isWritable: phdr.p_flags & UInt32(PF_W) != 0,
-                bytes: Array(bytes[Int(phdr.p_offset)..<Int(end)])))
+                bytes: Array(bytes[range])))
         }
 
         var shstrndx = 0
@@ -251,18 +260,24 @@ enum ELFParser {
             let name = elf_strptr(elf, shstrndx, Int(shdr.sh_name)).map { String(cString: $0) } ?? ""
             if shdr.sh_type == UInt32(SHT_SYMTAB) {
                 parsed.symbols += symbols(in: scn, header: shdr, elf: elf)
-            } else if shdr.sh_type == UInt32(SHT_PROGBITS),
-                      shdr.sh_flags & UInt64(SHF_EXECINSTR) != 0,
-                      shdr.sh_offset.addingReportingOverflow(shdr.sh_size).partialValue
-                        <= UInt64(bytes.count)
-            {
-                let start = Int(shdr.sh_offset)
+            } else if shdr.sh_type == UInt32(SHT_PROGBITS), shdr.sh_flags & UInt64(SHF_EXECINSTR) != 0 {
+                guard let range = fileRange(offset: shdr.sh_offset, size: shdr.sh_size, in: bytes) else {
+                    return .failure(.malformed(
+                        path: path, reason: "code section \(name.isEmpty ? "?" : name) extends past the end of the file"))
+                }
                 parsed.codeSections.append(ELFCodeSection(
-                    name: name, address: shdr.sh_addr,
-                    bytes: Array(bytes[start..<start + Int(shdr.sh_size)])))
+                    name: name, address: shdr.sh_addr, bytes: Array(bytes[range])))
             }
         }
         return .success(parsed)
+    }
+
+    /// The file bytes `[offset, offset + size)`, or nil if they are not all inside the file
+    /// (including when the sum overflows).
+    static func fileRange(offset: UInt64, size: UInt64, in bytes: [UInt8]) -> Range<Int>? {
+        let (end, overflow) = offset.addingReportingOverflow(size)
+        guard !overflow, end <= UInt64(bytes.count) else { return nil }
+        return Int(offset)..<Int(end)
     }
 
     private static func symbols(in scn: OpaquePointer, header: GElf_Shdr, elf: OpaquePointer)
@@ -270,7 +285,9 @@ enum ELFParser {
     {
         guard header.sh_entsize > 0, let data = elf_getdata(scn, nil) else { return [] }
         var result: [ELFSymbol] = []
-        let count = Int(header.sh_size / header.sh_entsize)
+        // libelf read the section's data from the file: its size, not the header's claim,
+        // bounds the table.
+        let count = data.pointee.d_size / Int(clamping: header.sh_entsize)
         for index in 0..<count {
             var sym = GElf_Sym()
             guard gelf_getsym(data, Int32(index), &sym) != nil else { continue }

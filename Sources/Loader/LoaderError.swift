@@ -6,6 +6,8 @@ public enum LoaderError: Error, Equatable, Sendable, CustomStringConvertible {
     case fileNotFound(path: String)
     /// The path names a directory, not a file.
     case isDirectory(path: String)
+    /// The path names something other than a regular file (a device, a FIFO, a socket).
+    case notRegularFile(path: String)
     /// The file exists but cannot be read.
     case unreadable(path: String)
     /// The file does not start with the ELF magic.
@@ -27,6 +29,7 @@ public enum LoaderError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .fileNotFound(let path): "\(path): no such file"
         case .isDirectory(let path): "\(path): is a directory, not a guest kernel"
+        case .notRegularFile(let path): "\(path): not a regular file, not a guest kernel"
         case .unreadable(let path): "\(path): cannot be read"
         case .notELF(let path): "\(path): not an ELF file"
         case .malformed(let path, let reason): "\(path): malformed ELF: \(reason)"

@@ -132,6 +132,62 @@ func elfHeader(machine: UInt16) -> [UInt8] {
         #expect(throws: LoaderError.self) { try ELFImage.load(contentsOf: path) }
     }
 
+    @Test func deviceIsNotAGuest() {
+        // Read as a file, /dev/zero would never end.
+        #expect(throws: LoaderError.notRegularFile(path: "/dev/zero")) { try ELFImage.load(contentsOf: "/dev/zero") }
+    }
+
+    /// A little-endian field of `width` bytes at `offset`.
+    static func field(_ bytes: [UInt8], _ offset: Int, _ width: Int) -> UInt64 {
+        (0..<width).reduce(UInt64(0)) { $0 | UInt64(bytes[offset + $1]) << (8 * $1) }
+    }
+
+    static func setField(_ bytes: inout [UInt8], _ offset: Int, _ value: UInt64) {
+        for i in 0..<8 { bytes[offset + i] = UInt8(truncatingIfNeeded: value >> (8 * i)) }
+    }
+
+    static func compiledX86(name: String) throws -> [UInt8] {
+        let path = try Fixture.compile(
+            "/usr/bin/gcc", "int data = 5; void _start(void) { for (;;) data++; }",
+            name: name, flags: ["-nostdlib", "-static", "-O1", "-Wl,-Ttext=0x200000", "-Wl,--build-id=none"])
+        return [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+    }
+
+    @Test(.enabled(if: hasGCC, "gcc is not installed"),
+          arguments: [(UInt64(1), UInt64.max), (UInt64(1) << 63, UInt64(1) << 63), (UInt64(0), UInt64(1) << 40)])
+    func codeSectionBeyondTheFileIsMalformed(offset: UInt64, size: UInt64) throws {
+        var bytes = try Self.compiledX86(name: "section-\(offset)-\(size)")
+        let sectionHeaders = Int(Self.field(bytes, 0x28, 8)), count = Int(Self.field(bytes, 0x3C, 2))
+        let text = try #require((0..<count).map { sectionHeaders + 64 * $0 }.first { header in
+            Self.field(bytes, header + 4, 4) == 1 && Self.field(bytes, header + 8, 8) & 4 != 0  // PROGBITS, EXECINSTR
+        })
+        Self.setField(&bytes, text + 24, offset)
+        Self.setField(&bytes, text + 32, size)
+        let path = try Fixture.write(bytes, name: "bad-section.elf")
+        #expect(throws: LoaderError.malformed(path: path, reason: "code section .text extends past the end of the file")) {
+            try ELFImage.load(contentsOf: path)
+        }
+    }
+
+    @Test(.enabled(if: hasGCC, "gcc is not installed"))
+    func overlappingSegmentsAreRefused() throws {
+        var bytes = try Self.compiledX86(name: "overlap")
+        let programHeaders = Int(Self.field(bytes, 0x20, 8)), count = Int(Self.field(bytes, 0x38, 2))
+        let loads = (0..<count).map { programHeaders + 56 * $0 }.filter { Self.field(bytes, $0, 4) == 1 }
+        try #require(loads.count >= 2, "expected a text and a data segment")
+        // The data segment placed on top of the text segment.
+        Self.setField(&bytes, loads[1] + 24, Self.field(bytes, loads[0] + 24, 8) + 16)
+        let path = try Fixture.write(bytes, name: "overlap.elf")
+        let image = try ELFImage.load(contentsOf: path)
+        let memory = try GuestMemory(size: 4 << 20)
+        #expect {
+            try image.load(into: memory) { $0.physicalAddress }
+        } throws: { error in
+            guard case LoaderError.malformed(_, let reason) = error else { return false }
+            return reason.contains("overlap")
+        }
+    }
+
     @Test(.enabled(if: hasGCC, "gcc is not installed"))
     func segmentOutsideRAMIsAnError() throws {
         let path = try Fixture.compile(
