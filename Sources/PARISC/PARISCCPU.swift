@@ -104,9 +104,11 @@ public final class PARISCCPU {
         return stop
     }
 
-    /// Runs `budget` more counted instructions (or stops earlier).
+    /// Runs `budget` more counted instructions (or stops earlier). A budget beyond the end of
+    /// the 64-bit count runs to its end.
     public func run(budget: UInt64) throws(EnvironmentError) -> PARISCStop {
-        try run(until: progress &+ budget)
+        let (end, overflow) = progress.addingReportingOverflow(budget)
+        return try run(until: overflow ? .max : end)
     }
 
     /// CR0, the guest's recovery counter, as the guest reads it now (MFCTL CR0); setting it is

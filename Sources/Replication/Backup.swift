@@ -249,7 +249,8 @@ public final class BackupReplica {
         status.message("primary failed (\(reason)) with \(epoch) epochs executed here; taking over")
         status.set(state: "taking over")
         environment.mode = .takingOver
-        let stop = try runToward(progress: machine.progress + epochLength)
+        let (end, overflow) = machine.progress.addingReportingOverflow(epochLength)
+        let stop = try runToward(progress: overflow ? .max : end)
         switch try arbiter.acquire(claimant: "backup pid \(getpid())") {
         case .won: break
         case .lost(let holder): throw ReplicationError.lostArbiter(holder: holder)

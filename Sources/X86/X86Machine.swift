@@ -184,7 +184,9 @@ public final class X86Machine: Machine {
     public func run(budget: UInt64) throws -> MachineStop {
         if let finalStop { return finalStop }
         guard budget > 0 else { return .epochEnd }
-        let target = counter.value &+ budget
+        // A budget beyond the end of the 64-bit count runs to its end.
+        let (sum, overflow) = counter.value.addingReportingOverflow(budget)
+        let target = overflow ? UInt64.max : sum
         let stop: MachineStop
         switch epochClock {
         case .deterministicExits: stop = try runCountingExits(until: target)

@@ -87,6 +87,15 @@ struct RecoveryCounterTests {
         #expect(image.cpu.state[cr: 18] == Self.start + 4)
     }
 
+    @Test("a budget beyond the end of the 64-bit count runs to the end, not zero instructions")
+    func budgetPastTheEndOfTheCount() throws {
+        let image = try CodeImage()
+        try image.place(Array(repeating: Words.addi1r3, count: 5) + [Words.halt], at: Self.start)
+        #expect(try image.cpu.run(budget: 1) == .budgetExhausted)
+        #expect(try image.cpu.run(budget: .max) == .halted)
+        #expect(image.cpu.state[gr: 3] == 5)
+    }
+
     @Test("RFI with R still set and CR0 still negative re-traps at once (RFI is not counted)")
     func reTrap() throws {
         let image = try CodeImage()
