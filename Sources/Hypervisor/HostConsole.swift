@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 /// The host end of the guest console: bytes typed on standard input, waiting to be delivered at
 /// an epoch boundary, and the guest's output written to standard output.
@@ -26,9 +27,23 @@ public final class HostConsole: @unchecked Sendable {
         }
     }
 
+    private static let logger = Logger(label: "lockstep.console")
+
     private func readLoop(_ input: FileHandle) {
         while true {
-            let data = input.availableData
+            let data: Data
+            do {
+                data = try input.read(upToCount: 65536) ?? Data()
+            } catch where Self.posixCode(of: error) == EAGAIN {
+                // Standard input was left non-blocking by whoever started us: wait until readable.
+                var ready = pollfd(fd: input.fileDescriptor, events: Int16(POLLIN), revents: 0)
+                _ = poll(&ready, 1, -1)
+                continue
+            } catch {
+                // A directory or a failing device as input: the guest sees end of input.
+                Self.logger.warning("console input cannot be read (\(Self.describe(error))); the guest sees no more input")
+                data = Data()
+            }
             condition.lock()
             if data.isEmpty {
                 closed = true
@@ -103,9 +118,32 @@ public final class HostConsole: @unchecked Sendable {
         return !pending.isEmpty
     }
 
-    /// Makes guest output visible.
+    /// Makes guest output visible. If standard output fails (a closed pipe, a full disk), the
+    /// run goes on: the failure is reported once and the guest's further output is dropped.
     public func write(_ bytes: [UInt8]) {
-        guard !bytes.isEmpty, let output else { return }
-        output.write(Data(bytes))
+        guard !bytes.isEmpty, let output, !outputFailed else { return }
+        do {
+            try output.write(contentsOf: Data(bytes))
+        } catch {
+            outputFailed = true
+            Self.logger.error("console output cannot be written (\(Self.describe(error))); the guest's further output is dropped")
+        }
+    }
+
+    /// Set once writing guest output failed (machine thread only).
+    private var outputFailed = false
+
+    /// The errno behind a Foundation file error, if there is one.
+    static func posixCode(of error: any Error) -> Int32? {
+        let e = error as NSError
+        if e.domain == NSPOSIXErrorDomain { return Int32(e.code) }
+        if let underlying = e.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+            return Int32(underlying.code)
+        }
+        return nil
+    }
+
+    static func describe(_ error: any Error) -> String {
+        posixCode(of: error).map { String(cString: strerror($0)) } ?? "\(error)"
     }
 }

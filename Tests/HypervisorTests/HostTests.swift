@@ -93,6 +93,34 @@ func scratchFile(_ name: String, bytes: Int) throws -> String {
         #expect(collected.map { String(decoding: $0, as: UTF8.self) } == ["abc", "def", "gh"])
     }
 
+    @Test func unreadableInputIsClosedInputNotACrash() throws {
+        let directory = try #require(FileHandle(forReadingAtPath: NSTemporaryDirectory()))
+        let console = HostConsole(input: directory, output: nil)
+        _ = console.waitForInput(until: Date(timeIntervalSinceNow: 0.5))
+        #expect(console.isExhausted)
+    }
+
+    @Test func nonBlockingInputIsWaitedFor() throws {
+        let pipe = Pipe()
+        let fd = pipe.fileHandleForReading.fileDescriptor
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        let console = HostConsole(input: pipe.fileHandleForReading, output: nil)
+        Thread.sleep(forTimeInterval: 0.1)
+        #expect(!console.isExhausted, "no input yet is not the end of input")
+        try pipe.fileHandleForWriting.write(contentsOf: Data("late\n".utf8))
+        try pipe.fileHandleForWriting.close()
+        var collected: [UInt8] = []
+        while console.waitForInput(until: Date(timeIntervalSinceNow: 0.5)) { collected += console.takeInput() }
+        #expect(collected == Array("late\n".utf8))
+    }
+
+    @Test func failingOutputIsReportedNotACrash() throws {
+        let full = try #require(FileHandle(forWritingAtPath: "/dev/full"))
+        let console = HostConsole(input: nil, output: full)
+        console.write(Array("lost\n".utf8))
+        console.write(Array("also lost\n".utf8))
+    }
+
     @Test func discardedInputIsSkippedEvenBeforeItArrives() {
         let (console, writer) = console("abc", close: false)
         console.discardInput(count: 5)
