@@ -29,21 +29,27 @@ public final class HostConsole: @unchecked Sendable {
 
     private static let logger = Logger(label: "lockstep.console")
 
+    /// The next bytes from `handle`, waiting for them; empty at end of input. A read error (a
+    /// directory or a failing device as input) is reported once as `what` and taken as end of
+    /// input; a handle left non-blocking by whoever started us is waited for with poll(2).
+    /// (Foundation's `availableData` would trap on either.)
+    public static func readChunk(from handle: FileHandle, what: String) -> Data {
+        while true {
+            do {
+                return try handle.read(upToCount: 65536) ?? Data()
+            } catch where posixCode(of: error) == EAGAIN {
+                var ready = pollfd(fd: handle.fileDescriptor, events: Int16(POLLIN), revents: 0)
+                _ = poll(&ready, 1, -1)
+            } catch {
+                logger.warning("\(what) cannot be read (\(describe(error))); taking it as ended")
+                return Data()
+            }
+        }
+    }
+
     private func readLoop(_ input: FileHandle) {
         while true {
-            let data: Data
-            do {
-                data = try input.read(upToCount: 65536) ?? Data()
-            } catch where Self.posixCode(of: error) == EAGAIN {
-                // Standard input was left non-blocking by whoever started us: wait until readable.
-                var ready = pollfd(fd: input.fileDescriptor, events: Int16(POLLIN), revents: 0)
-                _ = poll(&ready, 1, -1)
-                continue
-            } catch {
-                // A directory or a failing device as input: the guest sees end of input.
-                Self.logger.warning("console input cannot be read (\(Self.describe(error))); the guest sees no more input")
-                data = Data()
-            }
+            let data = Self.readChunk(from: input, what: "console input")
             condition.lock()
             if data.isEmpty {
                 closed = true

@@ -242,7 +242,7 @@ final class PairConsole: @unchecked Sendable {
         let thread = Thread { [self] in
             var waited = isFirst
             while true {
-                let data = reader.availableData
+                let data = HostConsole.readChunk(from: reader, what: "a replica's output")
                 if data.isEmpty { break }
                 if !waited {
                     firstOutputEnded.wait()
@@ -262,7 +262,7 @@ final class PairConsole: @unchecked Sendable {
         let targets = inputs
         let thread = Thread {
             while true {
-                let data = FileHandle.standardInput.availableData
+                let data = HostConsole.readChunk(from: .standardInput, what: "standard input")
                 if data.isEmpty { break }
                 for target in targets { try? target.write(contentsOf: data) }
             }
