@@ -90,7 +90,7 @@ public struct MultibootInfo: Hashable, Sendable {
             MemoryRegion(base: 0, length: 0x9FC00, kind: .available),
             MemoryRegion(base: 0x9FC00, length: 0x400, kind: .reserved),
             MemoryRegion(base: 0xF0000, length: 0x10000, kind: .reserved),
-            MemoryRegion(base: 0x10_0000, length: ramSize - 0x10_0000, kind: .available),
+            MemoryRegion(base: 0x10_0000, length: ramSize > 0x10_0000 ? ramSize - 0x10_0000 : 0, kind: .available),
         ]
     }
 

@@ -68,6 +68,10 @@ public enum BootLoader {
     public static func load(_ image: ELFImage, into memory: GuestMemory, commandLine: String)
         throws(X86Error) -> EntryState
     {
+        // The boot structures live below 640 KiB and the PC memory map starts RAM proper at 1 MiB.
+        guard memory.base == GuestAddress(0), memory.size >= 0x10_0000 else {
+            throw .layout("guest RAM must start at 0 and be at least 1 MiB for an x86 guest (it is \(memory.size) bytes at \(memory.base))")
+        }
         let header: MultibootHeader?
         do { header = try MultibootHeader.find(in: image.fileBytes, path: image.path) } catch {
             throw .image(error)

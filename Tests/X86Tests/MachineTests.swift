@@ -93,6 +93,11 @@ struct MachineTests {
                 try X86Machine(image: high, memorySize: 16 << 20, environment: RecordingEnvironment())
             }
             try #require(beyond?.description.contains("outside guest RAM") == true)
+            // RAM too small for the PC memory map.
+            let tiny = refusal { () throws(X86Error) in
+                try X86Machine(image: high, memorySize: 512 << 10, environment: RecordingEnvironment())
+            }
+            try #require(tiny?.description.contains("at least 1 MiB") == true)
         }
     }
 
