@@ -98,6 +98,7 @@ extension X86Machine {
             do {
                 if stepping, vcpu.guestDebug != .singleStep {
                     try vcpu.setGuestDebug(.singleStep)
+                    noteStepStart()
                 } else if !stepping, vcpu.guestDebug != .disabled {
                     try vcpu.setGuestDebug(.disabled)
                 }
@@ -108,10 +109,14 @@ extension X86Machine {
             counter.value = try pmu.instructions()
             guard exit.isDeterministic else { continue }
             if case .debug(let debug) = exit, debug.isSingleStep {
-                statistics.steps += 1
+                // The last instructions of the epoch are stepped: a HLT among them must still
+                // idle or exit (see steppedHalt).
+                if let stop = try steppedHalt(to: debug.pc) { return stop }
                 continue
             }
+            stepStart = nil
             if case .stop(let stop) = try handle(exit) { return stop }
+            if stepping { noteStepStart() }
         }
     }
 }

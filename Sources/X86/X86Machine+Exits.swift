@@ -73,26 +73,43 @@ extension X86Machine {
             guard exit.isDeterministic else { continue }
             counter.value += 1
             if case .debug(let debug) = exit, debug.isSingleStep {
-                statistics.steps += 1
-                let start = stepStart
-                stepStart = debug.pc
-                if let start, debug.pc == start &+ 1, try readGuestLinear(at: start, count: 1) == [0xF4] {
-                    statistics.halts += 1
-                    if !vcpu.interruptFlag { return .exited(status: 0) }
-                    if !devices.pic.pendingInterrupt { return .idle }
-                }
+                if let stop = try steppedHalt(to: debug.pc) { return stop }
             } else {
-                stepStart = nil
                 // A CPL3 instruction is not single-stepped on the PVM host: the guest ran free.
                 if let sregs = try? vcpu.specialRegisters(), sregs.cs.dpl == 3 || sregs.cs.selector & 3 == 3 {
                     throw X86Error.singleStepAtCPL3(rip: (try? vcpu.registers().rip) ?? 0)
                 }
+                stepStart = nil
                 if case .stop(let stop) = try handle(exit) { return stop }
-                if let r = try? vcpu.registers(), let s = try? vcpu.specialRegisters() {
-                    stepStart = s.cs.base &+ r.rip
-                }
+                noteStepStart()
             }
             if counter.value >= target { return .epochEnd }
+        }
+    }
+
+    /// A single-step exit at `pc`. On this host a HLT under single-step completes as a plain
+    /// step (there is no HLT exit), so the instruction stepped over is looked at: a HLT with
+    /// interrupts off is a clean exit, one with no interrupt pending is idle. Nil otherwise.
+    func steppedHalt(to pc: UInt64) throws -> MachineStop? {
+        statistics.steps += 1
+        let start = stepStart
+        stepStart = pc
+        guard let start, pc == start &+ 1, try readGuestLinear(at: start, count: 1) == [0xF4] else {
+            return nil
+        }
+        statistics.halts += 1
+        if !vcpu.interruptFlag { return .exited(status: 0) }
+        if !devices.pic.pendingInterrupt { return .idle }
+        return nil
+    }
+
+    /// Records where the next single-stepped instruction starts (after an exit that was not a
+    /// step, or when stepping begins).
+    func noteStepStart() {
+        if let r = try? vcpu.registers(), let s = try? vcpu.specialRegisters() {
+            stepStart = s.cs.base &+ r.rip
+        } else {
+            stepStart = nil
         }
     }
 
