@@ -84,14 +84,18 @@ public final class VCPU {
         // finds this kvm_run.
         ckvm_set_thread_run(kvmRun)
         guard kickState.enter() else {
+            // A pending kick: honour it without entering the guest. Its signal, if it already
+            // arrived, set immediate_exit; clear it so the kick is not honoured twice.
+            ckvm_run_set_immediate_exit(kvmRun, 0)
             ckvm_set_thread_run(nil)
             lastExit = .interrupted
             return .interrupted
         }
         let result = ckvm_ioctl_val(fd, ckvm_KVM_RUN, 0)
         let error = Glibc.errno
-        kickState.leave {
-            if result < 0 && error == EINTR { ckvm_run_set_immediate_exit(kvmRun, 0) }
+        let interrupted = result < 0 && error == EINTR
+        kickState.leave(interrupted: interrupted) {
+            if interrupted { ckvm_run_set_immediate_exit(kvmRun, 0) }
         }
         ckvm_set_thread_run(nil)
         if result < 0 {

@@ -29,7 +29,9 @@ final class KickState: Sendable {
     private struct State {
         /// The thread currently inside `VCPU.run()`, if any.
         var runningThread: pthread_t?
-        /// A kick arrived while no thread was inside `run()`.
+        /// A kick not yet seen by `run()` returning `.interrupted`: one that arrived while no
+        /// thread was inside `run()`, or one signalled to a thread that may already have left
+        /// `KVM_RUN` (its signal can then land after the handler's pointer was cleared).
         var pending = false
     }
 
@@ -49,11 +51,13 @@ final class KickState: Sendable {
         }
     }
 
-    /// Called by the vCPU thread just after `KVM_RUN`; `body` runs under the lock (clearing
+    /// Called by the vCPU thread just after `KVM_RUN`; `interrupted` says whether it returned
+    /// EINTR (every kick so far is then honoured). `body` runs under the lock (clearing
     /// `immediate_exit` there orders it with concurrent kicks).
-    func leave(_ body: () -> Void) {
+    func leave(interrupted: Bool, _ body: () -> Void) {
         state.withLock { state in
             state.runningThread = nil
+            if interrupted { state.pending = false }
             body()
         }
     }
@@ -62,11 +66,11 @@ final class KickState: Sendable {
         state.withLock { state in
             if let thread = state.runningThread {
                 // The thread is inside run() and cannot leave it while we hold the lock, so the
-                // pthread_t is valid.
+                // pthread_t is valid. The kick stays pending until a run() returns EINTR, in case
+                // the signal arrives only after KVM_RUN returned for another reason.
                 _ = pthread_kill(thread, VCPU.kickSignal)
-            } else {
-                state.pending = true
             }
+            state.pending = true
         }
     }
 }
