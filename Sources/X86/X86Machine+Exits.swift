@@ -160,8 +160,8 @@ extension X86Machine {
                 if !devices.mmio.write(address, size: size, value: value, cpuOrder: .little) {
                     noteUnknown(bus: devices.mmio.name, address: address, write: true)
                 }
-            } else {
-                noteUnknown(bus: devices.mmio.name, address: address, write: true)
+            } else if unknownAccesses.record(bus: devices.mmio.name, address: address) {
+                logger.warning("x86: the guest wrote \(size) bytes at once to \(devices.mmio.name) \(hex(address)); only 1, 2, 4 or 8-byte accesses reach a device, so it is ignored (logged once per address)")
             }
             return .proceed
         case .hlt:
