@@ -29,19 +29,26 @@ public final class HostConsole: @unchecked Sendable {
 
     private static let logger = Logger(label: "lockstep.console")
 
-    /// The next bytes from `handle`, waiting for them; empty at end of input. A read error (a
-    /// directory or a failing device as input) is reported once as `what` and taken as end of
-    /// input; a handle left non-blocking by whoever started us is waited for with poll(2).
-    /// (Foundation's `availableData` would trap on either.)
+    /// The next bytes from `handle` (whatever is available, up to 64 KiB), waiting for them;
+    /// empty at end of input. A read error (a directory or a failing device as input) is
+    /// reported once as `what` and taken as end of input; a handle left non-blocking by whoever
+    /// started us is waited for with poll(2). (Foundation's `availableData` traps on either, and
+    /// its `read(upToCount:)` waits for the whole count.)
     public static func readChunk(from handle: FileHandle, what: String) -> Data {
+        let fd = handle.fileDescriptor
+        var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
-            do {
-                return try handle.read(upToCount: 65536) ?? Data()
-            } catch where posixCode(of: error) == EAGAIN {
-                var ready = pollfd(fd: handle.fileDescriptor, events: Int16(POLLIN), revents: 0)
+            // The corresponding C call is read(2) into the array's storage.
+            let count = read(fd, &buffer, buffer.count)
+            if count >= 0 { return Data(buffer[0..<count]) }
+            switch errno {
+            case EINTR:
+                continue
+            case EAGAIN:
+                var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
                 _ = poll(&ready, 1, -1)
-            } catch {
-                logger.warning("\(what) cannot be read (\(describe(error))); taking it as ended")
+            case let error:
+                logger.warning("\(what) cannot be read (\(String(cString: strerror(error)))); taking it as ended")
                 return Data()
             }
         }

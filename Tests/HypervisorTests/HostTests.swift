@@ -93,6 +93,14 @@ func scratchFile(_ name: String, bytes: Int) throws -> String {
         #expect(collected.map { String(decoding: $0, as: UTF8.self) } == ["abc", "def", "gh"])
     }
 
+    @Test func inputArrivesWhileTheWriterKeepsItOpen() throws {
+        // A person typing: a short line, and the terminal stays open.
+        let (console, writer) = console("one line\n", close: false)
+        defer { try? writer.close() }
+        #expect(console.waitForInput(until: Date(timeIntervalSinceNow: 5)))
+        #expect(console.takeInput() == Array("one line\n".utf8))
+    }
+
     @Test func unreadableInputIsClosedInputNotACrash() throws {
         let directory = try #require(FileHandle(forReadingAtPath: NSTemporaryDirectory()))
         let console = HostConsole(input: directory, output: nil)
