@@ -196,3 +196,63 @@ enum X86CLI {
         return url.path
     }
 }
+
+/// The same x86 guest ELF files under qemu-system-x86_64 -kernel (TCG; microvm for the
+/// virtio-mmio disk), through scripts/qemu-run-guest: the console output must be Lockstep's.
+@Suite("x86 guests against qemu-system-x86_64", .serialized,
+       .enabled(if: X86CLI.ready && X86QEMU.available, "needs /dev/kvm, a built lockstep, the guests and qemu-system-x86_64"))
+struct X86QEMUComparisonTests {
+    @Test("same console output and status", arguments: [
+        ("hello", "", "", false),
+        ("hello", "ring0", "", false),
+        ("cpu", "rounds=3", "", false),
+        ("echo", "", "one\ntwo words\r\nquit\n", false),
+        ("disk", "blocks=16 seed=3", "", true),
+    ])
+    func sameOutput(name: String, commandLine: String, input: String, disk: Bool) throws {
+        let image = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-qemu-cmp-\(getpid()).img")
+        try Data(count: 64 * 512).write(to: image)
+        defer { try? FileManager.default.removeItem(at: image) }
+        let lockstep = try Lockstep.run(["run", "--cmdline", commandLine] + (disk ? ["--disk", image.path] : [])
+                                        + [Lockstep.guest("x86", name)], input: input)
+        #expect(lockstep.status == 0, "lockstep: \(lockstep.stderr)")
+
+        try Data(count: 64 * 512).write(to: image)
+        let qemu = try X86QEMU.run(name, commandLine: commandLine, input: input, disk: disk ? image.path : nil)
+        #expect(qemu.status == 0, "qemu: \(qemu.stderr)")
+        #expect(X86QEMU.normalized(qemu.stdout) == X86QEMU.normalized(lockstep.stdout),
+                "lockstep:\n\(lockstep.stdout)\nqemu:\n\(qemu.stdout)")
+    }
+}
+
+enum X86QEMU {
+    static let script = Lockstep.root.appendingPathComponent("scripts/qemu-run-guest").path
+
+    static let available: Bool = ["/usr/bin", "/usr/local/bin"].contains {
+        FileManager.default.isExecutableFile(atPath: "\($0)/qemu-system-x86_64")
+    } && FileManager.default.isExecutableFile(atPath: "/usr/bin/python3")
+
+    static func run(_ name: String, commandLine: String, input: String, disk: String?) throws -> Lockstep.Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = [script, "--timeout", "60"] + (disk.map { ["--microvm", "--disk", $0] } ?? [])
+            + ["x86", name] + commandLine.split(separator: " ").map(String.init)
+        let stdin = Pipe(), stdout = Pipe(), stderr = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        process.standardError = stderr
+        let out = DataCollector(stdout.fileHandleForReading)
+        let err = DataCollector(stderr.fileHandleForReading)
+        try process.run()
+        try? stdin.fileHandleForWriting.write(contentsOf: Data(input.utf8))
+        try? stdin.fileHandleForWriting.close()
+        process.waitUntilExit()
+        return Lockstep.Result(status: process.terminationStatus, stdout: out.text(), stderr: err.text(),
+                               timedOut: false, killedBySignal: process.terminationReason == .uncaughtSignal)
+    }
+
+    /// Line endings as a terminal shows them (QEMU's serial stdio may add carriage returns).
+    static func normalized(_ text: String) -> String {
+        text.replacingOccurrences(of: "\r\n", with: "\n")
+    }
+}
