@@ -34,11 +34,13 @@ public final class PARISCMachine: Machine {
             self.decodeCacheBits = decodeCacheBits
         }
 
-        /// The command line the guest sees: the configured one, then the device announcements.
+        /// The command line the guest sees: the device announcements, then the configured one
+        /// (first, so that a guest that truncates a long command line still finds them).
         public var effectiveCommandLine: String {
-            var tokens = commandLine.isEmpty ? [] : [commandLine]
+            var tokens: [String] = []
             if disk != nil { tokens.append(PARISCPlatform.virtioAnnouncement) }
             tokens.append(PARISCPlatform.debugExitAnnouncement)
+            if !commandLine.isEmpty { tokens.append(commandLine) }
             return tokens.joined(separator: " ")
         }
     }

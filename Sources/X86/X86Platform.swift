@@ -75,9 +75,10 @@ public enum X86Platform {
     /// The IA32_TIME_STAMP_COUNTER MSR.
     public static let tscMSR: UInt32 = 0x10
 
-    /// The command line the guest sees: the user's, plus the virtio announcement with a disk.
+    /// The command line the guest sees: with a disk, the virtio announcement, then the user's
+    /// (first, so that a guest that truncates a long command line still finds it).
     public static func commandLine(user: String, hasDisk: Bool) -> String {
         guard hasDisk else { return user }
-        return user.isEmpty ? virtioCommandLineToken : user + " " + virtioCommandLineToken
+        return user.isEmpty ? virtioCommandLineToken : virtioCommandLineToken + " " + user
     }
 }

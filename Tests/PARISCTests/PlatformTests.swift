@@ -48,7 +48,7 @@ struct PlatformTests {
         #expect(try machine.memory.load(UInt32.self, at: GuestAddress(0x5FF0), order: .big) == Self.halt)
         let line = try machine.memory.read(at: GuestAddress(0x4000), count: 64)
         let text = String(decoding: line.prefix { $0 != 0 }, as: UTF8.self)
-        #expect(text == "rounds=3 lockstep.debugexit=0xf1001000")
+        #expect(text == "lockstep.debugexit=0xf1001000 rounds=3")
         #expect(try machine.run(budget: 10) == .exited(status: 0))
     }
 
