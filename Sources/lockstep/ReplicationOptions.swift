@@ -25,11 +25,12 @@ struct ReplicationOptions: ParsableArguments {
     @Flag(name: .customLong("no-status-line"), help: .hidden)
     var noStatusLine = false
 
+    /// Usage errors: ArgumentParser exits 64 (EX_USAGE) for a `ValidationError`, with one line.
     func validate() throws {
         guard (10...600_000).contains(timeout) else {
-            throw CLIFailure("--timeout \(timeout): expected 10 to 600000 milliseconds", status: ExitStatus.usage)
+            throw ValidationError("--timeout \(timeout): expected 10 to 600000 milliseconds")
         }
-        guard maxLag >= 1 else { throw CLIFailure("--max-lag must be at least 1", status: ExitStatus.usage) }
+        guard maxLag >= 1 else { throw ValidationError("--max-lag must be at least 1") }
     }
 
     /// The replication settings for `setup`. Checks at once that the arbiter's directory is

@@ -90,6 +90,12 @@ import Testing
                       mentioning: ["arbiter", notADirectory, "--arbiter-dir"])
     }
 
+    @Test(arguments: [["pair", "--timeout", "5"], ["primary", "--listen", "127.0.0.1:0", "--max-lag", "0"],
+                      ["backup", "--connect", "127.0.0.1:9", "--timeout", "700000"]])
+    func badReplicationOptions(_ arguments: [String]) throws {
+        expectOneLine(try Lockstep.run(arguments + ["/nonexistent"]), status: 64, mentioning: [arguments[arguments.count - 2]])
+    }
+
     @Test func badEndpoints() throws {
         expectOneLine(try Lockstep.run(["primary", "--listen", "nowhere", "/nonexistent"]), status: 64,
                       mentioning: ["--listen"])
