@@ -14,7 +14,7 @@ public enum Benchmark {
         do {
             try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
         } catch {
-            throw BenchError.output(output.path, "\(error)")
+            throw BenchError.output(output.path, error.localizedDescription)
         }
         let guests = try GuestCatalog.locate(explicit: configuration.guestDirectory, executable: configuration.lockstep)
         let tools = HostTools.probe(lockstep: configuration.lockstep, qemuHPPA: configuration.qemuHPPA,
@@ -83,7 +83,7 @@ public enum Benchmark {
         var files: [String] = []
         func write(_ name: String, _ text: String) throws {
             let url = output.appendingPathComponent(name)
-            do { try Data(text.utf8).write(to: url, options: .atomic) } catch { throw BenchError.output(url.path, "\(error)") }
+            do { try Data(text.utf8).write(to: url, options: .atomic) } catch { throw BenchError.output(url.path, error.localizedDescription) }
             files.append(url.path)
         }
         for report in reports {
@@ -156,7 +156,7 @@ public enum Benchmark {
             if !text.hasSuffix("\n\n") { text += text.hasSuffix("\n") ? "\n" : "\n\n" }
             text += block
         }
-        do { try Data(text.utf8).write(to: document, options: .atomic) } catch { throw BenchError.output(document.path, "\(error)") }
+        do { try Data(text.utf8).write(to: document, options: .atomic) } catch { throw BenchError.output(document.path, error.localizedDescription) }
     }
 
     /// `to` relative to the directory `from`, ending in "/" (e.g. "bench/").

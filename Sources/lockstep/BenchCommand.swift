@@ -69,5 +69,8 @@ struct BenchCommand: ParsableCommand {
             }
         }
         print(outcome.summary, terminator: "")
+        if !outcome.problems.isEmpty {
+            throw CLIFailure("\(outcome.problems.count) measured run(s) failed; they are listed above and in the results", status: ExitStatus.internalError)
+        }
     }
 }
