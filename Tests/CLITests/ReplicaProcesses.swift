@@ -121,7 +121,7 @@ final class ReplicaProcesses {
         let reference = try Lockstep.run(["run"] + c.arguments(disk: try c.freshDisk("ref-s")), input: c.input)
         try #require(reference.status == 0, "the unreplicated run failed: \(reference.stderr)")
         let disk = try c.freshDisk("frozen")
-        let pair = try ReplicaProcesses(arguments: c.arguments(disk: disk), input: c.input, timeoutMilliseconds: 300)
+        let pair = try ReplicaProcesses(arguments: c.arguments(disk: disk), input: c.input, timeoutMilliseconds: 1000)
         pair.waitUntilReplicating()
         Thread.sleep(forTimeInterval: 0.1)
         kill(pair.primary.processIdentifier, SIGSTOP)

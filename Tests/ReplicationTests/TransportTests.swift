@@ -72,11 +72,12 @@ let identity = ReplicaIdentity(imageBytes: [1, 2, 3], options: RunOptions(guestP
     }
 
     @Test func heartbeatsKeepAnIdleConnectionAlive() throws {
-        let pair = try LoopbackPair(timeoutMilliseconds: 300)
+        // Three timeouts of silence but for heartbeats (every 120 ms).
+        let pair = try LoopbackPair(timeoutMilliseconds: 600)
         defer { pair.shutdown() }
         pair.primary.startMonitoring()
         pair.backup.startMonitoring()
-        Thread.sleep(forTimeInterval: 1.0)
+        Thread.sleep(forTimeInterval: 1.8)
         #expect(pair.primary.closed == nil)
         #expect(pair.backup.closed == nil)
     }
@@ -114,7 +115,7 @@ let identity = ReplicaIdentity(imageBytes: [1, 2, 3], options: RunOptions(guestP
         }
         let start = Date()
         #expect(pair.primary.waitForExecution(of: 3) == nil)
-        #expect(Date().timeIntervalSince(start) < 1)
+        #expect(Date().timeIntervalSince(start) < 1.5, "waited for a heartbeat (every 2 s)")
     }
 
     @Test func acknowledgementsNeverMoveBackwards() throws {
