@@ -37,6 +37,7 @@ func guestExit(_ stop: MachineStop) throws -> ExitCode {
     case .crashed(let reason):
         throw CLIFailure("guest crashed: \(reason)", status: ExitStatus.guestCrashed)
     case .epochEnd, .idle:
-        return ExitCode(ExitStatus.internalError)
+        // A session returns only when the guest stopped; anything else is Lockstep's bug.
+        throw CLIFailure("internal error: the run ended while the guest was still running (\(stop))", status: ExitStatus.internalError)
     }
 }

@@ -52,6 +52,7 @@ static struct {
 
 static uintptr_t blk_base;     /* 0 until a device is set up; read by the interrupt handler */
 static uint16_t avail_idx, used_seen;
+static uint16_t queue_size;    /* the size negotiated with the device (at most QSIZE) */
 static uint32_t retry_count;
 static int verbose;
 
@@ -103,7 +104,8 @@ static int setup(uintptr_t base, struct blk_info *info) {
         con_printf("blk: queue 0 at %p has %u entries (need 3)\n", (void *)base, max);
         goto fail;
     }
-    wr(REG_QUEUE_NUM, max < QSIZE ? max : QSIZE);
+    queue_size = (uint16_t)(max < QSIZE ? max : QSIZE);
+    wr(REG_QUEUE_NUM, queue_size);
     wr64(REG_QUEUE_DESC_LOW, vq.desc);
     wr64(REG_QUEUE_DRIVER_LOW, &vq.avail);
     wr64(REG_QUEUE_DEVICE_LOW, &vq.used);
@@ -180,7 +182,7 @@ static uint8_t submit(int write, uint64_t sector, void *buf, uint32_t count) {
     vq.desc[2].len = le32(1);
     vq.desc[2].flags = le16(DESC_F_WRITE);
     vq.desc[2].next = 0;
-    vq.avail.ring[avail_idx % QSIZE] = le16(0);
+    vq.avail.ring[avail_idx % queue_size] = le16(0);
     plat_barrier();
     avail_idx++;
     vq.avail.idx = le16(avail_idx);

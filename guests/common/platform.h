@@ -56,8 +56,8 @@ int plat_irq_attach_block(uint32_t irq);
 static inline void plat_barrier(void) { __asm__ volatile("" ::: "memory"); }
 
 /* ---- exit ---- */
-/* Stops the machine with `status` (0 = success). x86: isa-debug-exit at port 0xf4, so QEMU and
- * Lockstep exit with (status << 1) | 1. PA-RISC: status 0 -> HALT word 0xfffdead0; otherwise the
+/* Stops the machine with `status` (0 = success). x86: isa-debug-exit at port 0xf4, so QEMU exits
+ * with (status << 1) | 1 and Lockstep with status. PA-RISC: status 0 -> HALT word 0xfffdead0; otherwise the
  * Lockstep debug-exit register if announced, else "exit status N" on the console and HALT. */
 __attribute__((noreturn)) void plat_exit(int status);
 

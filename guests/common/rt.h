@@ -9,7 +9,7 @@
 
 #include "platform.h"
 
-/* ---- exit statuses (see guests/README.md; QEMU/Lockstep x86 report (status << 1) | 1) ---- */
+/* ---- exit statuses (see guests/README.md; Lockstep exits with status, QEMU x86 with (status << 1) | 1) ---- */
 enum {
     EXIT_OK = 0,        /* the workload succeeded */
     EXIT_FAIL = 1,      /* the workload ran and found a wrong result (e.g. disk verify) */

@@ -56,11 +56,12 @@ u64 __umoddi3(u64 n, u64 d) {
 s64 __divdi3(s64 a, s64 b) {
     int neg = (a < 0) != (b < 0);
     u64 q = __udivmoddi4(a < 0 ? -(u64)a : (u64)a, b < 0 ? -(u64)b : (u64)b, 0);
-    return neg ? -(s64)q : (s64)q;
+    /* Negate as unsigned: -(s64)q overflows for q = 2^63 (INT64_MIN / 1). */
+    return (s64)(neg ? 0 - q : q);
 }
 
 s64 __moddi3(s64 a, s64 b) {
     u64 r;
     __udivmoddi4(a < 0 ? -(u64)a : (u64)a, b < 0 ? -(u64)b : (u64)b, &r);
-    return a < 0 ? -(s64)r : (s64)r;
+    return (s64)(a < 0 ? 0 - r : r);
 }
