@@ -51,6 +51,13 @@ enum Lockstep {
                     timeout: TimeInterval = 60) throws -> Result
     {
         let executable = try #require(executable, "lockstep is not built: run swift build first")
+        return try runProcess(executable, arguments, input: input, environment: environment, timeout: timeout)
+    }
+
+    /// Runs any program as `run` runs lockstep (from the package root).
+    static func runProcess(_ executable: URL, _ arguments: [String], input: String = "",
+                           environment: [String: String] = [:], timeout: TimeInterval = 60) throws -> Result
+    {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments

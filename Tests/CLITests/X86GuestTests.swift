@@ -233,22 +233,10 @@ enum X86QEMU {
     } && FileManager.default.isExecutableFile(atPath: "/usr/bin/python3")
 
     static func run(_ name: String, commandLine: String, input: String, disk: String?) throws -> Lockstep.Result {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = [script, "--timeout", "60"] + (disk.map { ["--microvm", "--disk", $0] } ?? [])
-            + ["x86", name] + commandLine.split(separator: " ").map(String.init)
-        let stdin = Pipe(), stdout = Pipe(), stderr = Pipe()
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        process.standardError = stderr
-        let out = DataCollector(stdout.fileHandleForReading)
-        let err = DataCollector(stderr.fileHandleForReading)
-        try process.run()
-        try? stdin.fileHandleForWriting.write(contentsOf: Data(input.utf8))
-        try? stdin.fileHandleForWriting.close()
-        process.waitUntilExit()
-        return Lockstep.Result(status: process.terminationStatus, stdout: out.text(), stderr: err.text(),
-                               timedOut: false, killedBySignal: process.terminationReason == .uncaughtSignal)
+        try Lockstep.runProcess(URL(fileURLWithPath: "/usr/bin/python3"),
+                                [script, "--timeout", "60"] + (disk.map { ["--microvm", "--disk", $0] } ?? [])
+                                    + ["x86", name] + commandLine.split(separator: " ").map(String.init),
+                                input: input, timeout: 90)
     }
 
     /// Line endings as a terminal shows them (QEMU's serial stdio may add carriage returns).
