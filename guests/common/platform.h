@@ -10,6 +10,10 @@
 const char *plat_arch_name(void);
 /* The boot command line (never NULL; may be empty). Tokens are separated by spaces. */
 const char *plat_cmdline(void);
+/* The platforms keep at most CMDLINE_MAX - 1 bytes of the boot command line; a longer one sets
+ * plat_cmdline_truncated() and the runtime stops with EXIT_USAGE rather than run on a cut one. */
+#define CMDLINE_MAX 1024
+int plat_cmdline_truncated(void);
 
 /* ---- console (16550 UART: COM1 on x86, LASI UART on PA-RISC) ---- */
 /* Writes one byte, polling the UART until it accepts it. No newline translation. */

@@ -55,8 +55,8 @@ static uintptr_t debugexit_addr;
 static volatile uint8_t rx_ring[RX_RING_SIZE];
 static volatile uint32_t rx_head, rx_tail;
 
-#define CMDLINE_MAX 1024
 static char cmdline[CMDLINE_MAX];
+static int cmdline_truncated;
 
 static inline uint8_t uart_read(unsigned reg) { return *(volatile uint8_t *)(UART_BASE + reg); }
 static inline void uart_write(unsigned reg, uint8_t v) { *(volatile uint8_t *)(UART_BASE + reg) = v; }
@@ -64,6 +64,7 @@ static inline void write32(uintptr_t addr, uint32_t v) { *(volatile uint32_t *)a
 
 const char *plat_arch_name(void) { return "parisc"; }
 const char *plat_cmdline(void) { return cmdline; }
+int plat_cmdline_truncated(void) { return cmdline_truncated; }
 const char *plat_time_name(void) { return "cr16"; }
 
 /* ---- console ---- */
@@ -224,6 +225,7 @@ void parisc_main(const char *boot_cmdline) {
     if (boot_cmdline)
         for (; boot_cmdline[i] && i < CMDLINE_MAX - 1; i++) cmdline[i] = boot_cmdline[i];
     cmdline[i] = 0;
+    cmdline_truncated = boot_cmdline && boot_cmdline[i] != 0;
 
     size_t len;
     const char *v = cmdline_value(cmdline, "lockstep.debugexit", 0, &len);

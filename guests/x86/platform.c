@@ -5,12 +5,13 @@
 #include "x86.h"
 
 #define PIT_HZ 1193182u
-#define CMDLINE_MAX 1024
 
 static char cmdline[CMDLINE_MAX];
+static int cmdline_truncated;
 
 const char *plat_arch_name(void) { return "x86"; }
 const char *plat_cmdline(void) { return cmdline; }
+int plat_cmdline_truncated(void) { return cmdline_truncated; }
 const char *plat_time_name(void) { return "tsc"; }
 
 void x86_workload_entry(void) {
@@ -19,6 +20,7 @@ void x86_workload_entry(void) {
     size_t i = 0;
     for (; src[i] && i < CMDLINE_MAX - 1; i++) cmdline[i] = src[i];
     cmdline[i] = 0;
+    cmdline_truncated = src[i] != 0;
     /* COM1: no interrupts yet, 8N1, DTR|RTS|OUT2. FCR is left alone: enabling the FIFO would
      * flush input that may already be waiting. */
     outb(COM1 + 1, 0x00);
