@@ -74,16 +74,16 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "KVMTests", dependencies: ["KVM"]),
         .testTarget(name: "MachineCoreTests", dependencies: ["MachineCore"]),
-        .testTarget(name: "DevicesTests", dependencies: ["Devices", "MachineCore"]),
+        .testTarget(name: "DevicesTests", dependencies: ["Devices", "MachineCore", "TestSupport"]),
         .testTarget(name: "LoaderTests", dependencies: ["Loader", "MachineCore"]),
-        .testTarget(name: "X86Tests", dependencies: ["X86", "KVM", "MachineCore", "Devices", "Loader"]),
-        .testTarget(name: "PARISCTests", dependencies: ["PARISC", "MachineCore", "Devices", "Loader"]),
+        .testTarget(name: "X86Tests", dependencies: ["X86", "KVM", "MachineCore", "Devices", "Loader", "Bench"]),
+        .testTarget(name: "PARISCTests", dependencies: ["PARISC", "MachineCore", "Devices", "Loader", "TestSupport", "Bench"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "MachineCore"]),
         .testTarget(name: "ReplicationTests", dependencies: [
             "Replication", "Hypervisor", "MachineCore", "TestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
-        .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport", "Bench"]),
     ]
 )

@@ -2,11 +2,12 @@ import Crypto
 import Foundation
 
 /// What the bundled guests must print, computed independently of any engine from the
-/// definitions in guests/README.md (xorshift32 pattern, SHA-256 chain).
-enum GuestExpectations {
+/// definitions in guests/README.md (xorshift32 pattern, SHA-256 chain). The bench checks every
+/// run against it, and so do the tests.
+public enum GuestExpectations {
     /// The xorshift32 byte stream of the cpu and disk guests: each 32-bit output least
     /// significant byte first.
-    static func pattern(seed: UInt32, count: Int) -> [UInt8] {
+    public static func pattern(seed: UInt32, count: Int) -> [UInt8] {
         var state = seed
         var bytes: [UInt8] = []
         bytes.reserveCapacity(count)
@@ -19,12 +20,12 @@ enum GuestExpectations {
         return bytes
     }
 
-    static func hex(_ digest: some Sequence<UInt8>) -> String {
+    public static func hex(_ digest: some Sequence<UInt8>) -> String {
         digest.map { String(format: "%02x", $0) }.joined()
     }
 
-    /// The `cpu` guest's line for `rounds` rounds and `seed`.
-    static func cpuLine(rounds: Int, seed: UInt32 = 1) -> String {
+    /// The `cpu` guest's digest (hexadecimal) after `rounds` rounds of its SHA-256 chain.
+    public static func cpuDigest(rounds: Int, seed: UInt32 = 1) -> String {
         let buffer = pattern(seed: seed, count: 16384)
         var digest = [UInt8](repeating: 0, count: 32)
         for _ in 0..<rounds {
@@ -33,11 +34,16 @@ enum GuestExpectations {
             hasher.update(data: buffer)
             digest = Array(hasher.finalize())
         }
-        return "cpu rounds=\(rounds) seed=\(seed) buffer=16384 sha256=\(hex(digest))"
+        return hex(digest)
+    }
+
+    /// The `cpu` guest's line for `rounds` rounds and `seed`.
+    public static func cpuLine(rounds: Int, seed: UInt32 = 1) -> String {
+        "cpu rounds=\(rounds) seed=\(seed) buffer=16384 sha256=\(cpuDigest(rounds: rounds, seed: seed))"
     }
 
     /// The `disk` guest's last line for `blocks` sectors and `seed`.
-    static func diskLine(blocks: Int, seed: UInt32 = 1) -> String {
+    public static func diskLine(blocks: Int, seed: UInt32 = 1) -> String {
         "disk verify ok sha256=\(hex(SHA256.hash(data: pattern(seed: seed, count: blocks * 512))))"
     }
 }

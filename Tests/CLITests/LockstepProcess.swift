@@ -54,9 +54,17 @@ enum Lockstep {
         return try runProcess(executable, arguments, input: input, environment: environment, timeout: timeout)
     }
 
-    /// Runs any program as `run` runs lockstep (from the package root).
-    static func runProcess(_ executable: URL, _ arguments: [String], input: String = "",
-                           environment: [String: String] = [:], timeout: TimeInterval = 60) throws -> Result
+    /// A started program: its process and what it writes.
+    struct Started {
+        let process: Process
+        let stdout: DataCollector
+        let stderr: DataCollector
+    }
+
+    /// Starts `executable ARGS` from the package root, types `input` on its standard input and
+    /// closes it; its output is collected as it comes.
+    static func start(_ executable: URL, _ arguments: [String], input: String = "",
+                      environment: [String: String] = [:]) throws -> Started
     {
         let process = Process()
         process.executableURL = executable
@@ -67,11 +75,20 @@ enum Lockstep {
         process.standardInput = stdin
         process.standardOutput = stdout
         process.standardError = stderr
-        let out = DataCollector(stdout.fileHandleForReading)
-        let err = DataCollector(stderr.fileHandleForReading)
+        let started = Started(process: process, stdout: DataCollector(stdout.fileHandleForReading),
+                              stderr: DataCollector(stderr.fileHandleForReading))
         try process.run()
         try? stdin.fileHandleForWriting.write(contentsOf: Data(input.utf8))
         try? stdin.fileHandleForWriting.close()
+        return started
+    }
+
+    /// Runs any program as `run` runs lockstep (from the package root).
+    static func runProcess(_ executable: URL, _ arguments: [String], input: String = "",
+                           environment: [String: String] = [:], timeout: TimeInterval = 60) throws -> Result
+    {
+        let started = try start(executable, arguments, input: input, environment: environment)
+        let (process, out, err) = (started.process, started.stdout, started.stderr)
         let deadline = Date(timeIntervalSinceNow: timeout)
         while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
         let timedOut = process.isRunning

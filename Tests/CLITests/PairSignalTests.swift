@@ -27,19 +27,12 @@ import Glibc
         let arbiterDirectory = Scratch.path("pair-signal-\(signal)")
         try FileManager.default.createDirectory(atPath: arbiterDirectory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: arbiterDirectory) }
-        let pair = Process()
-        pair.executableURL = executable
         // Long enough to be stopped in the middle: 100 s of host time.
-        pair.arguments = ["pair", "--no-status-line", "--clock", "host", "--cmdline", "ticks=10000",
-                          "--arbiter-dir", arbiterDirectory, Lockstep.guest("parisc", "ticks")]
-        pair.currentDirectoryURL = Lockstep.root
-        let stdin = Pipe(), stdout = Pipe(), stderr = Pipe()
-        pair.standardInput = stdin
-        pair.standardOutput = stdout
-        pair.standardError = stderr
-        let output = DataCollector(stdout.fileHandleForReading)
-        let errors = DataCollector(stderr.fileHandleForReading)
-        try pair.run()
+        let started = try Lockstep.start(executable, [
+            "pair", "--no-status-line", "--clock", "host", "--cmdline", "ticks=10000",
+            "--arbiter-dir", arbiterDirectory, Lockstep.guest("parisc", "ticks"),
+        ])
+        let (pair, output, errors) = (started.process, started.stdout, started.stderr)
         defer { if pair.isRunning { kill(pair.processIdentifier, SIGKILL) } }
         let deadline = Date(timeIntervalSinceNow: 30)
         while !output.snapshot().contains("ticks hz=") && pair.isRunning && Date() < deadline {

@@ -22,20 +22,8 @@ final class ReplicaProcesses {
         let portFile = Scratch.path("port-\(UInt32.random(in: 0...UInt32.max))")
         backupStats = Scratch.path("backup-stats-\(UInt32.random(in: 0...UInt32.max)).json")
         func start(_ args: [String]) throws -> (Process, DataCollector, DataCollector) {
-            let p = Process()
-            p.executableURL = executable
-            p.arguments = args
-            p.currentDirectoryURL = Lockstep.root
-            let stdin = Pipe(), stdout = Pipe(), stderr = Pipe()
-            p.standardInput = stdin
-            p.standardOutput = stdout
-            p.standardError = stderr
-            let out = DataCollector(stdout.fileHandleForReading)
-            let err = DataCollector(stderr.fileHandleForReading)
-            try p.run()
-            try? stdin.fileHandleForWriting.write(contentsOf: Data(input.utf8))
-            try? stdin.fileHandleForWriting.close()
-            return (p, out, err)
+            let started = try Lockstep.start(executable, args, input: input)
+            return (started.process, started.stdout, started.stderr)
         }
         let timeout = ["--timeout", "\(timeoutMilliseconds)", "--no-status-line"]
         (primary, primaryOutput, primaryErrors) = try start(

@@ -1,3 +1,4 @@
+import Bench
 import Foundation
 import Testing
 
@@ -48,7 +49,7 @@ struct X86GuestTests {
         #expect(lines.prefix(3) == ["disk capacity=128 blocks=24 seed=5", "disk write ok", "disk read ok"])
         #expect(lines.last?.hasPrefix("disk verify ok sha256=") == true, "\(result.stdout)")
         let bytes = [UInt8](try Data(contentsOf: image))
-        #expect(Array(bytes.prefix(24 * 512)) == X86CLI.pattern(seed: 5, count: 24 * 512))
+        #expect(Array(bytes.prefix(24 * 512)) == GuestExpectations.pattern(seed: 5, count: 24 * 512))
         #expect(bytes.dropFirst(24 * 512).allSatisfy { $0 == 0 })
     }
 
@@ -166,18 +167,6 @@ enum X86CLI {
     /// Whether perf_event_open has a hardware PMU here (no `cpu` event source means none).
     static var hasPMU: Bool { FileManager.default.fileExists(atPath: "/sys/bus/event_source/devices/cpu") }
 
-    /// xorshift32(seed) bytes, least significant byte of each word first (the disk guest's pattern).
-    static func pattern(seed: UInt32, count: Int) -> [UInt8] {
-        var state = seed
-        var bytes: [UInt8] = []
-        while bytes.count < count {
-            state ^= state << 13
-            state ^= state >> 17
-            state ^= state << 5
-            for b in 0..<4 where bytes.count < count { bytes.append(UInt8(truncatingIfNeeded: state >> (8 * UInt32(b)))) }
-        }
-        return bytes
-    }
 
     /// Writes an ELF64 x86-64 kernel without a Multiboot header (entered in long mode at CPL0)
     /// holding `code` at 0x200000, and returns its path.

@@ -1,3 +1,4 @@
+import TestSupport
 import Devices
 import MachineCore
 import Testing

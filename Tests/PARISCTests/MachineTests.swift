@@ -1,3 +1,4 @@
+import Bench
 import Foundation
 import Loader
 import MachineCore
@@ -19,29 +20,12 @@ struct MachineTests {
 }
 
 extension MachineTests {
-    /// xorshift32 as the guests' fill_pattern: least significant byte of each word first.
-    static func pattern(seed: UInt32, count: Int) -> [UInt8] {
-        var x = seed
-        var bytes: [UInt8] = []
-        while bytes.count < count {
-            x ^= x << 13
-            x ^= x >> 17
-            x ^= x << 5
-            for i in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: x >> (8 * UInt32(i)))) }
-        }
-        return Array(bytes.prefix(count))
-    }
-
     @Test("cpu: the SHA-256 chain matches a host computation")
     func cpu() throws {
         let driver = try MachineDriver(guest: "cpu", commandLine: "rounds=3 seed=7")
         let stop = try driver.run()
         #expect(stop == .exited(status: 0))
-        let buffer = Self.pattern(seed: 7, count: 16384)
-        var digest = [UInt8](repeating: 0, count: 32)
-        for _ in 0..<3 { digest = StateDigest.of(digest + buffer).bytes }
-        let hex = StateDigest(bytes: digest).description
-        #expect(driver.environment.output == "cpu rounds=3 seed=7 buffer=16384 sha256=\(hex)\n")
+        #expect(driver.environment.output == GuestExpectations.cpuLine(rounds: 3, seed: 7) + "\n")
     }
 
     @Test("ticks: timer interrupts through CR16's comparator, idle warps, exact 250 MHz")
@@ -71,7 +55,7 @@ extension MachineTests {
         let driver = try MachineDriver(guest: "disk", commandLine: "blocks=16 seed=3", diskSectors: 64)
         let stop = try driver.run()
         #expect(stop == .exited(status: 0))
-        let data = Self.pattern(seed: 3, count: 16 * 512)
+        let data = GuestExpectations.pattern(seed: 3, count: 16 * 512)
         let hex = StateDigest.of(data).description
         #expect(driver.environment.output == "disk capacity=64 blocks=16 seed=3\ndisk write ok\n"
             + "disk read ok\ndisk verify ok sha256=\(hex)\n")

@@ -1,3 +1,4 @@
+import Bench
 import Foundation
 import Loader
 import MachineCore
@@ -112,33 +113,12 @@ struct GuestTests {
 
     @Test("cpu: CPL3 and CPL0 runs compute the digest a host-side SHA-256 chain gives")
     func cpuRounds() async throws {
-        let expected = Self.cpuDigest(rounds: 1, seed: 3)
+        let expected = GuestExpectations.cpuDigest(rounds: 1, seed: 3)
         let user = try await runGuest("cpu", commandLine: "rounds=1 seed=3")
         let kernel = try await runGuest("cpu", commandLine: "ring0 rounds=1 seed=3")
         #expect(user.output == "cpu rounds=1 seed=3 buffer=16384 sha256=\(expected)\n")
         #expect(kernel.output == user.output)
         #expect(kernel.stop == .exited(status: 0))
-    }
-
-    /// xorshift32(seed) bytes, least significant byte of each word first.
-    static func pattern(seed: UInt32, count: Int) -> [UInt8] {
-        var state = seed
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(count)
-        while bytes.count < count {
-            state ^= state << 13
-            state ^= state >> 17
-            state ^= state << 5
-            for b in 0..<4 where bytes.count < count { bytes.append(UInt8(truncatingIfNeeded: state >> (8 * UInt32(b)))) }
-        }
-        return bytes
-    }
-
-    static func cpuDigest(rounds: Int, seed: UInt32) -> String {
-        let buffer = pattern(seed: seed, count: 16384)
-        var digest = [UInt8](repeating: 0, count: 32)
-        for _ in 0..<rounds { digest = StateDigest.of(digest + buffer).bytes }
-        return StateDigest(bytes: digest).description
     }
 
     // MARK: - disk
@@ -148,7 +128,7 @@ struct GuestTests {
         let image = ImageCapture()
         let result = try await runGuest("disk", commandLine: "blocks=20 seed=7", diskSectors: 64,
                                         inspectDisk: { image.bytes = $0 })
-        let written = Self.pattern(seed: 7, count: 20 * 512)
+        let written = GuestExpectations.pattern(seed: 7, count: 20 * 512)
         #expect(result.stop == .exited(status: 0))
         #expect(result.output == """
             disk capacity=64 blocks=20 seed=7
@@ -168,8 +148,8 @@ struct GuestTests {
         let result = try await runGuest("disk", commandLine: "ring0 blocks=2 seed=2", diskSectors: 8,
                                         inspectDisk: { image.bytes = $0 })
         #expect(result.stop == .exited(status: 0))
-        #expect(result.output.hasSuffix("disk verify ok sha256=\(StateDigest.of(Self.pattern(seed: 2, count: 1024)))\n"))
-        #expect(Array(image.bytes.prefix(1024)) == Self.pattern(seed: 2, count: 1024))
+        #expect(result.output.hasSuffix("disk verify ok sha256=\(StateDigest.of(GuestExpectations.pattern(seed: 2, count: 1024)))\n"))
+        #expect(Array(image.bytes.prefix(1024)) == GuestExpectations.pattern(seed: 2, count: 1024))
     }
 
     @Test("disk without a disk: the guest finds no device and exits 3")

@@ -1,3 +1,5 @@
+import TestSupport
+
 /// A generated user-mode test program: random register values, a body of random instructions
 /// from the integer subset (every condition, carry/borrow, divide step, nullification, forward
 /// branches with and without `,n`, loads and stores in every addressing form), then an epilogue
@@ -16,11 +18,11 @@ struct RandomProgram {
     private(set) var data: [UInt8] = []
     /// Word index of the first and one past the last body instruction.
     private(set) var bodyRange: Range<Int> = 0..<0
-    private var rng: SeededGenerator
+    private var rng: SplitMix64
 
     init(seed: UInt64, length: Int, kinds: [Kind] = Kind.allCases) {
         self.seed = seed
-        rng = SeededGenerator(seed: seed)
+        rng = SplitMix64(seed: seed)
         data = (0..<Self.dataSize).map { _ in UInt8.random(in: 0...255, using: &rng) }
         for r in 1..<32 where r != 20 {
             code += Encoder.load(UInt32.random(in: 0...UInt32.max, using: &rng), into: r)
