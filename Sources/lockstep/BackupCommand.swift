@@ -40,33 +40,18 @@ struct BackupCommand: ParsableCommand {
                                                 timeout: Double(replication.timeout) / 1000 + 5)
         let arbiter = Arbiter(directory: settings.arbiterDirectory, session: session)
         status.message("following the primary at \(endpoint)")
-        let result = DedicatedThread.run(name: "lockstep-machine") {
-            () -> Result<(RunOutcome, String, String?, Bool), CLIFailure> in
-            do {
-                let console = HostConsole(input: .standardInput, output: .standardOutput)
-                let environment = BackupEnvironment(host: HostIO(console: console, disk: try setup.openDisk()))
-                let machine = try MachineFactory.make(setup, environment: environment)
-                let backup = BackupReplica(
-                    machine: machine, environment: environment, connection: connection, arbiter: arbiter,
-                    settings: settings, epochLength: setup.epochLength,
-                    timing: BoundaryTiming(mode: setup.options.clockMode), status: status)
-                let outcome = try backup.run()
-                return .success((outcome, try machine.stateDigest().description,
-                                 backup.primaryFinalDigest?.description, backup.tookOver))
-            } catch {
-                return .failure(CLIFailure(error))
-            }
-        }
-        connection.close()
-        network.shutdown()
-        switch result {
-        case .success(let (outcome, digest, primaryDigest, tookOver)):
-            status.finish(state: tookOver ? "finished live" : "finished", status: statusCode(outcome.stop),
-                          finalDigest: digest, primaryFinalDigest: primaryDigest)
-            throw try guestExit(outcome.stop)
-        case .failure(let failure):
-            status.finish(state: "failed", status: failure.status, finalDigest: nil)
-            throw failure
+        try runReplica(status: status, connection: connection, network: network) {
+            let console = HostConsole(input: .standardInput, output: .standardOutput)
+            let environment = BackupEnvironment(host: HostIO(console: console, disk: try setup.openDisk()))
+            let machine = try MachineFactory.make(setup, environment: environment)
+            let backup = BackupReplica(
+                machine: machine, environment: environment, connection: connection, arbiter: arbiter,
+                settings: settings, epochLength: setup.epochLength,
+                timing: BoundaryTiming(mode: setup.options.clockMode), status: status)
+            let outcome = try backup.run()
+            return ReplicaRun(outcome: outcome, finalState: backup.tookOver ? "finished live" : "finished",
+                              digest: try machine.stateDigest().description,
+                              primaryDigest: backup.primaryFinalDigest?.description)
         }
     }
 }

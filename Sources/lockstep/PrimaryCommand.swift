@@ -52,36 +52,17 @@ struct PrimaryCommand: ParsableCommand {
         status.message("backup connected; replicating")
         status.set(state: "replicating")
         let finalSettings = settings
-        let result = DedicatedThread.run(name: "lockstep-machine") { () -> Result<(RunOutcome, String?), CLIFailure> in
-            do {
-                let console = HostConsole(input: .standardInput, output: .standardOutput)
-                let environment = PrimaryEnvironment(host: HostIO(console: console, disk: try setup.openDisk()))
-                let machine = try MachineFactory.make(setup, environment: environment)
-                let primary = PrimaryReplica(
-                    machine: machine, environment: environment, connection: connection, arbiter: arbiter,
-                    settings: finalSettings, epochLength: setup.epochLength,
-                    timing: BoundaryTiming(mode: setup.options.clockMode), status: status)
-                let outcome = try primary.run()
-                return .success((outcome, try machine.stateDigest().description))
-            } catch {
-                return .failure(CLIFailure(error))
-            }
-        }
-        connection.close()
-        network.shutdown()
-        switch result {
-        case .success(let (outcome, digest)):
-            status.finish(state: "finished", status: statusCode(outcome.stop), finalDigest: digest)
-            throw try guestExit(outcome.stop)
-        case .failure(let failure):
-            status.finish(state: "failed", status: failure.status, finalDigest: nil)
-            throw failure
+        try runReplica(status: status, connection: connection, network: network) {
+            let console = HostConsole(input: .standardInput, output: .standardOutput)
+            let environment = PrimaryEnvironment(host: HostIO(console: console, disk: try setup.openDisk()))
+            let machine = try MachineFactory.make(setup, environment: environment)
+            let primary = PrimaryReplica(
+                machine: machine, environment: environment, connection: connection, arbiter: arbiter,
+                settings: finalSettings, epochLength: setup.epochLength,
+                timing: BoundaryTiming(mode: setup.options.clockMode), status: status)
+            let outcome = try primary.run()
+            return ReplicaRun(outcome: outcome, finalState: "finished",
+                              digest: try machine.stateDigest().description, primaryDigest: nil)
         }
     }
-}
-
-/// The guest's status for the statistics file.
-func statusCode(_ stop: MachineStop) -> Int32? {
-    if case .exited(let status) = stop { return status }
-    return nil
 }

@@ -67,3 +67,33 @@ struct ReplicationOptions: ParsableArguments {
         return point
     }
 }
+
+/// What a replica's run produced, for its statistics file.
+struct ReplicaRun: Sendable {
+    let outcome: RunOutcome
+    let finalState: String
+    let digest: String
+    let primaryDigest: String?
+}
+
+/// Runs a replica (`body`) on the machine's dedicated thread, closes the channel, writes the
+/// final statistics, and ends the command with the guest's status (or the failure's one line).
+func runReplica(status: ReplicationStatus, connection: PeerConnection, network: ReplicationNetwork,
+                _ body: @escaping @Sendable () throws -> ReplicaRun) throws
+{
+    let result = DedicatedThread.run(name: "lockstep-machine") { () -> Result<ReplicaRun, CLIFailure> in
+        do { return .success(try body()) } catch { return .failure(CLIFailure(error)) }
+    }
+    connection.close()
+    network.shutdown()
+    switch result {
+    case .success(let run):
+        let code: Int32? = if case .exited(let s) = run.outcome.stop { s } else { nil }
+        status.finish(state: run.finalState, status: code, finalDigest: run.digest,
+                      primaryFinalDigest: run.primaryDigest)
+        throw try guestExit(run.outcome.stop)
+    case .failure(let failure):
+        status.finish(state: "failed", status: failure.status, finalDigest: nil)
+        throw failure
+    }
+}
