@@ -18,8 +18,6 @@ let package = Package(
         // Debian's libelf and capstone, as system libraries.
         .systemLibrary(name: "CLibElf", path: "Sources/CLibElf", pkgConfig: "libelf",
                        providers: [.apt(["libelf-dev"])]),
-        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
-                       providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CCapstone", path: "Sources/CCapstone", pkgConfig: "capstone",
                        providers: [.apt(["libcapstone-dev"])]),
 
@@ -53,9 +51,10 @@ let package = Package(
         ]),
         // Primary/backup replica coordination.
         .target(name: "Replication", dependencies: [
-            "MachineCore", "Hypervisor", "CZlib",
+            "MachineCore", "Hypervisor",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOFoundationCompat", package: "swift-nio"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -83,7 +82,12 @@ let package = Package(
             "Replication", "Hypervisor", "MachineCore", "TestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
-        .testTarget(name: "CLITests", dependencies: ["TestSupport", "Bench"]),
+        .testTarget(name: "CLITests", dependencies: [
+            "TestSupport", "Bench", "Replication", "MachineCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
     ]
 )

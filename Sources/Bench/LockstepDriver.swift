@@ -1,4 +1,5 @@
 import Foundation
+import Replication
 
 #if canImport(Glibc)
 import Glibc
@@ -12,6 +13,17 @@ struct LockstepDriver: Sendable {
     let scratch: String
     /// The longest any single run may take (seconds).
     let timeout: Double
+
+    /// The pair's key file, made once per bench run in the scratch directory (`prepareKey`).
+    var keyFile: String { "\(scratch)/replication.key" }
+    var keyArguments: [String] { ["--key-file", keyFile] }
+
+    /// Writes the key every replicated run of this bench uses.
+    func prepareKey() throws {
+        do { try ReplicationKey.generate().write(to: keyFile) } catch {
+            throw BenchError.output(keyFile, error.description)
+        }
+    }
 
     /// A fresh path in the scratch directory.
     func scratchPath(_ name: String) -> String {
@@ -52,7 +64,7 @@ struct LockstepDriver: Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let portFile = directory + "/port", primaryStats = directory + "/primary.json", backupStats = directory + "/backup.json"
-        let common = ["--no-status-line", "--arbiter-dir", directory]
+        let common = keyArguments + ["--no-status-line", "--arbiter-dir", directory]
             + guestArguments(arch: arch, guest: guest, cmdline: cmdline, options: options)
         let cpuBefore = BenchClock.childrenCPU()
         let primary = try RunningProcess(executable: executable,
