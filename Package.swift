@@ -69,6 +69,16 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // Fuzzing (scripts/fuzz): the targets, libFuzzer's driver declaration, the driver.
+        .target(name: "FuzzTargets", dependencies: [
+            "Replication", "Devices", "MachineCore", "Hypervisor",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ], path: "Fuzz/Targets"),
+        .target(name: "CFuzz", path: "Fuzz/CFuzz"),
+        .executableTarget(name: "lockstep-fuzz", dependencies: [
+            "FuzzTargets", "CFuzz", .product(name: "Logging", package: "swift-log"),
+        ], path: "Fuzz/Driver"),
+
         // Helpers shared by test targets.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "KVMTests", dependencies: ["KVM"]),
@@ -84,8 +94,9 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzTargets"]),
         .testTarget(name: "CLITests", dependencies: [
-            "TestSupport", "Bench", "Replication", "MachineCore",
+            "TestSupport", "Bench", "Replication", "MachineCore", "Hypervisor",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),

@@ -229,5 +229,6 @@ final class LockedCounter: @unchecked Sendable {
     private let lock = NSLock()
     private var count = 0
     func increment() { lock.withLock { count += 1 } }
+    func add(_ n: Int) { lock.withLock { count += n } }
     var value: Int { lock.withLock { count } }
 }

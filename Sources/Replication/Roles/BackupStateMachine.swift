@@ -43,7 +43,7 @@ public struct BackupStateMachine: Sendable, Equatable {
     /// Epochs executed as last reported to the primary.
     public private(set) var reportedExecuted: UInt64 = 0
 
-    let epochLength: UInt64
+    public let epochLength: UInt64
     /// The most values or outputs one epoch may carry: each needs at least one unit of progress.
     let perEpochLimit: UInt64
     /// Executed epochs are reported at least this often (a quarter of the maximum lag).

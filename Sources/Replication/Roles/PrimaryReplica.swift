@@ -211,9 +211,7 @@ final class PrimaryReplica {
                         step = rules.commit(record)
                         continue
                     }
-                    watchdog.enter(.waitingForPeer)
-                    let failure = connection.waitForReceipt(covering: end)
-                    watchdog.enter(.host)
+                    let failure = try awaitReceipt(covering: end)
                     if index == 0 { fault(.acknowledged) }
                     if let failure {
                         step = rules.backupLost(failure)
@@ -231,6 +229,26 @@ final class PrimaryReplica {
                     if rules.logs { environment.writer.outputDone(output.record.sequence) }
                     break committing
                 }
+            }
+        }
+    }
+
+    /// Waits until the backup holds the stream up to `end`, taking its reports meanwhile (so a
+    /// backup that floods them cannot fill the inbox and stall the wait). Returns why the backup
+    /// is gone, if it is.
+    private func awaitReceipt(covering end: UInt64) throws -> CloseReason? {
+        while true {
+            watchdog.enter(.waitingForPeer)
+            let wait = connection.waitForReceipt(covering: end, orData: true)
+            watchdog.enter(.host)
+            switch wait {
+            case .held:
+                return nil
+            case .closed(let reason):
+                return reason
+            case .dataArrived:
+                try readReports(wait: false)
+                guard rules.logs else { return connection.closed ?? .closedLocally }
             }
         }
     }
@@ -288,7 +306,8 @@ final class PrimaryReplica {
             for chunk in chunks { parser.append(chunk) }
             do {
                 while let message = try parser.next() {
-                    guard case .executed(let executed) = message, executed <= epoch else {
+                    // A backup cannot have executed more than it was sent (the final epoch included).
+                    guard case .executed(let executed) = message, executed <= epoch &+ 1 else {
                         throw ReplicationError.protocolViolation("the backup reports \(message) at epoch \(epoch)")
                     }
                     rules.backupExecuted(executed)
@@ -323,11 +342,8 @@ final class PrimaryReplica {
                                                    ending: ending, stateDigest: try machine.stateDigest()))
         // Wait until the backup has the whole log, so it can finish the run identically. If it
         // never gets it, it may have gone live: the arbiter decides which replica ran the end.
-        if let end = try flush() {
-            watchdog.enter(.waitingForPeer)
-            let failure = connection.waitForReceipt(covering: end)
-            watchdog.enter(.host)
-            if let failure { try settle(rules.backupLost(failure)) }
+        if let end = try flush(), let failure = try awaitReceipt(covering: end) {
+            try settle(rules.backupLost(failure))
         }
         connection.close()
         return outcome

@@ -58,6 +58,13 @@ public struct HandshakeRandomness: Sendable {
         self.nonce = nonce
         self.ephemeral = ephemeral
     }
+
+    /// Fixed values, for tests and fuzzing only: a real handshake needs fresh ones.
+    public static func fixed(_ byte: UInt8) -> HandshakeRandomness {
+        // 32 bytes are always a valid X25519 private key.
+        HandshakeRandomness(nonce: Array(repeating: byte, count: HandshakeMessage.nonceSize),
+                            ephemeral: try! Curve25519.KeyAgreement.PrivateKey(rawRepresentation: Array(repeating: byte, count: 32)))
+    }
 }
 
 /// A connection whose handshake succeeded: the sealing state continues from the handshake's
@@ -245,7 +252,7 @@ public struct HandshakeStateMachine: Sendable {
     }
 
     /// A handshake frame holding `body`.
-    static func clearFrame(_ body: [UInt8]) -> [UInt8] {
+    public static func clearFrame(_ body: [UInt8]) -> [UInt8] {
         var out = ByteBufferAllocator().buffer(capacity: Frame.headerSize + body.count)
         Frame.writeHeader(type: .handshake, bodyLength: body.count, into: &out)
         out.writeBytes(body)

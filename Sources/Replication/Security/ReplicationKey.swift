@@ -16,7 +16,9 @@ public struct ReplicationKey: Sendable, Equatable {
     public static let size = 32
     static let tag = "lockstep-key-v1"
 
-    init(bytes: [UInt8]) {
+    /// A key from its 32 bytes (a caller's error traps: keys from outside come through the file
+    /// parser, which checks them).
+    public init(bytes: [UInt8]) {
         precondition(bytes.count == Self.size, "a replication key has \(Self.size) bytes")
         self.bytes = bytes
     }

@@ -155,6 +155,26 @@ public final class ReplicationConnection: @unchecked Sendable {
         return peerHolds >= offset ? nil : closeReason
     }
 
+    /// How a wait for a receipt ended.
+    public enum ReceiptWait: Sendable, Equatable {
+        /// The peer holds the stream up to the offset.
+        case held
+        /// Data arrived from the peer first: take it (`receive`) so the inbox never fills while
+        /// this side waits, then wait again.
+        case dataArrived
+        case closed(CloseReason)
+    }
+
+    /// Waits for the receipt covering `offset`, or for data from the peer, or for the end.
+    public func waitForReceipt(covering offset: UInt64, orData: Bool) -> ReceiptWait {
+        condition.lock()
+        defer { condition.unlock() }
+        while peerHolds < offset && closeReason == nil && !(orData && !inbox.isEmpty) { condition.wait() }
+        if peerHolds >= offset { return .held }
+        if orData && !inbox.isEmpty { return .dataArrived }
+        return .closed(closeReason ?? .closedLocally)
+    }
+
     /// Takes the data received so far; with `wait`, waits until there is some or the connection
     /// has ended. `held` is what the caller still holds of earlier data (it counts against the
     /// inbox limit until the caller reports it consumed).
