@@ -24,20 +24,25 @@ enum LockstepFuzz {
             }
             return
         }
-        guard arguments.count >= 2, let target = FuzzTarget(rawValue: arguments[1]) else {
+        // The target is the first argument, or LOCKSTEP_FUZZ_TARGET: libFuzzer starts copies of
+        // itself (to merge corpora) with its own arguments only, and they inherit the variable.
+        let named = arguments.count >= 2 ? FuzzTarget(rawValue: arguments[1]) : nil
+        guard let target = named ?? ProcessInfo.processInfo.environment["LOCKSTEP_FUZZ_TARGET"].flatMap(FuzzTarget.init) else {
             let names = FuzzTarget.allCases.map(\.rawValue).joined(separator: ", ")
             FileHandle.standardError.write(Data("usage: lockstep-fuzz TARGET [options] [FILE...] (targets: \(names))\n".utf8))
             exit(64)
         }
+        setenv("LOCKSTEP_FUZZ_TARGET", target.rawValue, 1)
         Current.target = target
         // The devices log each misbehaving guest once per instance: millions of instances here.
         LoggingSystem.bootstrap { _ in SwiftLogNoOpLogHandler() }
         #if LOCKSTEP_FUZZ
-        // libFuzzer sees the arguments after the target's name.
-        var argc = CommandLine.argc - 1
-        var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv.advanced(by: 1)
-        // SAFETY: argv[1] becomes libFuzzer's argv[0]; the array and its strings live for the
-        // whole process, and libFuzzer only reads them.
+        // libFuzzer sees the arguments after the target's name (if it was given as one).
+        let skip: Int32 = named == nil ? 0 : 1
+        var argc = CommandLine.argc - skip
+        var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv.advanced(by: Int(skip))
+        // SAFETY: the slot before the remaining arguments becomes libFuzzer's argv[0] (the
+        // program); the array and its strings live for the whole process, libFuzzer only reads them.
         argv![0] = CommandLine.unsafeArgv[0]
         exit(LLVMFuzzerRunDriver(&argc, &argv) { data, size in
             // SAFETY: libFuzzer passes `size` readable bytes at `data` for the call's duration;
@@ -47,7 +52,7 @@ enum LockstepFuzz {
             return 0
         })
         #else
-        for path in arguments.dropFirst(2) {
+        for path in arguments.dropFirst(named == nil ? 1 : 2) {
             guard let data = FileManager.default.contents(atPath: path) else {
                 FileHandle.standardError.write(Data("lockstep-fuzz: cannot read \(path)\n".utf8))
                 exit(66)

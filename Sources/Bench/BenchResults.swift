@@ -14,6 +14,7 @@ struct BenchResults: Codable, Sendable {
     var failover: [FailoverPoint]?
     var failoverTrials: [FailoverTrial]?
     var channel: [ChannelPoint]?
+    var boundary: BoundaryExperiment.Result?
     var peers: [PeerResult]?
     /// Parts not run, with the reason ("parisc-qemu: qemu-system-hppa is not installed ...").
     var skipped: [String]

@@ -63,6 +63,10 @@ public enum Benchmark {
                 let (report, points) = ChannelAnalysis.run(context)
                 reports.append(report)
                 results.channel = points
+            case .boundary:
+                let (report, result) = BoundaryExperiment.run(context)
+                reports.append(report)
+                results.boundary = result
             case .pariscQEMU:
                 let (report, peers) = PeerExperiment.pariscQEMU(context)
                 reports.append(report)

@@ -14,9 +14,20 @@ struct LockstepDriver: Sendable {
     /// The longest any single run may take (seconds).
     let timeout: Double
 
+    /// Whether the binary authenticates its replicas (lockstep before protocol version 2 did not).
+    var usesKeys = true
+
     /// The pair's key file, made once per bench run in the scratch directory (`prepareKey`).
     var keyFile: String { "\(scratch)/replication.key" }
-    var keyArguments: [String] { ["--key-file", keyFile] }
+    var keyArguments: [String] { usesKeys ? ["--key-file", keyFile] : [] }
+
+    /// The same driver for another lockstep binary (`--baseline`), which may predate keys.
+    func driving(_ other: String) -> LockstepDriver {
+        var driver = LockstepDriver(executable: other, guests: guests, scratch: scratch, timeout: timeout)
+        let probe = try? RunningProcess.run(other, ["primary", "--help"], timeout: 30)
+        driver.usesKeys = probe.map { $0.stdout.contains("--key-file") || $0.stderr.contains("--key-file") } ?? false
+        return driver
+    }
 
     /// Writes the key every replicated run of this bench uses.
     func prepareKey() throws {

@@ -116,6 +116,27 @@ import Glibc
     }
 
     @Test(.enabled(if: Replicas.available, "\(skip)"))
+    func aSecondBackupIsRefusedAndNeverGoesLive() throws {
+        // Two backups race for one primary: one replicates, the other is refused (or finds the
+        // primary no longer listening) and exits with one line; it never takes over.
+        let key = try Replicas.keyFile()
+        let cmdline = "rounds=3"
+        let reference = try Self.reference("cpu", cmdline: cmdline)
+        let primary = try Replicas.Primary(guest: "cpu", cmdline: cmdline, key: key)
+        let backups = try (0..<2).map { _ in try Replicas.backup(port: primary.port, guest: "cpu", cmdline: cmdline, key: key) }
+        #expect(Replicas.wait(primary.process))
+        for b in backups { #expect(Replicas.wait(b.process)) }
+        #expect(primary.process.terminationStatus == reference.status, "\(primary.started.stderr.text())")
+        #expect(primary.started.stdout.text() == reference.stdout)
+        let statuses = backups.map(\.process.terminationStatus).sorted()
+        #expect(statuses.first == reference.status, "\(backups.map { $0.stderr.text() })")
+        let loser = try #require(backups.first { $0.process.terminationStatus != reference.status }, "both backups replicated")
+        #expect(loser.stdout.text().isEmpty, "the refused backup went live")
+        #expect(!loser.stderr.text().contains("taking over"), "\(loser.stderr.text())")
+        #expect(loser.stderr.text().split(separator: "\n").filter { $0.hasPrefix("lockstep:") }.count == 1, "\(loser.stderr.text())")
+    }
+
+    @Test(.enabled(if: Replicas.available, "\(skip)"))
     func aReplayedCaptureOfARealSessionIsRefused() throws {
         let key = try Replicas.keyFile()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)

@@ -135,4 +135,30 @@ import TestSupport
         #expect(OutputComparison.equalUpToOneRepeatedRecord(primary.output + backup.output, reference.output),
                 "primary printed \(primary.output), backup \(backup.output)")
     }
+
+    @Test(.enabled(if: available, "PA-RISC guests are not built (scripts/build-guests)"))
+    func aStuckPrimaryGoesSilentAndTheBackupTakesOver() throws {
+        // The primary's machine thread hangs in host work at epoch 3 for four timeouts (as in a
+        // console write that blocks): its connection stops heartbeating, the backup takes over
+        // and finishes the run, and the primary, when it wakes, finds the arbiter taken.
+        let options = Self.options("echo", "")
+        let reference = try InProcessPair.reference(options, input: Self.echoInput)
+        let stalled = ResultBox<Bool>()
+        let faults = FaultInjection { phase, epoch in
+            guard phase == .boundary, epoch == 3 else { return }
+            Thread.sleep(forTimeInterval: 2.0)
+            stalled.put(true)
+        }
+        let (primary, backup) = try InProcessPair.run(options, input: Self.echoInput, timeoutMilliseconds: 500, faults: faults)
+        #expect(stalled.take())
+        #expect(try backup.outcome.get().stop == .exited(status: 0))
+        #expect {
+            try primary.outcome.get()
+        } throws: { error in
+            guard case .lostArbiter? = error as? ReplicationError else { return false }
+            return true
+        }
+        #expect(OutputComparison.equalUpToOneRepeatedRecord(primary.output + backup.output, reference.output),
+                "primary printed \(primary.output), backup \(backup.output)")
+    }
 }

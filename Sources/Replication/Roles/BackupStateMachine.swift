@@ -130,12 +130,14 @@ public struct BackupStateMachine: Sendable, Equatable {
     }
 
     /// The connection ended. A protocol error (a frame that does not authenticate, a message out
-    /// of range) means the log cannot be trusted and the primary may be alive: no takeover.
+    /// of range) means the log cannot be trusted and the primary may be alive; a refusal means
+    /// the primary is alive and does not want this backup (another one joined first, or it found
+    /// this one's reports wrong): no takeover either way.
     public mutating func connectionEnded(_ reason: CloseReason) {
         guard case .replaying = phase else { return }
         switch reason {
-        case .protocolError: phase = .failed(reason)
-        case .peerClosed, .timeout, .ioError, .closedLocally, .refusedByPeer: phase = .takingOver(reason)
+        case .protocolError, .refusedByPeer: phase = .failed(reason)
+        case .peerClosed, .timeout, .ioError, .closedLocally: phase = .takingOver(reason)
         }
     }
 

@@ -171,7 +171,7 @@ final class PrimaryReplica {
     /// Sends the batch if it is large or old enough.
     private func flushIfDue() throws {
         guard rules.logs, !environment.writer.isEmpty else { return }
-        let now = DispatchTime.now().uptimeNanoseconds
+        let now = NIODeadline.now().uptimeNanoseconds
         let started = batchStartedAt ?? now
         batchStartedAt = started
         if environment.writer.count >= Self.batchBytes || now &- started >= Self.batchAge { try flush() }

@@ -215,7 +215,7 @@ public final class ReplicationConnection: @unchecked Sendable {
     }
 
     /// Nanoseconds since the last sign of life from the peer (0 while this side is not reading).
-    public func silence(now: UInt64 = DispatchTime.now().uptimeNanoseconds) -> UInt64 {
+    public func silence(now: UInt64 = NIODeadline.now().uptimeNanoseconds) -> UInt64 {
         condition.lock()
         defer { condition.unlock() }
         return peerSilenceUncounted || now < lastSign ? 0 : now - lastSign

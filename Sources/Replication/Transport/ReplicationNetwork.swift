@@ -168,7 +168,7 @@ public final class ReplicationListener: @unchecked Sendable {
         case .success(let connection):
             if closed {
                 condition.unlock()
-                connection.close()
+                connection.close(refusal: Self.alreadyReplicating)
                 return
             }
             queue.append(connection)
@@ -182,7 +182,7 @@ public final class ReplicationListener: @unchecked Sendable {
 
     /// Logs a refused connection; a flood of them is summarised instead of printed line by line.
     fileprivate func refused(_ address: String, _ failure: HandshakeFailure) {
-        let line = condition.withLock { throttle.admit(now: DispatchTime.now().uptimeNanoseconds) }
+        let line = condition.withLock { throttle.admit(now: NIODeadline.now().uptimeNanoseconds) }
         guard let line else { return }
         let suppressed = line > 0 ? " (\(line) more refused connections not shown)" : ""
         log("refused a connection from \(address): \(failure)\(suppressed)")
@@ -203,7 +203,11 @@ public final class ReplicationListener: @unchecked Sendable {
         return queue.isEmpty ? nil : queue.removeFirst()
     }
 
-    /// Stops listening, and closes the connections that arrived but were never taken.
+    /// What a backup that joined too late is told: the primary is alive, and it must not take
+    /// over (a bare close would look like the primary's death).
+    static let alreadyReplicating = "this primary already replicates to another backup"
+
+    /// Stops listening, and refuses the connections that arrived but were never taken.
     public func close() {
         condition.lock()
         closed = true
@@ -212,7 +216,7 @@ public final class ReplicationListener: @unchecked Sendable {
         condition.broadcast()
         condition.unlock()
         server?.close(promise: nil)
-        for connection in untaken { connection.close() }
+        for connection in untaken { connection.close(refusal: Self.alreadyReplicating) }
     }
 }
 

@@ -348,7 +348,18 @@ final class SealedChannelHandler: ChannelDuplexHandler {
     private func requestClose(refusal: String?) {
         guard let context, case .established = phase else { return }
         closeRequest = .some(refusal)
-        if pending.isEmpty { finishClose(refusal: refusal, context: context) }
+        if pending.isEmpty {
+            finishClose(refusal: refusal, context: context)
+            return
+        }
+        // A peer that stopped reading cannot hold the close back for longer than the timeout.
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: timing.timeout) {
+            let handler = bound.value
+            guard let context = handler.context, handler.closeRequest != nil else { return }
+            handler.pending.removeAll()
+            handler.finishClose(refusal: refusal, context: context)
+        }
     }
 
     private func finishClose(refusal: String?, context: ChannelHandlerContext) {
