@@ -76,7 +76,7 @@ let package = Package(
         .testTarget(name: "MachineCoreTests", dependencies: ["MachineCore"]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "MachineCore", "TestSupport"]),
         .testTarget(name: "LoaderTests", dependencies: ["Loader", "MachineCore"]),
-        .testTarget(name: "X86Tests", dependencies: ["X86", "KVM", "MachineCore", "Devices", "Loader", "Bench"]),
+        .testTarget(name: "X86Tests", dependencies: ["X86", "KVM", "MachineCore", "Devices", "Loader", "Bench", "TestSupport"]),
         .testTarget(name: "PARISCTests", dependencies: ["PARISC", "MachineCore", "Devices", "Loader", "TestSupport", "Bench"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "MachineCore"]),
         .testTarget(name: "ReplicationTests", dependencies: [
