@@ -61,7 +61,7 @@ let package = Package(
         ]),
         // `lockstep bench`: experiments that drive the lockstep binary and QEMU as processes.
         .target(name: "Bench", dependencies: [
-            "Replication",
+            "Replication", "X86",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .executableTarget(name: "lockstep", dependencies: [

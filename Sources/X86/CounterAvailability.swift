@@ -2,7 +2,7 @@ import KVM
 import Synchronization
 
 /// Whether this host offers a counter-driven epoch clock's counter, probed rather than assumed.
-enum CounterAvailability: Hashable, Sendable {
+public enum CounterAvailability: Hashable, Sendable {
     case available
     /// Why not, in words for the user.
     case unavailable(String)
@@ -57,7 +57,7 @@ enum CounterAvailability: Hashable, Sendable {
 }
 
 /// Whether the PMU's retired-conditional-branch counter can be used (the `pmu` clock).
-enum BranchCounterAvailability: Hashable, Sendable {
+public enum BranchCounterAvailability: Hashable, Sendable {
     case available(RetiredBranchEvent)
     /// Why not, in words for the user.
     case unavailable(String)
