@@ -70,6 +70,10 @@ public enum Benchmark {
                 let (report, peers) = PeerExperiment.x86QEMU(context)
                 reports.append(report)
                 results.peers = (results.peers ?? []) + peers
+            case .counterClock:
+                let (report, result) = CounterClockExperiment.run(context)
+                reports.append(report)
+                results.counterClock = result
             }
         }
         results.durationSeconds = log.elapsed

@@ -61,6 +61,10 @@ public struct HostReport: Codable, Sendable {
         /// Instructions per interrupt-window (bounded) run.
         public var boundedRun: Distribution?
         public var microsecondsPerBoundedRun: Double?
+        /// How early the `emulation-counter` clock arms its kick timer, and the most instructions
+        /// it lets a bounded run execute.
+        public var clockKickMargin: UInt64
+        public var clockBoundedRunLimit: UInt64
     }
 
     public struct DirtyLogging: Codable, Sendable {
@@ -129,7 +133,8 @@ public struct HostReport: Codable, Sendable {
         counters = Counters(pmu: pmu, insnEmulationCountsCPL0: probe.emulationCounter == .available, insnEmulationNote: insnNote,
                             kickArmedAhead: overflow?.armedAhead, kickSkid: overflow.map { Distribution($0.skids) },
                             boundedRun: overflow.map { Distribution($0.boundedRuns) },
-                            microsecondsPerBoundedRun: overflow?.microsecondsPerBoundedRun)
+                            microsecondsPerBoundedRun: overflow?.microsecondsPerBoundedRun,
+                            clockKickMargin: EmulationCounter.kickSkid, clockBoundedRunLimit: EmulationCounter.boundedRun)
         dirtyLogging = DirtyLogging(exact: probe.dirtyLogIsExact, pagesWritten: probe.dirtyPagesWritten,
                                     reportedCPL0: probe.dirtyPagesReportedCPL0, reportedCPL3: probe.dirtyPagesReportedCPL3)
         automaticX86Clock = pmu.available ? EpochClock.performanceCounter.rawValue : EpochClock.deterministicExits.rawValue
