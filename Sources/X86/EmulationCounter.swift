@@ -74,9 +74,6 @@ final class EmulationCounter: CounterSource {
     func disarmOverflow() throws(KVMError) {
         timer?.disarm()
     }
-
-    /// Kicks seen by the timer so far, with the count it saw when it kicked.
-    var kicks: UInt64 { timer?.kicks ?? 0 }
 }
 
 /// A thread that kicks a vCPU once its `insn_emulation` statistic reaches an armed value: the
@@ -88,7 +85,6 @@ final class KickTimer: @unchecked Sendable {
     private let condition = NSCondition()
     private var armedAt: UInt64?
     private var stopped = false
-    private var kickCount: UInt64 = 0
 
     private let statistics: BinaryStatistics
     private let descriptor: BinaryStatistics.Descriptor
@@ -121,8 +117,6 @@ final class KickTimer: @unchecked Sendable {
         }
     }
 
-    var kicks: UInt64 { condition.withLock { kickCount } }
-
     private func loop() {
         condition.lock()
         defer { condition.unlock() }
@@ -143,7 +137,6 @@ final class KickTimer: @unchecked Sendable {
             }
             if now >= target {
                 armedAt = nil
-                kickCount += 1
                 kicker.kick()
             } else {
                 // About 650 ns per interpreted instruction; sleep a third of the estimate.

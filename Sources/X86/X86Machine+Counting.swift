@@ -56,6 +56,11 @@ extension X86Machine {
                 var steps: UInt64 = 0
                 while true {
                     exit = try stepOnce()
+                    if vcpu.guestDebug == .disabled, exit != .hlt, exit != .interrupted {
+                        // A HLT ran unstepped and something else stopped it: where is unknown.
+                        throw X86Error.counterOvershoot(epochClock, target: target,
+                                                        reached: try kvm { try clock.progress() })
+                    }
                     guard case .debug(let debug) = exit, debug.isSingleStep else { break }
                     source.noteDeterministicExit()
                     statistics.steps += 1
@@ -117,15 +122,7 @@ extension X86Machine {
             return try enterGuest()
         }
         try setDebug(.disabled)
-        let exit = try enterGuest()
-        switch exit {
-        case .hlt, .interrupted:
-            return exit
-        default:
-            // The HLT ran free and something else stopped it: where is unknown, so the epoch
-            // cannot end at a known instruction.
-            throw X86Error.counterOvershoot(epochClock, target: counter.value, reached: (try? counterClock?.progress()) ?? 0)
-        }
+        return try enterGuest()
     }
 
     /// Whether a bounded run (an interrupt window) would stop within its bound: interrupts are
