@@ -92,9 +92,10 @@ final class EtcdArbiter: Sendable {
 
     /// Grants this replica's lease.
     private func grant() throws(ArbiterError) {
-        let sentAt = clock.now
+        var sentAt = clock.now
         let answer = try retryingOrRefused { () throws(EtcdError) in
-            try client.callAndWait("/v3/lease/grant", EtcdLeaseGrantRequest(ttl: EtcdInteger(Self.requestedTTL)),
+            sentAt = clock.now
+            return try client.callAndWait("/v3/lease/grant", EtcdLeaseGrantRequest(ttl: EtcdInteger(Self.requestedTTL)),
                                    as: EtcdLeaseGrantResponse.self)
         }
         guard let lease = answer.id?.value, lease != 0, let ttl = answer.ttl?.value, (1...Self.maximumTTL).contains(ttl) else {
@@ -127,6 +128,14 @@ final class EtcdArbiter: Sendable {
         keeper.withLock {
             $0?.cancel()
             $0 = task
+        }
+    }
+
+    /// Stops renewing the lease, as a replica that died or froze would (a test seam).
+    func stopRenewing() {
+        keeper.withLock {
+            $0?.cancel()
+            $0 = nil
         }
     }
 
@@ -209,21 +218,28 @@ final class EtcdArbiter: Sendable {
 
     var entitlement: Entitlement { standing.withLock { $0 }.entitlement(at: clock.now) }
 
+    /// Renews the registration's lease now. An answer slower than the lease's validity leaves
+    /// it lapsed, and the renewal is asked for again.
     func revalidate() throws(ArbiterError) -> Entitlement {
-        guard let lease = standing.withLock({ $0.registration == nil ? nil : $0.lease }) else { return entitlement }
-        let sentAt = clock.now
-        do throws(EtcdError) {
-            let answer = try retrying { () throws(EtcdError) in
-                try client.callAndWait("/v3/lease/keepalive", EtcdLeaseRequest(id: EtcdInteger(lease)),
-                                       as: EtcdLeaseKeepAliveResponse.self)
+        while true {
+            guard let lease = standing.withLock({ $0.registration == nil ? nil : $0.lease }) else { return entitlement }
+            var sentAt = clock.now
+            do throws(EtcdError) {
+                let answer = try retrying { () throws(EtcdError) in
+                    sentAt = clock.now
+                    return try client.callAndWait("/v3/lease/keepalive", EtcdLeaseRequest(id: EtcdInteger(lease)),
+                                                  as: EtcdLeaseKeepAliveResponse.self)
+                }
+                standing.withLock { $0.renewed(ttl: answer.result?.ttl?.value ?? 0, sentAt: sentAt) }
+            } catch .leaseNotFound {
+                standing.withLock { $0.renewed(ttl: 0, sentAt: sentAt) }
+            } catch {
+                throw ArbiterError.refused(endpoint: endpoint.description, reason: error.description)
             }
-            standing.withLock { $0.renewed(ttl: answer.result?.ttl?.value ?? 0, sentAt: sentAt) }
-        } catch .leaseNotFound {
-            standing.withLock { $0.renewed(ttl: 0, sentAt: sentAt) }
-        } catch {
-            throw ArbiterError.refused(endpoint: endpoint.description, reason: error.description)
+            let now = entitlement
+            if case .lapsed = now { continue }
+            return now
         }
-        return entitlement
     }
 
     /// Who holds `live`, in one request; nil if nobody, or if etcd does not answer.
@@ -235,10 +251,7 @@ final class EtcdArbiter: Sendable {
 
     /// Deletes the session's keys and revokes the lease (one attempt each).
     func release() {
-        keeper.withLock {
-            $0?.cancel()
-            $0 = nil
-        }
+        stopRenewing()
         var end = Array(sessionPrefix.utf8)
         end[end.count - 1] += 1  // "/" + 1 = "0": every key under the prefix
         _ = try? client.callAndWait("/v3/kv/deleterange",

@@ -58,7 +58,7 @@ final class EtcdClient: Sendable {
             return loop.makeFailedFuture(EtcdError.malformed("cannot encode the request: \(error)"))
         }
         return exchange(path, body: body, on: loop).flatMapThrowing { status, answer in
-            try Self.decode(status: status, answer: answer, as: Response.self)
+            try Self.decode(status: Int(status.code), answer: Data(answer.readableBytesView), as: Response.self)
         }
     }
 
@@ -75,17 +75,15 @@ final class EtcdClient: Sendable {
         }
     }
 
-    static func decode<Response: Decodable>(status: HTTPResponseStatus, answer: ByteBuffer,
-                                            as: Response.Type) throws -> Response
-    {
-        let data = Data(answer.readableBytesView)
-        guard status == .ok else {
+    /// The answer to a request, from its HTTP status and body.
+    static func decode<Response: Decodable>(status: Int, answer data: Data, as: Response.Type) throws -> Response {
+        guard status == 200 else {
             let detail = (try? JSONDecoder().decode(EtcdErrorResponse.self, from: data))
-            let message = String((detail?.message ?? detail?.error ?? status.reasonPhrase).prefix(200))
+            let message = Arbiter.printable(Array((detail?.message ?? detail?.error ?? "no message").utf8))
             if message.contains("requested lease not found") { throw EtcdError.leaseNotFound }
-            switch status.code {
-            case 500, 502, 503, 504, 429: throw EtcdError.unavailable("etcd cannot serve now (HTTP \(status.code)): \(message)")
-            default: throw EtcdError.rejected(status: Int(status.code), message: message)
+            switch status {
+            case 500, 502, 503, 504, 429: throw EtcdError.unavailable("etcd cannot serve now (HTTP \(status)): \(message)")
+            default: throw EtcdError.rejected(status: status, message: message)
             }
         }
         do {
