@@ -52,7 +52,7 @@ public final class HostDisk: Sendable {
     public let sectors: UInt64
     public let cache: DiskCacheMode
     /// The image's file descriptor, owned: closed (dropping its locks) in deinit.
-    private let descriptor: Int32
+    let descriptor: Int32
     /// Set once an `fdatasync(2)` failed: the kernel may have dropped the dirty pages and a later
     /// sync could falsely succeed, so every later write and flush fails too (as QEMU does).
     private let syncFailed = Atomic<Bool>(false)
@@ -131,10 +131,11 @@ public final class HostDisk: Sendable {
         let offset: Int64
         switch request.kind {
         case .read, .write:
-            let sectorCount = UInt64((request.length + Self.sectorSize - 1) / Self.sectorSize)
-            guard request.length >= 0, request.sector <= sectors, sectorCount <= sectors - request.sector,
-                  request.kind == .read || request.data.count == request.length
-            else {
+            guard request.length >= 0, request.kind == .read || request.data.count == request.length else {
+                return BlockCompletion(id: request.id, status: .ioError)
+            }
+            let sectorCount = UInt64(request.length / Self.sectorSize + (request.length % Self.sectorSize == 0 ? 0 : 1))
+            guard request.sector <= sectors, sectorCount <= sectors - request.sector else {
                 return BlockCompletion(id: request.id, status: .ioError)
             }
             offset = Int64(request.sector) * Int64(Self.sectorSize)
