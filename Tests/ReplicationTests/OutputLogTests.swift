@@ -1,5 +1,6 @@
 import MachineCore
 import Testing
+import TestSupport
 
 @testable import Replication
 
@@ -86,5 +87,24 @@ import Testing
         a.finish(1); b.finish(1)
         #expect(a.take() == b.take())
         #expect(a.nextSequence == b.nextSequence)
+    }
+}
+
+@Suite struct OneRepeatedLineTests {
+    @Test func aRepeatedWholeLineIsAccepted() {
+        let expected = "a\nbb\nccc\n"
+        #expect(OutputComparison.equalUpToOneRepeatedLine(expected, expected))
+        #expect(OutputComparison.equalUpToOneRepeatedLine("a\nbb\nbb\nccc\n", expected))
+        #expect(OutputComparison.equalUpToOneRepeatedLine("a\na\nbb\nccc\n", expected))
+        // A prompt at the very end.
+        #expect(OutputComparison.equalUpToOneRepeatedLine("x\n> > ", "x\n> "))
+    }
+
+    @Test func aRepeatedFragmentOrTwoRepeatsAreRefused() {
+        let expected = "ticks count=60 first=1\nend\n"
+        #expect(!OutputComparison.equalUpToOneRepeatedLine("ticks count=60 count=60 first=1\nend\n", expected))
+        #expect(OutputComparison.equalUpToOneRepeatedRecord("ticks count=60 count=60 first=1\nend\n", expected))
+        #expect(!OutputComparison.equalUpToOneRepeatedLine("ticks count=60 first=1\nend\nend\nend\n", expected))
+        #expect(!OutputComparison.equalUpToOneRepeatedLine("ticks count=60 first=1\n", expected))
     }
 }
