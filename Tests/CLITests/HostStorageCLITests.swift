@@ -86,4 +86,37 @@ import Glibc
             #expect(FileManager.default.contents(atPath: disk) == referenceImage, "kill at \(point): disk differs")
         }
     }
+
+    /// etcd killed during a run, then the primary killed too: the backup does not go live while
+    /// etcd is down (it says it waits for the arbiter); once etcd is back and the primary's lease
+    /// has run out, it goes live and the run ends as the fault-free one did.
+    @Test(.enabled(if: EtcdServer.binary != nil, "\(EtcdServer.unavailableReason ?? "")"))
+    func aFailoverWhileEtcdIsDownWaitsForIt() throws {
+        let c = FailoverCase(arch: "parisc", guest: "ticks", cmdline: "ticks=200", input: "", usesDisk: false, hostClock: true)
+        try #require(c.available, "\(c): the guest is not built (scripts/build-guests)")
+        let reference = try Lockstep.run(["run"] + c.arguments(disk: nil))
+        try #require(reference.status == 0, "the unreplicated run failed: \(reference.stderr)")
+        let etcd = try EtcdServer()
+        defer { etcd.shutDown() }
+        let pair = try ReplicaProcesses(arguments: ["--arbiter", "etcd://\(etcd.address)/cli"] + c.arguments(disk: nil),
+                                        input: "", timeoutMilliseconds: 500)
+        defer { pair.wait(seconds: 0) }
+        pair.waitUntilReplicating()
+        Thread.sleep(forTimeInterval: 0.2)
+        etcd.kill()
+        kill(pair.primary.processIdentifier, SIGKILL)
+        let deadline = Date(timeIntervalSinceNow: 20)
+        while !pair.backupErrors.snapshot().contains("waiting for the arbiter: etcd at") && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        #expect(pair.backupErrors.snapshot().contains("waiting for the arbiter: etcd at"), "\(pair.backupErrors.snapshot())")
+        Thread.sleep(forTimeInterval: 2.5)
+        #expect(pair.backup.isRunning && pair.backupState != "live", "the backup went live while etcd was down")
+        try etcd.start()
+        pair.wait(seconds: 60)
+        #expect(pair.backup.terminationStatus == 0, "backup: \(pair.backupErrors.text())")
+        let output = pair.primaryOutput.text() + pair.backupOutput.text()
+        #expect(OutputComparison.equalUpToOneRepeatedLine(c.comparable(output), c.comparable(reference.stdout)),
+                "output \(output) differs from \(reference.stdout)")
+    }
 }
