@@ -175,15 +175,19 @@ public struct HostReport: Codable, Sendable {
         var emulationCost = "exact: runs free, then single-steps to the epoch's end"
         var emulationEstimate: Double?
         if emulationAvailable, let step, let overflow = probe.overflow {
-            // Free or bounded runs at the interpreted speed plus one exit per bounded run, then
-            // on average half a bounded run of single-steps at each epoch's end.
-            let batch = Double(max(HostProbe.OverflowMeasurement.quantile(overflow.boundedRuns, 1), 1))
+            // Bounded runs at the interpreted speed plus one exit each, then single-steps for
+            // what is left when no more bounded run fits: in a guest that does not exit, the
+            // epoch length modulo the batch, or a whole batch when that is within the margin.
+            let batchLength = max(HostProbe.OverflowMeasurement.quantile(overflow.boundedRuns, 1), 1)
+            let batch = Double(batchLength)
             let running = max(overflow.microsecondsPerBoundedRun / batch, interpretedMicroseconds)
-            let stepsPerEpoch = batch / 2 + 64
+            let left = emulationLength % batchLength
+            let margin = EmulationCounter.boundedRun - min(EmulationCounter.boundedRun, batchLength)
+            let stepsPerEpoch = Double(left > margin ? left : left + batchLength)
             let perInstruction = running + stepsPerEpoch * step / Double(emulationLength)
             emulationEstimate = perInstruction
             emulationCost = "exact: about \(Self.microseconds(running)) per instruction in runs of at most \(Int(batch)) (interrupt windows), "
-                + "plus about \(Self.milliseconds(stepsPerEpoch * step)) of single-steps at each epoch's end: "
+                + "plus about \(Int(stepsPerEpoch)) single-steps (\(Self.milliseconds(stepsPerEpoch * step))) at each epoch's end when the guest does not exit: "
                 + "about \(Self.microseconds(perInstruction)) per instruction at \(emulationLength)-instruction epochs"
                 + String(format: ", %.1fx faster than single-step", step / perInstruction)
         }
