@@ -59,10 +59,12 @@ public struct SkidHistogram: Hashable, Sendable, Codable {
         buckets[bucket] += 1
     }
 
-    /// "0: 3, 1-1: 2, 2-3: 5, ..." for the non-empty buckets.
+    /// "0: 3, 1: 2, 2-3: 5, ..." for the non-empty buckets.
     public var description: String {
         buckets.enumerated().filter { $0.element > 0 }.map { index, n in
-            index == 0 ? "0: \(n)" : "\(1 << (index - 1))-\((1 << index) - 1): \(n)"
+            let low = index == 0 ? 0 : 1 << (index - 1)
+            let high = index == 0 ? 0 : (1 << index) - 1
+            return (low == high ? "\(low)" : "\(low)-\(high)") + ": \(n)"
         }.joined(separator: ", ")
     }
 }

@@ -43,14 +43,7 @@ struct CounterConvergence: Hashable, Sendable {
     }
 
     /// How the vCPU was last run.
-    enum Run: Hashable, Sendable {
-        /// Free, with the overflow armed at this count.
-        case free(armedAt: UInt64)
-        /// Free, for at most `Capabilities.boundedRun` units.
-        case bounded
-        /// One instruction (a single-step, or the one HLT that runs unstepped).
-        case step
-    }
+    typealias Run = CounterRun
 
     /// How the last run ended.
     enum Stop: Hashable, Sendable {
@@ -124,6 +117,25 @@ struct CounterConvergence: Hashable, Sendable {
             return count == target && capabilities.countsEveryInstruction ? .end : .overshoot(reached: count)
         case (_, .imprecise):
             return .overshoot(reached: count)
+        }
+    }
+}
+
+/// How a counter-driven clock ran the vCPU (the last run before an overshoot is part of its
+/// error).
+public enum CounterRun: Hashable, Sendable, CustomStringConvertible {
+    /// Free, with the overflow armed at this count.
+    case free(armedAt: UInt64)
+    /// Free, for at most the counter's bounded-run length.
+    case bounded
+    /// One instruction (a single-step, or a HLT run unstepped).
+    case step
+
+    public var description: String {
+        switch self {
+        case .free(let armedAt): "a free run with the overflow armed at \(armedAt)"
+        case .bounded: "a bounded run (interrupt window)"
+        case .step: "a single-step"
         }
     }
 }

@@ -23,8 +23,9 @@ public enum X86Error: Error, Sendable, CustomStringConvertible {
     /// where this host neither single-steps nor counts instructions.
     case needsCPL0(EpochClock, rip: UInt64)
     /// A counter-driven clock ran past the point where the epoch had to end (its overflow came
-    /// later than the skid it was armed early by): `reached` units where `target` was due.
-    case counterOvershoot(EpochClock, target: UInt64, reached: UInt64)
+    /// later than the skid it was armed early by): `reached` units where `target` was due, after
+    /// the run `after` (nil: nothing ran).
+    case counterOvershoot(EpochClock, target: UInt64, reached: UInt64, after: CounterRun?)
 
     /// Whether this is a limit of the host (exit status 69) rather than a failure.
     public var isHostLimitation: Bool {
@@ -46,8 +47,9 @@ public enum X86Error: Error, Sendable, CustomStringConvertible {
             "the \(clock) epoch clock is not available on this host: \(reason)"
         case .needsCPL0(let clock, let rip):
             "the \(clock) epoch clock needs a guest that runs at CPL0 (this host neither single-steps nor counts CPL3 code), but the guest ran at CPL3 (RIP \(hex(rip))); add ring0 to its command line or use --epoch-clock exits"
-        case .counterOvershoot(let clock, let target, let reached):
-            "the \(clock) epoch clock ran past the end of an epoch (to \(reached) \(clock.unit) where the epoch ended at \(target)): its counter's overflow came later than the margin it was armed early by"
+        case .counterOvershoot(let clock, let target, let reached, let after):
+            "the \(clock) epoch clock ran past the end of an epoch (to \(reached) \(clock.unit) where the epoch ended at \(target)"
+                + (after.map { ", after \($0)" } ?? "") + "): the vCPU stopped later than the clock's margin allows"
         }
     }
 }

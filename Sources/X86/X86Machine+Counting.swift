@@ -32,11 +32,18 @@ extension X86Machine {
                 atInjectionPoint = true
                 return .epochEnd
             case .overshoot(let reached):
-                throw X86Error.counterOvershoot(epochClock, target: target, reached: reached &- clock.base)
+                throw X86Error.counterOvershoot(epochClock, target: target, reached: reached &- clock.base,
+                                                after: convergence.lastRun)
             case .runFree(let armAt):
                 try setDebug(.disabled)
                 try kvm { try source.armOverflow(at: armAt) }
                 statistics.freeRuns += 1
+                // Where bounded runs exist, the free run is one too as soon as interrupts are
+                // enabled again (it runs free because they were disabled): the kick then matters
+                // only while they stay disabled.
+                let window = capabilities.boundedRun != nil
+                vcpu.requestInterruptWindow = window
+                defer { vcpu.requestInterruptWindow = false }
                 exit = try enterGuest()
                 try kvm { try source.disarmOverflow() }
                 if exit == .interrupted {
@@ -59,7 +66,7 @@ extension X86Machine {
                     if vcpu.guestDebug == .disabled, exit != .hlt, exit != .interrupted {
                         // A HLT ran unstepped and something else stopped it: where is unknown.
                         throw X86Error.counterOvershoot(epochClock, target: target,
-                                                        reached: try kvm { try clock.progress() })
+                                                        reached: try kvm { try clock.progress() }, after: .step)
                     }
                     guard case .debug(let debug) = exit, debug.isSingleStep else { break }
                     source.noteDeterministicExit()
@@ -69,11 +76,15 @@ extension X86Machine {
                     guard steps < 64, count &+ (steps + 1) * capabilities.maximumPerStep < end else { break }
                 }
             }
+            let before = count
             guard exit.isDeterministic else {
                 stop = .imprecise
                 stepStart = nil
                 stepTranslation = nil
                 count = try kvm { try source.count() }
+                if convergence.lastRun == .bounded {
+                    statistics.largestBoundedRun = max(statistics.largestBoundedRun, count &- before)
+                }
                 if source.countsOnlyInterpretedCode { try requireCPL0() }
                 continue
             }
@@ -87,6 +98,9 @@ extension X86Machine {
             stepStart = nil
             stepTranslation = nil
             count = try kvm { try source.count() }
+            if convergence.lastRun == .bounded {
+                statistics.largestBoundedRun = max(statistics.largestBoundedRun, count &- before)
+            }
             // An exit's virtual time (the TSC it may read) is that of the exiting instruction.
             counter.value = count &- clock.base
             if source.countsOnlyInterpretedCode { try requireCPL0() }

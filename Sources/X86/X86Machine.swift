@@ -53,6 +53,8 @@ public final class X86Machine: Machine {
         public var freeRuns: UInt64 = 0
         /// Counter-driven clocks: runs bounded by an interrupt window (one emulation batch).
         public var boundedRuns: UInt64 = 0
+        /// Counter-driven clocks: the most units one bounded run advanced the count.
+        public var largestBoundedRun: UInt64 = 0
         /// Counter-driven clocks: free runs the overflow (or the kick timer) ended.
         public var overflows: UInt64 = 0
         /// Counter-driven clocks: how late each overflow arrived past its armed count.

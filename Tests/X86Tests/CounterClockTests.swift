@@ -42,7 +42,7 @@ struct CounterClockTests {
         #expect(counter.digest == reference.digest, "the machines differ after the same epochs")
         if epochs == nil { #expect(counter.stop == .exited(status: 0), "\(counter.stop): \(counter.output)") }
         let s = counter.statistics
-        print("X86Tests: \(name): \(counter.boundaries.count) boundaries equal; emulation-counter: \(s.boundedRuns) bounded runs, \(s.freeRuns) free runs, \(s.steps) steps; single-step: \(reference.statistics.steps) steps")
+        print("X86Tests: \(name): \(counter.boundaries.count) boundaries equal; emulation-counter: \(s.boundedRuns) bounded runs (largest \(s.largestBoundedRun) instructions), \(s.freeRuns) free runs, \(s.steps) steps; single-step: \(reference.statistics.steps) steps")
         #expect(s.steps < reference.statistics.steps, "the counter clock steps only near the ends of epochs")
     }
 
@@ -74,7 +74,7 @@ struct CounterClockTests {
         #expect(backup.progress == primary.progress)
         #expect(backup.output == primary.output)
         #expect(backup.digest == primary.digest)
-        print("X86Tests: \(name): backup followed \(primary.boundaries.count) boundaries; primary \(primary.statistics.boundedRuns) bounded runs, \(primary.statistics.steps) steps")
+        print("X86Tests: \(name): backup followed \(primary.boundaries.count) boundaries; primary \(primary.statistics.boundedRuns) bounded runs (largest \(primary.statistics.largestBoundedRun)), \(primary.statistics.freeRuns) free runs, \(primary.statistics.steps) steps; backup \(backup.statistics.boundedRuns) bounded runs (largest \(backup.statistics.largestBoundedRun)), \(backup.statistics.freeRuns) free runs, \(backup.statistics.steps) steps")
     }
 
     @Test("the emulation-counter clock on a CPL3 guest stops with one clear line")
