@@ -73,7 +73,9 @@ let package = Package(
         // Helpers shared by test targets.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "KVMTests", dependencies: ["KVM"]),
-        .testTarget(name: "MachineCoreTests", dependencies: ["MachineCore"]),
+        .testTarget(name: "MachineCoreTests", dependencies: [
+            "MachineCore", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "MachineCore", "TestSupport"]),
         .testTarget(name: "LoaderTests", dependencies: ["Loader", "MachineCore"]),
         .testTarget(name: "X86Tests", dependencies: ["X86", "KVM", "MachineCore", "Devices", "Loader", "Bench"]),

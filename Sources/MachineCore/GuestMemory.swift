@@ -1,5 +1,3 @@
-import Crypto
-
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -175,18 +173,5 @@ public final class GuestMemory {
         // SAFETY: checkedOffset proved the bytes lie inside the mapping.
         host.storeBytes(of: raw, toByteOffset: offset, as: T.self)
         markWritten(offset: offset, count: MemoryLayout<T>.size)
-    }
-
-    /// Feeds all of guest RAM into `hasher`.
-    public func hash(into hasher: inout SHA256) {
-        // SAFETY: the whole mapping is readable for `size` bytes while self is alive.
-        hasher.update(bufferPointer: UnsafeRawBufferPointer(start: host, count: Int(size)))
-    }
-
-    /// SHA-256 of all of guest RAM.
-    public func digest() -> StateDigest {
-        var hasher = SHA256()
-        hash(into: &hasher)
-        return StateDigest(hasher.finalize())
     }
 }
