@@ -87,5 +87,9 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "Bench"]),
+        .testTarget(name: "SnapshotTests", dependencies: [
+            "Hypervisor", "MachineCore", "X86", "PARISC", "KVM", "Loader", "TestSupport",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
     ]
 )

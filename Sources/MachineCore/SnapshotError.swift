@@ -19,8 +19,10 @@ public enum SnapshotError: Error, Equatable, Sendable, CustomStringConvertible {
     case unsupported(String)
     /// The restored machine does not arrive at the state the snapshot recorded.
     case digestMismatch(what: String, expected: StateDigest, actual: StateDigest)
-    /// Reading or writing the snapshot's file or stream failed.
+    /// Reading the snapshot's file or stream failed.
     case io(String)
+    /// Writing the snapshot's file or stream failed.
+    case writeFailed(String)
 
     public var description: String {
         switch self {
@@ -36,7 +38,7 @@ public enum SnapshotError: Error, Equatable, Sendable, CustomStringConvertible {
         case .unsupported(let why): "cannot snapshot this machine: \(why)"
         case .digestMismatch(let what, let expected, let actual):
             "the restored \(what) digest \(actual.description.prefix(16))… differs from the snapshot's \(expected.description.prefix(16))…"
-        case .io(let why): why
+        case .io(let why), .writeFailed(let why): why
         }
     }
 }

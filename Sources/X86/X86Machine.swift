@@ -88,6 +88,8 @@ public final class X86Machine: Machine {
     let logger = Logger(label: "lockstep.x86")
     /// Set once the guest exited or crashed: every later `run` returns it again.
     var finalStop: MachineStop?
+    /// How the last `run` ended (snapshots refuse some boundaries).
+    var lastStop = MachineStop.epochEnd
     /// The last `KVM_RUN` ended in a deterministic exit, so `kvm_run`'s interrupt-window fields
     /// describe a reproducible point and an interrupt may be injected there.
     var atDeterministicExit = false
@@ -209,6 +211,7 @@ public final class X86Machine: Machine {
         case .exited, .crashed: finalStop = stop
         case .epochEnd, .idle: break
         }
+        lastStop = stop
         return stop
     }
 
