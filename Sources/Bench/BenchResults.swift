@@ -15,6 +15,7 @@ struct BenchResults: Codable, Sendable {
     var failoverTrials: [FailoverTrial]?
     var channel: [ChannelPoint]?
     var peers: [PeerResult]?
+    var snapshots: [SnapshotPoint]?
     /// Parts not run, with the reason ("parisc-qemu: qemu-system-hppa is not installed ...").
     var skipped: [String]
     /// Runs that failed, with their command lines.

@@ -70,6 +70,10 @@ public enum Benchmark {
                 let (report, peers) = PeerExperiment.x86QEMU(context)
                 reports.append(report)
                 results.peers = (results.peers ?? []) + peers
+            case .snapshot:
+                let (report, points) = SnapshotExperiment.run(context)
+                reports.append(report)
+                results.snapshots = points
             }
         }
         results.durationSeconds = log.elapsed
