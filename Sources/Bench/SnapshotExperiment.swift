@@ -32,16 +32,7 @@ enum SnapshotExperiment {
     static let title = "Machine snapshots: save and restore time and size against guest memory size"
 
     static func run(_ context: BenchContext) -> (ExperimentReport, [SnapshotPoint]) {
-        var engines: [(name: String, arch: String)] = []
-        var skipped: [String] = []
-        if context.driver.guests.has("parisc", "ticks") { engines.append(("emulator", "parisc")) } else {
-            skipped.append("emulator: guests/build/parisc/ticks.elf is missing")
-        }
-        switch context.tools.kvm {
-        case .success where context.driver.guests.has("x86", "ticks"): engines.append(("KVM", "x86"))
-        case .success: skipped.append("KVM: guests/build/x86/ticks.elf is missing")
-        case .failure(let why): skipped.append("KVM: \(why)")
-        }
+        let (engines, skipped) = context.engines(running: "ticks")
         let sizes: [UInt64] = context.configuration.quick ? [64 << 20] : [64 << 20, 128 << 20, 256 << 20, 512 << 20]
         var points: [SnapshotPoint] = []
         for engine in engines {
