@@ -179,7 +179,7 @@ struct SnapshotFormatTests {
           arguments: ["parisc", "x86"])
     func hostileMachineStates(_ arch: String) throws {
         guard arch == "parisc" || Host.hasKVM else { return }
-        let (bytes, run) = try Self.saved(arch: arch, cmdline: "ticks=4")
+        let (bytes, _) = try Self.saved(arch: arch, cmdline: "ticks=4")
         let state = try SnapshotReader(input: SnapshotBuffer(bytes)).machineState
         var random = SplitMix64(seed: 0xD1CE)
         var refused = 0
