@@ -107,4 +107,29 @@ struct MachineSnapshotTests {
             if c.disk { #expect(restored.disk?.contents == reference.disk?.contents, "restored at \(at)") }
         }
     }
+
+    @Test("the incremental state digest equals the digest of every page, at boundaries and at the end of every bundled guest",
+          arguments: ["parisc", "x86"])
+    func incrementalDigestIsTheFullDigest(_ arch: String) throws {
+        guard arch == "parisc" || Host.hasKVM else { return }
+        for (guest, cmdline) in [("hello", ""), ("cpu", "rounds=1"), ("ticks", "ticks=4"), ("disk", "blocks=8"),
+                                 ("echo", ""), ("trap", "")] {
+            let run = try GuestRun(arch, guest, cmdline: cmdline, disk: guest == "disk" ? Data(count: 64 * 512) : nil) {
+                $0.memorySize = 16 << 20
+                if guest == "cpu" { $0.epochLength = nil }
+            }
+            let session = run.session()
+            var compared = 0
+            session.boundaryObserver = { epoch in
+                if epoch % 7 == 1, compared < 8 {
+                    let incremental = try run.machine.stateDigest()
+                    #expect(try incremental == run.machine.fullStateDigest(), "\(arch)/\(guest) at \(epoch)")
+                    compared += 1
+                }
+                return .proceed
+            }
+            _ = try session.run()
+            #expect(try run.machine.stateDigest() == run.machine.fullStateDigest(), "\(arch)/\(guest) at the end")
+        }
+    }
 }
