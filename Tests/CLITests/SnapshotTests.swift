@@ -78,9 +78,14 @@ import Testing
                                         input: c.input)
         #expect(restored.status == reference.status, "\(restored.stderr)")
         #expect(saving.stdout + restored.stdout == reference.stdout)
+        // Typed input reaches the guest at whichever boundary the host has read it by, so a
+        // guest that reads input (echo) ends in the same output but not always in the same state
+        // or epoch as another run; the in-process tests deliver its input at a fixed boundary.
         let restoredDigest = Self.finalDigest(restored.stderr)
-        #expect(restoredDigest?.digest == digest, "restored: \(restored.stderr)")
-        #expect(restoredDigest?.epochs == epochs)
+        if c.input.isEmpty {
+            #expect(restoredDigest?.digest == digest, "restored: \(restored.stderr)")
+            #expect(restoredDigest?.epochs == epochs)
+        }
         if let disk, let referenceDisk {
             #expect(FileManager.default.contents(atPath: disk) == FileManager.default.contents(atPath: referenceDisk),
                     "the disk image differs from the uninterrupted run's")
@@ -92,7 +97,7 @@ import Testing
                                        + c.arguments(disk: onDisk), input: c.input)
         #expect(running.status == reference.status)
         #expect(running.stdout == reference.stdout)
-        #expect(Self.finalDigest(running.stderr)?.digest == digest, "\(running.stderr)")
+        if c.input.isEmpty { #expect(Self.finalDigest(running.stderr)?.digest == digest, "\(running.stderr)") }
     }
 
     @Test("a snapshot of another guest, another configuration or a damaged file is refused in one line")

@@ -6,7 +6,7 @@ import X86
 
 /// Snapshots of real guests in one process: taken at a boundary while the guest runs on,
 /// restored into a freshly built machine, both continued to the end. (The CLI tests cover every
-/// guest, cpu and echo included, across processes.)
+/// guest, cpu included, across processes.)
 @Suite("Machine snapshots of the bundled guests", .serialized)
 struct MachineSnapshotTests {
     struct Case: CustomTestStringConvertible, Sendable {
@@ -14,6 +14,9 @@ struct MachineSnapshotTests {
         let guest: String
         var cmdline = ""
         var disk = false
+        /// Console input, delivered at the first boundary (the same boundary in every run, so
+        /// unlike typed input it leaves the runs comparable state for state).
+        var input = ""
         var clock: EpochClock?
         var testDescription: String {
             "\(arch)/\(guest) \(cmdline)" + (clock.map { " \($0)" } ?? "")
@@ -26,6 +29,7 @@ struct MachineSnapshotTests {
             Case(arch: arch, guest: "ticks", cmdline: "ticks=4"),
             Case(arch: arch, guest: "disk", cmdline: "blocks=8", disk: true),
             Case(arch: arch, guest: "trap"),
+            Case(arch: arch, guest: "echo", input: "one\ntwo words\nquit\n"),
         ]
     } + [Case(arch: "x86", guest: "ticks", cmdline: "ticks=3 ring0", clock: .singleStep)]
 
@@ -49,7 +53,9 @@ struct MachineSnapshotTests {
             trace[epoch] = (reference.machine.progress, try reference.machine.stateDigest())
             return .proceed
         }
+        if !c.input.isEmpty { reference.environment.host.carry([.consoleInput(Array(c.input.utf8))]) }
         let end = try referenceSession.run()
+        if !c.input.isEmpty { #expect(reference.text.contains("two words"), "echo did not echo: \(reference.text)") }
         let finalDigest = try reference.machine.stateDigest()
         #expect(try reference.machine.fullStateDigest() == finalDigest, "incremental and full digests differ")
         print("SnapshotTests: \(c.testDescription): \(end.epochs) epochs")
@@ -74,6 +80,7 @@ struct MachineSnapshotTests {
             }
             return .proceed
         }
+        if !c.input.isEmpty { original.environment.host.carry([.consoleInput(Array(c.input.utf8))]) }
         #expect(try session.run() == end, "taking snapshots changed the run")
         #expect(original.output.contents == reference.output.contents)
         #expect(try original.machine.stateDigest() == finalDigest)
