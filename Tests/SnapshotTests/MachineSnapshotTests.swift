@@ -55,7 +55,7 @@ struct MachineSnapshotTests {
         }
         if !c.input.isEmpty { reference.environment.host.carry([.consoleInput(Array(c.input.utf8))]) }
         let end = try referenceSession.run()
-        if !c.input.isEmpty { #expect(reference.text.contains("two words"), "echo did not echo: \(reference.text)") }
+        if !c.input.isEmpty { #expect(reference.text.contains("rev=sdrow owt"), "echo did not answer: \(reference.text)") }
         let finalDigest = try reference.machine.stateDigest()
         #expect(try reference.machine.fullStateDigest() == finalDigest, "incremental and full digests differ")
         print("SnapshotTests: \(c.testDescription): \(end.epochs) epochs")
