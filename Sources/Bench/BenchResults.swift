@@ -16,6 +16,7 @@ struct BenchResults: Codable, Sendable {
     var channel: [ChannelPoint]?
     var peers: [PeerResult]?
     var counterClock: CounterClockResult?
+    var snapshots: [SnapshotPoint]?
     /// Parts not run, with the reason ("parisc-qemu: qemu-system-hppa is not installed ...").
     var skipped: [String]
     /// Runs that failed, with their command lines.

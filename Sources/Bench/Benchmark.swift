@@ -74,6 +74,10 @@ public enum Benchmark {
                 let (report, result) = CounterClockExperiment.run(context)
                 reports.append(report)
                 results.counterClock = result
+            case .snapshot:
+                let (report, points) = SnapshotExperiment.run(context)
+                reports.append(report)
+                results.snapshots = points
             }
         }
         results.durationSeconds = log.elapsed

@@ -14,8 +14,8 @@ import MachineCore
 ///   against) and one unit per step elsewhere (`StepCounter`).
 final class CounterClock {
     let source: any CounterSource
-    /// The source's count when the machine was created (progress is counted from it).
-    let base: UInt64
+    /// The source's count at progress 0 (progress is counted from it).
+    private(set) var base: UInt64
     /// False for the single-step clock: every instruction is stepped.
     let runsFree: Bool
 
@@ -23,6 +23,11 @@ final class CounterClock {
         self.source = source
         self.runsFree = runsFree
         base = try source.count()
+    }
+
+    /// Makes the progress `progress` from now on (a restored snapshot's).
+    func rebase(progress: UInt64) throws(KVMError) {
+        base = try source.count() &- progress
     }
 
     /// What the convergence may use.

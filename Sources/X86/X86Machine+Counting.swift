@@ -120,7 +120,7 @@ extension X86Machine {
             start = try linearRIP()
             stepStart = start
         }
-        let injecting = atInjectionPoint && devices.pic.pendingInterrupt && vcpu.canInjectInterrupt
+        let injecting = willInjectInterrupt
         // The page tables as of the last stop that was not a step (re-read only to confirm a HLT).
         let translation: AddressTranslation
         if let stepTranslation {
@@ -150,7 +150,7 @@ extension X86Machine {
         } else {
             interruptsEnabled = vcpu.interruptFlag
         }
-        let injecting = atInjectionPoint && devices.pic.pendingInterrupt && vcpu.canInjectInterrupt
+        let injecting = willInjectInterrupt
         return interruptsEnabled && !injecting
     }
 

@@ -32,9 +32,9 @@ extension X86Machine {
     /// user space or an epoch boundary, never a single-step exit inside an epoch) and accepts
     /// one now, then runs the vCPU to its next exit.
     func enterGuest() throws -> VCPUExit {
-        if atInjectionPoint, devices.pic.pendingInterrupt, vcpu.canInjectInterrupt,
-           let vector = devices.pic.acknowledge()
-        {
+        let injecting = willInjectInterrupt
+        interruptWindowAtBoundary = nil
+        if injecting, let vector = devices.pic.acknowledge() {
             do { try vcpu.interrupt(vector: vector) } catch { throw X86Error.kvm(error) }
             statistics.interruptsInjected += 1
         }
@@ -48,6 +48,13 @@ extension X86Machine {
         }
         if !exit.isDeterministic { statistics.interrupted += 1 }
         return exit
+    }
+
+    /// Whether the next `enterGuest` injects an interrupt: at an injection point, with one
+    /// pending at the 8259, where the vCPU accepts one (at a restored or captured boundary, as it
+    /// did there: `interruptWindowAtBoundary`).
+    var willInjectInterrupt: Bool {
+        atInjectionPoint && devices.pic.pendingInterrupt && (interruptWindowAtBoundary ?? vcpu.canInjectInterrupt)
     }
 
     // MARK: - The exits epoch clock

@@ -80,6 +80,11 @@ public final class X86Machine: Machine {
 
     /// Guest RAM (guest-physical 0 up to its size), also KVM memory slot 0.
     public let memory: GuestMemory
+    /// Pages written: host writes from the memory's write map, guest writes from KVM's dirty
+    /// log of slot 0 (`X86Machine+Snapshot`).
+    public let dirtyPages: DirtyPageTracker
+    /// The incremental digest of RAM.
+    public let memoryDigest: MemoryDigest
     /// The vCPU state the kernel was entered with.
     public let entryState: EntryState
     /// The command line the guest sees (the user's plus Lockstep's device announcements).
@@ -103,6 +108,8 @@ public final class X86Machine: Machine {
     let logger = Logger(label: "lockstep.x86")
     /// Set once the guest exited or crashed: every later `run` returns it again.
     var finalStop: MachineStop?
+    /// How the last `run` ended (snapshots refuse some boundaries).
+    var lastStop = MachineStop.epochEnd
     /// The vCPU stopped at an exit to user space or at an epoch boundary: a point every replica
     /// stops at whatever epoch clock runs (a single-step exit inside an epoch is not), so
     /// `kvm_run`'s interrupt-window fields describe a reproducible point and an interrupt may be
@@ -115,6 +122,10 @@ public final class X86Machine: Machine {
     var stepTranslation: AddressTranslation?
     /// The counter-driven clocks' counter (single-step, emulation-counter, pmu).
     var counterClock: CounterClock?
+    /// Whether the vCPU could take an interrupt at the boundary where the state was last
+    /// captured or restored: capturing completes the exit the vCPU stopped at, which rewrites
+    /// `kvm_run`'s interrupt window, so the next entry decides on this value instead (once).
+    var interruptWindowAtBoundary: Bool?
 
     /// Creates the machine and loads `image`.
     ///
@@ -165,7 +176,7 @@ public final class X86Machine: Machine {
             vm = try system.createVM()
             try vm.setUserMemoryRegion(
                 UserMemoryRegion(slot: 0, guestPhysicalAddress: 0, size: memory.size,
-                                 userspaceAddress: memory.hostAddress),
+                                 userspaceAddress: memory.hostAddress, flags: .logDirtyPages),
                 owner: memory)
             if vm.checkExtension(.exitOnEmulationFailure) > 0 {
                 try vm.enableCapability(.exitOnEmulationFailure, arguments: [1])
@@ -180,6 +191,8 @@ public final class X86Machine: Machine {
             throw .kvmUnavailable(error)
         }
         self.memory = memory
+        dirtyPages = Self.dirtyPageTracker(memory: memory, vm: vm)
+        memoryDigest = MemoryDigest(tracker: dirtyPages)
         self.counter = counter
         self.clock = clock
         self.epochClock = epochClock
@@ -222,6 +235,7 @@ public final class X86Machine: Machine {
         case .exited, .crashed: finalStop = stop
         case .epochEnd, .idle: break
         }
+        lastStop = stop
         return stop
     }
 

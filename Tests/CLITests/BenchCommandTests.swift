@@ -45,6 +45,15 @@ import FoundationXML
         let hasKVM = Lockstep.hasKVM
         let hasQEMUHPPA = Self.which("qemu-system-hppa")
 
+        // Snapshots: the booted guest's snapshot is small, the one with every page written is not.
+        let snapshots = try CSV.load(output + "/snapshot.csv")
+        #expect(snapshots.rows.count == (hasKVM ? 4 : 2))
+        for row in snapshots.rows {
+            let pages = try #require(Int(row["pages"] ?? ""), "pages in \(row)")
+            #expect(row["contents"] == "booted" ? pages < 1024 : pages == 16384, "\(row)")
+            #expect((Double(row["restore_seconds"] ?? "") ?? 0) > 0, "\(row)")
+        }
+
         // The CPU-intensive experiment: positive, finite ratios; every run correct.
         let epochs = try CSV.load(output + "/epochs.csv")
         #expect(epochs.rows.contains { $0["series"] == "emulator, recovery counter" })
