@@ -87,15 +87,31 @@ import FoundationXML
         let channel = try CSV.load(output + "/channel.csv")
         #expect(!channel.rows.isEmpty && channel.rows.allSatisfy { (Double($0["bytes_sent_per_epoch"] ?? "") ?? 0) > 0 })
 
-        // The QEMU comparisons ran, or say why not.
-        if hasQEMUHPPA {
+        // The QEMU comparisons ran with the CPU model their probe found, or say why not.
+        let probes = json["peerProbes"] as? [[String: Any]] ?? []
+        func probe(_ peer: String) -> [String: Any]? { probes.first { $0["peer"] as? String == peer } }
+        for probe in probes {
+            let peer = probe["peer"] as? String ?? "?"
+            if let why = probe["skipped"] as? String {
+                #expect(!why.isEmpty)
+                #expect(skipped.contains { $0.contains(peer) && $0.contains(why) }, "\(peer) skipped, not reported: \(skipped)")
+            } else {
+                let cpu = try #require(probe["cpu"] as? String, "\(peer) has neither a model nor a reason")
+                let tried = probe["tried"] as? [[String: Any]] ?? []
+                #expect(tried.last?["cpu"] as? String == cpu && tried.last?["ok"] as? Bool == true, "\(probe)")
+                #expect(result.stdout.contains("- \(peer): "), "the summary does not say which model \(peer) used")
+            }
+        }
+        if hasQEMUHPPA, let parisc = probe("qemu-system-hppa"), parisc["skipped"] == nil || parisc["skipped"] is NSNull {
             let peers = try CSV.load(output + "/parisc-qemu.csv")
             #expect(Set(peers.rows.compactMap { $0["engine"] }).count == 3)
             #expect(peers.rows.allSatisfy { $0["outputs_correct"] == "1" })
         } else {
             #expect(skipped.contains { $0.hasPrefix("parisc-qemu") })
         }
-        if !hasKVM {
+        if hasKVM, Self.which("qemu-system-x86_64") {
+            #expect(probe("qemu-system-x86_64 KVM microvm") != nil, "x86-qemu did not probe the microvm machine: \(probes)")
+        } else {
             #expect(skipped.contains { $0.hasPrefix("x86-qemu") })
         }
 
@@ -136,6 +152,33 @@ import FoundationXML
         #expect(skipped.contains { $0.hasPrefix("x86-qemu:") })
         #expect(!FileManager.default.fileExists(atPath: output + "/parisc-qemu.csv"))
         #expect(FileManager.default.fileExists(atPath: output + "/summary.md"))
+    }
+
+    /// A QEMU that is installed but cannot boot anything here (as `-cpu host` on some AMD
+    /// hosts): the probe finds no model, the peer is skipped with the reason, the bench exits 0.
+    @Test(.enabled(if: skipNote()))
+    func unrunnableQEMUIsSkippedWithReason() throws {
+        let output = Self.outputDirectory("badqemu")
+        let result = try Lockstep.run(["bench", "--quick", "--experiments", "parisc-qemu,x86-qemu", "--output", output,
+                                       "--qemu-hppa", "/bin/false", "--qemu-x86", "/bin/false"], timeout: 300)
+        try #require(result.status == 0, "\(result.stderr.suffix(2000))")
+        #expect(result.stdout.contains("parisc-qemu: qemu-system-hppa cannot run here: it does not boot the hello guest: exit status 1"),
+                "\(result.stdout)")
+        let json = try #require(try JSONSerialization.jsonObject(
+            with: Data(contentsOf: URL(fileURLWithPath: output + "/results.json"))) as? [String: Any])
+        #expect((json["problems"] as? [String])?.isEmpty == true)
+        let skipped = json["skipped"] as? [String] ?? []
+        #expect(skipped.contains { $0.hasPrefix("parisc-qemu:") && $0.contains("cannot run here") })
+        #expect(!FileManager.default.fileExists(atPath: output + "/parisc-qemu.csv"))
+        let probes = json["peerProbes"] as? [[String: Any]] ?? []
+        #expect(probes.contains { $0["peer"] as? String == "qemu-system-hppa" && ($0["skipped"] as? String ?? "").contains("exit status 1") })
+        if Lockstep.hasKVM {
+            #expect(skipped.contains { $0.hasPrefix("x86-qemu: qemu-system-x86_64 KVM microvm cannot run here: no CPU model runs here: host: ") },
+                    "\(skipped)")
+            let microvm = try #require(probes.first { $0["peer"] as? String == "qemu-system-x86_64 KVM microvm" }, "\(probes)")
+            #expect((microvm["tried"] as? [[String: Any]])?.compactMap { $0["cpu"] as? String } == ["host", "max", "qemu64"])
+            #expect(!FileManager.default.fileExists(atPath: output + "/x86-qemu.csv"))
+        }
     }
 
     @Test(.enabled(if: skipNote()))
