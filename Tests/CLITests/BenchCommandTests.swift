@@ -23,7 +23,7 @@ import FoundationXML
         return path
     }
 
-    @Test(.enabled(if: skipNote()))
+    @Test(.enabled(if: skipNote(), "needs the PA-RISC guests (scripts/build-guests)"))
     func quickRunWritesResults() throws {
         let output = Self.outputDirectory("quick")
         let result = try Lockstep.run(["bench", "--quick", "--output", output], timeout: 600)
@@ -90,6 +90,10 @@ import FoundationXML
         // The QEMU comparisons ran with the CPU model their probe found, or say why not.
         let probes = json["peerProbes"] as? [[String: Any]] ?? []
         func probe(_ peer: String) -> [String: Any]? { probes.first { $0["peer"] as? String == peer } }
+        // The test log says which QEMU model each peer used, and what was skipped and why.
+        for line in result.stdout.split(separator: "\n") where line.hasPrefix("- qemu-system") || skipped.contains(String(line.dropFirst(2))) {
+            print("BenchCommandTests: \(line.dropFirst(2))")
+        }
         for probe in probes {
             let peer = probe["peer"] as? String ?? "?"
             if let why = probe["skipped"] as? String {
@@ -137,7 +141,7 @@ import FoundationXML
         #expect(summary.contains("| Epoch length (instructions) | Paper (HP PA-RISC, 1995) |"))
     }
 
-    @Test(.enabled(if: skipNote()))
+    @Test(.enabled(if: skipNote(), "needs the PA-RISC guests (scripts/build-guests)"))
     func missingQEMUIsSkippedWithReason() throws {
         let output = Self.outputDirectory("noqemu")
         let result = try Lockstep.run(["bench", "--quick", "--experiments", "parisc-qemu,x86-qemu", "--output", output],
@@ -156,7 +160,7 @@ import FoundationXML
 
     /// A QEMU that is installed but cannot boot anything here (as `-cpu host` on some AMD
     /// hosts): the probe finds no model, the peer is skipped with the reason, the bench exits 0.
-    @Test(.enabled(if: skipNote()))
+    @Test(.enabled(if: skipNote(), "needs the PA-RISC guests (scripts/build-guests)"))
     func unrunnableQEMUIsSkippedWithReason() throws {
         let output = Self.outputDirectory("badqemu")
         let result = try Lockstep.run(["bench", "--quick", "--experiments", "parisc-qemu,x86-qemu", "--output", output,
@@ -181,7 +185,7 @@ import FoundationXML
         }
     }
 
-    @Test(.enabled(if: skipNote()))
+    @Test(.enabled(if: skipNote(), "needs the PA-RISC guests (scripts/build-guests)"))
     func missingKVMIsSkippedWithReason() throws {
         let output = Self.outputDirectory("nokvm")
         let result = try Lockstep.run(["bench", "--quick", "--experiments", "x86-qemu,failover", "--output", output],
@@ -205,7 +209,7 @@ import FoundationXML
         #expect(result.stderr.contains("--experiments"))
     }
 
-    @Test(.enabled(if: skipNote()))
+    @Test(.enabled(if: skipNote(), "needs the PA-RISC guests (scripts/build-guests)"))
     func documentSectionIsReplacedInPlace() throws {
         let output = Self.outputDirectory("doc")
         let document = Scratch.path("bench-doc-\(UInt32.random(in: 0...UInt32.max)).md")
