@@ -82,7 +82,7 @@ public struct GuestSetup: Sendable {
         guard length > 0 else { throw .epochLength }
         var sectors: UInt64?
         if let path = options.diskPath {
-            do { sectors = try HostDisk(path: path).sectors } catch { throw .disk(error) }
+            do { sectors = try HostDisk.inspect(path: path) } catch { throw .disk(error) }
         }
         self.options = options
         self.image = image
@@ -93,9 +93,9 @@ public struct GuestSetup: Sendable {
         self.diskSectors = sectors
     }
 
-    /// Opens the disk image (on the machine's thread).
-    public func openDisk() throws(SetupError) -> HostDisk? {
+    /// Opens the disk image with the run's cache mode, locked for `sharing` (`ImageLock`).
+    public func openDisk(sharing: ImageSharing = .exclusive) throws(SetupError) -> HostDisk? {
         guard let path = options.diskPath else { return nil }
-        do { return try HostDisk(path: path) } catch { throw .disk(error) }
+        do { return try HostDisk(path: path, cache: options.diskCache, sharing: sharing) } catch { throw .disk(error) }
     }
 }

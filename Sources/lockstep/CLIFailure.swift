@@ -25,6 +25,7 @@ struct CLIFailure: Error, CustomStringConvertible {
             case .hostUnavailable: self.init(e.description, status: ExitStatus.unavailable)
             case .memorySize, .epochClockMismatch, .epochLength, .engineMismatch:
                 self.init(e.description, status: ExitStatus.usage)
+            case .disk(.inUse): self.init(e.description, status: ExitStatus.unavailable)
             case .image, .disk: self.init(e.description, status: ExitStatus.badInput)
             }
         case let e as LoaderError:
