@@ -74,7 +74,9 @@ let package = Package(
         // Helpers shared by test targets.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "KVMTests", dependencies: ["KVM"]),
-        .testTarget(name: "MachineCoreTests", dependencies: ["MachineCore"]),
+        .testTarget(name: "MachineCoreTests", dependencies: [
+            "MachineCore", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "MachineCore", "TestSupport"]),
         .testTarget(name: "LoaderTests", dependencies: ["Loader", "MachineCore"]),
         .testTarget(name: "X86Tests", dependencies: ["X86", "KVM", "MachineCore", "Devices", "Loader", "Bench"]),
@@ -86,5 +88,9 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "Bench"]),
+        .testTarget(name: "SnapshotTests", dependencies: [
+            "Hypervisor", "MachineCore", "X86", "PARISC", "KVM", "Loader", "TestSupport",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
     ]
 )

@@ -17,6 +17,7 @@ struct BenchResults: Codable, Sendable {
     var peers: [PeerResult]?
     /// The QEMU configurations probed: the CPU model each used, or why it was skipped.
     var peerProbes: [PeerProbe]?
+    var snapshots: [SnapshotPoint]?
     /// Parts not run, with the reason ("parisc-qemu: qemu-system-hppa is not installed ...").
     var skipped: [String]
     /// Runs that failed, with their command lines.

@@ -67,6 +67,10 @@ public enum Benchmark {
                 reports.append(outcome.report)
                 results.peers = (results.peers ?? []) + outcome.results
                 results.peerProbes = (results.peerProbes ?? []) + outcome.probes
+            case .snapshot:
+                let (report, points) = SnapshotExperiment.run(context)
+                reports.append(report)
+                results.snapshots = points
             }
         }
         results.durationSeconds = log.elapsed

@@ -93,6 +93,23 @@ public struct GuestSetup: Sendable {
         self.diskSectors = sectors
     }
 
+    /// What a snapshot of this run is a snapshot of, and what a snapshot must have been taken
+    /// with to continue in this run: the image's SHA-256 and every setting that shapes the
+    /// machine or its epochs (host paths excluded, as in the replication handshake).
+    public var snapshotIdentity: SnapshotIdentity {
+        SnapshotIdentity(
+            architecture: architecture, imageDigest: StateDigest.of(image.fileBytes),
+            configuration: [
+                .init("engine", engine.rawValue),
+                .init("memory", String(options.memorySize)),
+                .init("cmdline", options.commandLine),
+                .init("disk-sectors", diskSectors.map(String.init) ?? "none"),
+                .init("clock", options.clockMode.rawValue),
+                .init("epoch-clock", epochClock.rawValue),
+                .init("epoch-length", String(epochLength)),
+            ])
+    }
+
     /// Opens the disk image with the run's cache mode, locked for `sharing` (`ImageLock`).
     public func openDisk(sharing: ImageSharing = .exclusive) throws(SetupError) -> HostDisk? {
         guard let path = options.diskPath else { return nil }

@@ -1,5 +1,3 @@
-import Crypto
-
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -59,6 +57,8 @@ public final class GuestMemory {
     /// (`collectWrittenPages`). `writeMapCount` >= max(pageCount, 2^20) entries.
     @usableFromInline let writeMap: UnsafeMutablePointer<UInt8>
     let writeMapCount: Int
+    /// One read-only page of zeros, to compare pages with (`memcmp`).
+    let zeroPage: UnsafeRawPointer
 
     /// The number of 4 KiB pages of RAM.
     public var pageCount: Int { Int(size >> Self.pageShift) }
@@ -91,6 +91,15 @@ public final class GuestMemory {
             munmap(p, Int(size))
             throw .allocationFailed(size: size, errno: error)
         }
+        // SAFETY: as above; a read-only anonymous page is zero and stays zero.
+        let zero = mmap(nil, Int(Self.pageSize), PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let zero, zero != MAP_FAILED else {
+            let error = errno
+            munmap(p, Int(size))
+            munmap(map, mapCount)
+            throw .allocationFailed(size: size, errno: error)
+        }
+        self.zeroPage = UnsafeRawPointer(zero)
         self.host = p
         self.writeMap = map.assumingMemoryBound(to: UInt8.self)
         self.writeMapCount = mapCount
@@ -100,9 +109,10 @@ public final class GuestMemory {
 
     deinit {
         // SAFETY: `host` came from mmap with exactly `size` bytes, the write map with
-        // `writeMapCount` bytes, and nothing else unmaps them.
+        // `writeMapCount` bytes, the zero page with one page, and nothing else unmaps them.
         munmap(host, Int(size))
         munmap(writeMap, writeMapCount)
+        munmap(UnsafeMutableRawPointer(mutating: zeroPage), Int(Self.pageSize))
     }
 
     /// The host virtual address of guest RAM, for registering it as a KVM memory slot.
@@ -175,18 +185,5 @@ public final class GuestMemory {
         // SAFETY: checkedOffset proved the bytes lie inside the mapping.
         host.storeBytes(of: raw, toByteOffset: offset, as: T.self)
         markWritten(offset: offset, count: MemoryLayout<T>.size)
-    }
-
-    /// Feeds all of guest RAM into `hasher`.
-    public func hash(into hasher: inout SHA256) {
-        // SAFETY: the whole mapping is readable for `size` bytes while self is alive.
-        hasher.update(bufferPointer: UnsafeRawBufferPointer(start: host, count: Int(size)))
-    }
-
-    /// SHA-256 of all of guest RAM.
-    public func digest() -> StateDigest {
-        var hasher = SHA256()
-        hash(into: &hasher)
-        return StateDigest(hasher.finalize())
     }
 }

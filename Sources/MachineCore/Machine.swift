@@ -86,6 +86,31 @@ public protocol Machine: AnyObject {
     func applyBoundary(time: VirtualTime, events: [BoundaryEvent]) throws
 
     /// A digest of everything that must be equal on two replicas in the same state: guest RAM,
-    /// CPU registers and device state.
+    /// CPU registers and device state. RAM is hashed incrementally (`MemoryDigest`): only the
+    /// pages written since the previous call are hashed again.
     func stateDigest() throws -> StateDigest
+
+    /// The same value as `stateDigest()`, with every page of RAM hashed again instead of taken
+    /// from the cache (to check the cache; slow for large RAM).
+    func fullStateDigest() throws -> StateDigest
+
+    /// Guest RAM.
+    var memory: GuestMemory { get }
+    /// Which pages of RAM were written, for any number of consumers (the RAM digest is one).
+    var dirtyPages: DirtyPageTracker { get }
+    /// The incremental digest of RAM (which also knows the pages that are not zero).
+    var memoryDigest: MemoryDigest { get }
+
+    /// The machine's state at an epoch boundary, everything but RAM: CPU, devices, virtual time
+    /// and progress (see `MachineSnapshot` for the file that adds RAM and identity). Call it only
+    /// between `applyBoundary` and the next `run`. On KVM this first completes the exit the vCPU
+    /// stopped at (a port or MMIO read whose value KVM has not stored yet), so the machine's
+    /// registers are final; that changes nothing the guest can see.
+    func captureState() throws -> MachineState
+
+    /// Puts `state` into this machine, which was built from the same image and configuration
+    /// and whose RAM already holds the snapshot's pages. Every field is checked first (it may
+    /// come from a file or the network); the state digest afterwards must equal the one
+    /// recorded at capture, or this throws. A machine that threw is unusable.
+    func restoreState(_ state: MachineState) throws
 }

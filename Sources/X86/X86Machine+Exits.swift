@@ -31,7 +31,9 @@ extension X86Machine {
     /// Injects a pending 8259 interrupt if the last exit was deterministic and the vCPU accepts
     /// one now, then runs the vCPU to its next exit.
     func enterGuest() throws -> VCPUExit {
-        if atDeterministicExit, devices.pic.pendingInterrupt, vcpu.canInjectInterrupt,
+        let window = interruptWindowAtBoundary ?? vcpu.canInjectInterrupt
+        interruptWindowAtBoundary = nil
+        if atDeterministicExit, devices.pic.pendingInterrupt, window,
            let vector = devices.pic.acknowledge()
         {
             do { try vcpu.interrupt(vector: vector) } catch { throw X86Error.kvm(error) }

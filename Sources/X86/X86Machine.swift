@@ -60,6 +60,11 @@ public final class X86Machine: Machine {
 
     /// Guest RAM (guest-physical 0 up to its size), also KVM memory slot 0.
     public let memory: GuestMemory
+    /// Pages written: host writes from the memory's write map, guest writes from KVM's dirty
+    /// log of slot 0 (`X86Machine+Snapshot`).
+    public let dirtyPages: DirtyPageTracker
+    /// The incremental digest of RAM.
+    public let memoryDigest: MemoryDigest
     /// The vCPU state the kernel was entered with.
     public let entryState: EntryState
     /// The command line the guest sees (the user's plus Lockstep's device announcements).
@@ -83,6 +88,8 @@ public final class X86Machine: Machine {
     let logger = Logger(label: "lockstep.x86")
     /// Set once the guest exited or crashed: every later `run` returns it again.
     var finalStop: MachineStop?
+    /// How the last `run` ended (snapshots refuse some boundaries).
+    var lastStop = MachineStop.epochEnd
     /// The last `KVM_RUN` ended in a deterministic exit, so `kvm_run`'s interrupt-window fields
     /// describe a reproducible point and an interrupt may be injected there.
     var atDeterministicExit = false
@@ -90,6 +97,10 @@ public final class X86Machine: Machine {
     var stepStart: UInt64?
     /// The retired-instruction clock (`pmu` only).
     var performanceCounterClock: PerformanceCounterClock?
+    /// Whether the vCPU could take an interrupt at the boundary where the state was last
+    /// captured or restored: capturing completes the exit the vCPU stopped at, which rewrites
+    /// `kvm_run`'s interrupt window, so the next entry decides on this value instead (once).
+    var interruptWindowAtBoundary: Bool?
 
     /// Creates the machine and loads `image`.
     ///
@@ -132,7 +143,7 @@ public final class X86Machine: Machine {
             vm = try system.createVM()
             try vm.setUserMemoryRegion(
                 UserMemoryRegion(slot: 0, guestPhysicalAddress: 0, size: memory.size,
-                                 userspaceAddress: memory.hostAddress),
+                                 userspaceAddress: memory.hostAddress, flags: .logDirtyPages),
                 owner: memory)
             if vm.checkExtension(.exitOnEmulationFailure) > 0 {
                 try vm.enableCapability(.exitOnEmulationFailure, arguments: [1])
@@ -147,6 +158,8 @@ public final class X86Machine: Machine {
             throw .kvmUnavailable(error)
         }
         self.memory = memory
+        dirtyPages = Self.dirtyPageTracker(memory: memory, vm: vm)
+        memoryDigest = MemoryDigest(tracker: dirtyPages)
         self.counter = counter
         self.clock = clock
         self.epochClock = epochClock
@@ -198,6 +211,7 @@ public final class X86Machine: Machine {
         case .exited, .crashed: finalStop = stop
         case .epochEnd, .idle: break
         }
+        lastStop = stop
         return stop
     }
 

@@ -38,12 +38,21 @@ import FoundationXML
         let host = try #require(json["host"] as? [String: Any])
         #expect((host["cores"] as? Int ?? 0) >= 1)
         #expect(!(host["kernel"] as? String ?? "").isEmpty)
-        #expect((json["experiments"] as? [String])?.count == 6)
+        #expect((json["experiments"] as? [String])?.count == 7)
         let problems = json["problems"] as? [String] ?? ["missing"]
         #expect(problems.isEmpty, "failed runs: \(problems)")
         let skipped = json["skipped"] as? [String] ?? []
         let hasKVM = Lockstep.hasKVM
         let hasQEMUHPPA = Self.which("qemu-system-hppa")
+
+        // Snapshots: the booted guest's snapshot is small, the one with every page written is not.
+        let snapshots = try CSV.load(output + "/snapshot.csv")
+        #expect(snapshots.rows.count == (hasKVM ? 4 : 2))
+        for row in snapshots.rows {
+            let pages = try #require(Int(row["pages"] ?? ""), "pages in \(row)")
+            #expect(row["contents"] == "booted" ? pages < 1024 : pages == 16384, "\(row)")
+            #expect((Double(row["restore_seconds"] ?? "") ?? 0) > 0, "\(row)")
+        }
 
         // The CPU-intensive experiment: every run correct, finite ratios. (A ratio needs a positive
         // baseline slope between rounds=1 and rounds=2; on a loaded machine one quick repetition
