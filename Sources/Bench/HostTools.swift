@@ -43,6 +43,21 @@ struct HostTools: Sendable {
         }
     }
 
+    /// Where `scripts/qemu-run-guest` (whose `--probe` finds the QEMU CPU model that runs here)
+    /// is: in the checkout the guests were built in, else above the executable. When there is
+    /// none, the first place looked (the probe then reports it missing).
+    static func probeScript(guests: GuestCatalog, executable: String) -> String {
+        let relative = "scripts/qemu-run-guest"
+        var places = [URL(fileURLWithPath: guests.directory).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(relative).path]
+        var url = URL(fileURLWithPath: executable).resolvingSymlinksInPath().deletingLastPathComponent()
+        while url.path != "/" {
+            places.append(url.appendingPathComponent(relative).path)
+            url.deleteLastPathComponent()
+        }
+        return places.first { FileManager.default.isExecutableFile(atPath: $0) } ?? places[0]
+    }
+
     /// Looks for an executable named `name` on PATH.
     static func which(_ name: String, environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
         for directory in (environment["PATH"] ?? "").split(separator: ":") {
