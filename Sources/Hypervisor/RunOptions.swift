@@ -54,13 +54,15 @@ public struct RunOptions: Hashable, Sendable, Codable {
     public var epochLength: UInt64?
     /// nil: chosen from the ELF's machine type.
     public var engine: EngineKind?
+    /// When the disk's writes count as done (host-side only: replicas may differ).
+    public var diskCache: DiskCacheMode
 
     public static let defaultMemorySize: UInt64 = 64 << 20
 
     public init(guestPath: String, memorySize: UInt64 = RunOptions.defaultMemorySize,
                 commandLine: String = "", diskPath: String? = nil,
                 clockMode: ClockMode = .deterministic, epochClock: EpochClockChoice = .auto,
-                epochLength: UInt64? = nil, engine: EngineKind? = nil)
+                epochLength: UInt64? = nil, engine: EngineKind? = nil, diskCache: DiskCacheMode = .default)
     {
         self.guestPath = guestPath
         self.memorySize = memorySize
@@ -70,5 +72,6 @@ public struct RunOptions: Hashable, Sendable, Codable {
         self.epochClock = epochClock
         self.epochLength = epochLength
         self.engine = engine
+        self.diskCache = diskCache
     }
 }

@@ -44,11 +44,12 @@ struct BackupCommand: ParsableCommand {
             network.shutdown()
             throw CLIFailure("cannot reach the primary at \(endpoint): \(error)", status: ExitStatus.unavailable)
         }
-        let arbiter = Arbiter(directory: settings.arbiterDirectory, session: connection.session)
+        let disk = DiskHandoff(try setup.openDisk(sharing: .pair(token: connection.session)))
+        let arbiter = Arbiter(replication.arbiter.specification(for: setup), session: connection.session, status: status)
         status.message("following the primary at \(endpoint)")
         status.startRefreshing()
         let context = ReplicaContext(setup: setup, settings: settings, status: status, watchdog: watchdog,
-                                     console: HostConsole(input: .standardInput, output: .standardOutput))
+                                     console: HostConsole(input: .standardInput, output: .standardOutput), disk: disk)
         try runReplicaCommand(.backup, connection: connection, arbiter: arbiter, context: context, network: network)
     }
 }

@@ -30,14 +30,17 @@ struct PrimaryCommand: ParsableCommand {
         let settings = try replication.settings(for: setup)
         let status = ReplicationStatus(role: .primary, statsPath: replication.statsJSON,
                                        statusLine: !replication.noStatusLine)
-        let key = try replication.key { status.message($0) }
         let watchdog = MachineWatchdog()
         let network = ReplicationNetwork()
         let timing = ConnectionTiming(timeoutMilliseconds: replication.timeout)
         // The session names this pair's arbiter; the backup learns it in the handshake.
         var generator = SystemRandomNumberGenerator()
         let session = (0..<IdentityMessage.sessionSize).map { _ in UInt8.random(in: 0...255, using: &generator) }
-        let arbiter = Arbiter(directory: settings.arbiterDirectory, session: session)
+        // The image is locked now, for this pair (the backup shares it with the same token).
+        let disk = DiskHandoff(try setup.openDisk(sharing: .pair(token: session)))
+        let key = try replication.key { status.message($0) }
+        let arbiter = Arbiter(replication.arbiter.specification(for: setup), session: session, status: status)
+        try arbiter.register(claimant: "primary pid \(getpid())")
         let listener: ReplicationListener
         do {
             listener = try network.listen(
@@ -61,7 +64,7 @@ struct PrimaryCommand: ParsableCommand {
         status.message("backup at \(connection.remoteAddress) joined; replicating")
         let context = ReplicaContext(
             setup: setup, settings: settings, status: status, watchdog: watchdog,
-            console: HostConsole(input: .standardInput, output: .standardOutput),
+            console: HostConsole(input: .standardInput, output: .standardOutput), disk: disk,
             faults: killPoint.map { FaultInjection.kill(at: $0, status: status) })
         try runReplicaCommand(.primary, connection: connection, arbiter: arbiter, context: context, network: network)
     }

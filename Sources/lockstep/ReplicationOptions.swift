@@ -18,9 +18,7 @@ struct ReplicationOptions: ParsableArguments {
             help: "Compare full state digests every this many epochs (0: only at the end).")
     var digestEvery: UInt64 = 0
 
-    @Option(name: .customLong("arbiter-dir"),
-            help: "Directory for the arbiter file (default: next to the disk image, or the guest).")
-    var arbiterDirectory: String?
+    @OptionGroup var arbiter: ArbiterOptions
 
     @Option(name: .customLong("key-file"),
             help: "The pair's shared key (make one with lockstep keygen FILE); both replicas need the same file.")
@@ -57,13 +55,14 @@ struct ReplicationOptions: ParsableArguments {
         return .insecure
     }
 
-    /// The replication settings for `setup`. Checks at once that the arbiter's directory is
-    /// usable: a failover is the wrong moment to find out.
+    /// The replication settings for `setup`. Checks at once that the arbiter is usable: a
+    /// failover is the wrong moment to find out.
     func settings(for setup: GuestSetup) throws -> ReplicationSettings {
-        let anchor = setup.options.diskPath ?? setup.options.guestPath
-        let directory = arbiterDirectory
-            ?? URL(fileURLWithPath: anchor).deletingLastPathComponent().path
-        try Arbiter.checkDirectory(directory)
+        let specification = arbiter.specification(for: setup)
+        try specification.check()
+        let directory = if case .directory(let directory) = specification { directory } else {
+            URL(fileURLWithPath: setup.options.diskPath ?? setup.options.guestPath).deletingLastPathComponent().path
+        }
         var settings = ReplicationSettings(arbiterDirectory: directory)
         settings.timeoutMilliseconds = timeout
         settings.maximumLag = maxLag
@@ -75,7 +74,7 @@ struct ReplicationOptions: ParsableArguments {
     /// `pair` gives its replicas a key of its own).
     var arguments: [String] {
         ["--timeout", "\(timeout)", "--max-lag", "\(maxLag)", "--digest-every", "\(digestEvery)"]
-            + (arbiterDirectory.map { ["--arbiter-dir", $0] } ?? [])
+            + arbiter.arguments
     }
 
     /// A fault-injection point given as `option` (N or N:PHASE).

@@ -321,7 +321,6 @@ import Glibc
         let baseline = try #require(Replicas.peakRSS(backup.process.processIdentifier))
         let sampler = PeakSampler(backup.process.processIdentifier)
         let length: UInt64 = 16384
-        var epoch: UInt64 = 0
         // One record encoded by the real writer, then copied with its epoch, progress and time
         // patched (this debug-built test could not encode records as fast as a primary does).
         var template = MessageWriter()

@@ -73,6 +73,7 @@ struct InProcessPair {
                     setup: setup, settings: frozenSettings,
                     status: ReplicationStatus(role: .backup, statsPath: nil, statusLine: false),
                     watchdog: backupWatchdog, console: console.console,
+                    disk: DiskHandoff(try setup.openDisk(sharing: .pair(token: connection.session))),
                     makeMachine: { setup, environment in
                         let machine = try MachineFactory.make(setup, environment: environment)
                         try tamper?(machine)
@@ -97,11 +98,14 @@ struct InProcessPair {
         }
         let primary = DedicatedThread.run(name: "test-primary") { () -> Side in
             let console = primaryConsole ?? ConsoleCapture(input: input)
-            let context = ReplicaContext(
-                setup: setup, settings: frozenSettings,
-                status: ReplicationStatus(role: .primary, statsPath: nil, statusLine: false),
-                watchdog: primaryWatchdog, console: console.console, faults: faults)
-            let outcome = Result { try runReplica(.primary, connection: connection, arbiter: arbiter, context: context).run }
+            let outcome = Result {
+                let context = ReplicaContext(
+                    setup: setup, settings: frozenSettings,
+                    status: ReplicationStatus(role: .primary, statsPath: nil, statusLine: false),
+                    watchdog: primaryWatchdog, console: console.console,
+                    disk: DiskHandoff(try setup.openDisk(sharing: .pair(token: session))), faults: faults)
+                return try runReplica(.primary, connection: connection, arbiter: arbiter, context: context).run
+            }
             connection.close()
             return Side(outcome: outcome, output: console.finish())
         }

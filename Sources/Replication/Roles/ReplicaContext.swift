@@ -25,6 +25,17 @@ public struct FaultInjection: Sendable {
     }
 }
 
+/// A disk image opened (and locked for the pair) by the command before the replica's thread
+/// starts, and handed to that thread once; nothing else touches it afterwards.
+public final class DiskHandoff: @unchecked Sendable {
+    private let disk: HostDisk?
+
+    public init(_ disk: HostDisk?) { self.disk = disk }
+
+    /// The disk, for the machine thread.
+    var value: HostDisk? { disk }
+}
+
 /// Everything a replica needs besides its connection, built once by its caller: `lockstep
 /// primary`, `lockstep backup` and the in-process tests all go through `runReplica`.
 public struct ReplicaContext: Sendable {
@@ -35,12 +46,14 @@ public struct ReplicaContext: Sendable {
     public var watchdog: MachineWatchdog
     /// The guest's console on this host.
     public var console: HostConsole
+    /// The disk image, already opened; nil: `runReplica` opens it (exclusively) itself.
+    public var disk: DiskHandoff?
     /// Creates the engine's machine (the CLI passes `MachineFactory.make`).
     public var makeMachine: @Sendable (GuestSetup, any SessionEnvironment) throws -> any Machine
     public var faults: FaultInjection?
 
     public init(setup: GuestSetup, settings: ReplicationSettings, status: ReplicationStatus, watchdog: MachineWatchdog,
-                console: HostConsole,
+                console: HostConsole, disk: DiskHandoff? = nil,
                 makeMachine: @escaping @Sendable (GuestSetup, any SessionEnvironment) throws -> any Machine = { setup, environment in
                     try MachineFactory.make(setup, environment: environment)
                 },
@@ -51,6 +64,7 @@ public struct ReplicaContext: Sendable {
         self.status = status
         self.watchdog = watchdog
         self.console = console
+        self.disk = disk
         self.makeMachine = makeMachine
         self.faults = faults
     }
@@ -74,7 +88,8 @@ public struct ReplicaOutcome: Sendable {
 public func runReplica(_ role: ReplicaRole, connection: ReplicationConnection, arbiter: Arbiter,
                        context: ReplicaContext) throws -> ReplicaOutcome
 {
-    let host = HostIO(console: context.console, disk: try context.setup.openDisk())
+    let disk = try context.disk.map(\.value) ?? context.setup.openDisk()
+    let host = HostIO(console: context.console, disk: disk)
     switch role {
     case .primary:
         let environment = PrimaryEnvironment(host: host)
