@@ -98,6 +98,9 @@ final class BackupReplica {
     let connection: ReplicationConnection
     let arbiter: Arbiter
     let context: ReplicaContext
+    /// Copied out of the context: read several times per epoch.
+    private let watchdog: MachineWatchdog
+    private let status: ReplicationStatus
     private var rules: BackupStateMachine
     private var parser = MessageParser(receiver: .backup)
     private var writer = MessageWriter(capacity: 256)
@@ -121,15 +124,16 @@ final class BackupReplica {
         self.connection = connection
         self.arbiter = arbiter
         self.context = context
+        watchdog = context.watchdog
+        status = context.status
         rules = BackupStateMachine(epochLength: context.setup.epochLength, maximumLag: context.settings.maximumLag)
         timing = BoundaryTiming(mode: context.setup.options.clockMode)
     }
 
-    private var watchdog: MachineWatchdog { context.watchdog }
-    private var status: ReplicationStatus { context.status }
 
     /// Replays the primary's log to the end of the run, or takes over when the primary fails.
     func run() throws -> RunOutcome {
+        watchdog.enter(.host)
         status.attach(connection)
         status.set(state: .replaying)
         while true {

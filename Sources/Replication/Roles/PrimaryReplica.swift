@@ -77,6 +77,9 @@ final class PrimaryReplica {
     let connection: ReplicationConnection
     let arbiter: Arbiter
     let context: ReplicaContext
+    /// Copied out of the context: read several times per epoch.
+    private let watchdog: MachineWatchdog
+    private let status: ReplicationStatus
     private var rules: PrimaryStateMachine
     private var parser = MessageParser(receiver: .primary)
     private var epoch: UInt64 = 0
@@ -98,13 +101,13 @@ final class PrimaryReplica {
         self.connection = connection
         self.arbiter = arbiter
         self.context = context
+        watchdog = context.watchdog
+        status = context.status
         rules = PrimaryStateMachine(timeoutMilliseconds: context.settings.timeoutMilliseconds,
                                     maximumLag: context.settings.maximumLag)
         timing = BoundaryTiming(mode: context.setup.options.clockMode)
     }
 
-    private var watchdog: MachineWatchdog { context.watchdog }
-    private var status: ReplicationStatus { context.status }
 
     /// Runs the guest to its end. Throws `ReplicationError.lostArbiter` if the backup took over.
     ///
@@ -112,6 +115,7 @@ final class PrimaryReplica {
     /// boundary's time, which may mean waiting while the guest idles: an output (a prompt, a disk
     /// write the guest waits for) never waits for later input.
     func run() throws -> RunOutcome {
+        watchdog.enter(.host)
         status.attach(connection)
         status.set(state: .replicating)
         let epochLength = context.setup.epochLength

@@ -2,6 +2,9 @@ import Synchronization
 
 /// What a replica's machine thread is doing, as its connection's watchdog sees it.
 public enum MachineActivity: UInt64, Sendable {
+    /// Not running the replica yet (building the machine after the handshake): never stuck, so
+    /// a slow start on a loaded host is not taken for a failure.
+    case starting = 4
     /// Executing the guest (the engine's `run`): progress, however long it takes.
     case guest = 0
     /// Host work between guest runs: boundaries, logging, outputs, disk and console I/O.
@@ -17,8 +20,8 @@ public enum MachineActivity: UInt64, Sendable {
 /// stays in one step of host work for longer than the limit is stuck: its connection stops
 /// heartbeating, so the peer can take over.
 public final class MachineWatchdog: Sendable {
-    /// (changes << 2) | activity.
-    private let word = Atomic<UInt64>(MachineActivity.host.rawValue)
+    /// (changes << 3) | activity.
+    private let word = Atomic<UInt64>(MachineActivity.starting.rawValue)
 
     public init() {}
 
@@ -26,7 +29,7 @@ public final class MachineWatchdog: Sendable {
     @inline(__always)
     public func enter(_ activity: MachineActivity) {
         let old = word.load(ordering: .relaxed)
-        word.store(((old >> 2) &+ 1) << 2 | activity.rawValue, ordering: .releasing)
+        word.store(((old >> 3) &+ 1) << 3 | activity.rawValue, ordering: .releasing)
     }
 
     /// The current word (for `WatchdogObserver`).
@@ -54,6 +57,6 @@ public struct WatchdogObserver: Sendable {
             changedAt = now
             return false
         }
-        return MachineActivity(rawValue: word & 3) == .host && now &- changedAt > limit
+        return MachineActivity(rawValue: word & 7) == .host && now &- changedAt > limit
     }
 }
