@@ -37,7 +37,8 @@ import Glibc
     func fiveFailovers(_ c: FailoverCase) throws {
         try #require(c.available, "\(c): the guest is not built (scripts/build-guests)")
         let referenceDisk = try Self.bigDisk(c, "reprotect-reference")
-        let reference = try Lockstep.run(["run"] + c.arguments(disk: referenceDisk), input: c.input)
+        // Typed a line at a time, as in the replicated run (all at once, echo's UART drops some).
+        let reference = try Self.paced(["run"] + c.arguments(disk: referenceDisk), input: c.input, pacedBy: 0.05)
         try #require(reference.status == 0, "the unreplicated run failed: \(reference.stderr)")
         let referenceImage = try referenceDisk.map { try Data(contentsOf: URL(fileURLWithPath: $0)) }
 
@@ -142,8 +143,13 @@ import Glibc
 
     /// `lockstep pair ARGS`, its input typed one line every `interval` seconds (0: all at once).
     static func pair(_ arguments: [String], input: String, pacedBy interval: Double) throws -> Lockstep.Result {
+        try paced(["pair", "--no-status-line"] + arguments, input: input, pacedBy: interval)
+    }
+
+    /// `lockstep ARGS`, its input typed one line every `interval` seconds (0: all at once).
+    static func paced(_ arguments: [String], input: String, pacedBy interval: Double) throws -> Lockstep.Result {
         let executable = try #require(Lockstep.executable)
-        let started = try Lockstep.start(executable, ["pair", "--no-status-line"] + arguments,
+        let started = try Lockstep.start(executable, arguments,
                                          input: interval > 0 ? "" : input, keepInputOpen: interval > 0)
         if let handle = started.input {
             let lines = input.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map { $0 + "\n" }
