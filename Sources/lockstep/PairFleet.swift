@@ -73,7 +73,8 @@ final class PairFleet: @unchecked Sendable {
         let stats = stats ?? work.appendingPathComponent("replica-\(index).json").path
         let portFile = work.appendingPathComponent("replica-\(index).port").path
         var arguments = ["backup", "--connect", "127.0.0.1:\(port)", "--stats-json", stats]
-        if join { arguments.append("--join") }
+        // A joiner that cannot reach its leader has nothing to wait for: the leader is gone.
+        if join { arguments += ["--join", "--connect-timeout", "5"] }
         if reprotect {
             arguments += ["--lead-on", "127.0.0.1:0", "--port-file", portFile, "--backups", "\(backups)"]
         }
@@ -93,6 +94,8 @@ final class PairFleet: @unchecked Sendable {
             if !leader.process.isRunning {
                 let normal = leader.process.terminationReason == .exit
                     && leader.process.terminationStatus != ExitStatus.lostArbiter
+                // Backups that were still joining the leader that is gone can never follow it.
+                stopJoinersNotFollowing(others)
                 if normal || stopped || others.isEmpty { return }
                 // A successor announces itself with its port file.
                 let candidates = lock.withLock { others.map { ($0, all[$0].portFile) } }
@@ -114,6 +117,18 @@ final class PairFleet: @unchecked Sendable {
                 }
             }
             Thread.sleep(forTimeInterval: 0.02)
+        }
+    }
+
+    /// Stops (SIGTERM) the joining backups among `indices` that do not follow yet.
+    private func stopJoinersNotFollowing(_ indices: [Int]) {
+        let joiners = lock.withLock { indices.map { all[$0] }.filter(\.joined) }
+        for joiner in joiners where joiner.process.isRunning {
+            switch ReplicationStatus.Snapshot.load(joiner.stats)?.state {
+            case .replaying?, .takingOver?, .live?, .finished?, .finishedLive?, .failed?: continue
+            case .starting?, .joining?, nil, .waitingForBackup?, .replicating?, .alone?:
+                kill(joiner.process.processIdentifier, SIGTERM)
+            }
         }
     }
 
