@@ -58,7 +58,8 @@ import Testing
             ("a count the bytes do not hold", wrongCount),
             ("a page cut short", rawMessage(type: 7, payload: [1, 0, 0, 0] + entry.dropLast())),
             ("pages at the primary", rawMessage(type: 7, payload: [1, 0, 0, 0] + entry)),
-            ("a truncated state", Array(stateBytes.dropLast(2))),
+            // The header's length says where it ends: a payload short of its fields is malformed.
+            ("a truncated state", rawMessage(type: 8, payload: Array(stateBytes.dropFirst(MessageLimits.headerSize).dropLast(2)))),
             ("a partial line longer than 4 KiB",
              rawMessage(type: 8, payload: [UInt8](repeating: 1, count: 24) + [0x01, 0x10, 0, 0] + [UInt8](repeating: 0x41, count: 4097)
                         + [UInt8](repeating: 0, count: 32) + [0, 0, 0, 0])),
