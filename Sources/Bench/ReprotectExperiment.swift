@@ -120,6 +120,7 @@ enum ReprotectExperiment {
 
                 ![final pause](\(prefix)reprotect-pause.svg)
 
+
                 """ + table.markdown()
             },
             charts: ["reprotect-pause.svg": bars.svg()],
