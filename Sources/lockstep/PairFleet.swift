@@ -158,7 +158,8 @@ final class PairFleet: @unchecked Sendable {
         DispatchQueue.global().async { [self] in
             for _ in 0..<times {
                 var protectedSince: Date?
-                while true {
+                var victim: ReplicaProcess?
+                while victim == nil {
                     let (leader, others, stopped) = lock.withLock {
                         (all[leaderIndex], all.indices.filter { $0 != leaderIndex && all[$0].process.isRunning }
                             .map { all[$0] }, stopping)
@@ -172,20 +173,21 @@ final class PairFleet: @unchecked Sendable {
                             kill(leader.process.processIdentifier, SIGKILL)
                             if backupToo, let victim = others.first { kill(victim.process.processIdentifier, SIGKILL) }
                             FileHandle.standardError.write(Data("lockstep pair: fault injection: killed the leading replica (pid \(leader.process.processIdentifier))\(backupToo ? " and a backup" : "")\n".utf8))
-                            break
+                            victim = leader.process
+                            continue
                         }
                     } else {
                         protectedSince = nil
                     }
                     Thread.sleep(forTimeInterval: 0.02)
                 }
-                // Wait for the successor.
-                while lock.withLock({ all[leaderIndex].process.isRunning }) { Thread.sleep(forTimeInterval: 0.02) }
+                // Wait for the successor (the leader that was killed, not whoever leads by now).
+                victim?.waitForExit()
                 while true {
                     let (leader, anyRunning) = lock.withLock {
                         (all[leaderIndex], all.contains { $0.process.isRunning })
                     }
-                    if leader.process.isRunning || !anyRunning { break }
+                    if (leader.process !== victim && leader.process.isRunning) || !anyRunning { break }
                     Thread.sleep(forTimeInterval: 0.02)
                 }
             }
