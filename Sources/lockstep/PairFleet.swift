@@ -120,7 +120,10 @@ final class PairFleet: @unchecked Sendable {
         }
     }
 
-    /// Stops (SIGTERM) the joining backups among `indices` that do not follow yet.
+    /// Stops (SIGTERM) the joining backups among `indices` that do not follow yet: once the
+    /// leader is gone (finished or dead) they have nothing left to do, and would otherwise retry
+    /// until their own timeout. Followers get the finish from the leader and exit by themselves,
+    /// or take over from a dead one.
     private func stopJoinersNotFollowing(_ indices: [Int]) {
         let joiners = lock.withLock { indices.map { all[$0] }.filter(\.joined) }
         for joiner in joiners where joiner.process.isRunning {
