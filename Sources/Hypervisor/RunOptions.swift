@@ -1,4 +1,5 @@
 import MachineCore
+import PARISC
 
 /// Which engine runs a guest.
 public enum EngineKind: String, Sendable, Codable, CaseIterable, CustomStringConvertible {
@@ -54,13 +55,16 @@ public struct RunOptions: Hashable, Sendable, Codable {
     public var epochLength: UInt64?
     /// nil: chosen from the ELF's machine type.
     public var engine: EngineKind?
+    /// How the PA-RISC emulator runs guest code; nil: the fastest engine this host runs. Not part
+    /// of the pair's configuration check: every emulator engine gives the same results.
+    public var emulator: PARISCEngine?
 
     public static let defaultMemorySize: UInt64 = 64 << 20
 
     public init(guestPath: String, memorySize: UInt64 = RunOptions.defaultMemorySize,
                 commandLine: String = "", diskPath: String? = nil,
                 clockMode: ClockMode = .deterministic, epochClock: EpochClockChoice = .auto,
-                epochLength: UInt64? = nil, engine: EngineKind? = nil)
+                epochLength: UInt64? = nil, engine: EngineKind? = nil, emulator: PARISCEngine? = nil)
     {
         self.guestPath = guestPath
         self.memorySize = memorySize
@@ -70,5 +74,6 @@ public struct RunOptions: Hashable, Sendable, Codable {
         self.epochClock = epochClock
         self.epochLength = epochLength
         self.engine = engine
+        self.emulator = emulator
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Hypervisor
 import MachineCore
+import PARISC
 
 /// The options every command that runs a guest takes.
 struct GuestOptions: ParsableArguments {
@@ -26,6 +27,9 @@ struct GuestOptions: ParsableArguments {
 
     @Option(help: "Force the engine: kvm or emulator (default: from the ELF's machine type).")
     var engine: String?
+
+    @Option(help: "How the PA-RISC emulator runs guest code: jit, threaded (block cache) or interpreter (default: the fastest this host runs).")
+    var emulator: String?
 
     @Argument(help: "The guest kernel (ELF).")
     var guest: String
@@ -55,9 +59,16 @@ struct GuestOptions: ParsableArguments {
             }
             engineKind = kind
         }
+        var emulatorEngine: PARISCEngine?
+        if let emulator {
+            guard let choice = PARISCEngine(rawValue: emulator) else {
+                throw CLIFailure("--emulator \(emulator): expected \(PARISCEngine.allCases.map(\.rawValue).joined(separator: ", "))", status: ExitStatus.usage)
+            }
+            emulatorEngine = choice
+        }
         return RunOptions(guestPath: guest, memorySize: size, commandLine: cmdline, diskPath: disk,
                           clockMode: clockMode, epochClock: epochClockChoice, epochLength: length,
-                          engine: engineKind)
+                          engine: engineKind, emulator: emulatorEngine)
     }
 
     /// The checked options and the loaded guest.
@@ -71,6 +82,7 @@ struct GuestOptions: ParsableArguments {
         if let disk { args += ["--disk", disk] }
         if let epochLength { args += ["--epoch-length", epochLength] }
         if let engine { args += ["--engine", engine] }
+        if let emulator { args += ["--emulator", emulator] }
         return args + ["--", guest]
     }
 }
