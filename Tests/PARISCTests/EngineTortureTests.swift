@@ -30,7 +30,7 @@ struct EngineTortureTests {
         let output = Toolchain.repository.appendingPathComponent(".build/parisc-torture-engines")
         let build = try Toolchain.run("/usr/bin/python3", [
             Toolchain.support.appendingPathComponent("torture.py").path, TortureCache.sources.path,
-            TortureCache.softfp.path, output.path, "--no-run", "--jobs", "2", "--tests",
+            TortureCache.softfp.path, output.path, "--no-run", "--jobs", "1", "--tests",
             Toolchain.support.appendingPathComponent("torture-sample50.txt").path,
         ], timeout: 900)
         #expect(build.status == 0)

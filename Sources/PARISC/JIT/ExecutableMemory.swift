@@ -118,6 +118,10 @@ final class JITDataArea {
     static let codeLinesOffset: Int32 = 16
     /// The guest memory write map, when guest memory has one (see `JITTranslator.markWritten`).
     static let writeMapOffset: Int32 = 24
+    /// Scratch the generated code keeps values in across flag-changing code (a condition byte,
+    /// a word).
+    static let scratchByteOffset: Int32 = 32
+    static let scratchWordOffset: Int32 = 40
     /// The jump cache: `jumpCacheEntries` entries of (guest front: UInt32, pad, code: UInt64).
     static let jumpCacheOffset: Int32 = 64
     static let jumpCacheBits = 12
@@ -274,8 +278,8 @@ enum JITExit: Equatable {
 
 extension ExecutableMemory {
     /// Runs generated code: the entry trampoline at `trampoline` saves the host's callee-saved
-    /// registers, loads the CPU state (rbx), the data area (r14), RAM (r12), the budget (r13)
-    /// and the code-line map (r15), and jumps to `entry`; the code returns through the trampoline's
+    /// registers, loads the CPU state (rbx), the data area (r14), RAM (r12) and the budget
+    /// (r13), and jumps to `entry`; the code returns through the trampoline's
     /// epilogue, which stores the budget left back into the data area.
     func run(trampoline: Int, entry: Int, state: inout PARISCCPUState, data: JITDataArea) -> JITExit {
         precondition(trampoline < used && entry < used, "JIT: running code that was not written")

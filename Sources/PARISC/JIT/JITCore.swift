@@ -73,7 +73,6 @@ final class JITCore: ExecutionCore {
         a.mov64(.r14, .rsi)
         a.mov64(.r12, HostMemory(.r14, JITDataArea.ramBaseOffset))
         a.mov64(.r13, HostMemory(.r14, JITDataArea.budgetOffset))
-        a.mov64(.r15, HostMemory(.r14, JITDataArea.codeLinesOffset))
         a.jump(to: .rdx)
         epilogue = a.offset
         a.mov64(HostMemory(.r14, JITDataArea.budgetOffset), .r13)

@@ -1,3 +1,11 @@
+/// A guest register as an x86 operand.
+enum JITOperand {
+    case register(HostRegister)
+    case memory(HostMemory)
+    /// GR0.
+    case zero
+}
+
 /// Where the generated code finds the CPU state: byte offsets into `PARISCCPUState` (rbx points
 /// at it during a call), taken from the compiler's layout, not assumed.
 enum StateLayout {
@@ -35,10 +43,9 @@ enum StateLayout {
 /// are pinned so that allocating one operand never evicts another.
 ///
 /// Host register roles in generated code: rbx = CPU state, r12 = RAM, r13 = budget left,
-/// r14 = JIT data area, r15 = code-line map; rax, rcx, rdx, r11 = scratch; the six below cache
-/// guest registers.
+/// r14 = JIT data area; rax, rcx, rdx = scratch; the eight below cache guest registers.
 struct JITRegisterCache {
-    static let hosts: [HostRegister] = [.rsi, .rdi, .r8, .r9, .r10, .rbp]
+    static let hosts: [HostRegister] = [.rsi, .rdi, .r8, .r9, .r10, .r11, .rbp, .r15]
 
     /// For each host slot, the guest register it holds (or -1).
     private(set) var guestOf: [Int8] = Array(repeating: -1, count: hosts.count)
@@ -58,6 +65,14 @@ struct JITRegisterCache {
 
     /// Whether guest register `g` is in a host register now.
     func isCached(_ g: UInt8) -> Bool { slotOf[Int(g)] >= 0 }
+
+    /// Guest register `g` as an operand: its host register if cached (pinned for this
+    /// instruction), else its place in the state (no register is allocated); GR0 reads 0.
+    mutating func operand(_ g: UInt8) -> JITOperand {
+        guard g != 0 && g < 32 else { return .zero }
+        if let slot = slot(of: g) { return .register(touch(slot)) }
+        return .memory(StateLayout.gr(g))
+    }
 
     /// The host register holding guest register `g` (loaded if needed); nil for GR0, which reads 0.
     mutating func read(_ g: UInt8, _ a: inout X86Assembler) -> HostRegister? {

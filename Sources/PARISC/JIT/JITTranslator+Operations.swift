@@ -13,32 +13,73 @@ extension JITTranslator {
 
     // MARK: Register helpers
 
-    /// Loads guest register `g` into the scratch register `r` (GR0 reads 0; flags unchanged).
+    /// `r = GR[g]` (from its host register, the state, or 0; flags unchanged).
     mutating func load(_ r: HostRegister, _ g: UInt8) {
-        if let h = cache.read(g, &a) {
-            if h != r { a.mov(r, h) }
-        } else {
-            a.mov(r, imm: 0)
+        switch cache.operand(g) {
+        case .register(let h): if h != r { a.mov(r, h) }
+        case .memory(let m): a.mov(r, m)
+        case .zero: a.mov(r, imm: 0)
         }
     }
 
     /// `r = r <op> GR[g]`.
     mutating func alu(_ operation: X86Assembler.ALU, _ r: HostRegister, _ g: UInt8) {
-        if let h = cache.read(g, &a) {
-            a.alu(operation, r, h)
-        } else {
-            a.alu(operation, r, imm: 0)
+        switch cache.operand(g) {
+        case .register(let h): a.alu(operation, r, h)
+        case .memory(let m): a.alu(operation, r, m)
+        case .zero: a.alu(operation, r, imm: 0)
+        }
+    }
+
+    /// `r = operand` for an operand read earlier.
+    mutating func move(_ r: HostRegister, _ operand: JITOperand) {
+        switch operand {
+        case .register(let h): if h != r { a.mov(r, h) }
+        case .memory(let m): a.mov(r, m)
+        case .zero: a.mov(r, imm: 0)
         }
     }
 
     /// GR[g] = r (nothing for GR0 and the discard slot; flags unchanged).
     mutating func store(_ g: UInt8, _ r: HostRegister) {
-        if let h = cache.write(g, &a) { a.mov(h, r) }
+        if let h = cache.write(g, &a), h != r { a.mov(h, r) }
     }
 
     /// GR[g] = value.
     mutating func store(_ g: UInt8, imm value: UInt32) {
         if let h = cache.write(g, &a) { a.mov(h, imm: value) }
+    }
+
+    /// The register GR[t] is computed in: its cache register (holding GR[`source`] on return),
+    /// or eax when the result is discarded. Reads `source` before allocating (t may be source).
+    mutating func destination(_ t: UInt8, from source: UInt8) -> HostRegister {
+        let operand = cache.operand(source)
+        guard let d = cache.write(t, &a) else {
+            move(.rax, operand)
+            return .rax
+        }
+        move(d, operand)
+        return d
+    }
+
+    /// GR[t] = GR[x] <op> GR[y] for an operation without side effects beyond GR[t].
+    mutating func emitBinary(_ operation: X86Assembler.ALU, t: UInt8, _ x: UInt8, _ y: UInt8,
+                             commutative: Bool)
+    {
+        guard t != 0 && t < 32 else { return }
+        if t == y && t != x {
+            if commutative {
+                let d = destination(t, from: y)
+                alu(operation, d, x)
+            } else {
+                load(.rax, x)
+                alu(operation, .rax, y)
+                store(t, .rax)
+            }
+            return
+        }
+        let d = destination(t, from: x)
+        alu(operation, d, y)
     }
 
     /// Writes the carry state of `a + b = sum`: PSW C/B's vector from `aXorB` (a ^ b, consumed)
@@ -118,28 +159,30 @@ extension JITTranslator {
         case .addNoCondition:
             load(.rax, d.r1)
             if d.aux != 0 { a.shift(.shl, .rax, by: d.aux) }
-            load(.rdx, d.r2)
             a.mov(.rcx, .rax)
-            a.alu(.xor, .rcx, .rdx)
-            a.alu(.add, .rax, .rdx)
+            alu(.xor, .rcx, d.r2)
+            alu(.add, .rax, d.r2)
             a.set(.below, .rdx)
             writeCarries(aXorB: .rcx, sum: .rax, carry: .rdx)
             store(d.t, .rax)
             return .completes
         case .addLogicalNoCondition:
-            load(.rax, d.r1)
-            if d.aux != 0 { a.shift(.shl, .rax, by: d.aux) }
-            alu(.add, .rax, d.r2)
-            store(d.t, .rax)
+            if d.aux == 0 {
+                emitBinary(.add, t: d.t, d.r1, d.r2, commutative: true)
+            } else {
+                load(.rax, d.r1)
+                a.shift(.shl, .rax, by: d.aux)
+                alu(.add, .rax, d.r2)
+                store(d.t, .rax)
+            }
             return .completes
         case .add:
             return emitAdd(d, front: front, back: back, count: count)
         case .subNoCondition:
             load(.rax, d.r1)
-            load(.rdx, d.r2)
             a.mov(.rcx, .rax)
-            a.alu(.xor, .rcx, .rdx)
-            a.alu(.sub, .rax, .rdx)
+            alu(.xor, .rcx, d.r2)
+            alu(.sub, .rax, d.r2)
             a.set(.aboveOrEqual, .rdx)
             writeCarries(aXorB: .rcx, sum: .rax, carry: .rdx, complemented: true)
             store(d.t, .rax)
@@ -147,34 +190,30 @@ extension JITTranslator {
         case .sub:
             return emitSub(d, front: front, back: back, count: count)
         case .copy:
-            if let source = cache.read(d.r1, &a) {
-                if let target = cache.write(d.t, &a) { a.mov(target, source) }
-            } else {
-                store(d.t, imm: 0)
-            }
+            if d.t != 32 { _ = destination(d.t, from: d.r1) }
             return .completes
         case .orNoCondition, .andNoCondition, .xorNoCondition:
-            load(.rax, d.r1)
-            alu(d.operation == .orNoCondition ? .or : d.operation == .andNoCondition ? .and : .xor, .rax, d.r2)
-            store(d.t, .rax)
+            emitBinary(d.operation == .orNoCondition ? .or : d.operation == .andNoCondition ? .and : .xor,
+                       t: d.t, d.r1, d.r2, commutative: true)
             return .completes
         case .andComplementNoCondition:
+            guard d.t != 32 else { return .completes }
             load(.rdx, d.r2)
             a.not(.rdx)
-            load(.rax, d.r1)
-            a.alu(.and, .rax, .rdx)
-            store(d.t, .rax)
+            let target = destination(d.t, from: d.r1)
+            a.alu(.and, target, .rdx)
             return .completes
         case .logicalOr, .logicalAnd, .logicalXor, .logicalAndComplement:
+            if d.operation == .logicalAndComplement {
+                load(.rdx, d.r2)
+                a.not(.rdx)
+            }
             load(.rax, d.r1)
             switch d.operation {
             case .logicalOr: alu(.or, .rax, d.r2)
             case .logicalAnd: alu(.and, .rax, d.r2)
             case .logicalXor: alu(.xor, .rax, d.r2)
-            default:
-                load(.rdx, d.r2)
-                a.not(.rdx)
-                a.alu(.and, .rax, .rdx)
+            default: a.alu(.and, .rax, .rdx)
             }
             store(d.t, .rax)
             return Self.result(logicalCondition(d.condition, value: .rax))
@@ -185,11 +224,11 @@ extension JITTranslator {
             store(d.t, imm: 0)
             return Self.result(condition)
         case .unitAddComplementNoCondition:
+            guard d.t != 32 else { return .completes }
             load(.rdx, d.r2)
             a.not(.rdx)
-            load(.rax, d.r1)
-            a.alu(.add, .rax, .rdx)
-            store(d.t, .rax)
+            let target = destination(d.t, from: d.r1)
+            a.alu(.add, target, .rdx)
             return .completes
         case .divideStep:
             return emitDivideStep(d)
@@ -199,10 +238,13 @@ extension JITTranslator {
         case .addImmediateLeft, .loadOffset:
             if d.r2 == 0 {
                 store(d.t, imm: d.immediate)
-            } else {
-                load(.rax, d.r2)
-                if d.immediate != 0 { a.alu(.add, .rax, imm: d.immediate) }
-                store(d.t, .rax)
+            } else if d.t != 32 {
+                if case .register(let base) = cache.operand(d.r2), d.t != d.r2 {
+                    if let target = cache.write(d.t, &a) { a.lea(target, HostMemory(base, Int32(bitPattern: d.immediate))) }
+                } else {
+                    let target = destination(d.t, from: d.r2)
+                    if d.immediate != 0 { a.alu(.add, target, imm: d.immediate) }
+                }
             }
             return .completes
         case .addImmediateNoCondition:
@@ -271,37 +313,41 @@ extension JITTranslator {
                        front: front, back: back, count: count)
             return .completes
         case .shiftDoubleNoCondition, .shiftDouble, .shiftDoubleVariable:
+            if d.operation != .shiftDoubleVariable && (d.r1 == d.r2 || d.aux == 0) {
+                // A rotate (or no shift): computed in place.
+                let target = destination(d.t, from: d.r2)
+                if d.aux != 0 { a.shift(.ror, target, by: d.aux) }
+                if d.operation == .shiftDoubleNoCondition { return .completes }
+                return Self.result(logicalCondition(d.condition, value: target))
+            }
             load(.rax, d.r2)
+            load(.rdx, d.r1)
             if d.operation == .shiftDoubleVariable {
-                load(.rdx, d.r1)
                 a.mov(.rcx, StateLayout.sar)
                 a.alu(.and, .rcx, imm: 31)
                 a.shrdByCL(.rax, .rdx)
-            } else if d.aux != 0 {
-                if d.r1 == d.r2 {
-                    a.shift(.ror, .rax, by: d.aux)
-                } else {
-                    load(.rdx, d.r1)
-                    a.shrd(.rax, .rdx, by: d.aux)
-                }
+            } else {
+                a.shrd(.rax, .rdx, by: d.aux)
             }
             store(d.t, .rax)
             if d.operation == .shiftDoubleNoCondition { return .completes }
             return Self.result(logicalCondition(d.condition, value: .rax))
         case .extractUnsignedNoCondition, .extractSignedNoCondition, .extract:
-            load(.rax, d.r2)
+            if d.operation != .extract && d.t == 32 { return .completes }
+            let target = destination(d.t, from: d.r2)
             if d.operation == .extractSignedNoCondition
                 || (d.operation == .extract && d.flags & DecodedFlag.signed != 0)
             {
-                if d.aux != 0 { a.shift(.shl, .rax, by: d.aux) }
-                if d.immediate != 0 { a.shift(.sar, .rax, by: UInt8(d.immediate)) }
+                if d.aux != 0 { a.shift(.shl, target, by: d.aux) }
+                if d.immediate != 0 { a.shift(.sar, target, by: UInt8(d.immediate)) }
             } else {
-                if d.aux != 0 { a.shift(.shr, .rax, by: d.aux) }
-                if d.immediate != UInt32.max { a.alu(.and, .rax, imm: d.immediate) }
+                if d.aux != 0 { a.shift(.shr, target, by: d.aux) }
+                if d.immediate != UInt32.max && UInt64(d.immediate) + 1 != UInt64(1) << (32 - UInt64(d.aux)) {
+                    a.alu(.and, target, imm: d.immediate)
+                }
             }
-            store(d.t, .rax)
             if d.operation != .extract { return .completes }
-            return Self.result(logicalCondition(d.condition, value: .rax))
+            return Self.result(logicalCondition(d.condition, value: target))
         case .extractVariable:
             // shift = 31 - SAR; the field of `immediate` bits, zero- or sign-extended.
             load(.rax, d.r2)
@@ -348,8 +394,7 @@ extension JITTranslator {
             a.alu(.and, .rax, .rdx)
             if d.flags & DecodedFlag.link != 0 {
                 a.not(.rdx)
-                load(.r11, d.r2)
-                a.alu(.and, .rdx, .r11)
+                alu(.and, .rdx, d.r2)
                 a.alu(.or, .rax, .rdx)
             }
             store(d.t, .rax)
@@ -469,6 +514,7 @@ extension JITTranslator {
 
     /// DS: `Interpreter.divideStep`.
     mutating func emitDivideStep(_ d: DecodedInstruction) -> OperationResult {
+        let add1 = HostMemory(.r14, JITDataArea.scratchWordOffset)
         a.movzx8(.rcx, StateLayout.divideStepVField)
         a.neg(.rcx)                                           // V ? all ones : 0
         load(.rdx, d.r2)
@@ -476,32 +522,25 @@ extension JITTranslator {
         load(.rax, d.r1)
         a.shift(.shl, .rax, by: 1)
         a.alu(.or, .rax, StateLayout.carryOutField)           // add1 = a << 1 | C
-        a.mov(.r11, .rax)
-        a.alu(.xor, .r11, .rdx)
+        a.mov(add1, .rax)
         a.bt(.rcx, bit: 0)                                    // CF = V (carry in)
         a.alu(.adc, .rax, .rdx)
         a.set(.below, .rcx)                                   // the carry out
         var condition = Condition.never
         if d.condition != 0 {
-            condition = addCondition(d.condition, result: .rax, carryIsBorrow: false)
-            if case .flags(let cc) = condition {
-                a.set(cc, .rdx)
-                condition = .flags(.notEqual)
-            }
+            condition = materialize(addCondition(d.condition, result: .rax, carryIsBorrow: false))
         }
-        a.alu(.xor, .r11, .rax)
-        a.mov(StateLayout.carryVectorField, .r11)
+        a.alu(.xor, .rdx, .rax)
+        a.alu(.xor, .rdx, add1)
+        a.mov(StateLayout.carryVectorField, .rdx)
         a.mov8(StateLayout.carryOutField, .rcx)
         // V = carry out XOR the sign of GR[r2] (read again: GR[t] is written last).
-        load(.r11, d.r2)
-        a.shift(.shr, .r11, by: 31)
-        a.xor8(.r11, .rcx)
-        a.mov8(StateLayout.divideStepVField, .r11)
+        load(.rdx, d.r2)
+        a.shift(.shr, .rdx, by: 31)
+        a.xor8(.rdx, .rcx)
+        a.mov8(StateLayout.divideStepVField, .rdx)
         store(d.t, .rax)
-        if case .flags = condition {
-            a.test8(.rdx, .rdx)
-        }
-        return Self.result(condition)
+        return Self.result(retest(condition))
     }
 
     // MARK: Loads and stores
@@ -514,50 +553,56 @@ extension JITTranslator {
                              front: UInt32, back: Back, count: Int)
     {
         let modify = modifyAfter || modifyBefore
-        load(.rax, d.r2)
+        let displacement = Int32(bitPattern: d.immediate)
+        // eax = the address, ecx = the modified base.
         if indexed {
+            load(.rax, d.r2)
             load(.rdx, d.r1)
             if shift != 0 { a.shift(.shl, .rdx, by: shift) }
             if modify { a.lea(.rcx, HostMemory(.rax, index: .rdx)) }
             if !modifyAfter { a.alu(.add, .rax, .rdx) }
+        } else if !modify, case .register(let base) = cache.operand(d.r2) {
+            a.lea(.rax, HostMemory(base, displacement))
         } else {
-            if modify { a.lea(.rcx, HostMemory(.rax, Int32(bitPattern: d.immediate))) }
-            if !modifyAfter && d.immediate != 0 { a.alu(.add, .rax, imm: d.immediate) }
+            load(.rax, d.r2)
+            if modify { a.lea(.rcx, HostMemory(.rax, displacement)) }
+            if !modifyAfter && displacement != 0 { a.alu(.add, .rax, imm: d.immediate) }
         }
         let exit = sideExit(front: front, back: back, count: count)
         switch size {
         case 2:
-            a.mov(.r11, .rax)
-            a.shift(.ror, .r11, by: 2)
-            a.alu(.cmp, .r11, imm: ramLimit >> 2)
+            a.mov(.rdx, .rax)
+            a.shift(.ror, .rdx, by: 2)
+            a.alu(.cmp, .rdx, imm: ramLimit >> 2)
         case 1:
-            a.mov(.r11, .rax)
-            a.shift(.ror, .r11, by: 1)
-            a.alu(.cmp, .r11, imm: ramLimit >> 1)
+            a.mov(.rdx, .rax)
+            a.shift(.ror, .rdx, by: 1)
+            a.alu(.cmp, .rdx, imm: ramLimit >> 1)
         default:
             a.alu(.cmp, .rax, imm: ramLimit)
         }
         a.jump(if: .aboveOrEqual, to: exit)
         let ram = HostMemory(.r12, index: .rax)
         if isLoad {
+            if modify { store(d.aux, .rcx) }
+            guard let target = cache.write(d.t, &a) else { return }
             switch size {
             case 2:
-                a.mov(.rdx, ram)
-                a.bswap(.rdx)
+                a.mov(target, ram)
+                a.bswap(target)
             case 1:
-                a.movzx16(.rdx, ram)
-                a.swapHalfword(.rdx)
+                a.movzx16(target, ram)
+                a.swapHalfword(target)
             default:
-                a.movzx8(.rdx, ram)
+                a.movzx8(target, ram)
             }
-            if modify { store(d.aux, .rcx) }
-            store(d.t, .rdx)
         } else {
             // A store into a line of translated code: the interpreter does it and the
             // translations are dropped.
             a.mov(.rdx, .rax)
             a.shift(.shr, .rdx, by: UInt8(CodeLineMap.lineShift))
-            a.cmp8(HostMemory(.r15, index: .rdx), imm: 0)
+            a.alu64(.add, .rdx, HostMemory(.r14, JITDataArea.codeLinesOffset))
+            a.cmp8(HostMemory(.rdx, 0), imm: 0)
             a.jump(if: .notEqual, to: exit)
             self.load(.rdx, d.r1)
             switch size {
@@ -647,35 +692,63 @@ extension JITTranslator {
     mutating func emitBranchCondition(_ d: DecodedInstruction) -> Condition {
         switch d.operation {
         case .compareBranch:
+            if d.condition >> 1 != 7, case .register(let x) = cache.operand(d.r1) {
+                alu(.cmp, x, d.r2)
+                return compareCondition(d.condition, difference: nil)
+            }
             load(.rax, d.r1)
             alu(.sub, .rax, d.r2)
             return compareCondition(d.condition, difference: .rax)
         case .compareImmediateBranch:
-            a.mov(.rax, imm: UInt32(bitPattern: Int32(Int8(bitPattern: d.aux))))
-            alu(.sub, .rax, d.r2)
-            return compareCondition(d.condition, difference: .rax)
-        case .addBranch, .addImmediateBranch:
-            if d.operation == .addBranch {
-                load(.rax, d.r1)
-            } else {
-                a.mov(.rax, imm: UInt32(bitPattern: Int32(Int8(bitPattern: d.aux))))
+            let immediate = UInt32(bitPattern: Int32(Int8(bitPattern: d.aux)))
+            switch (d.condition >> 1, cache.operand(d.r2)) {
+            case (1...5, .register(let y)):
+                // GR - imm: the same conditions with the operands swapped.
+                a.alu(.cmp, y, imm: immediate)
+                return compareCondition(d.condition, difference: nil, swapped: true)
+            case (1...5, .memory(let m)):
+                a.alu(.cmp, m, imm: immediate)
+                return compareCondition(d.condition, difference: nil, swapped: true)
+            default:
+                a.mov(.rax, imm: immediate)
+                alu(.sub, .rax, d.r2)
+                return compareCondition(d.condition, difference: .rax)
             }
-            alu(.add, .rax, d.r2)
-            let condition = addCondition(d.condition, result: .rax, carryIsBorrow: false)
-            store(d.t, .rax)
-            return condition
+        case .addBranch, .addImmediateBranch:
+            // GR[t] = GR[t] + (GR[r1] or im5): t is r2.
+            guard d.t != 32 else {
+                if d.operation == .addBranch { load(.rax, d.r1) } else {
+                    a.mov(.rax, imm: UInt32(bitPattern: Int32(Int8(bitPattern: d.aux))))
+                }
+                alu(.add, .rax, d.r2)
+                return addCondition(d.condition, result: .rax, carryIsBorrow: false)
+            }
+            let addend: JITOperand = d.operation == .addBranch ? cache.operand(d.r1) : .zero
+            let target = destination(d.t, from: d.r2)
+            if d.operation == .addBranch {
+                switch addend {
+                case .register(let h): a.alu(.add, target, h)
+                case .memory(let m): a.alu(.add, target, m)
+                case .zero: a.alu(.add, target, imm: 0)
+                }
+            } else {
+                a.alu(.add, target, imm: UInt32(bitPattern: Int32(Int8(bitPattern: d.aux))))
+            }
+            return addCondition(d.condition, result: target, carryIsBorrow: false)
         case .moveBranch:
-            load(.rax, d.r1)
-            let condition = logicalCondition(d.condition, value: .rax)
-            store(d.t, .rax)
-            return condition
+            let target = destination(d.t, from: d.r1)
+            return logicalCondition(d.condition, value: target)
         case .moveImmediateBranch:
             let value = UInt32(bitPattern: Int32(Int8(bitPattern: d.aux)))
             store(d.t, imm: value)
             return Conditions.logical(d.condition, value) ? .always : .never
         case .branchOnBit:
-            load(.rax, d.r1)
-            a.bt(.rax, bit: 31 - d.aux)
+            switch cache.operand(d.r1) {
+            case .register(let h): a.bt(h, bit: 31 - d.aux)
+            default:
+                load(.rax, d.r1)
+                a.bt(.rax, bit: 31 - d.aux)
+            }
             return .flags(d.condition == 0 ? .below : .aboveOrEqual)
         case .branchOnVariableBit:
             load(.rax, d.r1)

@@ -374,18 +374,18 @@ struct JITTranslator {
         }
     }
 
-    /// Puts `condition` into r11b (so later code may change the flags), and returns the test
-    /// that recovers it.
+    /// Keeps `condition` in the data area's scratch byte (so later code may change the flags),
+    /// and returns the test that recovers it.
     mutating func materialize(_ condition: Condition) -> Condition {
         guard case .flags(let cc) = condition else { return condition }
-        a.set(cc, .r11)
+        a.set(cc, HostMemory(.r14, JITDataArea.scratchByteOffset))
         return .flags(.notEqual)
     }
 
-    /// Re-tests a materialized condition (sets the flags from r11b).
+    /// Re-tests a materialized condition (sets the flags from the scratch byte).
     mutating func retest(_ condition: Condition) -> Condition {
         guard case .flags = condition else { return condition }
-        a.test8(.r11, .r11)
+        a.cmp8(HostMemory(.r14, JITDataArea.scratchByteOffset), imm: 0)
         return .flags(.notEqual)
     }
 
@@ -424,19 +424,22 @@ struct JITTranslator {
     }
 
     /// The compare conditions (never, =, <, <=, <<, <<=, SV, OD) from the flags of `a - b` just
-    /// computed (cmp or sub); OD needs the difference in `difference`.
-    mutating func compareCondition(_ cf: UInt8, difference: HostRegister?) -> Condition {
+    /// computed (cmp or sub); OD needs the difference in `difference`. `swapped`: the flags are
+    /// those of `b - a` (only for =, <, <=, <<, <<=).
+    mutating func compareCondition(_ cf: UInt8, difference: HostRegister?, swapped: Bool = false) -> Condition {
         let test: Condition
         switch cf >> 1 {
         case 0: test = .never
         case 1: test = .flags(.equal)
-        case 2: test = .flags(.less)
-        case 3: test = .flags(.lessOrEqual)
-        case 4: test = .flags(.below)
-        case 5: test = .flags(.belowOrEqual)
-        case 6: test = .flags(.overflow)
+        case 2: test = .flags(swapped ? .greater : .less)
+        case 3: test = .flags(swapped ? .greaterOrEqual : .lessOrEqual)
+        case 4: test = .flags(swapped ? .above : .below)
+        case 5: test = .flags(swapped ? .aboveOrEqual : .belowOrEqual)
+        case 6:
+            precondition(!swapped, "JIT: SV of swapped operands")
+            test = .flags(.overflow)
         default:
-            guard let difference else { preconditionFailure("JIT: OD needs the difference") }
+            guard let difference, !swapped else { preconditionFailure("JIT: OD needs the difference") }
             a.test(difference, imm: 1)
             test = .flags(.notEqual)
         }

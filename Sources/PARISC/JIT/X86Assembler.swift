@@ -316,6 +316,11 @@ struct X86Assembler {
         }
     }
 
+    /// op r64, [m]
+    mutating func alu64(_ operation: ALU, _ dst: HostRegister, _ m: HostMemory) {
+        op([operation.rawValue << 3 | 3], reg: dst.rawValue, m, w: true)
+    }
+
     /// cmp byte [m], imm8
     mutating func cmp8(_ m: HostMemory, imm: UInt8) {
         op([0x80], reg: ALU.cmp.rawValue, m)
