@@ -20,12 +20,30 @@ final class BlockCache: ExecutionCore {
     let linuxGateway: Bool
     private let ramLimit: UInt32
 
-    /// All blocks' instructions, back to back.
-    private var instructions: [DecodedInstruction] = []
-    /// The table: for each slot, the front it holds (or 1: empty) and its instructions.
-    private var tags: [UInt32]
-    private var firsts: [Int32]
-    private var counts: [Int32]
+    /// The blocks: moved into a local value while a run uses them (so the hot loop touches no
+    /// class property).
+    struct Blocks {
+        /// All blocks' instructions, back to back.
+        var instructions: [DecodedInstruction] = []
+        /// For each table slot, the front it holds (or 1: empty) and its instructions.
+        var tags: [UInt32] = []
+        var firsts: [Int32] = []
+        var counts: [Int32] = []
+
+        static func empty(slots: Int) -> Blocks {
+            Blocks(instructions: [], tags: [UInt32](repeating: 1, count: slots),
+                   firsts: [Int32](repeating: 0, count: slots), counts: [Int32](repeating: 0, count: slots))
+        }
+
+        mutating func clear() {
+            instructions.removeAll(keepingCapacity: true)
+            for i in tags.indices { tags[i] = 1 }
+        }
+    }
+
+    private var blocks = Blocks.empty(slots: 1 << tableBits)
+    /// Set by `invalidate()` while a run has the blocks.
+    private var invalidatedDuringRun = false
     private var writtenLines: [UInt32: Int] = [:]
     private var interpretedLines: Set<UInt32> = []
 
@@ -34,21 +52,30 @@ final class BlockCache: ExecutionCore {
         self.linuxGateway = linuxGateway
         ramLimit = memory.emulatorLimit & ~3
         lines = try CodeLineMap(ramLimit: memory.emulatorLimit)
-        tags = [UInt32](repeating: 1, count: 1 << Self.tableBits)
-        firsts = [Int32](repeating: 0, count: 1 << Self.tableBits)
-        counts = [Int32](repeating: 0, count: 1 << Self.tableBits)
-        instructions.reserveCapacity(4096)
+        blocks.instructions.reserveCapacity(4096)
     }
 
     func invalidate() {
-        guard !instructions.isEmpty else { return }
-        instructions.removeAll(keepingCapacity: true)
-        for i in tags.indices { tags[i] = 1 }
+        invalidatedDuringRun = true
+        blocks.clear()
         lines.clear()
     }
 
-    /// Mirrors `Interpreter.runFast`, fetching from blocks.
     func run(_ it: inout Interpreter, limit: UInt64) -> Step {
+        var local = Blocks()
+        swap(&local, &blocks)
+        invalidatedDuringRun = false
+        let step = run(&it, limit: limit, &local)
+        swap(&local, &blocks)
+        if invalidatedDuringRun {
+            blocks.clear()
+            lines.clear()
+        }
+        return step
+    }
+
+    /// Mirrors `Interpreter.runFast`, fetching from blocks.
+    private func run(_ it: inout Interpreter, limit: UInt64, _ b: inout Blocks) -> Step {
         var count = it.progress
         var front = it.s.iaoqFront
         var back = it.s.iaoqBack
@@ -58,19 +85,19 @@ final class BlockCache: ExecutionCore {
             back = back &+ 4
         }
         while true {
-            guard let slot = block(at: front) else {
+            guard let slot = block(at: front, &b) else {
                 finish(&it, front: front, back: back, count: count)
-                return it.interpret(limit: min(limit, count &+ 1), core: self)
+                return interpret(&it, limit: min(limit, count &+ 1), &b)
             }
-            let start = tags[slot]
-            let first = Int(firsts[slot]), n = Int(counts[slot])
+            let start = b.tags[slot]
+            let first = Int(b.firsts[slot]), n = Int(b.counts[slot])
             guard limit &- count >= UInt64(n) else {
                 finish(&it, front: front, back: back, count: count)
-                return it.interpret(limit: limit, core: self)
+                return interpret(&it, limit: limit, &b)
             }
             var i = 0
             while true {
-                let step = it.execute(instructions[first + i], Queue(front: front, back: back, progress: count))
+                let step = it.execute(b.instructions[first + i], Queue(front: front, back: back, progress: count))
                 switch step {
                 case .next:
                     front = back
@@ -106,9 +133,8 @@ final class BlockCache: ExecutionCore {
                     return finish(&it, front: front, back: back, count: count, step: step)
                 }
                 if it.codeWritten {
-                    let address = it.lastCodeWrite
                     it.codeWritten = false
-                    codeWasWritten(at: address)
+                    codeWasWritten(at: it.lastCodeWrite, &b)
                     return finish(&it, front: front, back: back, count: count)
                 }
                 if count == limit { return finish(&it, front: front, back: back, count: count) }
@@ -118,6 +144,16 @@ final class BlockCache: ExecutionCore {
                 i = index
             }
         }
+    }
+
+    /// The interpreter up to `limit`, then the blocks dropped if it stored into one.
+    private func interpret(_ it: inout Interpreter, limit: UInt64, _ b: inout Blocks) -> Step {
+        let step = it.runFast(limit: limit)
+        if it.codeWritten {
+            it.codeWritten = false
+            codeWasWritten(at: it.lastCodeWrite, &b)
+        }
+        return step
     }
 
     /// Hands the queue and count back to the interpreter (unless RFI replaced the queue) and
@@ -136,12 +172,13 @@ final class BlockCache: ExecutionCore {
         return step
     }
 
-    func codeWasWritten(at address: UInt32) {
+    private func codeWasWritten(at address: UInt32, _ b: inout Blocks) {
         let line = address >> CodeLineMap.lineShift
         let times = writtenLines[line, default: 0] + 1
         writtenLines[line] = times
         if times >= 2 { interpretedLines.insert(line) }
-        invalidate()
+        b.clear()
+        lines.clear()
     }
 
     // MARK: Blocks
@@ -150,34 +187,37 @@ final class BlockCache: ExecutionCore {
     /// instruction cannot be fetched from RAM here (the interpreter raises the fault) or is in an
     /// interpreted line.
     @inline(__always)
-    private func block(at front: UInt32) -> Int? {
+    private func block(at front: UInt32, _ b: inout Blocks) -> Int? {
         let slot = Int((front >> 2) & UInt32((1 << Self.tableBits) - 1))
-        if tags[slot] == front { return slot }
-        return fill(front, slot: slot)
+        if b.tags[slot] == front { return slot }
+        return fill(front, slot: slot, &b)
     }
 
     @inline(never)
-    private func fill(_ front: UInt32, slot: Int) -> Int? {
-        if instructions.count + Self.maximumBlock > Self.instructionCapacity { invalidate() }
-        let first = instructions.count
+    private func fill(_ front: UInt32, slot: Int, _ b: inout Blocks) -> Int? {
+        if b.instructions.count + Self.maximumBlock > Self.instructionCapacity {
+            b.clear()
+            lines.clear()
+        }
+        let first = b.instructions.count
         var address = front & ~3
         var delaySlotNext = false
-        while instructions.count - first < Self.maximumBlock {
+        while b.instructions.count - first < Self.maximumBlock {
             guard address < ramLimit, !(linuxGateway && address == 0x100),
                   !interpretedLines.contains(address >> CodeLineMap.lineShift)
             else { break }
             let d = Decoder.decode(memory.loadBigEndianWord(atOffset: address))
-            instructions.append(d)
+            b.instructions.append(d)
             lines.mark(address)
             if delaySlotNext { break }
             if Self.endsBlock(d) { delaySlotNext = true }
             address &+= 4
         }
-        let n = instructions.count - first
+        let n = b.instructions.count - first
         guard n > 0 else { return nil }
-        tags[slot] = front
-        firsts[slot] = Int32(first)
-        counts[slot] = Int32(n)
+        b.tags[slot] = front
+        b.firsts[slot] = Int32(first)
+        b.counts[slot] = Int32(n)
         return slot
     }
 
@@ -191,17 +231,5 @@ final class BlockCache: ExecutionCore {
         default:
             false
         }
-    }
-}
-
-extension Interpreter {
-    /// The interpreter up to `limit`, then the blocks dropped if it stored into one.
-    mutating func interpret(limit: UInt64, core: BlockCache) -> Step {
-        let step = runFast(limit: limit)
-        if codeWritten {
-            codeWritten = false
-            core.codeWasWritten(at: lastCodeWrite)
-        }
-        return step
     }
 }

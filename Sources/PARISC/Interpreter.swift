@@ -78,6 +78,9 @@ struct Interpreter {
     let codeLines: CodeLineMap?
     /// A store hit a line in `codeLines`: the translations must be dropped before they run again.
     var codeWritten = false
+    /// Whether decoded words mark their lines in `codeLines` (the JIT's stores do not update the
+    /// decode cache, so they must leave stores into such lines to the interpreter).
+    let marksDecodedLines: Bool
     /// The word of the last such store.
     var lastCodeWrite: UInt32 = 0
 
@@ -93,6 +96,7 @@ struct Interpreter {
         linuxGateway = cpu.configuration.linuxGateway
         progress = cpu.progress
         codeLines = cpu.codeLines
+        marksDecodedLines = cpu.engine == .jit
         if s.iasqFront != s.iasqBack {
             spaceChange = (delaySlot: s.iaoqFront, target: s.iaoqBack, oldSpace: s.iasqFront)
         }
@@ -266,6 +270,7 @@ struct Interpreter {
         guard address < ramLimit else { return DecodedInstruction(.fetchFault) }
         let d = Decoder.decode(memory.loadBigEndianWord(atOffset: address))
         cache[slot] = DecodeCacheEntry(tag: address, instruction: d)
+        if marksDecodedLines, let codeLines { codeLines.mark(address, CodeLineMap.decoded) }
         return d
     }
 

@@ -104,7 +104,7 @@ public final class PARISCCPU {
         self.configuration = configuration
         core = Self.makeCore(PARISCEngine.resolved(configuration.engine), memory: memory,
                              linuxGateway: configuration.linuxGateway)
-        let bits = core.engine == .interpreter ? max(4, min(configuration.decodeCacheBits, 22)) : 4
+        let bits = core.engine == .interpreter ? max(4, min(configuration.decodeCacheBits, 22)) : 12
         decodeCache = [DecodeCacheEntry](repeating: .empty, count: 1 << bits)
     }
 

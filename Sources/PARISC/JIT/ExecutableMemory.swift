@@ -193,8 +193,12 @@ final class JITDataArea {
 
 /// Which 64-byte lines of guest RAM translated code was made from (one byte per line), so that a
 /// store into one can drop the translations; the generated code checks it before every store.
+/// Bit 0 marks a line with translated blocks; bit 1 (JIT only) a line the interpreter's decode
+/// cache holds words of, which generated stores must leave to the interpreter too.
 final class CodeLineMap {
     static let lineShift: UInt32 = 6
+    static let translated: UInt8 = 1
+    static let decoded: UInt8 = 2
     let lineCount: Int
     private let bytes: UnsafeMutablePointer<UInt8>
     private let size: Int
@@ -220,24 +224,28 @@ final class CodeLineMap {
     /// The address generated code indexes with `address >> lineShift`.
     var baseAddress: UInt64 { UInt64(UInt(bitPattern: bytes)) }
 
-    /// Whether the line holding `address` has translated code.
+    /// Whether the line holding `address` has translated code (bit 0).
     @inline(__always) func isMarked(_ address: UInt32) -> Bool {
         let line = Int(address >> Self.lineShift)
         guard line < lineCount else { return false }
         // SAFETY: line < lineCount <= size.
-        return bytes[line] != 0
+        return bytes[line] & Self.translated != 0
     }
 
-    /// Marks the line holding `address`.
-    func mark(_ address: UInt32) {
+    /// Marks the line holding `address` with `bits`.
+    @inline(__always) func mark(_ address: UInt32, _ bits: UInt8 = translated) {
         let line = Int(address >> Self.lineShift)
         guard line < lineCount else { return }
         // SAFETY: line < lineCount <= size.
-        if bytes[line] == 0 {
-            bytes[line] = 1
-            marked.append(line)
+        let old = bytes[line]
+        if old & bits != bits {
+            if old == 0 { marked.append(line) }
+            bytes[line] = old | bits
         }
     }
+
+    /// Whether no line is marked.
+    var isEmpty: Bool { marked.isEmpty }
 
     /// Unmarks every line.
     func clear() {

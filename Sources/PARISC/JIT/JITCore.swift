@@ -35,6 +35,8 @@ final class JITCore: ExecutionCore {
     /// Fronts whose first instruction is not translated (interpreted every time).
     private var untranslatable: Set<UInt32> = []
     private var nextSlot = 0
+    /// Set by a flush: the interpreter's decode cache must be dropped before it runs again.
+    private var decodesUnmarked = false
     /// Incremented by every flush: a slot or jump-cache entry found before a flush is stale.
     private var generation = 0
     /// Lines written after translation, and how often; from the second time on they are
@@ -98,7 +100,7 @@ final class JITCore: ExecutionCore {
     // MARK: ExecutionCore
 
     func invalidate() {
-        guard !blocks.isEmpty || !untranslatable.isEmpty else { return }
+        guard !blocks.isEmpty || !untranslatable.isEmpty || !lines.isEmpty else { return }
         blocks.removeAll(keepingCapacity: true)
         untranslatable.removeAll(keepingCapacity: true)
         code.truncate(to: fixedEnd)
@@ -106,6 +108,7 @@ final class JITCore: ExecutionCore {
         lines.clear()
         resetJumpCache()
         generation += 1
+        decodesUnmarked = true
         statistics.flushes += 1
     }
 
@@ -146,10 +149,15 @@ final class JITCore: ExecutionCore {
         }
     }
 
-    /// The interpreter up to `limit`, with its decode cache flushed first (generated code stores
-    /// without updating it), and the translations dropped if it stored into translated code.
+    /// The interpreter up to `limit`, and the translations dropped if it stored into translated
+    /// code. Its decode cache stays valid: the lines it decoded are marked, and generated code
+    /// leaves stores into them to the interpreter.
     private func interpret(_ it: inout Interpreter, limit: UInt64) -> Step {
-        it.flushDecodeCache()
+        if decodesUnmarked {
+            // A flush unmarked the lines the decode cache holds words of.
+            it.flushDecodeCache()
+            decodesUnmarked = false
+        }
         let step = it.runFast(limit: limit)
         if it.codeWritten {
             it.codeWritten = false
