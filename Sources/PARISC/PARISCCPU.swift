@@ -125,8 +125,8 @@ public final class PARISCCPU {
             do {
                 return .jit(try JITCore(memory: memory, linuxGateway: linuxGateway))
             } catch {
-                logger.warning("\(error); using the block cache")
-                return makeCore(.threaded, memory: memory, linuxGateway: linuxGateway)
+                logger.warning("\(error); using the interpreter")
+                return .interpreter
             }
         }
     }

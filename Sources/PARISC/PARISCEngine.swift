@@ -5,7 +5,8 @@ public enum PARISCEngine: String, CaseIterable, Sendable, Codable, CustomStringC
     /// One instruction at a time from a predecoded-instruction cache (the reference).
     case interpreter
     /// A block cache: basic blocks predecoded once, their budget checked once per block, the
-    /// interpreter's handlers run back to back.
+    /// interpreter's handlers run back to back. Measured slower than the interpreter's own loop
+    /// (docs/parisc.md), so never the default.
     case threaded
     /// Guest blocks translated to x86-64 machine code (W^X pages), chained, with the interpreter
     /// for system instructions, device accesses, traps and the last instructions of a budget.
@@ -14,9 +15,9 @@ public enum PARISCEngine: String, CaseIterable, Sendable, Codable, CustomStringC
     public var description: String { rawValue }
 
     /// The fastest engine this host can run: the JIT where it generates x86-64 code and the host
-    /// lets it map executable pages, else the block cache.
+    /// lets it map executable pages, else the interpreter.
     public static var fastestAvailable: PARISCEngine {
-        JITHost.unavailableReason == nil ? .jit : .threaded
+        JITHost.unavailableReason == nil ? .jit : .interpreter
     }
 
     /// Why this engine cannot run on this host, or nil if it can.
