@@ -56,12 +56,13 @@ let package = Package(
             "MachineCore", "Hypervisor", "CZlib",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // `lockstep bench`: experiments that drive the lockstep binary and QEMU as processes.
         .target(name: "Bench", dependencies: [
-            "Replication",
+            "Replication", "X86",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .executableTarget(name: "lockstep", dependencies: [
@@ -73,10 +74,12 @@ let package = Package(
         // Helpers shared by test targets.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "KVMTests", dependencies: ["KVM"]),
-        .testTarget(name: "MachineCoreTests", dependencies: ["MachineCore"]),
+        .testTarget(name: "MachineCoreTests", dependencies: [
+            "MachineCore", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "MachineCore", "TestSupport"]),
         .testTarget(name: "LoaderTests", dependencies: ["Loader", "MachineCore"]),
-        .testTarget(name: "X86Tests", dependencies: ["X86", "KVM", "MachineCore", "Devices", "Loader", "Bench"]),
+        .testTarget(name: "X86Tests", dependencies: ["X86", "KVM", "MachineCore", "Devices", "Loader", "Bench", "TestSupport"]),
         .testTarget(name: "PARISCTests", dependencies: ["PARISC", "MachineCore", "Devices", "Loader", "TestSupport", "Bench"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "MachineCore"]),
         .testTarget(name: "ReplicationTests", dependencies: [
@@ -85,5 +88,9 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "Bench"]),
+        .testTarget(name: "SnapshotTests", dependencies: [
+            "Hypervisor", "MachineCore", "X86", "PARISC", "KVM", "Loader", "TestSupport",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
     ]
 )

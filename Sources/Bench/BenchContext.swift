@@ -21,6 +21,22 @@ final class BenchContext {
         self.log = log
     }
 
+    /// The engines that can run the bundled guest `guest` here ("emulator"/"parisc",
+    /// "KVM"/"x86"), and why the others cannot.
+    func engines(running guest: String) -> (engines: [(name: String, arch: String)], skipped: [String]) {
+        var engines: [(name: String, arch: String)] = []
+        var skipped: [String] = []
+        if driver.guests.has("parisc", guest) { engines.append(("emulator", "parisc")) } else {
+            skipped.append("emulator: guests/build/parisc/\(guest).elf is missing")
+        }
+        switch tools.kvm {
+        case .success where driver.guests.has("x86", guest): engines.append(("KVM", "x86"))
+        case .success: skipped.append("KVM: guests/build/x86/\(guest).elf is missing")
+        case .failure(let why): skipped.append("KVM: \(why)")
+        }
+        return (engines, skipped)
+    }
+
     /// The cpu guest's expected line for `rounds` (computed once).
     func cpuLine(rounds: Int) -> String {
         if let line = cpuLines[rounds] { return line }

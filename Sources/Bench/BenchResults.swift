@@ -15,6 +15,10 @@ struct BenchResults: Codable, Sendable {
     var failoverTrials: [FailoverTrial]?
     var channel: [ChannelPoint]?
     var peers: [PeerResult]?
+    var counterClock: CounterClockResult?
+    /// The QEMU configurations probed: the CPU model each used, or why it was skipped.
+    var peerProbes: [PeerProbe]?
+    var snapshots: [SnapshotPoint]?
     /// Parts not run, with the reason ("parisc-qemu: qemu-system-hppa is not installed ...").
     var skipped: [String]
     /// Runs that failed, with their command lines.

@@ -62,14 +62,19 @@ public enum Benchmark {
                 let (report, points) = ChannelAnalysis.run(context)
                 reports.append(report)
                 results.channel = points
-            case .pariscQEMU:
-                let (report, peers) = PeerExperiment.pariscQEMU(context)
+            case .pariscQEMU, .x86QEMU:
+                let outcome = experiment == .pariscQEMU ? PeerExperiment.pariscQEMU(context) : PeerExperiment.x86QEMU(context)
+                reports.append(outcome.report)
+                results.peers = (results.peers ?? []) + outcome.results
+                results.peerProbes = (results.peerProbes ?? []) + outcome.probes
+            case .counterClock:
+                let (report, result) = CounterClockExperiment.run(context)
                 reports.append(report)
-                results.peers = (results.peers ?? []) + peers
-            case .x86QEMU:
-                let (report, peers) = PeerExperiment.x86QEMU(context)
+                results.counterClock = result
+            case .snapshot:
+                let (report, points) = SnapshotExperiment.run(context)
                 reports.append(report)
-                results.peers = (results.peers ?? []) + peers
+                results.snapshots = points
             }
         }
         results.durationSeconds = log.elapsed
@@ -117,6 +122,9 @@ public enum Benchmark {
     static func printedSummary(_ results: BenchResults, output: String) -> String {
         var text = "\n## lockstep bench summary (\(String(format: "%.0f", results.durationSeconds)) s)\n\n"
         text += summaryTable(results).markdown()
+        if let probes = results.peerProbes, !probes.isEmpty {
+            text += "\nQEMU peers (probed on this host):\n" + probes.map { "- \($0.summary)\n" }.joined()
+        }
         if !results.skipped.isEmpty { text += "\nSkipped:\n" + results.skipped.map { "- \($0)\n" }.joined() }
         if !results.problems.isEmpty { text += "\nProblems:\n" + results.problems.map { "- \($0)\n" }.joined() }
         text += "\nFiles in \(output): summary.md, results.json, CSV tables and SVG charts.\n"
@@ -134,6 +142,9 @@ public enum Benchmark {
         let findings = Findings.lines(results)
         if !findings.isEmpty {
             text += "### What the numbers say\n\n(Generated from this run's results.)\n\n" + findings.map { "- \($0)\n" }.joined() + "\n"
+        }
+        if let probes = results.peerProbes, !probes.isEmpty {
+            text += "QEMU peers (probed on this host by `scripts/qemu-run-guest --probe`):\n\n" + probes.map { "- \($0.summary)\n" }.joined() + "\n"
         }
         if !results.skipped.isEmpty { text += "Skipped:\n\n" + results.skipped.map { "- \($0)\n" }.joined() + "\n" }
         text += results.problems.isEmpty ? "No run failed.\n\n" : "Problems (failed runs, with their commands):\n\n" + results.problems.map { "- \($0)\n" }.joined() + "\n"

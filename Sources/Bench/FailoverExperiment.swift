@@ -8,16 +8,7 @@ import Glibc
 /// Failover: time from the primary's death to the backup going live, against the detection timeout.
 enum FailoverExperiment {
     static func run(_ context: BenchContext) -> (ExperimentReport, [FailoverPoint], [FailoverTrial]) {
-        var engines: [(name: String, arch: String)] = []
-        var skipped: [String] = []
-        if context.driver.guests.has("parisc", "ticks") { engines.append(("emulator", "parisc")) } else {
-            skipped.append("emulator: guests/build/parisc/ticks.elf is missing")
-        }
-        switch context.tools.kvm {
-        case .success where context.driver.guests.has("x86", "ticks"): engines.append(("KVM", "x86"))
-        case .success: skipped.append("KVM: guests/build/x86/ticks.elf is missing")
-        case .failure(let why): skipped.append("KVM: \(why)")
-        }
+        let (engines, skipped) = context.engines(running: "ticks")
         let plan = context.plan
         var trials: [FailoverTrial] = []
         for engine in engines {

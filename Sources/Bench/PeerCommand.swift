@@ -23,14 +23,15 @@ struct PeerCommand {
                     }, successStatus: 0)
     }
 
-    /// qemu-system-x86_64 with KVM, the pc or the microvm machine, as scripts/qemu-run-guest runs it.
-    static func qemuX86(_ executable: String, microvm: Bool) -> PeerCommand {
+    /// qemu-system-x86_64 with KVM, the pc or the microvm machine, as scripts/qemu-run-guest runs it,
+    /// with the CPU argument its probe chose on this host (`PeerProbe`).
+    static func qemuX86(_ executable: String, microvm: Bool, cpu: String) -> PeerCommand {
         PeerCommand(name: microvm ? "qemu-system-x86_64 KVM microvm" : "qemu-system-x86_64 KVM pc", executable: executable,
                     arguments: { elf, cmdline in
                         ["-display", "none", "-serial", "stdio", "-no-reboot", "-m", "64",
                          "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
-                            + (microvm ? ["-machine", "microvm,accel=kvm,ioapic2=off,acpi=off", "-cpu", "host,-apic"]
-                                       : ["-enable-kvm", "-cpu", "host"])
+                            + (microvm ? ["-machine", "microvm,accel=kvm,ioapic2=off,acpi=off", "-cpu", cpu]
+                                       : ["-enable-kvm", "-cpu", cpu])
                             + ["-kernel", elf, "-append", cmdline]
                     }, successStatus: 1)
     }

@@ -11,16 +11,34 @@ enum PeerExperiment {
         var marker: String
     }
 
-    static func pariscQEMU(_ context: BenchContext) -> (ExperimentReport, [PeerResult]) {
+    /// What a comparison hands back: its report, the results per engine, and the probes of its
+    /// QEMU peers (which CPU model each used, or why it was skipped).
+    typealias Outcome = (report: ExperimentReport, results: [PeerResult], probes: [PeerProbe])
+
+    /// Probes one QEMU configuration (once per run: the experiment keeps the answer) and logs it.
+    static func probe(_ context: BenchContext, arch: String, kvm: Bool = false, microvm: Bool = false,
+                      qemu: String) -> PeerProbe
+    {
+        let script = HostTools.probeScript(guests: context.driver.guests, executable: context.driver.executable)
+        let probe = PeerProbe.run(script: script, arch: arch, kvm: kvm, microvm: microvm, qemu: qemu)
+        context.log.line("QEMU probe: \(probe.summary)")
+        return probe
+    }
+
+    static func pariscQEMU(_ context: BenchContext) -> Outcome {
         let title = "Lockstep's PA-RISC emulator against qemu-system-hppa"
         guard context.driver.guests.has("parisc", "cpu"), context.driver.guests.has("parisc", "hello") else {
-            return (.skipped(.pariscQEMU, title: title, reason: "guests/build/parisc/cpu.elf or hello.elf is missing"), [])
+            return (.skipped(.pariscQEMU, title: title, reason: "guests/build/parisc/cpu.elf or hello.elf is missing"), [], [])
         }
         let qemu: String
         switch context.tools.qemuHPPA {
         case .success(let path): qemu = path
         case .failure(let why):
-            return (.skipped(.pariscQEMU, title: title, reason: "\(why)"), [])
+            return (.skipped(.pariscQEMU, title: title, reason: "\(why)"), [], [])
+        }
+        let peerProbe = probe(context, arch: "parisc", qemu: qemu)
+        if case .cannotRun(let why) = peerProbe.verdict {
+            return (.skipped(.pariscQEMU, title: title, reason: "\(peerProbe.peer) cannot run here: \(why)"), [], [peerProbe])
         }
         let plan = context.plan
         // Instructions per round from the recovery counter: epochs of exactly 1024 instructions.
@@ -58,35 +76,51 @@ enum PeerExperiment {
         let note = instructionsPerRound.map {
             "The cpu guest executes about \(NumberFormat.compact($0)) PA-RISC instructions per round (counted by Lockstep's recovery counter: epochs of exactly 1024 non-nullified instructions, between rounds=\(c1) and rounds=\(c2)); instruction rates below use that count for every engine (QEMU's -icount also counts nullified instructions, a small difference)."
         } ?? "The instruction count per round could not be measured (see problems)."
-        return (report(.pariscQEMU, title: title, chartName: "parisc-qemu.svg", results, note: note, context: context), results)
+        return (report(.pariscQEMU, title: title, chartName: "parisc-qemu.svg", results, note: note, context: context),
+                results, [peerProbe])
     }
 
-    static func x86QEMU(_ context: BenchContext) -> (ExperimentReport, [PeerResult]) {
+    static func x86QEMU(_ context: BenchContext) -> Outcome {
         let title = "Lockstep on KVM against qemu-system-x86_64 with KVM"
         guard context.driver.guests.has("x86", "cpu"), context.driver.guests.has("x86", "hello") else {
-            return (.skipped(.x86QEMU, title: title, reason: "guests/build/x86/cpu.elf or hello.elf is missing"), [])
+            return (.skipped(.x86QEMU, title: title, reason: "guests/build/x86/cpu.elf or hello.elf is missing"), [], [])
         }
         switch context.tools.kvm {
         case .failure(let why):
-            return (.skipped(.x86QEMU, title: title, reason: "Lockstep's KVM engine cannot run here: \(why)"), [])
+            return (.skipped(.x86QEMU, title: title, reason: "Lockstep's KVM engine cannot run here: \(why)"), [], [])
         case .success: break
         }
         let qemu: String
         switch context.tools.qemuX86 {
         case .success(let path): qemu = path
         case .failure(let why):
-            return (.skipped(.x86QEMU, title: title, reason: "\(why)"), [])
+            return (.skipped(.x86QEMU, title: title, reason: "\(why)"), [], [])
         }
         let plan = context.plan
         var engines: [(PeerCommand, (Int, Int))] = [(.lockstep(context, name: "lockstep run (KVM)"), plan.x86Rounds)]
         var bootOnly: Set<String> = []
-        if plan.qemuPC {
-            // Its SeaBIOS boot takes seconds here and varies by more than the workload: boot only.
-            let pc = PeerCommand.qemuX86(qemu, microvm: false)
-            engines.append((pc, plan.x86Rounds))
-            bootOnly.insert(pc.name)
+        // Each QEMU machine with the CPU model its probe found; one that cannot run is skipped.
+        var probes: [PeerProbe] = []
+        var skipped: [String] = []
+        for microvm in plan.qemuPC ? [false, true] : [true] {
+            let peerProbe = probe(context, arch: "x86", kvm: true, microvm: microvm, qemu: qemu)
+            probes.append(peerProbe)
+            switch peerProbe.verdict {
+            case .cannotRun(let why):
+                skipped.append("\(peerProbe.peer) cannot run here: \(why)")
+            case .runs(let model, let argument):
+                let engine = PeerCommand.qemuX86(qemu, microvm: microvm, cpu: argument ?? model)
+                engines.append((engine, plan.x86Rounds))
+                // The pc machine's SeaBIOS boot takes seconds here and varies by more than the
+                // workload: boot only.
+                if !microvm { bootOnly.insert(engine.name) }
+            }
         }
-        engines.append((.qemuX86(qemu, microvm: true), plan.x86Rounds))
+        guard engines.count > 1 else {
+            var nothing = ExperimentReport.skipped(.x86QEMU, title: title, reason: skipped.joined(separator: "; "))
+            nothing.skipped = skipped
+            return (nothing, [], probes)
+        }
         var workloads = [Workload(name: "cpu", guest: "cpu", cmdline: { "rounds=\($0)" }, rounds: nil, marker: "cpu rounds=")]
         if let rounds = plan.x86Ring0Rounds {
             workloads.append(Workload(name: "cpu (ring0)", guest: "cpu", cmdline: { "ring0 rounds=\($0)" },
@@ -95,7 +129,11 @@ enum PeerExperiment {
         let results = compare(context, experiment: .x86QEMU, comparison: "x86", arch: "x86", engines: engines,
                               cpuWorkloads: workloads, hello: "Hello from x86", bootOnly: bootOnly)
         let note = "The cpu guest runs at CPL3 (native speed under KVM) unless `ring0` is given; at CPL0 this host's KVM interprets every instruction, for QEMU as for Lockstep." + (plan.qemuPC ? " The pc machine boots through SeaBIOS, which runs at CPL0 and so is interpreted too: its boot takes seconds and varies by more than the cpu workload, so it is measured for boot only." : "")
-        return (report(.x86QEMU, title: title, chartName: "x86-qemu.svg", results, note: note, context: context), results)
+            + " QEMU's CPU model, probed on this host (`scripts/qemu-run-guest --probe`: the first of host, max, qemu64 that boots): "
+            + probes.map(\.summary).joined(separator: "; ") + "."
+        var comparison = report(.x86QEMU, title: title, chartName: "x86-qemu.svg", results, note: note, context: context)
+        comparison.skipped = skipped
+        return (comparison, results, probes)
     }
 
     /// Runs every engine on the hello guest (boot to first output) and on the cpu workloads

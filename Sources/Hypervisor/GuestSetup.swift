@@ -2,6 +2,7 @@ import Foundation
 import Loader
 import MachineCore
 import PARISC
+import X86
 
 /// Why a run cannot start. Each description is one line for the user.
 public enum SetupError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -30,7 +31,7 @@ public enum SetupError: Error, Equatable, Sendable, CustomStringConvertible {
         case .memorySize(let size, let architecture, let range):
             "guest memory of \(SizeParser.describe(size)) is not usable for an \(architecture) guest: it must be a multiple of 4 KiB between \(SizeParser.describe(range.lowerBound)) and \(SizeParser.describe(range.upperBound))"
         case .epochClockMismatch(let clock, let engine):
-            "the \(clock) epoch clock is not available on the \(engine) engine (\(engine == .kvm ? "use single-step, pmu or exits" : "use recovery-counter"))"
+            "the \(clock) epoch clock is not available on the \(engine) engine (\(engine == .kvm ? "use exits, single-step, emulation-counter or pmu" : "use recovery-counter"))"
         case .epochLength: "the epoch length must be at least 1"
         case .hostUnavailable(let why): why
         }
@@ -78,11 +79,11 @@ public struct GuestSetup: Sendable {
         let clock: EpochClock
         switch options.epochClock {
         case .auto:
-            clock = engine == .kvm ? .deterministicExits : .recoveryCounter
+            clock = engine == .kvm ? X86Machine.automaticEpochClock() : .recoveryCounter
         case .specific(let requested):
             let valid: Bool = switch requested {
             case .recoveryCounter: engine == .emulator
-            case .singleStep, .performanceCounter, .deterministicExits: engine == .kvm
+            case .singleStep, .emulationCounter, .performanceCounter, .deterministicExits: engine == .kvm
             }
             guard valid else { throw .epochClockMismatch(requested, engine: engine) }
             clock = requested
@@ -91,7 +92,7 @@ public struct GuestSetup: Sendable {
         guard length > 0 else { throw .epochLength }
         var sectors: UInt64?
         if let path = options.diskPath {
-            do { sectors = try HostDisk(path: path).sectors } catch { throw .disk(error) }
+            do { sectors = try HostDisk.inspect(path: path) } catch { throw .disk(error) }
         }
         self.options = options
         self.image = image
@@ -102,9 +103,26 @@ public struct GuestSetup: Sendable {
         self.diskSectors = sectors
     }
 
-    /// Opens the disk image (on the machine's thread).
-    public func openDisk() throws(SetupError) -> HostDisk? {
+    /// What a snapshot of this run is a snapshot of, and what a snapshot must have been taken
+    /// with to continue in this run: the image's SHA-256 and every setting that shapes the
+    /// machine or its epochs (host paths excluded, as in the replication handshake).
+    public var snapshotIdentity: SnapshotIdentity {
+        SnapshotIdentity(
+            architecture: architecture, imageDigest: StateDigest.of(image.fileBytes),
+            configuration: [
+                .init("engine", engine.rawValue),
+                .init("memory", String(options.memorySize)),
+                .init("cmdline", options.commandLine),
+                .init("disk-sectors", diskSectors.map(String.init) ?? "none"),
+                .init("clock", options.clockMode.rawValue),
+                .init("epoch-clock", epochClock.rawValue),
+                .init("epoch-length", String(epochLength)),
+            ])
+    }
+
+    /// Opens the disk image with the run's cache mode, locked for `sharing` (`ImageLock`).
+    public func openDisk(sharing: ImageSharing = .exclusive) throws(SetupError) -> HostDisk? {
         guard let path = options.diskPath else { return nil }
-        do { return try HostDisk(path: path) } catch { throw .disk(error) }
+        do { return try HostDisk(path: path, cache: options.diskCache, sharing: sharing) } catch { throw .disk(error) }
     }
 }

@@ -6,6 +6,8 @@ public final class HostIO {
     public let console: HostConsole
     public let disk: HostDisk?
     private var completions: [BoundaryEvent] = []
+    /// Events carried over from a snapshot, delivered before anything else.
+    private var carried: [BoundaryEvent] = []
 
     public init(console: HostConsole, disk: HostDisk?) {
         self.console = console
@@ -19,8 +21,16 @@ public final class HostIO {
         completions.append(.blockCompletion(completion))
     }
 
-    /// Whether a boundary would deliver a disk completion now.
-    public var hasPendingEvents: Bool { !completions.isEmpty }
+    /// Whether a boundary would deliver a disk completion (or a carried event) now.
+    public var hasPendingEvents: Bool { !completions.isEmpty || !carried.isEmpty }
+
+    /// Events taken from the host and not yet delivered (for a snapshot's host state). Console
+    /// input the guest has not been given yet stays with the console.
+    public var heldEvents: [BoundaryEvent] { carried + completions }
+
+    /// Delivers `events` (a restored snapshot's pending events) at the next boundary, before
+    /// any new input or completion, whatever `takeEvents`'s byte limit.
+    public func carry(_ events: [BoundaryEvent]) { carried += events }
 
     /// The events for this boundary: console input typed so far, then finished disk requests.
     ///
@@ -29,7 +39,8 @@ public final class HostIO {
     /// within the limit, except that one completion is always taken; the rest wait, in order,
     /// for a later boundary.
     public func takeEvents(byteLimit: Int = .max) -> [BoundaryEvent] {
-        var events: [BoundaryEvent] = []
+        var events = carried
+        carried = []
         let input = console.takeInput(limit: byteLimit)
         if !input.isEmpty { events.append(.consoleInput(input)) }
         var bytes = input.count

@@ -74,6 +74,14 @@ public struct BoundaryTiming: Sendable {
     }
 }
 
+/// What a session does after a boundary, as its boundary observer decides.
+public enum BoundaryAction: Sendable, Equatable {
+    /// Run the next epoch.
+    case proceed
+    /// Stop here: `run` returns with `MachineStop.epochEnd`.
+    case pause
+}
+
 /// An unreplicated run: the machine's epochs back to back, every boundary delivering what the
 /// host console and disk produced. Runs on the calling thread, which must be a dedicated thread.
 public final class LocalSession {
@@ -81,6 +89,10 @@ public final class LocalSession {
     public let environment: any SessionEnvironment
     public let epochLength: UInt64
     public let timing: BoundaryTiming
+    /// Called after each boundary is applied, with the number of boundaries passed: the place
+    /// to take a snapshot (the machine is at a boundary; the host holds no undelivered
+    /// completion). Returning `.pause` ends the run there.
+    public var boundaryObserver: ((UInt64) throws -> BoundaryAction)?
     private let logger = Logger(label: "lockstep.run")
 
     public init(machine: any Machine, environment: any SessionEnvironment, epochLength: UInt64,
@@ -92,7 +104,8 @@ public final class LocalSession {
         self.timing = timing
     }
 
-    /// Runs until the guest exits or crashes; `epochs` counts boundaries already passed.
+    /// Runs until the guest exits or crashes (or the boundary observer pauses the session, with
+    /// `MachineStop.epochEnd`); `epochs` counts boundaries already passed.
     public func run(epochs startEpochs: UInt64 = 0) throws -> RunOutcome {
         var epochs = startEpochs
         while true {
@@ -107,6 +120,9 @@ public final class LocalSession {
             switch timing.decide(after: stop, machine: machine, environment: environment) {
             case .at(let time):
                 try machine.applyBoundary(time: time, events: environment.host.takeEvents())
+                if try boundaryObserver?(epochs) == .pause {
+                    return RunOutcome(stop: .epochEnd, epochs: epochs, progress: machine.progress)
+                }
             case .waitsForever:
                 logger.notice("the guest waits for console input, and input is closed: stopping")
                 return RunOutcome(stop: .exited(status: 0), epochs: epochs, progress: machine.progress)

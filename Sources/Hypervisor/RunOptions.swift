@@ -55,6 +55,8 @@ public struct RunOptions: Hashable, Sendable, Codable {
     public var epochLength: UInt64?
     /// nil: chosen from the ELF's machine type.
     public var engine: EngineKind?
+    /// When the disk's writes count as done (host-side only: replicas may differ).
+    public var diskCache: DiskCacheMode
     /// How the PA-RISC emulator runs guest code; nil: the fastest engine this host runs. Not part
     /// of the pair's configuration check: every emulator engine gives the same results.
     public var emulator: PARISCEngine?
@@ -64,7 +66,8 @@ public struct RunOptions: Hashable, Sendable, Codable {
     public init(guestPath: String, memorySize: UInt64 = RunOptions.defaultMemorySize,
                 commandLine: String = "", diskPath: String? = nil,
                 clockMode: ClockMode = .deterministic, epochClock: EpochClockChoice = .auto,
-                epochLength: UInt64? = nil, engine: EngineKind? = nil, emulator: PARISCEngine? = nil)
+                epochLength: UInt64? = nil, engine: EngineKind? = nil, diskCache: DiskCacheMode = .default,
+                emulator: PARISCEngine? = nil)
     {
         self.guestPath = guestPath
         self.memorySize = memorySize
@@ -74,6 +77,7 @@ public struct RunOptions: Hashable, Sendable, Codable {
         self.epochClock = epochClock
         self.epochLength = epochLength
         self.engine = engine
+        self.diskCache = diskCache
         self.emulator = emulator
     }
 }

@@ -5,6 +5,8 @@
 /// accessors take a byte offset into RAM and check it once more with a single predictable
 /// comparison; an out-of-range offset is a programmer error and traps with a reason instead of
 /// touching memory outside the mapping. Values are big-endian, as the PA-RISC CPU sees memory.
+/// Every store marks the pages it wrote in the write map: the page of its first and of its last
+/// byte (the same page for an aligned access, which is all the interpreter makes).
 extension GuestMemory {
     /// The size of RAM as a 32-bit bound for a 32-bit guest (RAM larger than 4 GiB saturates).
     @inlinable public var emulatorLimit: UInt32 {
@@ -42,6 +44,8 @@ extension GuestMemory {
         precondition(UInt64(offset) &+ 4 <= size, "emulator word store outside guest RAM")
         // SAFETY: the precondition proved [offset, offset+4) lies inside the mapping.
         host.storeBytes(of: value.bigEndian, toByteOffset: Int(offset), as: UInt32.self)
+        markWritten(atOffset: offset)
+        markWritten(atOffset: offset &+ 3)
     }
 
     /// Writes `value` big-endian as the 16-bit halfword at byte `offset` of RAM.
@@ -50,6 +54,8 @@ extension GuestMemory {
         precondition(UInt64(offset) &+ 2 <= size, "emulator halfword store outside guest RAM")
         // SAFETY: the precondition proved [offset, offset+2) lies inside the mapping.
         host.storeBytes(of: value.bigEndian, toByteOffset: Int(offset), as: UInt16.self)
+        markWritten(atOffset: offset)
+        markWritten(atOffset: offset &+ 1)
     }
 
     /// Writes the byte `value` at `offset` of RAM.
@@ -58,5 +64,6 @@ extension GuestMemory {
         precondition(UInt64(offset) < size, "emulator byte store outside guest RAM")
         // SAFETY: the precondition proved the byte lies inside the mapping.
         host.storeBytes(of: value, toByteOffset: Int(offset), as: UInt8.self)
+        markWritten(atOffset: offset)
     }
 }

@@ -1,5 +1,3 @@
-import Crypto
-
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -31,9 +29,21 @@ public enum GuestMemoryError: Error, Equatable, Sendable, CustomStringConvertibl
 /// unsafe pointers. Every accessor checks bounds; the host mapping is released in `deinit`.
 /// The KVM engine maps the same host pages into the VM through `hostAddress`, so a VM that uses
 /// this memory must be destroyed before the memory is.
+///
+/// Writes are tracked per page in a write map (one byte per 4 KiB page): every host write through
+/// this type (`write`, `fill`, `store`: the loader, DMA by devices) and every emulator store
+/// (`storeBigEndianWord` & co., or `markWritten(atOffset:)` for an engine that stores by other
+/// means) sets its page's byte. A `DirtyPageTracker` collects the map; KVM guest writes are not
+/// in it (the KVM engine adds its dirty log). Fresh RAM is all zero, so a page never marked is a
+/// zero page.
 public final class GuestMemory {
     /// The page size the mapping is aligned to.
     public static let pageSize: UInt64 = 4096
+    /// log2 of `pageSize`: the page of byte offset `o` is `o >> pageShift`.
+    public static let pageShift: UInt64 = 12
+    /// The write map covers at least this many pages, so that any 32-bit offset (an emulator's
+    /// address) falls inside it and `markWritten(atOffset:)` needs no bounds check.
+    static let minimumWriteMapPages = 1 << 20
     /// The largest guest RAM Lockstep will reserve (64 GiB).
     public static let maximumSize: UInt64 = 64 << 30
 
@@ -43,6 +53,15 @@ public final class GuestMemory {
     public let size: UInt64
 
     @usableFromInline let host: UnsafeMutableRawPointer
+    /// One byte per page, non-zero when the page was written since the last collection
+    /// (`collectWrittenPages`). `writeMapCount` >= max(pageCount, 2^20) entries.
+    @usableFromInline let writeMap: UnsafeMutablePointer<UInt8>
+    let writeMapCount: Int
+    /// One read-only page of zeros, to compare pages with (`memcmp`).
+    let zeroPage: UnsafeRawPointer
+
+    /// The number of 4 KiB pages of RAM.
+    public var pageCount: Int { Int(size >> Self.pageShift) }
 
     /// Reserves `size` bytes of zeroed guest RAM starting at guest-physical `base`.
     /// The corresponding C function is `mmap(MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)`.
@@ -62,14 +81,38 @@ public final class GuestMemory {
         let p = mmap(nil, Int(size), PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         guard let p, p != MAP_FAILED else { throw .allocationFailed(size: size, errno: errno) }
+        let mapCount = max(Int(size >> Self.pageShift), Self.minimumWriteMapPages)
+        // SAFETY: as above; the write map is zero-filled, checked for MAP_FAILED, and released in
+        // deinit. On failure the RAM mapping just made is released before throwing.
+        let map = mmap(nil, mapCount, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        guard let map, map != MAP_FAILED else {
+            let error = errno
+            munmap(p, Int(size))
+            throw .allocationFailed(size: size, errno: error)
+        }
+        // SAFETY: as above; a read-only anonymous page is zero and stays zero.
+        let zero = mmap(nil, Int(Self.pageSize), PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let zero, zero != MAP_FAILED else {
+            let error = errno
+            munmap(p, Int(size))
+            munmap(map, mapCount)
+            throw .allocationFailed(size: size, errno: error)
+        }
+        self.zeroPage = UnsafeRawPointer(zero)
         self.host = p
+        self.writeMap = map.assumingMemoryBound(to: UInt8.self)
+        self.writeMapCount = mapCount
         self.base = base
         self.size = size
     }
 
     deinit {
-        // SAFETY: `host` came from mmap with exactly `size` bytes and nothing else unmaps it.
+        // SAFETY: `host` came from mmap with exactly `size` bytes, the write map with
+        // `writeMapCount` bytes, the zero page with one page, and nothing else unmaps them.
         munmap(host, Int(size))
+        munmap(writeMap, writeMapCount)
+        munmap(UnsafeMutableRawPointer(mutating: zeroPage), Int(Self.pageSize))
     }
 
     /// The host virtual address of guest RAM, for registering it as a KVM memory slot.
@@ -111,6 +154,7 @@ public final class GuestMemory {
         // SAFETY: checkedOffset proved the destination range lies inside the mapping.
         let destination = UnsafeMutableRawBufferPointer(start: host + offset, count: bytes.count)
         destination.copyBytes(from: bytes)
+        markWritten(offset: offset, count: bytes.count)
     }
 
     /// Sets `count` bytes at `address` to `byte`.
@@ -118,6 +162,7 @@ public final class GuestMemory {
         let offset = try checkedOffset(address, UInt64(count))
         // SAFETY: checkedOffset proved the range lies inside the mapping.
         memset(host + offset, Int32(byte), count)
+        markWritten(offset: offset, count: count)
     }
 
     /// Reads an integer stored at `address` in byte order `order` (no alignment required).
@@ -139,18 +184,6 @@ public final class GuestMemory {
         let raw = order == .little ? value.littleEndian : value.bigEndian
         // SAFETY: checkedOffset proved the bytes lie inside the mapping.
         host.storeBytes(of: raw, toByteOffset: offset, as: T.self)
-    }
-
-    /// Feeds all of guest RAM into `hasher`.
-    public func hash(into hasher: inout SHA256) {
-        // SAFETY: the whole mapping is readable for `size` bytes while self is alive.
-        hasher.update(bufferPointer: UnsafeRawBufferPointer(start: host, count: Int(size)))
-    }
-
-    /// SHA-256 of all of guest RAM.
-    public func digest() -> StateDigest {
-        var hasher = SHA256()
-        hash(into: &hasher)
-        return StateDigest(hasher.finalize())
+        markWritten(offset: offset, count: MemoryLayout<T>.size)
     }
 }

@@ -14,7 +14,12 @@ public enum EpochClock: String, Sendable, Codable, CaseIterable, CustomStringCon
     case recoveryCounter = "recovery-counter"
     /// x86 KVM single-stepping: one exit per guest instruction (only at CPL0 on some hosts).
     case singleStep = "single-step"
-    /// x86 retired-instruction performance counter with overshoot handling (needs a host PMU).
+    /// x86 counter-driven epochs counted by KVM's `insn_emulation` statistic, which counts every
+    /// instruction of code KVM interprets (CPL0 guests on the PVM host): runs free, then reaches
+    /// the exact count by single-steps.
+    case emulationCounter = "emulation-counter"
+    /// x86 counter-driven epochs counted in retired conditional branches by the host PMU, with
+    /// the counter's overflow programmed early by its skid, then single-steps (needs a host PMU).
     case performanceCounter = "pmu"
     /// x86 deterministic VM exits (port I/O, MMIO, HLT, trapped environment instructions): an
     /// epoch is a number of such exits; interrupt latency is bounded by how often the guest exits.
@@ -25,7 +30,8 @@ public enum EpochClock: String, Sendable, Codable, CaseIterable, CustomStringCon
     /// The unit `Machine.progress` counts in with this clock.
     public var unit: String {
         switch self {
-        case .recoveryCounter, .singleStep, .performanceCounter: "instructions"
+        case .recoveryCounter, .singleStep, .emulationCounter: "instructions"
+        case .performanceCounter: "branches"
         case .deterministicExits: "exits"
         }
     }
@@ -86,6 +92,31 @@ public protocol Machine: AnyObject {
     func applyBoundary(time: VirtualTime, events: [BoundaryEvent]) throws
 
     /// A digest of everything that must be equal on two replicas in the same state: guest RAM,
-    /// CPU registers and device state.
+    /// CPU registers and device state. RAM is hashed incrementally (`MemoryDigest`): only the
+    /// pages written since the previous call are hashed again.
     func stateDigest() throws -> StateDigest
+
+    /// The same value as `stateDigest()`, with every page of RAM hashed again instead of taken
+    /// from the cache (to check the cache; slow for large RAM).
+    func fullStateDigest() throws -> StateDigest
+
+    /// Guest RAM.
+    var memory: GuestMemory { get }
+    /// Which pages of RAM were written, for any number of consumers (the RAM digest is one).
+    var dirtyPages: DirtyPageTracker { get }
+    /// The incremental digest of RAM (which also knows the pages that are not zero).
+    var memoryDigest: MemoryDigest { get }
+
+    /// The machine's state at an epoch boundary, everything but RAM: CPU, devices, virtual time
+    /// and progress (see `MachineSnapshot` for the file that adds RAM and identity). Call it only
+    /// between `applyBoundary` and the next `run`. On KVM this first completes the exit the vCPU
+    /// stopped at (a port or MMIO read whose value KVM has not stored yet), so the machine's
+    /// registers are final; that changes nothing the guest can see.
+    func captureState() throws -> MachineState
+
+    /// Puts `state` into this machine, which was built from the same image and configuration
+    /// and whose RAM already holds the snapshot's pages. Every field is checked first (it may
+    /// come from a file or the network); the state digest afterwards must equal the one
+    /// recorded at capture, or this throws. A machine that threw is unusable.
+    func restoreState(_ state: MachineState) throws
 }

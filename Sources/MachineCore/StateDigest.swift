@@ -40,13 +40,6 @@ public struct StateHasher {
         add(label, littleEndianBytes(value))
     }
 
-    /// Adds a label and all of guest RAM.
-    public mutating func add(_ label: String, memory: GuestMemory) {
-        addRaw(Array(label.utf8))
-        hasher.update(data: littleEndianBytes(memory.size))
-        memory.hash(into: &hasher)
-    }
-
     private mutating func addRaw(_ bytes: [UInt8]) {
         hasher.update(data: littleEndianBytes(UInt64(bytes.count)))
         hasher.update(data: bytes)

@@ -61,4 +61,10 @@ public final class VirtualClock: TimeSource {
 
     /// The state that, with the progress counter, determines the clock.
     public var state: (baseTime: VirtualTime, baseProgress: UInt64) { (baseTime, baseProgress) }
+
+    /// Puts back a `state` taken from a snapshot (any values: the clock's arithmetic wraps).
+    public func restore(baseTime: VirtualTime, baseProgress: UInt64) {
+        self.baseTime = baseTime
+        self.baseProgress = baseProgress
+    }
 }

@@ -57,11 +57,7 @@ extension PARISCMachine {
     }
 
     /// A deterministic encoding of a device state for the state digest.
-    static func encode<T: Encodable>(_ value: T) -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return (try? Array(encoder.encode(value))) ?? []
-    }
+    static func encode<T: Encodable>(_ value: T) -> [UInt8] { DeviceState.encoding(value) }
 }
 
 extension PARISCCPU {

@@ -56,6 +56,10 @@ public final class PARISCMachine: Machine {
     public let cpu: PARISCCPU
     /// Guest RAM at physical 0.
     public let memory: GuestMemory
+    /// Pages written (every emulator store and host write marks the memory's write map).
+    public let dirtyPages: DirtyPageTracker
+    /// The incremental digest of RAM.
+    public let memoryDigest: MemoryDigest
     /// The MMIO bus with every device window (see `PARISCPlatform`).
     public let bus: Bus
     /// The LASI 16550 UART at 0xffd05800.
@@ -85,6 +89,8 @@ public final class PARISCMachine: Machine {
         cpu.environment = environment
         self.configuration = configuration
         self.memory = memory
+        dirtyPages = DirtyPageTracker(memory: memory)
+        memoryDigest = MemoryDigest(tracker: dirtyPages)
         self.bus = bus
         self.cpu = cpu
         self.environment = environment
@@ -219,8 +225,17 @@ public final class PARISCMachine: Machine {
     /// SHA-256 over RAM, the CPU (registers, queues, PSW, control registers, EIRR, timer) and the
     /// device states.
     public func stateDigest() throws -> StateDigest {
+        stateDigest(ram: try memoryDigest.digest())
+    }
+
+    /// `stateDigest()` with every page of RAM hashed again.
+    public func fullStateDigest() throws -> StateDigest {
+        stateDigest(ram: MemoryDigest.recomputed(memory))
+    }
+
+    func stateDigest(ram: StateDigest) -> StateDigest {
         var hasher = StateHasher()
-        hasher.add("ram", memory: memory)
+        hasher.add("ram", ram.bytes)
         hasher.add("cpu", cpu.digestBytes())
         hasher.add("lasi", PARISCMachine.encode(lasi.state))
         hasher.add("uart", PARISCMachine.encode(uart.state))

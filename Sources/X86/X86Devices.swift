@@ -59,12 +59,7 @@ final class X86Devices {
 
     /// Every device's state, encoded deterministically (sorted JSON keys), by device name.
     func encodedStates() -> [(String, [UInt8])] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        func encode<T: Encodable>(_ value: T) -> [UInt8] {
-            // Encoding plain Codable structs of integers, booleans and arrays cannot fail.
-            (try? [UInt8](encoder.encode(value))) ?? []
-        }
+        func encode<T: Encodable>(_ value: T) -> [UInt8] { DeviceState.encoding(value) }
         var states: [(String, [UInt8])] = [
             ("pic", encode(pic.state)), ("uart", encode(uart.state)), ("pit", encode(pit.state)),
             ("debug-exit", encode(debugExit.state)),

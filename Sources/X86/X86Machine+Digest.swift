@@ -7,6 +7,15 @@ extension X86Machine {
     /// selectors and the FS/GS bases; every device's state; the virtual clock (boundary time and
     /// progress), progress and the RDRAND generator.
     public func stateDigest() throws -> StateDigest {
+        try stateDigest(ram: try memoryDigest.digest())
+    }
+
+    /// `stateDigest()` with every page of RAM hashed again.
+    public func fullStateDigest() throws -> StateDigest {
+        try stateDigest(ram: MemoryDigest.recomputed(memory))
+    }
+
+    func stateDigest(ram: StateDigest) throws -> StateDigest {
         let registers: Registers
         let sregs: SpecialRegisters
         do {
@@ -14,7 +23,7 @@ extension X86Machine {
             sregs = try vcpu.specialRegisters()
         } catch { throw X86Error.kvm(error) }
         var hasher = StateHasher()
-        hasher.add("ram", memory: memory)
+        hasher.add("ram", ram.bytes)
         for number in 0..<16 { hasher.add("gpr\(number)", registers[generalPurpose: number]) }
         hasher.add("rip", registers.rip)
         hasher.add("rflags", registers.rflags)

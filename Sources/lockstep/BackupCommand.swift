@@ -38,11 +38,12 @@ struct BackupCommand: ParsableCommand {
         }
         let session = try Handshake.joinPrimary(connection, identity: identity,
                                                 timeout: Double(replication.timeout) / 1000 + 5)
-        let arbiter = Arbiter(directory: settings.arbiterDirectory, session: session)
+        let disk = try setup.openDisk(sharing: .pair(token: session))
+        let arbiter = Arbiter(replication.arbiter.specification(for: setup), session: session, status: status)
         status.message("following the primary at \(endpoint)")
         try runReplica(status: status, connection: connection, network: network) {
             let console = HostConsole(input: .standardInput, output: .standardOutput)
-            let environment = BackupEnvironment(host: HostIO(console: console, disk: try setup.openDisk()))
+            let environment = BackupEnvironment(host: HostIO(console: console, disk: disk))
             let machine = try MachineFactory.make(setup, environment: environment)
             let backup = BackupReplica(
                 machine: machine, environment: environment, connection: connection, arbiter: arbiter,

@@ -25,6 +25,7 @@ struct CLIFailure: Error, CustomStringConvertible {
             case .hostUnavailable: self.init(e.description, status: ExitStatus.unavailable)
             case .memorySize, .epochClockMismatch, .epochLength, .engineMismatch, .emulatorOption:
                 self.init(e.description, status: ExitStatus.usage)
+            case .disk(.inUse): self.init(e.description, status: ExitStatus.unavailable)
             case .image, .disk: self.init(e.description, status: ExitStatus.badInput)
             }
         case let e as LoaderError:
@@ -38,6 +39,14 @@ struct CLIFailure: Error, CustomStringConvertible {
             self.init(e.description, status: ExitStatus.unavailable)
         case let e as X86Error:
             self.init(e.description, status: e.isHostLimitation ? ExitStatus.unavailable : ExitStatus.internalError)
+        case let e as SnapshotError:
+            switch e {
+            case .unsupported: self.init(e.description, status: ExitStatus.usage)
+            case .writeFailed: self.init(e.description, status: ExitStatus.internalError)
+            case .notASnapshot, .unsupportedVersion, .truncated, .checksumMismatch, .recordTooLarge,
+                 .malformed, .foreign, .digestMismatch, .io:
+                self.init(e.description, status: ExitStatus.badInput)
+            }
         case let e as EnvironmentError:
             self.init(e.description, status: ExitStatus.internalError)
         case let e as CustomStringConvertible:

@@ -14,6 +14,10 @@ struct GuestOptions: ParsableArguments {
     @Option(help: "A raw disk image for the guest's virtio block device.")
     var disk: String?
 
+    @Option(name: .customLong("disk-cache"),
+            help: "When a disk write is done: writethrough (durable, the default), writeback (durable at the guest's flush) or unsafe.")
+    var diskCache: String = DiskCacheMode.default.rawValue
+
     @Option(help: "Virtual time: deterministic (from guest progress) or host (the host's clock at each boundary).")
     var clock: String = "deterministic"
 
@@ -59,6 +63,11 @@ struct GuestOptions: ParsableArguments {
             }
             engineKind = kind
         }
+        let cache: DiskCacheMode
+        switch DiskCacheMode.parse(diskCache) {
+        case .success(let mode): cache = mode
+        case .failure(let error): throw CLIFailure(error.description, status: ExitStatus.usage)
+        }
         var emulatorEngine: PARISCEngine?
         if let emulator {
             guard let choice = PARISCEngine(rawValue: emulator) else {
@@ -68,7 +77,7 @@ struct GuestOptions: ParsableArguments {
         }
         return RunOptions(guestPath: guest, memorySize: size, commandLine: cmdline, diskPath: disk,
                           clockMode: clockMode, epochClock: epochClockChoice, epochLength: length,
-                          engine: engineKind, emulator: emulatorEngine)
+                          engine: engineKind, diskCache: cache, emulator: emulatorEngine)
     }
 
     /// The checked options and the loaded guest.
@@ -79,7 +88,7 @@ struct GuestOptions: ParsableArguments {
     /// The same options as arguments, for starting a replica process.
     var arguments: [String] {
         var args = ["--memory", memory, "--cmdline", cmdline, "--clock", clock, "--epoch-clock", epochClock]
-        if let disk { args += ["--disk", disk] }
+        if let disk { args += ["--disk", disk, "--disk-cache", diskCache] }
         if let epochLength { args += ["--epoch-length", epochLength] }
         if let engine { args += ["--engine", engine] }
         if let emulator { args += ["--emulator", emulator] }

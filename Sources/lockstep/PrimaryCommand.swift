@@ -40,7 +40,9 @@ struct PrimaryCommand: ParsableCommand {
             throw CLIFailure("cannot listen on \(endpoint): \(error)", status: ExitStatus.unavailable)
         }
         let session = (0..<16).map { _ in UInt8.random(in: 0...255) }
-        let arbiter = Arbiter(directory: settings.arbiterDirectory, session: session)
+        let disk = try setup.openDisk(sharing: .pair(token: session))
+        let arbiter = Arbiter(replication.arbiter.specification(for: setup), session: session, status: status)
+        try arbiter.register(claimant: "primary pid \(getpid())")
         status.message("listening on \(endpoint.host):\(listener.port)")
         if let portFile {
             try Data("\(listener.port)\n\(arbiter.path)\n".utf8).write(to: URL(fileURLWithPath: portFile))
@@ -54,7 +56,7 @@ struct PrimaryCommand: ParsableCommand {
         let finalSettings = settings
         try runReplica(status: status, connection: connection, network: network) {
             let console = HostConsole(input: .standardInput, output: .standardOutput)
-            let environment = PrimaryEnvironment(host: HostIO(console: console, disk: try setup.openDisk()))
+            let environment = PrimaryEnvironment(host: HostIO(console: console, disk: disk))
             let machine = try MachineFactory.make(setup, environment: environment)
             let primary = PrimaryReplica(
                 machine: machine, environment: environment, connection: connection, arbiter: arbiter,

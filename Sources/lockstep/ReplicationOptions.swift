@@ -18,9 +18,7 @@ struct ReplicationOptions: ParsableArguments {
             help: "Compare full state digests every this many epochs (0: only at the end).")
     var digestEvery: UInt64 = 0
 
-    @Option(name: .customLong("arbiter-dir"),
-            help: "Directory for the arbiter file (default: next to the disk image, or the guest).")
-    var arbiterDirectory: String?
+    @OptionGroup var arbiter: ArbiterOptions
 
     @Flag(name: .customLong("no-status-line"), help: .hidden)
     var noStatusLine = false
@@ -33,13 +31,14 @@ struct ReplicationOptions: ParsableArguments {
         guard maxLag >= 1 else { throw ValidationError("--max-lag must be at least 1") }
     }
 
-    /// The replication settings for `setup`. Checks at once that the arbiter's directory is
-    /// usable: a failover is the wrong moment to find out.
+    /// The replication settings for `setup`. Checks at once that the arbiter is usable: a
+    /// failover is the wrong moment to find out.
     func settings(for setup: GuestSetup) throws -> ReplicationSettings {
-        let anchor = setup.options.diskPath ?? setup.options.guestPath
-        let directory = arbiterDirectory
-            ?? URL(fileURLWithPath: anchor).deletingLastPathComponent().path
-        try Arbiter.checkDirectory(directory)
+        let specification = arbiter.specification(for: setup)
+        try specification.check()
+        let directory = if case .directory(let directory) = specification { directory } else {
+            URL(fileURLWithPath: setup.options.diskPath ?? setup.options.guestPath).deletingLastPathComponent().path
+        }
         var settings = ReplicationSettings(arbiterDirectory: directory)
         settings.timeoutMilliseconds = timeout
         settings.maximumLag = maxLag
@@ -56,7 +55,7 @@ struct ReplicationOptions: ParsableArguments {
     /// The same options as arguments, for starting a replica process.
     var arguments: [String] {
         ["--timeout", "\(timeout)", "--max-lag", "\(maxLag)", "--digest-every", "\(digestEvery)"]
-            + (arbiterDirectory.map { ["--arbiter-dir", $0] } ?? [])
+            + arbiter.arguments
     }
 
     /// A fault-injection point given as `option` (N or N:PHASE).

@@ -6,26 +6,46 @@ import MachineCore
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Run a guest unreplicated: console on standard input and output, exit with the guest's status.")
+        abstract: "Run a guest unreplicated: console on standard input and output, exit with the guest's status.",
+        discussion: """
+            Snapshots: --snapshot-at N --snapshot-file FILE saves the machine at the boundary \
+            after epoch N and keeps running (--snapshot-stop: stops there, status 0). \
+            --restore FILE continues a saved machine; the guest and options must be the ones \
+            it was saved with.
+            """)
 
     @OptionGroup var guest: GuestOptions
+    @OptionGroup var snapshot: SnapshotOptions
 
     func run() throws {
         let setup = try guest.setup()
+        let plan = try snapshot.plan()
+        let printDigest = snapshot.printStateDigest
         let result = DedicatedThread.run(name: "lockstep-machine") { () -> Result<RunOutcome, CLIFailure> in
             do {
                 let console = HostConsole(input: .standardInput, output: .standardOutput)
                 let environment = LocalEnvironment(host: HostIO(console: console, disk: try setup.openDisk()))
+                let reader = try plan.openRestore(for: setup)
                 let machine = try MachineFactory.make(setup, environment: environment)
+                let firstEpoch = try plan.restore(reader, into: machine, host: environment.host)
                 let session = LocalSession(machine: machine, environment: environment,
                                            epochLength: setup.epochLength,
                                            timing: BoundaryTiming(mode: setup.options.clockMode))
-                return .success(try session.run())
+                session.boundaryObserver = try plan.observer(machine: machine, host: environment.host, setup: setup)
+                let outcome = try session.run(epochs: firstEpoch)
+                plan.report(outcome)
+                if printDigest {
+                    let digest = try machine.stateDigest()
+                    FileHandle.standardError.write(Data("lockstep: final state digest \(digest) after \(outcome.epochs) epochs\n".utf8))
+                }
+                return .success(outcome)
             } catch {
                 return .failure(CLIFailure(error))
             }
         }
-        throw try guestExit(result.get().stop)
+        let outcome = try result.get()
+        if outcome.stop == .epochEnd, plan.stopsAfterSnapshot { throw ExitCode.success }
+        throw try guestExit(outcome.stop)
     }
 }
 

@@ -23,7 +23,7 @@ import FoundationXML
         return path
     }
 
-    @Test(.enabled(if: skipNote()))
+    @Test(.enabled(if: skipNote(), "needs the PA-RISC guests (scripts/build-guests)"))
     func quickRunWritesResults() throws {
         let output = Self.outputDirectory("quick")
         let result = try Lockstep.run(["bench", "--quick", "--output", output], timeout: 600)
@@ -38,22 +38,35 @@ import FoundationXML
         let host = try #require(json["host"] as? [String: Any])
         #expect((host["cores"] as? Int ?? 0) >= 1)
         #expect(!(host["kernel"] as? String ?? "").isEmpty)
-        #expect((json["experiments"] as? [String])?.count == 6)
+        #expect((json["experiments"] as? [String])?.count == 8)
         let problems = json["problems"] as? [String] ?? ["missing"]
         #expect(problems.isEmpty, "failed runs: \(problems)")
         let skipped = json["skipped"] as? [String] ?? []
         let hasKVM = Lockstep.hasKVM
         let hasQEMUHPPA = Self.which("qemu-system-hppa")
 
-        // The CPU-intensive experiment: positive, finite ratios; every run correct.
+        // Snapshots: the booted guest's snapshot is small, the one with every page written is not.
+        let snapshots = try CSV.load(output + "/snapshot.csv")
+        #expect(snapshots.rows.count == (hasKVM ? 4 : 2))
+        for row in snapshots.rows {
+            let pages = try #require(Int(row["pages"] ?? ""), "pages in \(row)")
+            #expect(row["contents"] == "booted" ? pages < 1024 : pages == 16384, "\(row)")
+            #expect((Double(row["restore_seconds"] ?? "") ?? 0) > 0, "\(row)")
+        }
+
+        // The CPU-intensive experiment: every run correct, finite ratios. (A ratio needs a positive
+        // baseline slope between rounds=1 and rounds=2; on a loaded machine one quick repetition
+        // can measure none, and the bench then leaves that point out instead of dividing by it:
+        // so the series must have run, not necessarily produced a point.)
         let epochs = try CSV.load(output + "/epochs.csv")
-        #expect(epochs.rows.contains { $0["series"] == "emulator, recovery counter" })
         for row in epochs.rows {
             let ratio = try #require(Double(row["ratio"] ?? ""), "ratio in \(row)")
             #expect(ratio.isFinite)
         }
         let epochRuns = try CSV.load(output + "/epochs-runs.csv")
         #expect(epochRuns.rows.count >= 6)
+        #expect(epochRuns.rows.contains { $0["series"] == "emulator, recovery counter" && $0["mode"] == "pair" })
+        #expect(epochRuns.rows.contains { $0["series"] == "emulator, recovery counter" && $0["mode"] == "run (default clock)" })
         for row in epochRuns.rows {
             #expect(row["ok"] == "1", "failed run \(row)")
             #expect((Double(row["seconds"] ?? "") ?? 0) > 0)
@@ -87,16 +100,42 @@ import FoundationXML
         let channel = try CSV.load(output + "/channel.csv")
         #expect(!channel.rows.isEmpty && channel.rows.allSatisfy { (Double($0["bytes_sent_per_epoch"] ?? "") ?? 0) > 0 })
 
-        // The QEMU comparisons ran, or say why not.
-        if hasQEMUHPPA {
+        // The QEMU comparisons ran with the CPU model their probe found, or say why not.
+        let probes = json["peerProbes"] as? [[String: Any]] ?? []
+        func probe(_ peer: String) -> [String: Any]? { probes.first { $0["peer"] as? String == peer } }
+        // The test log says which QEMU model each peer used, and what was skipped and why.
+        for line in result.stdout.split(separator: "\n") where line.hasPrefix("- qemu-system") || skipped.contains(String(line.dropFirst(2))) {
+            print("BenchCommandTests: \(line.dropFirst(2))")
+        }
+        for probe in probes {
+            let peer = probe["peer"] as? String ?? "?"
+            if let why = probe["skipped"] as? String {
+                #expect(!why.isEmpty)
+                #expect(skipped.contains { $0.contains(peer) && $0.contains(why) }, "\(peer) skipped, not reported: \(skipped)")
+            } else {
+                let cpu = try #require(probe["cpu"] as? String, "\(peer) has neither a model nor a reason")
+                let tried = probe["tried"] as? [[String: Any]] ?? []
+                #expect(tried.last?["cpu"] as? String == cpu && tried.last?["ok"] as? Bool == true, "\(probe)")
+                #expect(result.stdout.contains("- \(peer): "), "the summary does not say which model \(peer) used")
+            }
+        }
+        if hasQEMUHPPA, let parisc = probe("qemu-system-hppa"), parisc["skipped"] == nil || parisc["skipped"] is NSNull {
             let peers = try CSV.load(output + "/parisc-qemu.csv")
             #expect(Set(peers.rows.compactMap { $0["engine"] }).count == 3)
             #expect(peers.rows.allSatisfy { $0["outputs_correct"] == "1" })
         } else {
             #expect(skipped.contains { $0.hasPrefix("parisc-qemu") })
         }
-        if !hasKVM {
+        if hasKVM, Self.which("qemu-system-x86_64") {
+            #expect(probe("qemu-system-x86_64 KVM microvm") != nil, "x86-qemu did not probe the microvm machine: \(probes)")
+        } else {
             #expect(skipped.contains { $0.hasPrefix("x86-qemu") })
+        }
+        // The counter clock against single-step ran where this host has both, or says why not.
+        if let counter = try? CSV.load(output + "/counter-clock.csv") {
+            #expect(!counter.rows.isEmpty && counter.rows.allSatisfy { (Double($0["ratio"] ?? "") ?? 0) > 0 }, "\(counter.rows)")
+        } else {
+            #expect(skipped.contains { $0.hasPrefix("counter-clock") }, "\(skipped)")
         }
 
         // Every chart is well-formed SVG with axis labels and data marks.
@@ -121,7 +160,7 @@ import FoundationXML
         #expect(summary.contains("| Epoch length (instructions) | Paper (HP PA-RISC, 1995) |"))
     }
 
-    @Test(.enabled(if: skipNote()))
+    @Test(.enabled(if: skipNote(), "needs the PA-RISC guests (scripts/build-guests)"))
     func missingQEMUIsSkippedWithReason() throws {
         let output = Self.outputDirectory("noqemu")
         let result = try Lockstep.run(["bench", "--quick", "--experiments", "parisc-qemu,x86-qemu", "--output", output],
@@ -138,7 +177,34 @@ import FoundationXML
         #expect(FileManager.default.fileExists(atPath: output + "/summary.md"))
     }
 
-    @Test(.enabled(if: skipNote()))
+    /// A QEMU that is installed but cannot boot anything here (as `-cpu host` on some AMD
+    /// hosts): the probe finds no model, the peer is skipped with the reason, the bench exits 0.
+    @Test(.enabled(if: skipNote(), "needs the PA-RISC guests (scripts/build-guests)"))
+    func unrunnableQEMUIsSkippedWithReason() throws {
+        let output = Self.outputDirectory("badqemu")
+        let result = try Lockstep.run(["bench", "--quick", "--experiments", "parisc-qemu,x86-qemu", "--output", output,
+                                       "--qemu-hppa", "/bin/false", "--qemu-x86", "/bin/false"], timeout: 300)
+        try #require(result.status == 0, "\(result.stderr.suffix(2000))")
+        #expect(result.stdout.contains("parisc-qemu: qemu-system-hppa cannot run here: it does not boot the hello guest: exit status 1"),
+                "\(result.stdout)")
+        let json = try #require(try JSONSerialization.jsonObject(
+            with: Data(contentsOf: URL(fileURLWithPath: output + "/results.json"))) as? [String: Any])
+        #expect((json["problems"] as? [String])?.isEmpty == true)
+        let skipped = json["skipped"] as? [String] ?? []
+        #expect(skipped.contains { $0.hasPrefix("parisc-qemu:") && $0.contains("cannot run here") })
+        #expect(!FileManager.default.fileExists(atPath: output + "/parisc-qemu.csv"))
+        let probes = json["peerProbes"] as? [[String: Any]] ?? []
+        #expect(probes.contains { $0["peer"] as? String == "qemu-system-hppa" && ($0["skipped"] as? String ?? "").contains("exit status 1") })
+        if Lockstep.hasKVM {
+            #expect(skipped.contains { $0.hasPrefix("x86-qemu: qemu-system-x86_64 KVM microvm cannot run here: no CPU model runs here: host: ") },
+                    "\(skipped)")
+            let microvm = try #require(probes.first { $0["peer"] as? String == "qemu-system-x86_64 KVM microvm" }, "\(probes)")
+            #expect((microvm["tried"] as? [[String: Any]])?.compactMap { $0["cpu"] as? String } == ["host", "max", "qemu64"])
+            #expect(!FileManager.default.fileExists(atPath: output + "/x86-qemu.csv"))
+        }
+    }
+
+    @Test(.enabled(if: skipNote(), "needs the PA-RISC guests (scripts/build-guests)"))
     func missingKVMIsSkippedWithReason() throws {
         let output = Self.outputDirectory("nokvm")
         let result = try Lockstep.run(["bench", "--quick", "--experiments", "x86-qemu,failover", "--output", output],
@@ -162,7 +228,7 @@ import FoundationXML
         #expect(result.stderr.contains("--experiments"))
     }
 
-    @Test(.enabled(if: skipNote()))
+    @Test(.enabled(if: skipNote(), "needs the PA-RISC guests (scripts/build-guests)"))
     func documentSectionIsReplacedInPlace() throws {
         let output = Self.outputDirectory("doc")
         let document = Scratch.path("bench-doc-\(UInt32.random(in: 0...UInt32.max)).md")

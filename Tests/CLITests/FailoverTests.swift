@@ -61,7 +61,7 @@ import TestSupport
                                        + c.arguments(disk: disk), input: c.input)
             #expect(!run.timedOut, "kill at \(point) hung")
             #expect(run.status == reference.status, "kill at \(point): status \(run.status): \(run.stderr)")
-            #expect(OutputComparison.equalUpToOneRepeatedRecord(run.stdout, reference.stdout),
+            #expect(OutputComparison.equalUpToOneRepeatedLine(run.stdout, reference.stdout),
                     "kill at \(point): output\n\(run.stdout)\ndiffers from\n\(reference.stdout)")
             if let disk {
                 #expect(try Data(contentsOf: URL(fileURLWithPath: disk)) == referenceImage,

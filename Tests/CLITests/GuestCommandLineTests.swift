@@ -9,8 +9,7 @@ import Testing
     func anOverlongCommandLineIsAGuestUsageError(_ arch: String) throws {
         try #require(Lockstep.hasGuest(arch, "hello"), "guests are not built: run scripts/build-guests")
         if arch == "x86" && !Lockstep.hasKVM {
-            print("GuestCommandLineTests: x86 case skipped: no usable KVM")
-            return
+            try Test.cancel("the x86 case needs a usable /dev/kvm (lockstep doctor fails here)")
         }
         let long = "pad=" + String(repeating: "x", count: 1100)
         let result = try Lockstep.run(["run", "--cmdline", long, Lockstep.guest(arch, "hello")])

@@ -59,12 +59,14 @@ enum Lockstep {
         let process: Process
         let stdout: DataCollector
         let stderr: DataCollector
+        /// Standard input, when it was kept open.
+        var input: FileHandle?
     }
 
     /// Starts `executable ARGS` from the package root, types `input` on its standard input and
-    /// closes it; its output is collected as it comes.
+    /// closes it (unless `keepInputOpen`); its output is collected as it comes.
     static func start(_ executable: URL, _ arguments: [String], input: String = "",
-                      environment: [String: String] = [:]) throws -> Started
+                      environment: [String: String] = [:], keepInputOpen: Bool = false) throws -> Started
     {
         let process = Process()
         process.executableURL = executable
@@ -79,6 +81,11 @@ enum Lockstep {
                               stderr: DataCollector(stderr.fileHandleForReading))
         try process.run()
         try? stdin.fileHandleForWriting.write(contentsOf: Data(input.utf8))
+        if keepInputOpen {
+            var kept = started
+            kept.input = stdin.fileHandleForWriting
+            return kept
+        }
         try? stdin.fileHandleForWriting.close()
         return started
     }

@@ -17,17 +17,23 @@ final class ReplicaProcesses {
     let backupErrors: DataCollector
     let backupStats: String
 
-    init(arguments: [String], input: String, timeoutMilliseconds: Int) throws {
+    /// With a `network`, the primary runs on its host A and the backup on host B; `route` may
+    /// give the backup another way to the primary's HOST:PORT (a proxy).
+    init(arguments: [String], input: String, timeoutMilliseconds: Int, network: TwoHostNetwork? = nil,
+         route: ((String) throws -> String)? = nil) throws
+    {
         let executable = try #require(Lockstep.executable, "lockstep is not built")
         let portFile = Scratch.path("port-\(UInt32.random(in: 0...UInt32.max))")
         backupStats = Scratch.path("backup-stats-\(UInt32.random(in: 0...UInt32.max)).json")
-        func start(_ args: [String]) throws -> (Process, DataCollector, DataCollector) {
-            let started = try Lockstep.start(executable, args, input: input)
+        func start(_ args: [String], on host: TwoHostNetwork.Host) throws -> (Process, DataCollector, DataCollector) {
+            let started = try network?.start(on: host, executable, args, input: input)
+                ?? Lockstep.start(executable, args, input: input)
             return (started.process, started.stdout, started.stderr)
         }
+        let primaryHost = network == nil ? "127.0.0.1" : TwoHostNetwork.address(.a)
         let timeout = ["--timeout", "\(timeoutMilliseconds)", "--no-status-line"]
         (primary, primaryOutput, primaryErrors) = try start(
-            ["primary", "--listen", "127.0.0.1:0", "--port-file", portFile] + timeout + arguments)
+            ["primary", "--listen", "\(primaryHost):0", "--port-file", portFile] + timeout + arguments, on: .a)
         var port: String?
         let deadline = Date(timeIntervalSinceNow: 30)
         while port == nil && Date() < deadline && primary.isRunning {
@@ -35,8 +41,9 @@ final class ReplicaProcesses {
             Thread.sleep(forTimeInterval: 0.01)
         }
         let listening = try #require(port, "the primary did not start listening")
+        let address = try route?("\(primaryHost):\(listening)") ?? "\(primaryHost):\(listening)"
         (backup, backupOutput, backupErrors) = try start(
-            ["backup", "--connect", "127.0.0.1:\(listening)", "--stats-json", backupStats] + timeout + arguments)
+            ["backup", "--connect", address, "--stats-json", backupStats] + timeout + arguments, on: .b)
     }
 
     /// Waits for both to exit (at most `seconds`), killing stragglers.

@@ -10,8 +10,7 @@ struct PerformanceCounterTests {
     @Test("a software counter opens and counts; a hardware counter works or reports its errno")
     func probe() throws {
         if let error = PerformanceCounter.probe(.taskClock), error.errno == EACCES || error.errno == EPERM {
-            print("KVMTests: perf_event_open is not permitted here (\(error)); skipping the counter checks")
-            return
+            try Test.cancel("perf_event_open is not permitted here (\(error))")
         }
         let clock = try PerformanceCounter.open(.taskClock)
         let start = try clock.read()

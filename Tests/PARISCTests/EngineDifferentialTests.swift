@@ -51,7 +51,7 @@ struct EngineDifferentialTests {
 
         func run(_ budget: UInt64) throws -> Observation {
             let stop = try cpu.run(budget: budget)
-            return Observation(stop: "\(stop)", progress: cpu.progress, cpu: cpu.digestBytes(), ram: memory.digest())
+            return Observation(stop: "\(stop)", progress: cpu.progress, cpu: cpu.digestBytes(), ram: MemoryDigest.recomputed(memory))
         }
     }
 

@@ -116,7 +116,7 @@ final class JITDataArea {
     static let ramBaseOffset: Int32 = 0
     static let budgetOffset: Int32 = 8
     static let codeLinesOffset: Int32 = 16
-    /// The guest memory write map, when guest memory has one (see `JITTranslator.markWritten`).
+    /// Guest memory's write map (see `JITTranslator.markWritten`).
     static let writeMapOffset: Int32 = 24
     /// Scratch the generated code keeps values in across flag-changing code (a condition byte,
     /// a word).
@@ -175,6 +175,11 @@ final class JITDataArea {
     var codeLinesBase: UInt64 {
         get { load64(at: Int(Self.codeLinesOffset)) }
         set { store64(newValue, at: Int(Self.codeLinesOffset)) }
+    }
+
+    var writeMapBase: UInt64 {
+        get { load64(at: Int(Self.writeMapOffset)) }
+        set { store64(newValue, at: Int(Self.writeMapOffset)) }
     }
 
     /// Sets chaining slot `index` to jump to `code`.

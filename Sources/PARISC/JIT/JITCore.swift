@@ -61,6 +61,7 @@ final class JITCore: ExecutionCore {
         data = try JITDataArea(slotCapacity: Self.slotCapacity)
         data.ramBase = memory.hostAddress
         data.codeLinesBase = lines.baseAddress
+        data.writeMapBase = memory.writeMapHostAddress
         try emitFixedCode()
         resetJumpCache()
     }

@@ -1,3 +1,5 @@
+import MachineCore
+
 /// The code for each translated instruction: the same computation as the interpreter's handler
 /// (Interpreter+Arithmetic/Memory/Branches/ShiftDeposit), in the same order: read, compute,
 /// check every trap (a side exit to the interpreter, before anything is written), then write.
@@ -620,10 +622,15 @@ extension JITTranslator {
         }
     }
 
-    /// Marks the page of the store at `address` (in the register) in guest memory's write map:
-    /// the one place JIT stores go through for dirty-page tracking. Guest memory has no write map
-    /// yet (it comes with machine snapshots), so this emits nothing.
-    mutating func markWritten(address: HostRegister) {}
+    /// Marks the page of the store at `address` (in the register) in guest memory's write map
+    /// (`GuestMemory.markWritten`, for dirty-page tracking): the one place generated stores do it.
+    /// A naturally aligned store lies in one page. Uses rdx.
+    mutating func markWritten(address: HostRegister) {
+        a.mov(.rdx, address)
+        a.shift(.shr, .rdx, by: UInt8(GuestMemory.pageShift))
+        a.alu64(.add, .rdx, HostMemory(.r14, JITDataArea.writeMapOffset))
+        a.mov8(HostMemory(.rdx, 0), imm: 1)
+    }
 
     // MARK: Branches
 

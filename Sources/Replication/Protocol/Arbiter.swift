@@ -1,22 +1,38 @@
 import Foundation
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// The arbiter: an atomic test-and-set on the shared storage next to the disk image, as VMware
-/// FT does it. Whichever replica first creates the session's arbiter file (O_CREAT | O_EXCL, atomic
-/// on a local or NFSv3+ file system) may go on alone; the other must stop without output.
-public struct Arbiter: Sendable {
-    /// The arbiter file for this pair.
-    public let path: String
-
-    /// The arbiter for `session`, in `directory`.
-    public init(directory: String, session: [UInt8]) {
-        let name = ".lockstep-arbiter-" + session.map { String(format: "%02x", $0) }.joined()
-        path = (directory as NSString).appendingPathComponent(name)
-    }
-
+/// The arbiter of one pair, as one replica sees it: the test-and-set that decides which replica
+/// may go on alone when the two lose each other, as VMware FT does it, behind one interface with
+/// two backends (`ArbiterSpecification`):
+///
+/// - `FileArbiter`: `O_CREAT|O_EXCL` of a file on storage both replicas share.
+/// - `EtcdArbiter`: a compare-and-swap on a key of the session in etcd, with a lease the primary
+///   keeps alive while it replicates.
+///
+/// What a replica does with it:
+///
+/// | moment | call | file | etcd |
+/// |---|---|---|---|
+/// | primary starts | `register(claimant:)` | nothing to hold; token 1 | grants a lease, creates `PREFIX/SESSION/primary` on it; token = its revision |
+/// | handshake | `publish(nonce:)` / `readNonce()` | `.lockstep-arbiter-SESSION.nonce` | `PREFIX/SESSION/nonce`, on the primary's lease |
+/// | before each output | `entitlement`, then `revalidate()` if `.lapsed` | a stat of the claim file | the lease's validity by this replica's own monotonic clock, no request |
+/// | going live | `acquire(claimant:)` | exclusive create of `.lockstep-arbiter-SESSION`; token 2 | transaction: `live` absent and `primary` as expected, then create `live`; token = its revision |
+/// | after both exited | `release()` | removes the files | deletes the session's keys, revokes the lease |
+///
+/// Going live is possible for the backup only once the primary can no longer emit: with files,
+/// because the primary stats the claim file before each output; with etcd, because the backup's
+/// transaction requires the primary's lease-bound key to be gone, which happens only after the
+/// lease expired on etcd, after the primary stopped regarding it as valid. A primary goes on
+/// alone only while its own registration still stands. Whoever wins holds the arbiter for the
+/// rest of the session: nothing a replica does removes the claim (`release` is for `lockstep
+/// pair` or the operator, once neither replica runs), so a primary frozen past the timeout
+/// always finds it taken when it wakes. The fencing token grows with each claim (the
+/// registration's, then the winner's), so storage that records tokens can refuse a writer
+/// with an older one.
+///
+/// While etcd cannot be reached, operations retry with back-off and the replica is told
+/// "waiting for the arbiter" (`ArbiterWait`) instead of guessing; an answer that cannot become
+/// right by retrying is an `ArbiterError`.
+public final class Arbiter: Sendable {
     /// The outcome of `acquire`.
     public enum Outcome: Equatable, Sendable {
         case won
@@ -24,56 +40,228 @@ public struct Arbiter: Sendable {
         case lost(holder: String)
     }
 
-    /// Test-and-set: claims the arbiter for `claimant` unless someone already has.
-    public func acquire(claimant: String) throws -> Outcome {
-        // The corresponding C call is open(2) with O_CREAT | O_EXCL: atomic test-and-set.
-        let fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o644)
-        if fd < 0 {
-            let error = errno
-            guard error == EEXIST else {
-                throw ArbiterError(path: path, errno: error)
-            }
-            return .lost(holder: holder ?? "unknown")
+    enum Backend: Sendable {
+        case file(FileArbiter)
+        case etcd(EtcdArbiter)
+    }
+
+    let backend: Backend
+
+    /// The file arbiter for `session`, in `directory`.
+    public convenience init(directory: String, session: [UInt8]) {
+        self.init(.directory(directory), session: session)
+    }
+
+    /// The arbiter `specification` names, for `session`; `report` hears each change in what the
+    /// arbiter waits for (nil once it answers again).
+    public init(_ specification: ArbiterSpecification, session: [UInt8],
+                report: @escaping @Sendable (ArbiterWait?) -> Void = { _ in })
+    {
+        switch specification {
+        case .directory(let directory):
+            backend = .file(FileArbiter(directory: directory, session: session))
+        case .etcd(let endpoint):
+            backend = .etcd(EtcdArbiter(endpoint: endpoint, session: session, report: report))
         }
-        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
-        try handle.write(contentsOf: Data((claimant + "\n").utf8))
-        try handle.synchronize()
-        return .won
     }
 
-    /// Who holds the arbiter, if anyone does.
+    /// Where the claim lives: the file's path, or the etcd key's URL (for messages, and for
+    /// `lockstep pair`'s clean-up of a file).
+    public var path: String {
+        switch backend {
+        case .file(let file): file.path
+        case .etcd(let etcd): etcd.claimLocation
+        }
+    }
+
+    /// The primary, before replicating: registers as the pair's running replica.
+    @discardableResult
+    public func register(claimant: String) throws(ArbiterError) -> FencingToken {
+        switch backend {
+        case .file(let file): file.register()
+        case .etcd(let etcd): try etcd.register(claimant: claimant)
+        }
+    }
+
+    /// The primary: leaves `nonce` where the backup must read it back (proof that both use the
+    /// same arbiter). At most `maximumNonceBytes`.
+    public func publish(nonce: [UInt8]) throws(ArbiterError) {
+        precondition(nonce.count <= Self.maximumNonceBytes, "a nonce of \(nonce.count) bytes")
+        switch backend {
+        case .file(let file): try file.publish(nonce: nonce)
+        case .etcd(let etcd): try etcd.publish(nonce: nonce)
+        }
+    }
+
+    /// The backup: the nonce the primary published, or nil if there is none (or it is not a
+    /// nonce: longer than `maximumNonceBytes`, or not hexadecimal in a file).
+    public func readNonce() throws(ArbiterError) -> [UInt8]? {
+        switch backend {
+        case .file(let file): try file.readNonce()
+        case .etcd(let etcd): try etcd.readNonce()
+        }
+    }
+
+    public static let maximumNonceBytes = 64
+
+    /// Test-and-set: claims the arbiter for `claimant` unless someone already has. With etcd,
+    /// waits (and reports it) while etcd is unreachable or the primary's lease still runs.
+    public func acquire(claimant: String) throws(ArbiterError) -> Outcome {
+        switch backend {
+        case .file(let file): try file.acquire(claimant: claimant)
+        case .etcd(let etcd): try etcd.acquire(claimant: claimant)
+        }
+    }
+
+    /// What this replica may do now, without asking anyone but its own clock (etcd) or the
+    /// shared directory (file): to be checked before every output.
+    public var entitlement: Entitlement {
+        switch backend {
+        case .file(let file): file.entitlement
+        case .etcd(let etcd): etcd.entitlement
+        }
+    }
+
+    /// After `entitlement` said `.lapsed`: asks the arbiter (etcd: renews the lease, which
+    /// fails for good once it expired), waiting while it cannot be reached.
+    public func revalidate() throws(ArbiterError) -> Entitlement {
+        switch backend {
+        case .file(let file): file.entitlement
+        case .etcd(let etcd): try etcd.revalidate()
+        }
+    }
+
+    /// The fencing token of this replica's claim, if it holds one.
+    public var token: FencingToken? {
+        switch entitlement {
+        case .entitled(let token, _), .lapsed(let token): token
+        case .lost, .unclaimed: nil
+        }
+    }
+
+    /// Whether this replica must not emit because the arbiter is, or may be, held by the other:
+    /// the check today's primary makes before an output. File: the claim file exists. etcd: this
+    /// replica is not entitled (a lapsed lease is revalidated first, waiting while etcd is
+    /// unreachable); a replica that registered nothing asks whether `live` exists.
+    public var isClaimed: Bool {
+        switch backend {
+        case .file(let file):
+            return file.isClaimed
+        case .etcd(let etcd):
+            switch etcd.entitlement {
+            case .entitled: return false
+            case .lost: return true
+            case .lapsed:
+                guard let renewed = try? etcd.revalidate() else { return true }
+                if case .entitled = renewed { return false }
+                return true
+            case .unclaimed:
+                return etcd.liveHolder() != nil
+            }
+        }
+    }
+
+    /// Who holds the arbiter, if anyone does (etcd: one request; nil if it does not answer).
     public var holder: String? {
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        switch backend {
+        case .file(let file): file.holder
+        case .etcd(let etcd): etcd.liveHolder()
+        }
     }
 
-    /// Whether anyone holds the arbiter.
-    public var isClaimed: Bool { FileManager.default.fileExists(atPath: path) }
-
-    /// Removes the arbiter file, once neither replica can run any more (`lockstep pair` does,
-    /// after both have exited). A replica never removes it itself: a primary frozen past the
+    /// Removes the claim and the nonce, once neither replica can run any more (`lockstep pair`
+    /// does, after both have exited). A replica never calls it itself: a primary frozen past the
     /// timeout may wake after the backup finished, and must still find the arbiter claimed.
-    public func release() { try? FileManager.default.removeItem(atPath: path) }
+    public func release() {
+        switch backend {
+        case .file(let file): file.release()
+        case .etcd(let etcd): etcd.release()
+        }
+    }
 
-    /// Checks that an arbiter file can be created in `directory` (by creating and removing a
-    /// probe file there), so that an unusable directory is reported when a replica starts, not
-    /// at a failover.
+    /// A claimant's name read back from the arbiter (hostile: anyone may write there) as one
+    /// line of printable text: surrounding white space trimmed, control characters as "?", at
+    /// most `limit` characters.
+    static func printable(_ bytes: [UInt8], limit: Int = 200) -> String {
+        let text = String(decoding: bytes.prefix(limit * 4), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let characters = text.unicodeScalars.prefix(limit)
+            .map { $0.properties.generalCategory == .control ? "?" : Character($0) }
+        return String(characters)
+    }
+
+    /// Checks that an arbiter file can be created in `directory`.
     public static func checkDirectory(_ directory: String) throws(ArbiterError) {
-        let probe = (directory as NSString).appendingPathComponent(".lockstep-arbiter-probe-\(getpid())")
-        // The corresponding C calls are open(2) with O_CREAT | O_EXCL and unlink(2).
-        let fd = open(probe, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw ArbiterError(path: probe, errno: errno) }
-        close(fd)
-        unlink(probe)
+        try FileArbiter.checkDirectory(directory)
     }
 }
 
-/// The arbiter file could not be created for a reason other than someone else holding it.
-public struct ArbiterError: Error, CustomStringConvertible {
-    public let path: String
-    public let errno: Int32
+/// A claim's place in the arbiter's order of claims: a later claim has a larger token (etcd:
+/// the revision at which the key was created; file: 1 for the primary's registration, 2 for
+/// the winner's claim).
+public struct FencingToken: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public let revision: UInt64
+
+    public init(_ revision: UInt64) { self.revision = revision }
+
+    public static func < (a: FencingToken, b: FencingToken) -> Bool { a.revision < b.revision }
+
+    public var description: String { "\(revision)" }
+}
+
+/// What a replica may do now, as far as the arbiter is concerned.
+public enum Entitlement: Sendable, Equatable {
+    /// May perform outputs, until `until` by its own monotonic clock (nil: no lease; the file
+    /// backend's answer, valid for the stat it came from).
+    case entitled(FencingToken, until: ContinuousClock.Instant?)
+    /// Its lease ran out by its own clock: `revalidate()` before any output.
+    case lapsed(FencingToken)
+    /// The other replica holds the arbiter, or this one's lease expired on the arbiter: it must
+    /// never emit again.
+    case lost(holder: String)
+    /// Holds no claim (a backup that is replaying, or a primary that never registered) and
+    /// nobody has gone live.
+    case unclaimed
+}
+
+/// What an arbiter operation is waiting for.
+public enum ArbiterWait: Sendable, Equatable, CustomStringConvertible {
+    /// etcd does not answer, or cannot serve.
+    case unreachable(String)
+    /// The backup waits for the primary's lease to expire (at most this many seconds more).
+    case primaryLease(seconds: Int64)
+
     public var description: String {
-        let directory = (path as NSString).deletingLastPathComponent
-        return "cannot create an arbiter file in \(directory): \(String(cString: strerror(errno))) (choose the directory with --arbiter-dir)"
+        switch self {
+        case .unreachable(let reason): "waiting for the arbiter: \(reason)"
+        case .primaryLease(let seconds):
+            "waiting for the arbiter: the primary's lease runs \(seconds) s more before this replica may go live"
+        }
+    }
+}
+
+/// The arbiter cannot be used, for a reason that waiting will not fix.
+public enum ArbiterError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// A file in the arbiter directory cannot be created or written.
+    case directory(path: String, errno: Int32)
+    /// etcd cannot be reached when a replica starts.
+    case unreachable(endpoint: String, reason: String)
+    /// etcd refused a request, or answered something that is not etcd's answer.
+    case refused(endpoint: String, reason: String)
+    /// The session's keys are held by a registration that is not this replica's.
+    case sessionTaken(endpoint: String)
+
+    public var description: String {
+        switch self {
+        case .directory(let path, let errno):
+            let directory = (path as NSString).deletingLastPathComponent
+            return "cannot create an arbiter file in \(directory): \(String(cString: strerror(errno))) (choose the arbiter with --arbiter or --arbiter-dir)"
+        case .unreachable(let endpoint, let reason):
+            return "cannot reach the arbiter at \(endpoint): \(reason)"
+        case .refused(let endpoint, let reason):
+            return "the arbiter at \(endpoint) cannot be used: \(reason)"
+        case .sessionTaken(let endpoint):
+            return "the arbiter at \(endpoint) already has this session registered by another replica"
+        }
     }
 }

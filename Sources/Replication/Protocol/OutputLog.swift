@@ -13,23 +13,31 @@ public struct PendingOutput: Sendable, Equatable {
 
 /// Turns what a guest emits into numbered output records, the unit of output commit.
 ///
-/// Console output is cut into lines (and the partial line left at an epoch boundary), so a
-/// failover can repeat at most one line; each disk write or flush is a record of its own. Both
-/// replicas cut the same byte stream at the same points, so they number records identically.
+/// Console output is cut into whole lines: a line becomes a record at its newline, and a partial
+/// line is held across epoch boundaries until then, so that the one record a failover may
+/// repeat is a whole line, never a fragment. A partial line is let out early only when it must
+/// be: when the guest idles (it waits for input or a timer, and a prompt must appear), when it
+/// reaches `partialLineBytes` (a bound on what is held), before a disk record (outputs keep
+/// their order), and at the end of the run. Each disk write or flush is a record of its own.
+/// Both replicas cut the same byte stream at the same points (the stop kind an epoch ended with
+/// is in its epoch record), so they number records identically.
 public struct OutputLog: Sendable {
     public private(set) var nextSequence: UInt64 = 1
     private var partialLine: [UInt8] = []
-    /// The epoch in which the partial line began.
-    private var partialLineEpoch: UInt64?
     private var ready: [PendingOutput] = []
 
     public init() {}
 
+    /// The most console bytes held without a newline: a longer line is cut into records of
+    /// this size (4 KiB, longer than any line a console guest prints in practice).
+    public static let partialLineBytes = 4096
+
     public mutating func console(_ bytes: [UInt8], epoch: UInt64) {
         for byte in bytes {
-            if partialLine.isEmpty { partialLineEpoch = epoch }
             partialLine.append(byte)
-            if byte == UInt8(ascii: "\n") { closeLine(epoch: epoch) }
+            if byte == UInt8(ascii: "\n") || partialLine.count >= Self.partialLineBytes {
+                closeLine(epoch: epoch)
+            }
         }
     }
 
@@ -41,20 +49,10 @@ public struct OutputLog: Sendable {
                content: content, epoch: epoch)
     }
 
-    /// A partial console line waits for its end at most this many epochs...
-    public static let partialLineEpochs: UInt64 = 8
-    /// ... or until it is this long.
-    public static let partialLineBytes = 256
-
-    /// Ends an epoch. A partial console line is held for its newline, so that a failover never
-    /// cuts a line into repeated pieces, unless the guest is idle (a prompt must be seen), the line
-    /// has waited `partialLineEpochs` epochs, or it reached `partialLineBytes`: then it becomes a
-    /// record of its own. Both replicas decide alike (the stop kind is in the epoch record).
+    /// Ends an epoch. A partial console line is held for its newline unless the guest is idle:
+    /// then it becomes a record of its own, so a prompt is seen while the guest waits.
     public mutating func endEpoch(_ epoch: UInt64, idle: Bool) {
-        guard let since = partialLineEpoch else { return }
-        if idle || epoch - since + 1 >= Self.partialLineEpochs || partialLine.count >= Self.partialLineBytes {
-            closeLine(epoch: epoch)
-        }
+        if idle { closeLine(epoch: epoch) }
     }
 
     /// Ends the run (or this replica's part in it): a partial line becomes a record.
@@ -69,8 +67,7 @@ public struct OutputLog: Sendable {
     private mutating func closeLine(epoch: UInt64) {
         guard !partialLine.isEmpty else { return }
         append(.console(partialLine), kind: .console, content: partialLine, epoch: epoch)
-        partialLine.removeAll()
-        partialLineEpoch = nil
+        partialLine.removeAll(keepingCapacity: true)
     }
 
     private mutating func append(_ action: PendingOutput.Action, kind: OutputKind, content: [UInt8],

@@ -12,6 +12,27 @@ enum Toolchain {
     static var hasQEMUUser: Bool { FileManager.default.isExecutableFile(atPath: qemuUser) }
     static var hasQEMUSystem: Bool { FileManager.default.isExecutableFile(atPath: qemuSystem) }
 
+    /// Why hppa-linux-gnu-gcc cannot compile a hosted C file (one line naming the Debian package
+    /// that provides the headers), or nil when it can. The compiler alone (gcc-hppa-linux-gnu
+    /// without its recommends) has no `<string.h>`: it stops at `bits/libc-header-start.h`, and
+    /// the GCC torture tests that include it do not build. Checked once, by compiling.
+    static let hostedHeadersProblem: String? = {
+        guard hasCompiler else { return "\(compiler) is not installed (Debian gcc-hppa-linux-gnu; scripts/install-deps)" }
+        let source = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-hosted-\(getpid()).c")
+        do {
+            try Data("#include <string.h>\n#include <stdlib.h>\n#include <stdio.h>\nint main(void) { return (int)strlen(\"\"); }\n".utf8)
+                .write(to: source)
+            defer { try? FileManager.default.removeItem(at: source) }
+            let result = try run(compiler, ["-fsyntax-only", source.path], timeout: 60)
+            if result.status == 0 { return nil }
+            let error = String(decoding: result.error, as: UTF8.self).split(separator: "\n")
+                .first { $0.contains("error") }.map { String($0).replacingOccurrences(of: source.path, with: "test.c") } ?? "no message"
+            return "\(compiler) has no hosted C headers: install libc6-dev-hppa-cross (scripts/install-deps installs it); the compiler says: \(error)"
+        } catch {
+            return "cannot run \(compiler): \(error)"
+        }
+    }()
+
     /// The repository root (this file is Tests/PARISCTests/Support/Toolchain.swift).
     static let repository: URL = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
