@@ -4,8 +4,8 @@ import PARISC
 import Testing
 
 /// Every bundled guest on every engine: the same console output, the same stop, and the same
-/// machine state digest (RAM, every register, the devices, the clock) at every epoch boundary as
-/// on the interpreter. Epoch lengths are odd so that boundaries fall inside blocks.
+/// machine state digest (RAM, every register, the devices, the clock) and the same written pages
+/// (the dirty-page write map) at every epoch boundary as on the interpreter. Epoch lengths are odd so that boundaries fall inside blocks.
 @Suite("PA-RISC engines on the bundled guests",
        .enabled(if: MachineDriver.guestsAvailable, "guests/build/parisc is missing and cannot be built (hppa-linux-gnu-gcc)"))
 struct EngineGuestTests {
@@ -40,15 +40,18 @@ struct EngineGuestTests {
                                        memorySize: 16 << 20, engine: engine)
         #expect(driver.machine.cpu.engine == engine)
         var trace = Trace()
+        // The pages written in each epoch (the JIT marks the write map from generated stores).
+        let written = try driver.machine.dirtyPages.register()
         let stop = try driver.run(epoch: s.epoch, limit: 50_000_000, input: s.input, inputAfter: 0) { machine, stop in
-            trace.boundaries.append("\(machine.progress) \(stop) \(try machine.stateDigest())")
+            let pages = try machine.dirtyPages.take(for: written).pages
+            trace.boundaries.append("\(machine.progress) \(stop) \(try machine.stateDigest()) written \(pages)")
         }
         trace.output = driver.environment.output
         trace.stop = "\(stop)"
         return trace
     }
 
-    @Test("same output, stop and state digest at every boundary as the interpreter", arguments: scenarios)
+    @Test("same output, stop, state digest and written pages at every boundary as the interpreter", arguments: scenarios)
     func guest(_ scenario: Scenario) throws {
         let reference = try Self.trace(scenario, engine: .interpreter)
         #expect(reference.stop.hasPrefix("exited"), "the reference run: \(reference.stop)")
