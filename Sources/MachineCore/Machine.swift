@@ -119,4 +119,12 @@ public protocol Machine: AnyObject {
     /// come from a file or the network); the state digest afterwards must equal the one
     /// recorded at capture, or this throws. A machine that threw is unusable.
     func restoreState(_ state: MachineState) throws
+
+    /// The registers `flipBit(ofRegister:bit:)` can reach, by their lowercase names, each with
+    /// its width in bits (fault injection).
+    var injectableRegisters: [(name: String, bits: Int)] { get }
+
+    /// Flips bit `bit` of register `name` (one of `injectableRegisters`) at an epoch boundary:
+    /// a soft error, for fault injection only. Returns the register's value before and after.
+    func flipBit(ofRegister name: String, bit: Int) throws -> (before: UInt64, after: UInt64)
 }

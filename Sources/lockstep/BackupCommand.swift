@@ -49,7 +49,8 @@ struct BackupCommand: ParsableCommand {
         status.message("following the primary at \(endpoint)")
         status.startRefreshing()
         let context = ReplicaContext(setup: setup, settings: settings, status: status, watchdog: watchdog,
-                                     console: HostConsole(input: .standardInput, output: .standardOutput), disk: disk)
+                                     console: HostConsole(input: .standardInput, output: .standardOutput), disk: disk,
+                                     softError: replication.softError)
         try runReplicaCommand(.backup, connection: connection, arbiter: arbiter, context: context, network: network)
     }
 }

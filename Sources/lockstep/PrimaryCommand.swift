@@ -65,7 +65,7 @@ struct PrimaryCommand: ParsableCommand {
         let context = ReplicaContext(
             setup: setup, settings: settings, status: status, watchdog: watchdog,
             console: HostConsole(input: .standardInput, output: .standardOutput), disk: disk,
-            faults: killPoint.map { FaultInjection.kill(at: $0, status: status) })
+            faults: killPoint.map { FaultInjection.kill(at: $0, status: status) }, softError: replication.softError)
         try runReplicaCommand(.primary, connection: connection, arbiter: arbiter, context: context, network: network)
     }
 }

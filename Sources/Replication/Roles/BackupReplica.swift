@@ -115,6 +115,10 @@ final class BackupReplica {
     private(set) var primaryFinalDigest: StateDigest?
     /// Whether this replica went live.
     private(set) var tookOver = false
+    /// The soft error still to inject into this replica.
+    private var softError: SoftError?
+    /// The epoch being received, once a `compare` ran it: how it stopped and its outputs.
+    private var compared: (stop: MachineStop, outputs: [PendingOutput])?
 
     init(machine: any Machine, environment: BackupEnvironment, connection: ReplicationConnection, arbiter: Arbiter,
          context: ReplicaContext)
@@ -128,6 +132,7 @@ final class BackupReplica {
         status = context.status
         rules = BackupStateMachine(epochLength: context.setup.epochLength, maximumLag: context.settings.maximumLag)
         timing = BoundaryTiming(mode: context.setup.options.clockMode)
+        softError = context.softError.flatMap { $0.replica == .backup(1) ? $0 : nil }
     }
 
 
@@ -184,6 +189,8 @@ final class BackupReplica {
             try execute(record)
         case .finish(let record):
             return try finish(record)
+        case .compare(let request):
+            try compare(request)
         }
         return nil
     }
@@ -195,29 +202,29 @@ final class BackupReplica {
     }
 
     private func divergence(_ detail: String) -> ReplicationError {
-        stop(.divergence(epoch: rules.epoch, detail: detail), refusal: "divergence at epoch \(rules.epoch): \(detail)")
+        // A primary that compares outputs learns it first as a verdict: the replicas disagree.
+        writer.verdict(.diverged(epoch: rules.epoch))
+        _ = connection.send(writer.take())
+        return stop(.divergence(epoch: rules.epoch, detail: detail), refusal: "divergence at epoch \(rules.epoch): \(detail)")
     }
 
     /// Executes one epoch exactly as the primary did.
     private func execute(_ record: EpochRecord) throws {
-        let epoch = rules.epoch
-        let stop = try runToward(progress: record.progress)
-        let expected: MachineStop = record.stop == .idle ? .idle : .epochEnd
-        guard stop == expected, machine.progress == record.progress else {
-            throw divergence("the primary's epoch ended (\(expected)) at \(record.progress) \(machine.epochClock.unit), the backup's (\(stop)) at \(machine.progress)")
+        let mine: [PendingOutput]
+        if let compared {
+            // A comparison ran the epoch and reported its outputs; the primary judged them.
+            mine = compared.outputs
+            self.compared = nil
+        } else {
+            mine = try runEpoch(to: record.progress, stop: record.stop == .idle ? .idle : .epochEnd).1
+            for (own, theirs) in zip(mine, announced) where own.record != theirs {
+                throw divergence("output \(theirs.sequence) differs from the primary's")
+            }
         }
         guard environment.consumed == record.environmentCount else {
             throw divergence("the primary's epoch used \(record.environmentCount) environment values, the backup's \(environment.consumed) of \(environment.loggedCount) logged")
         }
         environment.startEpoch()
-        environment.outputs.endEpoch(epoch, idle: record.stop == .idle)
-        let mine = environment.outputs.take()
-        guard mine.count == announced.count else {
-            throw divergence("the primary's epoch produced \(announced.count) outputs, the backup's \(mine.count)")
-        }
-        for (own, theirs) in zip(mine, announced) where own.record != theirs {
-            throw divergence("output \(theirs.sequence) differs from the primary's")
-        }
         announced.removeAll(keepingCapacity: true)
         for output in mine where output.record.sequence > rules.performedThrough { pending.append(output) }
         if let digest = record.stateDigest {
@@ -230,6 +237,46 @@ final class BackupReplica {
         status.progress(epoch: rules.epoch, lag: 0)
     }
 
+    /// Runs the epoch being received to the primary's boundary and checks it stopped there alike
+    /// with as many outputs; returns its output records.
+    private func runEpoch(to progress: UInt64, stop expectedStop: CompareStop) throws -> (MachineStop, [PendingOutput]) {
+        let epoch = rules.epoch
+        let stop = try runToward(progress: progress)
+        let stoppedAlike = switch (stop, expectedStop) {
+        case (.epochEnd, .epochEnd), (.idle, .idle), (.exited, .ended), (.crashed, .ended): true
+        default: false
+        }
+        guard stoppedAlike, machine.progress == progress else {
+            throw divergence("the primary's epoch ended (\(expectedStop)) at \(progress) \(machine.epochClock.unit), the backup's (\(stop)) at \(machine.progress)")
+        }
+        if expectedStop == .ended {
+            environment.outputs.finish(epoch)
+        } else {
+            environment.outputs.endEpoch(epoch, idle: expectedStop == .idle)
+        }
+        let mine = environment.outputs.take()
+        guard mine.count == announced.count else {
+            throw divergence("the primary's epoch produced \(announced.count) outputs, the backup's \(mine.count)")
+        }
+        return (stop, mine)
+    }
+
+    /// Output comparison: runs the epoch to the requested boundary and tells the primary what
+    /// this replica's outputs (and state) came to. A difference is the primary's to judge.
+    private func compare(_ request: CompareRequest) throws {
+        let (stop, mine) = try runEpoch(to: request.progress, stop: request.stop)
+        guard environment.consumed == environment.loggedCount else {
+            throw divergence("the primary's epoch used \(environment.loggedCount) environment values, the backup's \(environment.consumed)")
+        }
+        compared = (stop, mine)
+        let first = zip(mine, announced).first { $0.record != $1 }?.1.sequence ?? 0
+        let verdict = Verdict(epoch: rules.epoch, outcome: .executed, outputCount: UInt64(mine.count),
+                              outputs: OutputDigest.of(mine.map(\.record)), firstDifference: first,
+                              fingerprint: request.wantsFingerprint ? try machine.stateDigest() : nil)
+        writer.verdict(verdict)
+        _ = connection.send(writer.take())
+    }
+
     /// Tells the primary how many epochs this replica has executed.
     private func report(_ executed: UInt64) {
         writer.executed(executed)
@@ -239,6 +286,7 @@ final class BackupReplica {
     /// Runs until `progress`, or until the guest stops earlier.
     private func runToward(progress target: UInt64) throws -> MachineStop {
         environment.epoch = rules.epoch
+        softError = try context.injectSoftError(softError, into: machine, epoch: rules.epoch)
         guard target > machine.progress else { return .epochEnd }
         do {
             watchdog.enter(.guest)
@@ -251,7 +299,9 @@ final class BackupReplica {
 
     /// The primary's guest stopped: finish the last epoch and compare final states.
     private func finish(_ record: FinishedRecord) throws -> RunOutcome {
-        let stop = machine.progress < record.progress ? try runToward(progress: record.progress) : .epochEnd
+        let stop = if let compared { compared.stop } else {
+            machine.progress < record.progress ? try runToward(progress: record.progress) : .epochEnd
+        }
         let stoppedAlike: Bool = switch stop {
         case .crashed: record.ending == .crashed
         case .exited(let status): record.ending == .exited && status == record.status
@@ -286,7 +336,11 @@ final class BackupReplica {
         status.set(state: .takingOver)
         environment.mode = .takingOver
         let (end, overflow) = machine.progress.addingReportingOverflow(context.setup.epochLength)
-        let stop = try runToward(progress: overflow ? .max : end)
+        let stop: MachineStop = switch compared?.stop {
+        case .exited(let status): .exited(status: status)
+        case .crashed(let reason): .crashed(reason: reason)
+        case .epochEnd, .idle, nil: try runToward(progress: overflow ? .max : end)
+        }
         switch try arbiter.acquire(claimant: "backup pid \(getpid())") {
         case .won: break
         case .lost(let holder): throw ReplicationError.lostArbiter(holder: holder)
@@ -297,6 +351,7 @@ final class BackupReplica {
         environment.mode = .live
         status.set(state: .live)
         environment.outputs.finish(rules.epoch)
+        if let compared { pending += compared.outputs }
         pending += environment.outputs.take()
         for output in pending where output.record.sequence > rules.performedThrough {
             if case .console(let bytes) = output.action { environment.host.console.write(bytes) }

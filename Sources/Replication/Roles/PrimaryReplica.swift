@@ -87,6 +87,10 @@ final class PrimaryReplica {
     private var batchStartedAt: UInt64?
     private let timing: BoundaryTiming
     private let logger = Logger(label: "lockstep.primary")
+    /// The soft error still to inject into this replica.
+    private var softError: SoftError?
+    /// Output comparison (`--compare`): what was asked of the backup, and its verdicts.
+    private var comparison = ComparisonStateMachine()
 
     /// A batch is flushed at a boundary once it holds this much ...
     static let batchBytes = 64 << 10
@@ -106,6 +110,7 @@ final class PrimaryReplica {
         rules = PrimaryStateMachine(timeoutMilliseconds: context.settings.timeoutMilliseconds,
                                     maximumLag: context.settings.maximumLag)
         timing = BoundaryTiming(mode: context.setup.options.clockMode)
+        softError = context.softError.flatMap { $0.replica == .primary ? $0 : nil }
     }
 
 
@@ -121,6 +126,7 @@ final class PrimaryReplica {
         let epochLength = context.setup.epochLength
         while true {
             environment.epoch = epoch
+            softError = try context.injectSoftError(softError, into: machine, epoch: epoch)
             watchdog.enter(.guest)
             let stop = try machine.run(budget: epochLength)
             watchdog.enter(.host)
@@ -134,7 +140,7 @@ final class PrimaryReplica {
             let environmentCount = environment.takeValueCount()
             environment.outputs.endEpoch(epoch, idle: stop == .idle)
             let outputs = environment.outputs.take()
-            try commit(outputs)
+            try commit(outputs, stop: stop == .idle ? .idle : .epochEnd)
             if stop == .idle && (timing.mode == .host || machine.nextTimerDeadline == nil) {
                 // The decision may wait for input: the backup gets the log first.
                 try flush()
@@ -152,8 +158,8 @@ final class PrimaryReplica {
             }
             let events = environment.host.takeEvents(byteLimit: MessageLimits.eventBytes)
             if rules.logs {
-                let interval = context.settings.digestInterval
-                let digest = interval > 0 && (epoch + 1) % interval == 0 ? try machine.stateDigest() : nil
+                // With --compare the backup reports its fingerprint instead (in its verdict).
+                let digest = fingerprintDue && !context.settings.compare ? try machine.stateDigest() : nil
                 environment.writer.epochEnd(EpochRecord(
                     epoch: epoch, progress: machine.progress, stop: stop == .idle ? .idle : .epochEnd, time: time,
                     events: events, environmentCount: environmentCount, outputCount: UInt64(outputs.count),
@@ -168,6 +174,12 @@ final class PrimaryReplica {
             try flushIfDue()
             if rules.lagTarget(epoch: epoch) != nil { try throttle() }
         }
+    }
+
+    /// Whether the epoch being ended carries a state fingerprint (`--digest-every`).
+    private var fingerprintDue: Bool {
+        let interval = context.settings.digestInterval
+        return interval > 0 && (epoch + 1) % interval == 0
     }
 
     // MARK: Batches
@@ -204,11 +216,17 @@ final class PrimaryReplica {
 
     /// Output commit (thesis protocol): log the output to the backup, wait until it holds it,
     /// check the primary is still entitled, perform it, log the completion notice.
-    private func commit(_ outputs: [PendingOutput]) throws {
+    private func commit(_ outputs: [PendingOutput], stop: CompareStop) throws {
+        let compared = try compare(outputs, stop: stop)
         for (index, output) in outputs.enumerated() {
             var step = rules.commit(output.record)
             committing: while true {
                 switch step {
+                case .log where compared:
+                    // The backup computed the same output: it holds the log up to it.
+                    if index == 0 { fault(.acknowledged) }
+                    step = rules.receiptArrived(silence: connection.silence(),
+                                                claimedBy: arbiter.isClaimed ? (arbiter.holder ?? "the backup") : nil)
                 case .log(let record):
                     environment.writer.output(record)
                     guard let end = try flush() else {
@@ -235,6 +253,34 @@ final class PrimaryReplica {
                 }
             }
         }
+    }
+
+    /// Output comparison: announces the epoch's outputs and asks the backup to run the epoch and
+    /// report its own digest of them (and its fingerprint, when one is due); with outputs to
+    /// release, waits for the verdict. Returns whether the outputs were compared and agreed (they
+    /// are then logged already); throws `mismatch` if the replicas disagree.
+    private func compare(_ outputs: [PendingOutput], stop: CompareStop) throws -> Bool {
+        guard context.settings.compare, rules.logs else { return false }
+        let fingerprint = fingerprintDue && stop != .ended
+        guard !outputs.isEmpty || fingerprint else { return false }
+        for output in outputs { environment.writer.output(output.record) }
+        environment.writer.compare(comparison.expect(
+            epoch: epoch, progress: machine.progress, stop: stop, records: outputs.map(\.record),
+            fingerprint: fingerprint ? try machine.stateDigest() : nil))
+        guard !outputs.isEmpty else { return false }
+        guard try flush() != nil else { return false }
+        while comparison.isAwaiting(epoch), rules.logs {
+            try readReports(wait: true)
+        }
+        try checkComparison()
+        return rules.logs
+    }
+
+    /// Stops the pair if the comparison found the replicas disagree.
+    private func checkComparison() throws {
+        guard case .disagreed(let disagreement) = comparison.state else { return }
+        connection.close(refusal: disagreement.description)
+        throw ReplicationError.mismatch(disagreement)
     }
 
     /// Waits until the backup holds the stream up to `end`, taking its reports meanwhile (so a
@@ -310,11 +356,15 @@ final class PrimaryReplica {
             for chunk in chunks { parser.append(chunk) }
             do {
                 while let message = try parser.next() {
+                    switch message {
                     // A backup cannot have executed more than it was sent (the final epoch included).
-                    guard case .executed(let executed) = message, executed <= epoch &+ 1 else {
+                    case .executed(let executed) where executed <= epoch &+ 1:
+                        rules.backupExecuted(executed)
+                    case .verdict(let verdict) where context.settings.compare:
+                        _ = try comparison.verdictArrived(verdict, currentEpoch: epoch)
+                    default:
                         throw ReplicationError.protocolViolation("the backup reports \(message) at epoch \(epoch)")
                     }
-                    rules.backupExecuted(executed)
                 }
             } catch {
                 let reason: CloseReason = switch error {
@@ -324,6 +374,7 @@ final class PrimaryReplica {
                 connection.close(refusal: "\(error)")
                 try settle(rules.backupLost(reason))
             }
+            try checkComparison()
         }
     }
 
@@ -333,7 +384,7 @@ final class PrimaryReplica {
     /// last outputs, then tell the backup and wait until it holds the whole log.
     private func finish(_ stop: MachineStop, inputClosed: Bool = false) throws -> RunOutcome {
         environment.outputs.finish(epoch)
-        try commit(environment.outputs.take())
+        try commit(environment.outputs.take(), stop: inputClosed ? .idle : .ended)
         let outcome = RunOutcome(stop: inputClosed ? .exited(status: 0) : stop,
                                  epochs: epoch + 1, progress: machine.progress)
         guard rules.logs else { return outcome }

@@ -51,13 +51,15 @@ public struct ReplicaContext: Sendable {
     /// Creates the engine's machine (the CLI passes `MachineFactory.make`).
     public var makeMachine: @Sendable (GuestSetup, any SessionEnvironment) throws -> any Machine
     public var faults: FaultInjection?
+    /// A soft error to inject into this replica (`--inject-fault`), if it names this replica.
+    public var softError: SoftError?
 
     public init(setup: GuestSetup, settings: ReplicationSettings, status: ReplicationStatus, watchdog: MachineWatchdog,
                 console: HostConsole, disk: DiskHandoff? = nil,
                 makeMachine: @escaping @Sendable (GuestSetup, any SessionEnvironment) throws -> any Machine = { setup, environment in
                     try MachineFactory.make(setup, environment: environment)
                 },
-                faults: FaultInjection? = nil)
+                faults: FaultInjection? = nil, softError: SoftError? = nil)
     {
         self.setup = setup
         self.settings = settings
@@ -67,6 +69,15 @@ public struct ReplicaContext: Sendable {
         self.disk = disk
         self.makeMachine = makeMachine
         self.faults = faults
+        self.softError = softError
+    }
+
+    /// Injects the soft error meant for `replica` if `epoch` is its epoch; returns the fault
+    /// still to come (nil once injected).
+    func injectSoftError(_ pending: SoftError?, into machine: any Machine, epoch: UInt64) throws -> SoftError? {
+        guard let pending, pending.epoch == epoch else { return pending }
+        status.message(try pending.inject(into: machine, image: setup.image))
+        return nil
     }
 
     /// What the handshake compares for this setup.
@@ -94,6 +105,7 @@ public func runReplica(_ role: ReplicaRole, connection: ReplicationConnection, a
     case .primary:
         let environment = PrimaryEnvironment(host: host)
         let machine = try context.makeMachine(context.setup, environment)
+        try context.softError?.check(machine: machine, image: context.setup.image)
         let primary = PrimaryReplica(machine: machine, environment: environment, connection: connection,
                                      arbiter: arbiter, context: context)
         let outcome = try primary.run()
@@ -101,6 +113,7 @@ public func runReplica(_ role: ReplicaRole, connection: ReplicationConnection, a
     case .backup:
         let environment = BackupEnvironment(host: host)
         let machine = try context.makeMachine(context.setup, environment)
+        try context.softError?.check(machine: machine, image: context.setup.image)
         let backup = BackupReplica(machine: machine, environment: environment, connection: connection,
                                    arbiter: arbiter, context: context)
         let outcome = try backup.run()

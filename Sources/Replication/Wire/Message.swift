@@ -24,13 +24,18 @@ public enum MessageType: UInt16, Sendable, CaseIterable, CustomStringConvertible
     case finished = 5
     /// Backup to primary: the backup has executed epochs up to (not including) a number.
     case executed = 6
+    /// Primary to backup: run the epoch to its boundary now and report its outputs' digest
+    /// (output comparison, `--compare`).
+    case compare = 7
+    /// Backup to primary: its own digest of an epoch's outputs (and state), or that it diverged.
+    case verdict = 8
 
     /// Who sends messages of this type.
     public var sender: ReplicaRole? {
         switch self {
         case .invalid: nil
-        case .environmentValues, .epochEnd, .output, .outputDone, .finished: .primary
-        case .executed: .backup
+        case .environmentValues, .epochEnd, .output, .outputDone, .finished, .compare: .primary
+        case .executed, .verdict: .backup
         }
     }
 
@@ -43,6 +48,8 @@ public enum MessageType: UInt16, Sendable, CaseIterable, CustomStringConvertible
         case .outputDone: "output-done"
         case .finished: "finished"
         case .executed: "executed"
+        case .compare: "compare"
+        case .verdict: "verdict"
         }
     }
 }
@@ -179,6 +186,8 @@ public enum Message: Equatable, Sendable {
     case outputDone(UInt64)
     case finished(FinishedRecord)
     case executed(UInt64)
+    case compare(CompareRequest)
+    case verdict(Verdict)
 
     public var type: MessageType {
         switch self {
@@ -188,6 +197,8 @@ public enum Message: Equatable, Sendable {
         case .outputDone: .outputDone
         case .finished: .finished
         case .executed: .executed
+        case .compare: .compare
+        case .verdict: .verdict
         }
     }
 }

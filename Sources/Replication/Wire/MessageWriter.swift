@@ -89,6 +89,23 @@ public struct MessageWriter: Sendable {
         buffer.writeInteger(epochs, endianness: .little)
     }
 
+    public mutating func compare(_ c: CompareRequest) {
+        closeValues()
+        header(.compare, CompareRequest.payloadSize)
+        buffer.writeMultipleIntegers(CompareRequest.formatVersion, c.epoch, c.progress, c.stop.rawValue,
+                                     UInt8(c.wantsFingerprint ? 1 : 0), endianness: .little)
+    }
+
+    public mutating func verdict(_ v: Verdict) {
+        closeValues()
+        header(.verdict, 1 + 8 + 1 + 8 + 32 + 8 + 1 + (v.fingerprint == nil ? 0 : 32))
+        buffer.writeMultipleIntegers(Verdict.formatVersion, v.epoch, v.outcome.rawValue, v.outputCount,
+                                     endianness: .little)
+        buffer.writeBytes(v.outputs.bytes)
+        buffer.writeMultipleIntegers(v.firstDifference, UInt8(v.fingerprint == nil ? 0 : 1), endianness: .little)
+        if let f = v.fingerprint { buffer.writeBytes(f.bytes) }
+    }
+
     /// Any message, for tests and tools (environment values as one message).
     public mutating func write(_ message: Message) {
         switch message {
@@ -100,6 +117,8 @@ public struct MessageWriter: Sendable {
         case .outputDone(let s): outputDone(s)
         case .finished(let f): finished(f)
         case .executed(let e): executed(e)
+        case .compare(let c): compare(c)
+        case .verdict(let v): verdict(v)
         }
     }
 
