@@ -53,6 +53,7 @@ extension FuzzTarget {
             .epochEnd(EpochRecord(epoch: 0, progress: 50, stop: .epochEnd, time: VirtualTime(nanoseconds: 5),
                                   events: [], environmentCount: 0, outputCount: 1, stateDigest: nil)),
             .compare(CompareRequest(epoch: 1, progress: 60, stop: .ended, wantsFingerprint: true)),
+            .rollback(RollbackRequest(epoch: 1, attempt: 1)),
             .finished(FinishedRecord(epoch: 1, progress: 60, status: 3, ending: .exited, stateDigest: digest)),
         ]
         for m in comparing { writer.write(m) }
@@ -63,6 +64,7 @@ extension FuzzTarget {
         writer.verdict(Verdict(epoch: 1, outcome: .executed, outputCount: 0, outputs: OutputDigest.of([]),
                                firstDifference: 0, fingerprint: StateDigest.of([2])))
         writer.verdict(.diverged(epoch: 3))
+        writer.rolledBack(attempt: 1)
         let verdicts = Array(writer.take().readableBytesView)
         // The first byte picks the receiver (even: backup) and the epoch length.
         return [[200] + stream, [1] + reports, [200] + comparisons, [1] + verdicts]

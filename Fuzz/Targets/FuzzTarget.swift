@@ -109,6 +109,9 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
                 let decoded = try? again.next()
                 precondition(decoded == message || isEmptyValues(message), "a message does not round-trip")
                 guard receiver == .backup else {
+                    if case .rolledBack(let attempt) = message {
+                        precondition((try? comparison.rolledBack(attempt: attempt)) == nil, "a rollback confirmed that was never asked for")
+                    }
                     if case .verdict(let verdict) = message {
                         let before = comparison.awaiting.count
                         if (try? comparison.verdictArrived(verdict, currentEpoch: 4)) != nil {
@@ -132,6 +135,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
                     compared = true
                 case .finish?, nil:
                     return
+                case .rollBack(let request)?:
+                    precondition(request.epoch <= rules.epoch, "a rollback beyond the epoch was accepted")
                 case .log?, .announce?, .performed?:
                     break
                 }

@@ -119,6 +119,8 @@ extension X86Machine {
         devices.pit.restore(pitState)
         devices.debugExit.restore(exitState)
         if let virtioState { devices.virtio?.restore(virtioState) }
+        // A machine whose guest had stopped runs again from the restored state (a rollback).
+        finalStop = nil
         let digest = try stateDigest()
         guard digest == state.digest else {
             throw SnapshotError.digestMismatch(what: "machine state", expected: state.digest, actual: digest)

@@ -184,3 +184,74 @@ func agreeing(_ epoch: UInt64, _ records: [OutputRecord], fingerprint: StateDige
         }
     }
 }
+
+@Suite struct RollbackTests {
+    @Test func rollbackMessagesRoundTripAndHostileOnesAreRefused() throws {
+        let requests: [Message] = [.rollback(RollbackRequest(epoch: 0, attempt: 1)),
+                                   .rollback(RollbackRequest(epoch: .max, attempt: .max))]
+        #expect(try parse(stream(requests)) == requests)
+        #expect(try parse(stream([.rolledBack(attempt: 7)]), receiver: .primary) == [.rolledBack(attempt: 7)])
+        let cases: [(String, [UInt8], ReplicaRole)] = [
+            ("a rollback of format version 2", rawMessage(type: 9, payload: [2] + [UInt8](repeating: 0, count: 12)), .backup),
+            ("a truncated rollback", rawMessage(type: 9, payload: [1, 0, 0]), .backup),
+            ("a rollback with trailing bytes", rawMessage(type: 9, payload: [1] + [UInt8](repeating: 0, count: 13)), .backup),
+            ("a rollback at the primary", rawMessage(type: 9, payload: [1] + [UInt8](repeating: 0, count: 12)), .primary),
+            ("a confirmation at the backup", rawMessage(type: 10, payload: [1, 0, 0, 0, 0]), .backup),
+            ("a confirmation of format version 0", rawMessage(type: 10, payload: [0, 0, 0, 0, 0]), .primary),
+        ]
+        for (name, bytes, receiver) in cases {
+            #expect(throws: WireError.self, "\(name)") { _ = try parse(bytes, receiver: receiver) }
+        }
+    }
+
+    @Test func aDisagreementRollsBackOnceThenStops() throws {
+        var c = ComparisonStateMachine()
+        #expect(c.recover() == nil, "nothing to recover from")
+        c.checkpointed(at: 4)
+        _ = c.expect(epoch: 6, progress: 60, stop: .epochEnd, records: [record1], fingerprint: nil)
+        _ = try c.verdictArrived(agreeing(6, [record2]), currentEpoch: 6)
+        #expect(c.recover() == .rollBack(RollbackRequest(epoch: 4, attempt: 1)))
+        #expect(c.discardsReports && c.awaiting.isEmpty)
+        // Reports the backup sent before it rolled back are dropped; its confirmation ends that.
+        #expect(try c.verdictArrived(agreeing(6, [record1]), currentEpoch: 6) == .rollingBack(RollbackRequest(epoch: 4, attempt: 1)))
+        #expect(throws: ReplicationError.self) { try c.rolledBack(attempt: 2) }
+        try c.rolledBack(attempt: 1)
+        #expect(c.state == .comparing && c.lastAgreed == 3)
+        // The same disagreement again, with no agreement since: stop, saying it repeated.
+        _ = c.expect(epoch: 6, progress: 60, stop: .epochEnd, records: [record1], fingerprint: nil)
+        _ = try c.verdictArrived(agreeing(6, [record2]), currentEpoch: 6)
+        guard case .stop(let final)? = c.recover() else { Issue.record("not stopped"); return }
+        #expect(final.repeatedAfterRollbackTo == 4)
+        #expect(final.description.contains("again after both replicas rolled back to epoch 4"))
+    }
+
+    @Test func anAgreementSinceMakesANewCheckpointToGoBackTo() throws {
+        var c = ComparisonStateMachine()
+        c.checkpointed(at: 0)
+        _ = c.expect(epoch: 2, progress: 20, stop: .epochEnd, records: [record1], fingerprint: nil)
+        _ = try c.verdictArrived(agreeing(2, [record2]), currentEpoch: 2)
+        guard case .rollBack? = c.recover() else { Issue.record("no rollback"); return }
+        try c.rolledBack(attempt: 1)
+        _ = c.expect(epoch: 2, progress: 20, stop: .epochEnd, records: [record1], fingerprint: nil)
+        _ = try c.verdictArrived(agreeing(2, [record1]), currentEpoch: 2)
+        c.checkpointed(at: 3)
+        _ = c.expect(epoch: 5, progress: 50, stop: .ended, records: [record2], fingerprint: nil)
+        _ = try c.verdictArrived(agreeing(5, [record1]), currentEpoch: 5)
+        #expect(c.recover() == .rollBack(RollbackRequest(epoch: 3, attempt: 2)))
+    }
+
+    @Test func theBackupTakesARollbackOnlyToAnEpochItHasReached() throws {
+        var r = BackupStateMachine(epochLength: 100, maximumLag: 4)
+        let checkpoint = r
+        _ = try r.receive(.epochEnd(EpochRecord(epoch: 0, progress: 50, stop: .epochEnd, time: .zero, events: [],
+                                                environmentCount: 0, outputCount: 0, stateDigest: nil)), progress: 0)
+        _ = r.executed()
+        #expect(try r.receive(.rollback(RollbackRequest(epoch: 0, attempt: 1)), progress: 50)
+                == .rollBack(RollbackRequest(epoch: 0, attempt: 1)))
+        try r.rolledBack(to: checkpoint)
+        #expect(r.epoch == 0 && r.stage == .receiving)
+        var ahead = BackupStateMachine(epochLength: 100, maximumLag: 4)
+        #expect(throws: ReplicationError.self) { _ = try ahead.receive(.rollback(RollbackRequest(epoch: 1, attempt: 1)), progress: 0) }
+        #expect(throws: ReplicationError.self) { _ = try ahead.receive(.rollback(RollbackRequest(epoch: .max, attempt: 1)), progress: 0) }
+    }
+}

@@ -91,3 +91,19 @@ public enum OutputDigest {
         return StateDigest.of(bytes)
     }
 }
+
+/// `rollback` (P→B): the replicas disagreed; both return to the checkpoint at the start of
+/// `epoch` (the boundary after the last epoch whose outputs they agreed on) and run again.
+/// Format version 1: `u8` version, `u64` epoch, `u32` attempt (from 1, one more per rollback).
+public struct RollbackRequest: Equatable, Sendable {
+    public static let formatVersion: UInt8 = 1
+    public static let payloadSize = 1 + 8 + 4
+
+    public var epoch: UInt64
+    public var attempt: UInt32
+
+    public init(epoch: UInt64, attempt: UInt32) {
+        self.epoch = epoch
+        self.attempt = attempt
+    }
+}

@@ -11,20 +11,31 @@ public struct Disagreement: Equatable, Sendable, CustomStringConvertible {
         case fingerprint
         /// The backup's execution left the primary's log before the boundary.
         case execution
+        /// The backup refused the primary (its reason, sanitized): a comparing primary stops.
+        case refused(String)
     }
 
     public var epoch: UInt64
     public var what: What
     /// Which replica differs from the others, when a vote could tell (with one backup: nil).
     public var replica: String?
+    /// The checkpoint both replicas already went back to once for this disagreement.
+    public var repeatedAfterRollbackTo: UInt64?
 
-    public init(epoch: UInt64, what: What, replica: String? = nil) {
+    public init(epoch: UInt64, what: What, replica: String? = nil, repeatedAfterRollbackTo: UInt64? = nil) {
         self.epoch = epoch
         self.what = what
         self.replica = replica
+        self.repeatedAfterRollbackTo = repeatedAfterRollbackTo
     }
 
     public var description: String {
+        let line = summary
+        guard let start = repeatedAfterRollbackTo else { return line }
+        return line + " (again after both replicas rolled back to epoch \(start) and ran it again)"
+    }
+
+    private var summary: String {
         let who = replica.map { "the \($0)" } ?? "the primary and the backup"
         switch what {
         case .outputs(let sequence?, let kind):
@@ -41,6 +52,8 @@ public struct Disagreement: Equatable, Sendable, CustomStringConvertible {
             return "state mismatch at epoch \(epoch): \(who) hold different states (fingerprint); later outputs were withheld"
         case .execution:
             return "execution mismatch at epoch \(epoch): \(who) left each other's instruction stream; outputs from then on were withheld"
+        case .refused(let why):
+            return "execution mismatch at epoch \(epoch): the backup refused the primary (\(why)); outputs from then on were withheld"
         }
     }
 }
@@ -69,6 +82,17 @@ public struct ComparisonStateMachine: Sendable, Equatable {
     public enum State: Sendable, Equatable {
         case comparing
         case disagreed(Disagreement)
+        /// Both replicas go back to the checkpoint; the backup's reports are stale until it
+        /// confirms this attempt.
+        case rollingBack(RollbackRequest)
+    }
+
+    /// What to do about a disagreement.
+    public enum Recovery: Sendable, Equatable {
+        /// Send this rollback, restore the checkpoint, wait for the backup to confirm it.
+        case rollBack(RollbackRequest)
+        /// Withhold the output and stop the pair.
+        case stop(Disagreement)
     }
 
     public private(set) var state: State = .comparing
@@ -76,6 +100,12 @@ public struct ComparisonStateMachine: Sendable, Equatable {
     public private(set) var awaiting: [Expectation] = []
     /// The last epoch whose verdict agreed.
     public private(set) var lastAgreed: UInt64?
+    /// The epoch at whose start both replicas hold a checkpoint, and whether they already went
+    /// back to it once.
+    public private(set) var checkpoint: UInt64?
+    public private(set) var rolledBackToCheckpoint = false
+    /// Rollbacks so far (the attempt number of the last one).
+    public private(set) var attempts: UInt32 = 0
 
     public init() {}
 
@@ -91,6 +121,42 @@ public struct ComparisonStateMachine: Sendable, Equatable {
 
     /// Whether the verdict on `epoch` is still to come.
     public func isAwaiting(_ epoch: UInt64) -> Bool { awaiting.contains { $0.epoch == epoch } }
+
+    /// Both replicas checkpointed at the start of `epoch` (after agreeing on the epoch before).
+    public mutating func checkpointed(at epoch: UInt64) {
+        checkpoint = epoch
+        rolledBackToCheckpoint = false
+    }
+
+    /// The replicas disagree: go back to the checkpoint once; a disagreement after going back to
+    /// the same checkpoint (no agreement since) stops the pair.
+    public mutating func recover() -> Recovery? {
+        guard case .disagreed(var disagreement) = state else { return nil }
+        guard let checkpoint, !rolledBackToCheckpoint, attempts < UInt32.max else {
+            if rolledBackToCheckpoint { disagreement.repeatedAfterRollbackTo = checkpoint }
+            return .stop(disagreement)
+        }
+        attempts += 1
+        rolledBackToCheckpoint = true
+        let request = RollbackRequest(epoch: checkpoint, attempt: attempts)
+        state = .rollingBack(request)
+        awaiting.removeAll()
+        return .rollBack(request)
+    }
+
+    /// Whether the backup's reports are to be dropped (sent before it rolled back).
+    public var discardsReports: Bool {
+        if case .rollingBack = state { true } else { false }
+    }
+
+    /// The backup confirmed rollback `attempt`.
+    public mutating func rolledBack(attempt: UInt32) throws(ReplicationError) {
+        guard case .rollingBack(let request) = state, request.attempt == attempt else {
+            throw .protocolViolation("the backup confirms rollback \(attempt), which was not asked for")
+        }
+        state = .comparing
+        lastAgreed = request.epoch == 0 ? nil : request.epoch - 1
+    }
 
     /// A verdict arrived. `currentEpoch` is the epoch this replica is in (a backup cannot have
     /// run further). Returns the new state; throws if the verdict breaks the protocol.

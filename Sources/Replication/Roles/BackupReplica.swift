@@ -119,6 +119,17 @@ final class BackupReplica {
     private var softError: SoftError?
     /// The epoch being received, once a `compare` ran it: how it stopped and its outputs.
     private var compared: (stop: MachineStop, outputs: [PendingOutput])?
+    /// Output comparison's checkpoint: this replica's state at the start of the epoch after the
+    /// last one whose outputs the primary compared and released.
+    private struct Checkpoint {
+        let ram: RAMCheckpoint
+        var state: MachineState
+        var rules: BackupStateMachine
+        var outputs: OutputLog
+        var pending: [PendingOutput]
+        var consoleBytesDelivered: UInt64
+    }
+    private var checkpoint: Checkpoint?
 
     init(machine: any Machine, environment: BackupEnvironment, connection: ReplicationConnection, arbiter: Arbiter,
          context: ReplicaContext)
@@ -141,6 +152,7 @@ final class BackupReplica {
         watchdog.enter(.host)
         status.attach(connection)
         status.set(state: .replaying)
+        if context.settings.compare { try takeCheckpoint() }
         while true {
             let message: Message?
             do {
@@ -149,7 +161,11 @@ final class BackupReplica {
                 throw stop(.channel(.protocolError(error)), refusal: "\(error)")
             }
             if let message {
-                if let outcome = try handle(message) { return outcome }
+                do {
+                    if let outcome = try handle(message) { return outcome }
+                } catch let diverged as DivergedAwaitingRollback {
+                    try awaitRollback(diverged.error)
+                }
                 continue
             }
             // Caught up with the log: report how far it got (the primary may wait for that).
@@ -191,8 +207,65 @@ final class BackupReplica {
             return try finish(record)
         case .compare(let request):
             try compare(request)
+        case .rollBack(let request):
+            try rollBack(request)
         }
         return nil
+    }
+
+    /// Saves this replica's state at the start of the epoch being received.
+    private func takeCheckpoint() throws {
+        let state = try machine.captureState()
+        if let ram = checkpoint?.ram { try ram.save() }
+        checkpoint = Checkpoint(ram: try checkpoint?.ram ?? RAMCheckpoint(memory: machine.memory, tracker: machine.dirtyPages),
+                                state: state, rules: rules, outputs: environment.outputs, pending: pending,
+                                consoleBytesDelivered: consoleBytesDelivered)
+    }
+
+    /// This replica diverged from the primary's log: drop the rest of the log until the
+    /// primary's rollback (then run again from the checkpoint); if the connection ends first,
+    /// stop with the divergence (never take over from a diverged state).
+    private func awaitRollback(_ diverged: ReplicationError) throws {
+        while true {
+            let message: Message?
+            do { message = try parser.next() } catch { throw stop(diverged, refusal: diverged.description) }
+            if let message {
+                guard case .rollback(let request) = message else { continue }
+                try rollBack(request)
+                return
+            }
+            watchdog.enter(.waitingForPeer)
+            let received = connection.receive(holding: parser.bufferedBytes, wait: true)
+            watchdog.enter(.host)
+            switch received {
+            case .data(let chunks):
+                for chunk in chunks { parser.append(chunk) }
+            case .closed:
+                rules.violated()
+                throw stop(diverged, refusal: diverged.description)
+            }
+        }
+    }
+
+    /// The primary found the replicas disagree: back to the checkpoint, and tell it so.
+    private func rollBack(_ request: RollbackRequest) throws {
+        guard let checkpoint, checkpoint.rules.epoch == request.epoch else {
+            rules.violated()
+            throw stop(.protocolViolation("a rollback to epoch \(request.epoch), where this replica holds no checkpoint"),
+                       refusal: "no checkpoint at epoch \(request.epoch) (give --compare to the backup too)")
+        }
+        status.message("the primary found the replicas disagree: rolling back to epoch \(request.epoch) and running again")
+        try checkpoint.ram.restore()
+        try machine.restoreState(checkpoint.state)
+        do { try rules.rolledBack(to: checkpoint.rules) } catch { throw stop(error, refusal: error.description) }
+        environment.outputs = checkpoint.outputs
+        environment.startEpoch()
+        announced.removeAll()
+        pending = checkpoint.pending
+        compared = nil
+        consoleBytesDelivered = checkpoint.consoleBytesDelivered
+        writer.rolledBack(attempt: request.attempt)
+        _ = connection.send(writer.take())
     }
 
     /// Ends replication for `error`, telling the primary why.
@@ -201,10 +274,19 @@ final class BackupReplica {
         return error
     }
 
-    private func divergence(_ detail: String) -> ReplicationError {
+    /// A divergence with a checkpoint to return to: the primary decides (it rolls both back).
+    private struct DivergedAwaitingRollback: Error {
+        let error: ReplicationError
+    }
+
+    private func divergence(_ detail: String) -> any Error {
         // A primary that compares outputs learns it first as a verdict: the replicas disagree.
         writer.verdict(.diverged(epoch: rules.epoch))
         _ = connection.send(writer.take())
+        if context.settings.compare, checkpoint != nil {
+            status.message("divergence at epoch \(rules.epoch): \(detail); waiting for the primary's rollback")
+            return DivergedAwaitingRollback(error: .divergence(epoch: rules.epoch, detail: detail))
+        }
         return stop(.divergence(epoch: rules.epoch, detail: detail), refusal: "divergence at epoch \(rules.epoch): \(detail)")
     }
 
@@ -233,7 +315,11 @@ final class BackupReplica {
         }
         try machine.applyBoundary(time: record.time, events: record.events)
         for case .consoleInput(let bytes) in record.events { consoleBytesDelivered += UInt64(bytes.count) }
+        let checkpointDue = context.settings.compare && !mine.isEmpty && rules.stage != .receiving
         if let executed = rules.executed() { report(executed) }
+        // The primary released this compared epoch's outputs: they agreed. Checkpoint here, as
+        // the primary does.
+        if checkpointDue { try takeCheckpoint() }
         status.progress(epoch: rules.epoch, lag: 0)
     }
 

@@ -31,6 +31,8 @@ public struct BackupStateMachine: Sendable, Equatable {
         case finish(FinishedRecord)
         /// Run the epoch being received to the request's boundary now and report a verdict.
         case compare(CompareRequest)
+        /// Return to the checkpoint at the start of the request's epoch.
+        case rollBack(RollbackRequest)
     }
 
     /// Where the epoch being received is.
@@ -122,9 +124,22 @@ public struct BackupStateMachine: Sendable, Equatable {
             try check(epoch: request.epoch, progress: request.progress, machineProgress: progress, strictlyAhead: true)
             stage = .compared(progress: request.progress, stop: request.stop)
             return .compare(request)
-        case .executed, .verdict:
+        case .rollback(let request):
+            guard request.epoch <= epoch else {
+                throw .protocolViolation("a rollback to epoch \(request.epoch), beyond epoch \(epoch)")
+            }
+            return .rollBack(request)
+        case .executed, .verdict, .rolledBack:
             throw .protocolViolation("a \(message.type) message from the primary")
         }
+    }
+
+    /// Returns to `checkpoint`, a copy of these rules taken at the start of the rollback's epoch.
+    public mutating func rolledBack(to checkpoint: BackupStateMachine) throws(ReplicationError) {
+        guard case .replaying = phase, checkpoint.epoch <= epoch else {
+            throw .protocolViolation("a rollback after replication ended")
+        }
+        self = checkpoint
     }
 
     /// Values and outputs belong to an epoch that has not been run for a comparison yet.

@@ -91,6 +91,18 @@ final class PrimaryReplica {
     private var softError: SoftError?
     /// Output comparison (`--compare`): what was asked of the backup, and its verdicts.
     private var comparison = ComparisonStateMachine()
+    /// Output comparison's checkpoint (the start of the epoch after the last agreed output),
+    /// the epoch whose start is to be checkpointed next, and whether console input was
+    /// delivered since the checkpoint (it could not be delivered again: no rollback then).
+    private struct Checkpoint {
+        let ram: RAMCheckpoint
+        var state: MachineState
+        var epoch: UInt64
+        var outputs: OutputLog
+    }
+    private var checkpoint: Checkpoint?
+    private var checkpointDue: UInt64?
+    private var inputSinceCheckpoint = false
 
     /// A batch is flushed at a boundary once it holds this much ...
     static let batchBytes = 64 << 10
@@ -123,8 +135,20 @@ final class PrimaryReplica {
         watchdog.enter(.host)
         status.attach(connection)
         status.set(state: .replicating)
-        let epochLength = context.setup.epochLength
+        if context.settings.compare { try takeCheckpoint() }
         while true {
+            do {
+                if let outcome = try runEpoch() { return outcome }
+            } catch is RollbackPerformed {
+                continue
+            }
+        }
+    }
+
+    /// Runs one epoch and its boundary; the outcome once the guest stopped.
+    private func runEpoch() throws -> RunOutcome? {
+        let epochLength = context.setup.epochLength
+        do {
             environment.epoch = epoch
             softError = try context.injectSoftError(softError, into: machine, epoch: epoch)
             watchdog.enter(.guest)
@@ -169,11 +193,89 @@ final class PrimaryReplica {
             }
             fault(.logged)
             try machine.applyBoundary(time: time, events: events)
+            if events.contains(where: { if case .consoleInput = $0 { true } else { false } }) { inputSinceCheckpoint = true }
             epoch += 1
+            // Both replicas checkpoint at the start of the epoch after one whose outputs they
+            // agreed on (the backup: after applying that epoch's end record).
+            if checkpointDue == epoch, rules.logs { try takeCheckpoint() }
             status.progress(epoch: epoch, lag: rules.logs ? epoch.saturatingSubtract(rules.backupExecuted) : 0)
             try flushIfDue()
             if rules.lagTarget(epoch: epoch) != nil { try throttle() }
+            return nil
         }
+    }
+
+    /// The backup is gone. A comparing primary whose backup refused it (the backup's execution
+    /// left the log, or it found the primary's messages wrong) never carries on alone: which
+    /// replica is faulty cannot be known, and the primary may be.
+    private func lost(_ reason: CloseReason) throws -> PrimaryStateMachine.CommitStep {
+        if context.settings.compare, case .refusedByPeer(let why) = reason {
+            let disagreement = Disagreement(epoch: epoch, what: .refused(PeerText.sanitized(why)))
+            throw ReplicationError.mismatch(disagreement)
+        }
+        return rules.backupLost(reason)
+    }
+
+    // MARK: Rollback (output comparison with one backup)
+
+    /// Thrown once both replicas are back at the checkpoint: the run loop starts over from it.
+    private struct RollbackPerformed: Error {}
+
+    /// Saves this replica's state at the start of `epoch`: the machine, its RAM (incrementally)
+    /// and the output numbering.
+    private func takeCheckpoint() throws {
+        let state = try machine.captureState()
+        if let ram = checkpoint?.ram { try ram.save() } else {
+            checkpoint = Checkpoint(ram: try RAMCheckpoint(memory: machine.memory, tracker: machine.dirtyPages),
+                                    state: state, epoch: epoch, outputs: environment.outputs)
+        }
+        checkpoint?.state = state
+        checkpoint?.epoch = epoch
+        checkpoint?.outputs = environment.outputs
+        inputSinceCheckpoint = false
+        checkpointDue = nil
+        comparison.checkpointed(at: epoch)
+    }
+
+    /// The comparison found the replicas disagree: go back to the checkpoint once (both
+    /// replicas), or stop the pair, withholding the output.
+    private func checkComparison() throws {
+        guard case .disagreed(let disagreement) = comparison.state else { return }
+        let recovery: ComparisonStateMachine.Recovery? = inputSinceCheckpoint || checkpoint == nil
+            ? .stop(disagreement) : comparison.recover()
+        switch recovery {
+        case .stop(let final)?:
+            connection.close(refusal: final.description)
+            throw ReplicationError.mismatch(final)
+        case .rollBack(let request)?:
+            try rollBack(request, because: disagreement)
+        case nil:
+            return
+        }
+    }
+
+    private func rollBack(_ request: RollbackRequest, because disagreement: Disagreement) throws {
+        guard let checkpoint, checkpoint.epoch == request.epoch else {
+            throw ReplicationError.mismatch(disagreement)
+        }
+        status.message("\(disagreement); rolling both replicas back to epoch \(request.epoch) and running again")
+        _ = environment.writer.take()
+        environment.writer.rollback(request)
+        let pages = try checkpoint.ram.restore()
+        try machine.restoreState(checkpoint.state)
+        logger.debug("rollback \(request.attempt): \(pages) pages written back")
+        environment.outputs = checkpoint.outputs
+        _ = environment.takeValueCount()
+        _ = environment.host.takeEvents(byteLimit: MessageLimits.eventBytes)
+        epoch = checkpoint.epoch
+        environment.epoch = epoch
+        checkpointDue = nil
+        rules.rolledBack(to: epoch)
+        guard try flush() != nil else { throw RollbackPerformed() }
+        while comparison.discardsReports, rules.logs {
+            try readReports(wait: true)
+        }
+        throw RollbackPerformed()
     }
 
     /// Whether the epoch being ended carries a state fingerprint (`--digest-every`).
@@ -207,7 +309,7 @@ final class PrimaryReplica {
         case .success(let end):
             return end
         case .failure(let reason):
-            try settle(rules.backupLost(reason))
+            try settle(try lost(reason))
             return nil
         }
     }
@@ -236,7 +338,7 @@ final class PrimaryReplica {
                     let failure = try awaitReceipt(covering: end)
                     if index == 0 { fault(.acknowledged) }
                     if let failure {
-                        step = rules.backupLost(failure)
+                        step = try lost(failure)
                     } else {
                         step = rules.receiptArrived(silence: connection.silence(),
                                                     claimedBy: arbiter.isClaimed ? (arbiter.holder ?? "the backup") : nil)
@@ -273,15 +375,10 @@ final class PrimaryReplica {
             try readReports(wait: true)
         }
         try checkComparison()
+        if stop != .ended { checkpointDue = epoch + 1 }
         return rules.logs
     }
 
-    /// Stops the pair if the comparison found the replicas disagree.
-    private func checkComparison() throws {
-        guard case .disagreed(let disagreement) = comparison.state else { return }
-        connection.close(refusal: disagreement.description)
-        throw ReplicationError.mismatch(disagreement)
-    }
 
     /// Waits until the backup holds the stream up to `end`, taking its reports meanwhile (so a
     /// backup that floods them cannot fill the inbox and stall the wait). Returns why the backup
@@ -351,12 +448,16 @@ final class PrimaryReplica {
         if wait { watchdog.enter(.host) }
         switch received {
         case .closed(let reason):
-            try settle(rules.backupLost(reason))
+            try settle(try lost(reason))
         case .data(let chunks):
             for chunk in chunks { parser.append(chunk) }
             do {
                 while let message = try parser.next() {
                     switch message {
+                    case .rolledBack(let attempt) where context.settings.compare:
+                        try comparison.rolledBack(attempt: attempt)
+                    case .executed where comparison.discardsReports, .verdict where comparison.discardsReports:
+                        continue // sent before the backup rolled back
                     // A backup cannot have executed more than it was sent (the final epoch included).
                     case .executed(let executed) where executed <= epoch &+ 1:
                         rules.backupExecuted(executed)
@@ -372,7 +473,7 @@ final class PrimaryReplica {
                 default: .refusedByPeer("\(error)")
                 }
                 connection.close(refusal: "\(error)")
-                try settle(rules.backupLost(reason))
+                try settle(try lost(reason))
             }
             try checkComparison()
         }
@@ -398,7 +499,7 @@ final class PrimaryReplica {
         // Wait until the backup has the whole log, so it can finish the run identically. If it
         // never gets it, it may have gone live: the arbiter decides which replica ran the end.
         if let end = try flush(), let failure = try awaitReceipt(covering: end) {
-            try settle(rules.backupLost(failure))
+            try settle(try lost(failure))
         }
         connection.close()
         return outcome

@@ -29,13 +29,17 @@ public enum MessageType: UInt16, Sendable, CaseIterable, CustomStringConvertible
     case compare = 7
     /// Backup to primary: its own digest of an epoch's outputs (and state), or that it diverged.
     case verdict = 8
+    /// Primary to backup: return to the checkpoint at an epoch's start and run again.
+    case rollback = 9
+    /// Backup to primary: it returned to the checkpoint (the rollback's attempt number).
+    case rolledBack = 10
 
     /// Who sends messages of this type.
     public var sender: ReplicaRole? {
         switch self {
         case .invalid: nil
-        case .environmentValues, .epochEnd, .output, .outputDone, .finished, .compare: .primary
-        case .executed, .verdict: .backup
+        case .environmentValues, .epochEnd, .output, .outputDone, .finished, .compare, .rollback: .primary
+        case .executed, .verdict, .rolledBack: .backup
         }
     }
 
@@ -50,6 +54,8 @@ public enum MessageType: UInt16, Sendable, CaseIterable, CustomStringConvertible
         case .executed: "executed"
         case .compare: "compare"
         case .verdict: "verdict"
+        case .rollback: "rollback"
+        case .rolledBack: "rolled-back"
         }
     }
 }
@@ -188,6 +194,8 @@ public enum Message: Equatable, Sendable {
     case executed(UInt64)
     case compare(CompareRequest)
     case verdict(Verdict)
+    case rollback(RollbackRequest)
+    case rolledBack(attempt: UInt32)
 
     public var type: MessageType {
         switch self {
@@ -199,6 +207,8 @@ public enum Message: Equatable, Sendable {
         case .executed: .executed
         case .compare: .compare
         case .verdict: .verdict
+        case .rollback: .rollback
+        case .rolledBack: .rolledBack
         }
     }
 }

@@ -166,6 +166,14 @@ public struct MessageParser: Sendable {
             let fingerprint = try r.bool() ? try r.digest() : nil
             message = .verdict(Verdict(epoch: epoch, outcome: outcome, outputCount: count, outputs: outputs,
                                        firstDifference: first, fingerprint: fingerprint))
+        case .rollback:
+            let version = try r.u8()
+            guard version == RollbackRequest.formatVersion else { throw .badMessage(type, "format version \(version)") }
+            message = .rollback(RollbackRequest(epoch: try r.u64(), attempt: try r.u32()))
+        case .rolledBack:
+            let version = try r.u8()
+            guard version == RollbackRequest.formatVersion else { throw .badMessage(type, "format version \(version)") }
+            message = .rolledBack(attempt: try r.u32())
         }
         try r.finish()
         return message

@@ -106,6 +106,18 @@ public struct MessageWriter: Sendable {
         if let f = v.fingerprint { buffer.writeBytes(f.bytes) }
     }
 
+    public mutating func rollback(_ r: RollbackRequest) {
+        closeValues()
+        header(.rollback, RollbackRequest.payloadSize)
+        buffer.writeMultipleIntegers(RollbackRequest.formatVersion, r.epoch, r.attempt, endianness: .little)
+    }
+
+    public mutating func rolledBack(attempt: UInt32) {
+        closeValues()
+        header(.rolledBack, 1 + 4)
+        buffer.writeMultipleIntegers(RollbackRequest.formatVersion, attempt, endianness: .little)
+    }
+
     /// Any message, for tests and tools (environment values as one message).
     public mutating func write(_ message: Message) {
         switch message {
@@ -119,6 +131,8 @@ public struct MessageWriter: Sendable {
         case .executed(let e): executed(e)
         case .compare(let c): compare(c)
         case .verdict(let v): verdict(v)
+        case .rollback(let r): rollback(r)
+        case .rolledBack(let attempt): rolledBack(attempt: attempt)
         }
     }
 
