@@ -137,6 +137,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
                     return
                 case .rollBack(let request)?:
                     precondition(request.epoch <= rules.epoch, "a rollback beyond the epoch was accepted")
+                case .writePages?, .restore?:
+                    preconditionFailure("a state transfer was accepted by a backup that follows")
                 case .log?, .announce?, .performed?:
                     break
                 }
