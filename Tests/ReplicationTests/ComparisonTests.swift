@@ -32,24 +32,24 @@ func agreeing(_ epoch: UInt64, _ records: [OutputRecord], fingerprint: StateDige
     @Test func hostileComparisonMessagesAreRefused() {
         let compare: [UInt8] = [1] + [UInt8](repeating: 0, count: 16) + [0, 0]
         var verdict: [UInt8] = [1] + [UInt8](repeating: 0, count: 8) + [0] + [UInt8](repeating: 0, count: 48) + [0]
-        #expect(throws: Never.self) { _ = try parse(rawMessage(type: 7, payload: compare)) }
-        #expect(throws: Never.self) { _ = try parse(rawMessage(type: 8, payload: verdict), receiver: .primary) }
+        #expect(throws: Never.self) { _ = try parse(rawMessage(type: 9, payload: compare)) }
+        #expect(throws: Never.self) { _ = try parse(rawMessage(type: 10, payload: verdict), receiver: .primary) }
         verdict[0] = 2
         let cases: [(String, [UInt8], ReplicaRole)] = [
-            ("a compare of format version 2", rawMessage(type: 7, payload: [2] + compare.dropFirst()), .backup),
-            ("a compare of format version 0", rawMessage(type: 7, payload: [0] + compare.dropFirst()), .backup),
-            ("a stop kind of 3", rawMessage(type: 7, payload: [1] + [UInt8](repeating: 0, count: 16) + [3, 0]), .backup),
-            ("a fingerprint flag of 2", rawMessage(type: 7, payload: [1] + [UInt8](repeating: 0, count: 16) + [0, 2]), .backup),
-            ("a truncated compare", rawMessage(type: 7, payload: Array(compare.prefix(10))), .backup),
-            ("a compare with trailing bytes", rawMessage(type: 7, payload: compare + [0]), .backup),
-            ("a compare at the primary", rawMessage(type: 7, payload: compare), .primary),
-            ("a verdict at the backup", rawMessage(type: 8, payload: verdict), .backup),
-            ("a verdict of format version 2", rawMessage(type: 8, payload: verdict), .primary),
-            ("an outcome of 2", rawMessage(type: 8, payload: [1] + [UInt8](repeating: 0, count: 8) + [2] + [UInt8](repeating: 0, count: 49)), .primary),
+            ("a compare of format version 2", rawMessage(type: 9, payload: [2] + compare.dropFirst()), .backup),
+            ("a compare of format version 0", rawMessage(type: 9, payload: [0] + compare.dropFirst()), .backup),
+            ("a stop kind of 3", rawMessage(type: 9, payload: [1] + [UInt8](repeating: 0, count: 16) + [3, 0]), .backup),
+            ("a fingerprint flag of 2", rawMessage(type: 9, payload: [1] + [UInt8](repeating: 0, count: 16) + [0, 2]), .backup),
+            ("a truncated compare", rawMessage(type: 9, payload: Array(compare.prefix(10))), .backup),
+            ("a compare with trailing bytes", rawMessage(type: 9, payload: compare + [0]), .backup),
+            ("a compare at the primary", rawMessage(type: 9, payload: compare), .primary),
+            ("a verdict at the backup", rawMessage(type: 10, payload: verdict), .backup),
+            ("a verdict of format version 2", rawMessage(type: 10, payload: verdict), .primary),
+            ("an outcome of 2", rawMessage(type: 10, payload: [1] + [UInt8](repeating: 0, count: 8) + [2] + [UInt8](repeating: 0, count: 49)), .primary),
             ("a verdict claiming a fingerprint it lacks",
-             rawMessage(type: 8, payload: [1] + [UInt8](repeating: 0, count: 8) + [0] + [UInt8](repeating: 0, count: 48) + [1]), .primary),
-            ("a truncated verdict", rawMessage(type: 8, payload: [1, 0, 0]), .primary),
-            ("a verdict past the backup's limit", rawMessage(type: 8, payload: [], length: UInt32(MessageLimits.fromBackup + 1)), .primary),
+             rawMessage(type: 10, payload: [1] + [UInt8](repeating: 0, count: 8) + [0] + [UInt8](repeating: 0, count: 48) + [1]), .primary),
+            ("a truncated verdict", rawMessage(type: 10, payload: [1, 0, 0]), .primary),
+            ("a verdict past the backup's limit", rawMessage(type: 10, payload: [], length: UInt32(MessageLimits.fromBackup + 1)), .primary),
         ]
         for (name, bytes, receiver) in cases {
             #expect(throws: WireError.self, "\(name)") { _ = try parse(bytes, receiver: receiver) }
@@ -192,12 +192,12 @@ func agreeing(_ epoch: UInt64, _ records: [OutputRecord], fingerprint: StateDige
         #expect(try parse(stream(requests)) == requests)
         #expect(try parse(stream([.rolledBack(attempt: 7)]), receiver: .primary) == [.rolledBack(attempt: 7)])
         let cases: [(String, [UInt8], ReplicaRole)] = [
-            ("a rollback of format version 2", rawMessage(type: 9, payload: [2] + [UInt8](repeating: 0, count: 12)), .backup),
-            ("a truncated rollback", rawMessage(type: 9, payload: [1, 0, 0]), .backup),
-            ("a rollback with trailing bytes", rawMessage(type: 9, payload: [1] + [UInt8](repeating: 0, count: 13)), .backup),
-            ("a rollback at the primary", rawMessage(type: 9, payload: [1] + [UInt8](repeating: 0, count: 12)), .primary),
-            ("a confirmation at the backup", rawMessage(type: 10, payload: [1, 0, 0, 0, 0]), .backup),
-            ("a confirmation of format version 0", rawMessage(type: 10, payload: [0, 0, 0, 0, 0]), .primary),
+            ("a rollback of format version 2", rawMessage(type: 11, payload: [2] + [UInt8](repeating: 0, count: 12)), .backup),
+            ("a truncated rollback", rawMessage(type: 11, payload: [1, 0, 0]), .backup),
+            ("a rollback with trailing bytes", rawMessage(type: 11, payload: [1] + [UInt8](repeating: 0, count: 13)), .backup),
+            ("a rollback at the primary", rawMessage(type: 11, payload: [1] + [UInt8](repeating: 0, count: 12)), .primary),
+            ("a confirmation at the backup", rawMessage(type: 12, payload: [1, 0, 0, 0, 0]), .backup),
+            ("a confirmation of format version 0", rawMessage(type: 12, payload: [0, 0, 0, 0, 0]), .primary),
         ]
         for (name, bytes, receiver) in cases {
             #expect(throws: WireError.self, "\(name)") { _ = try parse(bytes, receiver: receiver) }
