@@ -190,3 +190,10 @@ public struct ComparisonStateMachine: Sendable, Equatable {
         return state
     }
 }
+
+/// Whether a replica can keep checkpoints for a rollback (not with the pmu epoch clock, whose
+/// counter cannot be captured).
+enum Checkpointing {
+    case available
+    case unavailable(String)
+}

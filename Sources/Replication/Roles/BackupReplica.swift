@@ -146,6 +146,8 @@ final class BackupReplica {
         var consoleBytesDelivered: UInt64
     }
     private var checkpoint: Checkpoint?
+    /// Whether this machine can be checkpointed at all.
+    private var checkpointing = Checkpointing.available
 
     init(machine: any Machine, environment: BackupEnvironment, connection: ReplicationConnection, arbiter: Arbiter,
          context: ReplicaContext)
@@ -251,7 +253,16 @@ final class BackupReplica {
 
     /// Saves this replica's state at the start of the epoch being received.
     private func takeCheckpoint() throws {
-        let state = try machine.captureState()
+        if case .unavailable = checkpointing { return }
+        let state: MachineState
+        do {
+            state = try machine.captureState()
+        } catch let error as SnapshotError {
+            // The pmu clock's counter cannot be captured: compare without rollback.
+            checkpointing = .unavailable("\(error)")
+            status.message("rollback unavailable (\(error)): a mismatch will stop the pair")
+            return
+        }
         if let ram = checkpoint?.ram { try ram.save() }
         checkpoint = Checkpoint(ram: try checkpoint?.ram ?? RAMCheckpoint(memory: machine.memory, tracker: machine.dirtyPages),
                                 state: state, rules: rules, outputs: environment.outputs, pending: pending,

@@ -129,6 +129,8 @@ final class PrimaryReplica {
         var consoleBytesDelivered: UInt64
     }
     private var checkpoint: Checkpoint?
+    /// Whether this machine can be checkpointed at all.
+    private var checkpointing = Checkpointing.available
     private var checkpointDue: UInt64?
     private var inputSinceCheckpoint = false
 
@@ -285,7 +287,16 @@ final class PrimaryReplica {
     /// Saves this replica's state at the start of `epoch`: the machine, its RAM (incrementally)
     /// and the output numbering.
     private func takeCheckpoint() throws {
-        let state = try machine.captureState()
+        if case .unavailable = checkpointing { return }
+        let state: MachineState
+        do {
+            state = try machine.captureState()
+        } catch let error as SnapshotError {
+            // The pmu clock's counter cannot be captured: compare without rollback.
+            checkpointing = .unavailable("\(error)")
+            status.message("rollback unavailable (\(error)): a mismatch will stop the pair")
+            return
+        }
         if let ram = checkpoint?.ram { try ram.save() } else {
             checkpoint = Checkpoint(ram: try RAMCheckpoint(memory: machine.memory, tracker: machine.dirtyPages),
                                     state: state, epoch: epoch, outputs: environment.outputs,
