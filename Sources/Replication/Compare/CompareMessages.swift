@@ -78,17 +78,31 @@ public struct Verdict: Equatable, Sendable {
 }
 
 /// The digest both sides compute over an epoch's output records: SHA-256 of each record's
-/// sequence (`u64`), kind (`u8`) and content digest, in order.
+/// sequence (`u64`), kind (`u8`) and content digest, in order; for the run's last epoch, then
+/// how the guest ended (`u8` ending, `i32` status): the exit status is an output too.
 public enum OutputDigest {
-    public static func of(_ records: [OutputRecord]) -> StateDigest {
+    public static func of(_ records: [OutputRecord], ending: (RunEnding, Int32)? = nil) -> StateDigest {
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(records.count * 41)
+        bytes.reserveCapacity(records.count * 41 + 5)
         for record in records {
             withUnsafeBytes(of: record.sequence.littleEndian) { bytes += $0 }
             bytes.append(record.kind.rawValue)
             bytes += record.digest.bytes
         }
+        if let (how, status) = ending {
+            bytes.append(how.rawValue)
+            withUnsafeBytes(of: status.littleEndian) { bytes += $0 }
+        }
         return StateDigest.of(bytes)
+    }
+
+    /// How a stopped machine ended, as the digest counts it (nil: it did not stop).
+    public static func ending(_ stop: MachineStop) -> (RunEnding, Int32)? {
+        switch stop {
+        case .exited(let status): (.exited, status)
+        case .crashed: (.crashed, 0)
+        case .epochEnd, .idle: nil
+        }
     }
 }
 

@@ -112,9 +112,9 @@ public struct ComparisonStateMachine: Sendable, Equatable {
     /// This replica asks about epoch `epoch`, whose output records and fingerprint it computed.
     /// Returns the request to send.
     public mutating func expect(epoch: UInt64, progress: UInt64, stop: CompareStop, records: [OutputRecord],
-                                fingerprint: StateDigest?) -> CompareRequest
+                                fingerprint: StateDigest?, ending: (RunEnding, Int32)? = nil) -> CompareRequest
     {
-        awaiting.append(Expectation(epoch: epoch, records: records, outputs: OutputDigest.of(records),
+        awaiting.append(Expectation(epoch: epoch, records: records, outputs: OutputDigest.of(records, ending: ending),
                                     fingerprint: fingerprint))
         return CompareRequest(epoch: epoch, progress: progress, stop: stop, wantsFingerprint: fingerprint != nil)
     }

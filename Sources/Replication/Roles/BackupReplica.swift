@@ -425,7 +425,9 @@ final class BackupReplica {
         compared = (stop, mine)
         let first = zip(mine, announced).first { $0.record != $1 }?.1.sequence ?? 0
         let verdict = Verdict(epoch: rules.epoch, outcome: .executed, outputCount: UInt64(mine.count),
-                              outputs: OutputDigest.of(mine.map(\.record)), firstDifference: first,
+                              outputs: OutputDigest.of(mine.map(\.record),
+                                                       ending: request.stop == .ended ? OutputDigest.ending(stop) : nil),
+                              firstDifference: first,
                               fingerprint: request.wantsFingerprint ? try machine.stateDigest() : nil)
         writer.verdict(verdict)
         _ = connection.send(writer.take())

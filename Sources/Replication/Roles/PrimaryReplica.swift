@@ -357,15 +357,17 @@ final class PrimaryReplica {
     /// report its own digest of them (and its fingerprint, when one is due); with outputs to
     /// release, waits for the verdict. Returns whether the outputs were compared and agreed (they
     /// are then logged already); rolls back or throws `mismatch` if the replicas disagree.
-    private func compare(_ outputs: [PendingOutput], stop: CompareStop) throws -> Bool {
+    private func compare(_ outputs: [PendingOutput], stop: CompareStop, ending: MachineStop?) throws -> Bool {
         guard rules.logs, comparingPeer != nil else { return false }
         let fingerprint = fingerprintDue && stop != .ended
-        guard !outputs.isEmpty || fingerprint else { return false }
+        // The run's last epoch is always compared: how the guest ended is an output too.
+        guard !outputs.isEmpty || fingerprint || stop == .ended else { return false }
         for output in outputs { environment.writer.output(output.record) }
         environment.writer.compare(comparison.expect(
             epoch: epoch, progress: machine.progress, stop: stop, records: outputs.map(\.record),
-            fingerprint: fingerprint ? try machine.stateDigest() : nil))
-        guard !outputs.isEmpty else { return false }
+            fingerprint: fingerprint ? try machine.stateDigest() : nil,
+            ending: stop == .ended ? ending.flatMap(OutputDigest.ending) : nil))
+        guard !outputs.isEmpty || stop == .ended else { return false }
         guard try flush() != nil else { return false }
         while comparison.isAwaiting(epoch), rules.logs, let peer = comparingPeer {
             try readReports(from: peer, wait: true)
@@ -475,8 +477,8 @@ final class PrimaryReplica {
 
     /// Output commit (thesis protocol): log the output to the backups, wait until each holds it,
     /// check the primary is still entitled, perform it, log the completion notice.
-    private func commit(_ outputs: [PendingOutput], stop: CompareStop) throws {
-        let compared = try compare(outputs, stop: stop)
+    private func commit(_ outputs: [PendingOutput], stop: CompareStop, ending: MachineStop? = nil) throws {
+        let compared = try compare(outputs, stop: stop, ending: ending)
         for (index, output) in outputs.enumerated() {
             var step = rules.commit(output.record)
             committing: while true {
@@ -788,7 +790,7 @@ final class PrimaryReplica {
     /// last outputs, then tell the backups and wait until they hold the whole log.
     private func finish(_ stop: MachineStop, inputClosed: Bool = false) throws -> RunOutcome {
         environment.outputs.finish(epoch)
-        try commit(environment.outputs.take(), stop: inputClosed ? .idle : .ended)
+        try commit(environment.outputs.take(), stop: inputClosed ? .idle : .ended, ending: stop)
         let outcome = RunOutcome(stop: inputClosed ? .exited(status: 0) : stop,
                                  epochs: epoch + 1, progress: machine.progress)
         for peer in peers where !peer.rules.isFollowing {
