@@ -359,7 +359,10 @@ final class PrimaryReplica {
     /// are then logged already); rolls back or throws `mismatch` if the replicas disagree.
     private func compare(_ outputs: [PendingOutput], stop: CompareStop, ending: MachineStop?) throws -> Bool {
         guard rules.logs, comparingPeer != nil else { return false }
-        let fingerprint = fingerprintDue && stop != .ended
+        // Outputs are released only with the state fingerprints equal too: a checkpoint is
+        // taken only of a state both replicas verified, so a rollback never returns to a state
+        // a fault had already corrupted.
+        let fingerprint = (fingerprintDue || !outputs.isEmpty) && stop != .ended
         // The run's last epoch is always compared: how the guest ended is an output too.
         guard !outputs.isEmpty || fingerprint || stop == .ended else { return false }
         for output in outputs { environment.writer.output(output.record) }
