@@ -97,6 +97,11 @@ extension X86Machine {
                                                  what: "virtio block")
         }
 
+        // A machine that has run (a rollback) may hold an exit KVM has not completed (an IN or
+        // MMIO read): completing it on the next entry would write the old value into the
+        // restored registers and move RIP on. Complete it first, into the state about to be
+        // replaced. (After a shutdown the entry may fail: there is nothing to complete then.)
+        if progress > 0 { try? completeLastExit() }
         let refused: [UInt32]
         do {
             refused = try vcpu.restore(record.vcpu)
