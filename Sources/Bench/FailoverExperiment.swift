@@ -1,4 +1,5 @@
 import Foundation
+import Hypervisor
 import Replication
 
 #if canImport(Glibc)
@@ -125,15 +126,15 @@ enum FailoverExperiment {
         result.primaryStatus = primaryOutcome.signaled ? nil : primaryOutcome.status
         result.primarySignaled = primaryOutcome.signaled
         // The backup must go live and finish the guest (status 0); a killed primary stays dead,
-        // a frozen one wakes to find the arbiter taken and stops (77) without output.
+        // a frozen one wakes to find the arbiter taken and stops (78) without output.
         var problems: [String] = []
         if result.liveSeconds == nil { problems.append("the backup never went live (state \(state?.state ?? "unknown"))") }
         if !backupOutcome.exited(with: 0) { problems.append("backup \(backupOutcome.ending): \(backupOutcome.lastErrorLine)") }
         if !backupOutcome.stdout.contains("ticks count=") && !primaryOutcome.stdout.contains("ticks count=") {
             problems.append("neither replica printed the ticks result")
         }
-        if failure == "SIGSTOP" && !primaryOutcome.exited(with: 77) {
-            problems.append("the woken primary: \(primaryOutcome.ending) (expected 77, lost the arbiter): \(primaryOutcome.lastErrorLine)")
+        if failure == "SIGSTOP" && !primaryOutcome.exited(with: ExitStatus.lostArbiter) {
+            problems.append("the woken primary: \(primaryOutcome.ending) (expected \(ExitStatus.lostArbiter), lost the arbiter): \(primaryOutcome.lastErrorLine)")
         }
         if failure == "SIGKILL" && !primaryOutcome.signaled { problems.append("the primary was not killed: \(primaryOutcome.ending)") }
         result.ok = problems.isEmpty
@@ -204,7 +205,7 @@ enum FailoverExperiment {
                 replicating, sends SIGKILL or SIGSTOP to the primary, and reads from the backup's statistics file when it \
                 entered "taking over" (failure detected) and "live" (arbiter won, outputs released). Times are from the \
                 signal. A trial counts only if the backup then finished the guest with status 0 and, for SIGSTOP, the \
-                woken primary stopped with status 77 (it lost the arbiter) — never both replicas live. A SIGKILLed \
+                woken primary stopped with status \(ExitStatus.lostArbiter) (it lost the arbiter) — never both replicas live. A SIGKILLed \
                 primary's kernel closes its TCP connection, so the backup notices at once whatever the timeout; a \
                 frozen primary is noticed only when the timeout expires without heartbeats.
 

@@ -276,7 +276,7 @@ public final class BackupReplica {
             BoundaryEvent.blockCompletion(BlockCompletion(id: $0, status: .ioError))
         }
         try machine.applyBoundary(time: timing.time(for: machine),
-                                  events: uncertain + environment.host.takeEvents())
+                                  events: uncertain + environment.host.takeEvents(consoleRoom: machine.consoleInputRoom))
         let session = LocalSession(machine: machine, environment: environment,
                                    epochLength: epochLength, timing: timing)
         return try session.run(epochs: epoch + 1)

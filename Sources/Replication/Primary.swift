@@ -129,7 +129,7 @@ public final class PrimaryReplica {
                 logger.notice("the guest waits for console input, and input is closed: stopping")
                 return try finish(.idle, inputClosed: true)
             }
-            let events = environment.host.takeEvents(byteLimit: Self.eventByteLimit)
+            let events = environment.host.takeEvents(consoleRoom: machine.consoleInputRoom, byteLimit: Self.eventByteLimit)
             if !alone {
                 let digest = settings.digestInterval > 0 && (epoch + 1) % settings.digestInterval == 0
                     ? try machine.stateDigest() : nil
