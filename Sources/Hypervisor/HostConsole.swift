@@ -159,7 +159,11 @@ public final class HostConsole: @unchecked Sendable {
             try output.write(contentsOf: Data(bytes))
         } catch {
             outputFailed = true
-            Self.logger.error("console output cannot be written (\(Self.describe(error))); the guest's further output is dropped")
+            if Self.posixCode(of: error) == EPIPE {
+                Self.logger.warning("standard output was closed: the guest's further console output is dropped")
+            } else {
+                Self.logger.error("console output cannot be written (\(Self.describe(error))); the guest's further output is dropped")
+            }
         }
     }
 

@@ -43,6 +43,8 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .customLong("qemu-x86"), help: "The qemu-system-x86_64 to compare with (default: from PATH).")
     var qemuX86: String?
 
+    @OptionGroup var log: LogOptions
+
     func run() throws {
         guard let chosen = Experiment.list(experiments) else {
             throw CLIFailure("--experiments \(experiments): expected all or a comma-separated list of \(Experiment.allCases.map(\.rawValue).joined(separator: ", "))", status: ExitStatus.usage)

@@ -26,7 +26,7 @@ struct CLIFailure: Error, CustomStringConvertible {
             case .memorySize, .epochClockMismatch, .epochLength, .engineMismatch:
                 self.init(e.description, status: ExitStatus.usage)
             case .disk(.inUse): self.init(e.description, status: ExitStatus.unavailable)
-            case .image, .disk: self.init(e.description, status: ExitStatus.badInput)
+            case .image, .userProgram, .disk: self.init(e.description, status: ExitStatus.badInput)
             }
         case let e as LoaderError:
             self.init(e.description, status: ExitStatus.badInput)
@@ -38,11 +38,20 @@ struct CLIFailure: Error, CustomStringConvertible {
         case let e as ArbiterError:
             self.init(e.description, status: ExitStatus.unavailable)
         case let e as X86Error:
-            self.init(e.description, status: e.isHostLimitation ? ExitStatus.unavailable : ExitStatus.internalError)
+            switch e {
+            case .kvmUnavailable, .epochClockUnavailable, .singleStepAtCPL3:
+                self.init(e.description, status: ExitStatus.unavailable)
+            case .image, .layout:
+                self.init(e.description, status: ExitStatus.badInput)
+            case .memory:
+                self.init(e.description, status: ExitStatus.unavailable)
+            case .kvm, .disassembler, .performanceCounterOvershoot:
+                self.init(e.description, status: ExitStatus.internalError)
+            }
         case let e as SnapshotError:
             switch e {
             case .unsupported: self.init(e.description, status: ExitStatus.usage)
-            case .writeFailed: self.init(e.description, status: ExitStatus.internalError)
+            case .writeFailed: self.init(e.description, status: ExitStatus.hostIO)
             case .notASnapshot, .unsupportedVersion, .truncated, .checksumMismatch, .recordTooLarge,
                  .malformed, .foreign, .digestMismatch, .io:
                 self.init(e.description, status: ExitStatus.badInput)

@@ -8,7 +8,9 @@ struct DoctorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "doctor",
         abstract: "Probe this host's KVM: API version, CPL0/CPL3 execution, single-step, breakpoints, PMU, dirty logging, epoch clocks.",
-        discussion: "The KVM device is $LOCKSTEP_KVM_DEVICE, else /dev/kvm. Exits 69 if it cannot be used.")
+        discussion: "The KVM device is $LOCKSTEP_KVM_DEVICE, else /dev/kvm. Exits 68 if it cannot be used.")
+
+    @OptionGroup var log: LogOptions
 
     func run() throws {
         let probe = DedicatedThread.run(name: "lockstep-doctor") { () -> Result<HostProbe, CLIFailure> in
