@@ -62,7 +62,7 @@ let package = Package(
         ]),
         // `lockstep bench`: experiments that drive the lockstep binary and QEMU as processes.
         .target(name: "Bench", dependencies: [
-            "Replication",
+            "Replication", "X86",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .executableTarget(name: "lockstep", dependencies: [
@@ -79,7 +79,7 @@ let package = Package(
         ]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "MachineCore", "TestSupport"]),
         .testTarget(name: "LoaderTests", dependencies: ["Loader", "MachineCore"]),
-        .testTarget(name: "X86Tests", dependencies: ["X86", "KVM", "MachineCore", "Devices", "Loader", "Bench"]),
+        .testTarget(name: "X86Tests", dependencies: ["X86", "KVM", "MachineCore", "Devices", "Loader", "Bench", "TestSupport"]),
         .testTarget(name: "PARISCTests", dependencies: ["PARISC", "MachineCore", "Devices", "Loader", "TestSupport", "Bench"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "MachineCore"]),
         .testTarget(name: "ReplicationTests", dependencies: [

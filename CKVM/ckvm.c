@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "ckvm.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stddef.h>
 #include <string.h>
@@ -56,6 +57,7 @@ const unsigned long ckvm_KVM_GET_TSC_KHZ = KVM_GET_TSC_KHZ;
 const unsigned long ckvm_PERF_EVENT_IOC_ENABLE = PERF_EVENT_IOC_ENABLE;
 const unsigned long ckvm_PERF_EVENT_IOC_DISABLE = PERF_EVENT_IOC_DISABLE;
 const unsigned long ckvm_PERF_EVENT_IOC_RESET = PERF_EVENT_IOC_RESET;
+const unsigned long ckvm_PERF_EVENT_IOC_PERIOD = PERF_EVENT_IOC_PERIOD;
 
 int ckvm_ioctl_val(int fd, unsigned long request, unsigned long value) {
     return ioctl(fd, request, value);
@@ -68,6 +70,14 @@ int ckvm_ioctl_ptr(int fd, unsigned long request, void *pointer) {
 int ckvm_perf_event_open(struct perf_event_attr *attr, pid_t pid, int cpu, int group_fd,
                          unsigned long flags) {
     return (int)syscall(SYS_perf_event_open, attr, pid, cpu, group_fd, flags);
+}
+
+int ckvm_fcntl_owner_this_thread(int fd) {
+    return fcntl(fd, F_SETOWN_EX, &(struct f_owner_ex){.type = F_OWNER_TID, .pid = gettid()});
+}
+
+int ckvm_fcntl_set_signal(int fd, int signo) {
+    return fcntl(fd, F_SETSIG, signo);
 }
 
 /* The kvm_run of the vCPU this thread runs (or last ran); read by the kick handler. */

@@ -71,6 +71,7 @@ extern const unsigned long ckvm_KVM_GET_TSC_KHZ;
 extern const unsigned long ckvm_PERF_EVENT_IOC_ENABLE;
 extern const unsigned long ckvm_PERF_EVENT_IOC_DISABLE;
 extern const unsigned long ckvm_PERF_EVENT_IOC_RESET;
+extern const unsigned long ckvm_PERF_EVENT_IOC_PERIOD;
 
 /* ---- Capabilities newer than the 6.1 userspace headers (numbered by hand from the kernel's
  * include/uapi/linux/kvm.h; see shared/kvm-probes/capnames.h). ---- */
@@ -97,6 +98,11 @@ int ckvm_ioctl_ptr(int fd, unsigned long request, void *pointer);
 /* perf_event_open(2): glibc has no wrapper and Swift cannot call the variadic `syscall`. */
 int ckvm_perf_event_open(struct perf_event_attr *attr, pid_t pid, int cpu, int group_fd,
                          unsigned long flags);
+/* fcntl(fd, F_SETOWN_EX, {F_OWNER_TID, gettid()}): F_SETOWN_EX, struct f_owner_ex and gettid are
+ * _GNU_SOURCE-only, which Swift's Glibc module does not import (and fcntl is variadic). */
+int ckvm_fcntl_owner_this_thread(int fd);
+/* fcntl(fd, F_SETSIG, signo): F_SETSIG is _GNU_SOURCE-only (not imported by Swift's Glibc). */
+int ckvm_fcntl_set_signal(int fd, int signo);
 
 /* ---- Kick: a signal that makes the current thread's KVM_RUN return EINTR ---- */
 

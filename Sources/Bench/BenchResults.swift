@@ -15,6 +15,7 @@ struct BenchResults: Codable, Sendable {
     var failoverTrials: [FailoverTrial]?
     var channel: [ChannelPoint]?
     var peers: [PeerResult]?
+    var counterClock: CounterClockResult?
     /// The QEMU configurations probed: the CPU model each used, or why it was skipped.
     var peerProbes: [PeerProbe]?
     var snapshots: [SnapshotPoint]?

@@ -67,6 +67,10 @@ public enum Benchmark {
                 reports.append(outcome.report)
                 results.peers = (results.peers ?? []) + outcome.results
                 results.peerProbes = (results.peerProbes ?? []) + outcome.probes
+            case .counterClock:
+                let (report, result) = CounterClockExperiment.run(context)
+                reports.append(report)
+                results.counterClock = result
             case .snapshot:
                 let (report, points) = SnapshotExperiment.run(context)
                 reports.append(report)

@@ -53,7 +53,8 @@ enum EpochExperiment {
                                                  lengths: plan.exitEpochLengths, rounds: plan.kvmRounds,
                                                  runAtEachLength: true, pairOptions: liftedLag))
                 case "pmu":
-                    specs.append(EpochSeriesSpec(name: name, arch: "x86", ring0: ring0, clock: clock, unit: "instructions",
+                    // The pmu clock counts retired conditional branches.
+                    specs.append(EpochSeriesSpec(name: name, arch: "x86", ring0: ring0, clock: clock, unit: "branches",
                                                  lengths: plan.instructionEpochLengths, rounds: ring0 ? plan.x86Ring0Rounds ?? (1, 1) : plan.kvmRounds,
                                                  runAtEachLength: false, pairOptions: liftedLag))
                 default:

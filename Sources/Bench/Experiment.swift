@@ -14,6 +14,8 @@ public enum Experiment: String, CaseIterable, Codable, Sendable, CustomStringCon
     case pariscQEMU = "parisc-qemu"
     /// Lockstep on KVM against qemu-system-x86_64 with KVM (pc and microvm).
     case x86QEMU = "x86-qemu"
+    /// The x86 counter-driven epoch clock (emulation-counter) against single-step, and its skid.
+    case counterClock = "counter-clock"
     /// Machine snapshot save and restore time and size against guest memory size.
     case snapshot
 

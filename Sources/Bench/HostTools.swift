@@ -1,4 +1,5 @@
 import Foundation
+import X86
 
 /// What the bench can drive on this host: the lockstep binary, the QEMU peers, and KVM (from
 /// `lockstep doctor`).
@@ -20,22 +21,25 @@ struct HostTools: Sendable {
         var description: String { reason }
     }
 
-    /// The KVM part of `lockstep doctor`'s report.
-    struct KVMReport: Sendable, Codable {
-        /// Epoch clock name (e.g. "exits", "single-step") to doctor's note ("any guest",
-        /// "CPL0 guests only (ring0)", "no: ...").
-        var epochClocks: [String: String]
-        var doctorLines: [String]
+    /// The KVM part of `lockstep doctor --json`'s report.
+    struct KVMReport: Sendable {
+        /// The whole report.
+        var doctor: HostReport
+        /// Epoch clock name (e.g. "exits", "single-step") to doctor's verdict: the guests it
+        /// works for ("any x86 guest", "x86 ring0 (CPL0) guests"), or "no: " and why not.
+        var epochClocks: [String: String] {
+            Dictionary(doctor.epochClocks.map { ($0.name, $0.available ? $0.guests : "no: \($0.note)") },
+                       uniquingKeysWith: { first, _ in first })
+        }
 
         /// Whether `clock` works on this host for some guest.
         func supports(_ clock: String) -> Bool {
-            guard let note = epochClocks[clock] else { return false }
-            return !note.hasPrefix("no")
+            doctor.epochClocks.contains { $0.name == clock && $0.available }
         }
 
         /// Whether `clock` works only for CPL0 (`ring0`) guests.
         func onlyRing0(_ clock: String) -> Bool {
-            epochClocks[clock]?.contains("CPL0") ?? false
+            doctor.epochClocks.first { $0.name == clock }?.guests.contains("CPL0") ?? false
         }
     }
 
@@ -81,24 +85,15 @@ struct HostTools: Sendable {
         } else if !FileManager.default.isWritableFile(atPath: device) {
             kvm = .failure(Unavailable("\(device) is not accessible to this user"))
         } else {
-            log.line("probing KVM with lockstep doctor")
+            log.line("probing KVM with lockstep doctor --json")
             do {
-                let outcome = try RunningProcess.run(lockstep, ["doctor"], timeout: 120)
+                let outcome = try RunningProcess.run(lockstep, ["doctor", "--json"], timeout: 120)
                 if outcome.exited(with: 0) {
-                    let lines = outcome.stdout.split(separator: "\n").map(String.init)
-                    var clocks: [String: String] = [:]
-                    if let line = lines.first(where: { $0.hasPrefix("epoch clocks") }) {
-                        let items = line.dropFirst("epoch clocks".count).trimmingCharacters(in: .whitespaces)
-                        for item in items.components(separatedBy: "; ") {
-                            let parts = item.split(separator: ":", maxSplits: 1)
-                            guard parts.count == 2 else { continue }
-                            clocks[String(parts[0]).trimmingCharacters(in: .whitespaces)] =
-                                String(parts[1]).trimmingCharacters(in: .whitespaces)
-                        }
+                    if let report = try? JSONDecoder().decode(HostReport.self, from: Data(outcome.stdout.utf8)) {
+                        kvm = .success(KVMReport(doctor: report))
+                    } else {
+                        kvm = .failure(Unavailable("lockstep doctor --json printed no report"))
                     }
-                    kvm = clocks.isEmpty
-                        ? .failure(Unavailable("lockstep doctor did not report epoch clocks"))
-                        : .success(KVMReport(epochClocks: clocks, doctorLines: lines))
                 } else {
                     let why = outcome.lastErrorLine
                     kvm = .failure(Unavailable("lockstep doctor failed (\(outcome.ending)): \(why.isEmpty ? "no message" : why)"))

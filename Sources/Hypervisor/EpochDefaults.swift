@@ -7,6 +7,7 @@ extension EpochClock {
         switch self {
         case .recoveryCounter: 16384
         case .singleStep: 4096
+        case .emulationCounter: 32768
         case .performanceCounter: 100_000
         case .deterministicExits: 16
         }

@@ -1,6 +1,7 @@
 import Foundation
 import Loader
 import MachineCore
+import X86
 
 /// Why a run cannot start. Each description is one line for the user.
 public enum SetupError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -30,7 +31,7 @@ public enum SetupError: Error, Equatable, Sendable, CustomStringConvertible {
         case .memorySize(let size, let architecture, let range):
             "--memory \(SizeParser.describe(size)) is not usable for this \(architecture) guest: give a multiple of 4 KiB from \(SizeParser.describe(range.lowerBound)) to \(SizeParser.describe(range.upperBound)) (a bare number is in MiB, as QEMU's -m)"
         case .epochClockMismatch(let clock, let engine):
-            "the \(clock) epoch clock is not available on the \(engine) engine (\(engine == .kvm ? "use single-step, pmu or exits" : "use recovery-counter"))"
+            "the \(clock) epoch clock is not available on the \(engine) engine (\(engine == .kvm ? "use exits, single-step, emulation-counter or pmu" : "use recovery-counter"))"
         case .epochLength: "the epoch length must be at least 1"
         case .hostUnavailable(let why): why
         }
@@ -77,11 +78,11 @@ public struct GuestSetup: Sendable {
         let clock: EpochClock
         switch options.epochClock {
         case .auto:
-            clock = engine == .kvm ? .deterministicExits : .recoveryCounter
+            clock = engine == .kvm ? X86Machine.automaticEpochClock() : .recoveryCounter
         case .specific(let requested):
             let valid: Bool = switch requested {
             case .recoveryCounter: engine == .emulator
-            case .singleStep, .performanceCounter, .deterministicExits: engine == .kvm
+            case .singleStep, .emulationCounter, .performanceCounter, .deterministicExits: engine == .kvm
             }
             guard valid else { throw .epochClockMismatch(requested, engine: engine) }
             clock = requested

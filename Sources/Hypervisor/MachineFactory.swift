@@ -36,8 +36,7 @@ public enum MachineFactory {
                 throw SetupError.hostUnavailable(error.description)
             case .image(let loader):
                 throw SetupError.image(loader)
-            case .kvm, .memory, .layout, .disassembler, .singleStepAtCPL3,
-                 .performanceCounterOvershoot:
+            case .kvm, .memory, .layout, .disassembler, .needsCPL0, .counterOvershoot:
                 throw error
             }
         }

@@ -10,8 +10,9 @@ import Glibc
 /// Obtained from `VCPU.statistics()` / `VirtualMachine.statistics()`; the corresponding ioctl is
 /// `KVM_GET_STATS_FD`, and the file layout is `struct kvm_stats_header` then
 /// `struct kvm_stats_desc` entries then the data. Owns the stats fd (closed in `deinit`).
-/// Values are read live with `pread` on every call.
-public final class BinaryStatistics {
+/// Values are read live with `pread` on every call, which is safe from any thread (the
+/// `emulation-counter` epoch clock's kick timer reads `insn_emulation` while the vCPU runs).
+public final class BinaryStatistics: Sendable {
     /// What a statistic measures and how to read it.
     /// The corresponding C struct is `struct kvm_stats_desc`.
     public struct Descriptor: Hashable, Sendable {

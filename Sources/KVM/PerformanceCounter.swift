@@ -4,11 +4,13 @@ import CKVM
 import Glibc
 #endif
 
-/// A Linux perf event counter of the calling thread (or a CPU), for probing whether the host
-/// has a PMU that could count guest instructions. On the PVM host every hardware event fails
-/// with ENOENT (there is no `cpu` event source); software events work.
+/// A Linux perf event counter of the calling thread: a probe of whether the host has a PMU, and
+/// the counter of the `pmu` epoch clock (retired conditional branches, with an overflow that
+/// signals the vCPU thread). On the PVM host every hardware event fails with ENOENT (there is no
+/// `cpu` event source); software events work.
 ///
-/// The corresponding system call is `perf_event_open`. Owns the event fd (closed in `deinit`).
+/// The corresponding system call is `perf_event_open` (perf_event_open(2), "Overflow handling"
+/// for the signal). Owns the event fd (closed in `deinit`).
 public final class PerformanceCounter {
     /// Which event to count.
     public enum Event: Hashable, Sendable, CustomStringConvertible {
@@ -75,14 +77,25 @@ public final class PerformanceCounter {
     /// The perf event file descriptor.
     public let fd: Int32
 
+    /// A sampling period so long that the counter never overflows (a disarmed overflow).
+    public static let disarmedPeriod: UInt64 = 1 << 60
+
     /// Opens a counter for `event` on the calling thread (`pid` 0, any CPU), enabled at once.
+    /// With `sampling`, the event is a sampling event (`sample_period`, initially
+    /// `disarmedPeriod`) whose overflows `signalOverflows(_:)` can turn into a signal.
     /// The corresponding system call is `perf_event_open`; failure gives a `KVMError` with
     /// operation `perf_event_open` and its errno (ENOENT: no such event source on this host).
-    public static func open(_ event: Event, excluding exclusions: Exclusions = []) throws(KVMError) -> PerformanceCounter {
+    public static func open(_ event: Event, excluding exclusions: Exclusions = [], sampling: Bool = false)
+        throws(KVMError) -> PerformanceCounter
+    {
         var attr = perf_event_attr()
         attr.size = UInt32(MemoryLayout<perf_event_attr>.size)
         (attr.type, attr.config) = event.typeAndConfig
         attr.disabled = 0
+        if sampling {
+            attr.sample_period = disarmedPeriod
+            attr.wakeup_events = 1
+        }
         attr.exclude_kernel = exclusions.contains(.kernel) ? 1 : 0
         attr.exclude_hv = exclusions.contains(.hypervisor) ? 1 : 0
         attr.exclude_host = exclusions.contains(.host) ? 1 : 0
@@ -96,9 +109,9 @@ public final class PerformanceCounter {
 
     /// Whether the host can count `event` on this thread: nil if yes, else the error
     /// (`lockstep doctor` reports it).
-    public static func probe(_ event: Event) -> KVMError? {
+    public static func probe(_ event: Event, excluding exclusions: Exclusions = []) -> KVMError? {
         do {
-            _ = try open(event)
+            _ = try open(event, excluding: exclusions)
             return nil
         } catch {
             return error
@@ -138,5 +151,30 @@ public final class PerformanceCounter {
     /// Stops counting. The corresponding ioctl is `PERF_EVENT_IOC_DISABLE`.
     public func disable() throws(KVMError) {
         try Syscall.ioctl(fd, ckvm_PERF_EVENT_IOC_DISABLE, name: "PERF_EVENT_IOC_DISABLE")
+    }
+
+    /// Sets the sampling period: the counter overflows `period` events after the last overflow
+    /// or reset (immediately effective since Linux 3.14). Only for a counter opened with
+    /// `sampling`. The corresponding ioctl is `PERF_EVENT_IOC_PERIOD`.
+    public func setPeriod(_ period: UInt64) throws(KVMError) {
+        var value = max(period, 1)
+        try Syscall.ioctl(fd, ckvm_PERF_EVENT_IOC_PERIOD, &value, name: "PERF_EVENT_IOC_PERIOD")
+    }
+
+    /// Makes every overflow send `signal` to the calling thread (which should be the one whose
+    /// events are counted: the vCPU thread, so the signal interrupts its `KVM_RUN`).
+    /// The corresponding calls are `fcntl(F_SETOWN_EX, F_OWNER_TID)`, `fcntl(F_SETSIG)` and
+    /// `fcntl(F_SETFL, O_ASYNC)`, as perf_event_open(2) describes under "Overflow handling".
+    public func signalOverflows(_ signal: Int32) throws(KVMError) {
+        guard ckvm_fcntl_owner_this_thread(fd) == 0 else {
+            throw KVMError(operation: "fcntl", errno: Glibc.errno, detail: "F_SETOWN_EX on perf event \(event)")
+        }
+        guard ckvm_fcntl_set_signal(fd, signal) == 0 else {
+            throw KVMError(operation: "fcntl", errno: Glibc.errno, detail: "F_SETSIG on perf event \(event)")
+        }
+        let flags = Glibc.fcntl(fd, F_GETFL)
+        guard flags >= 0, Glibc.fcntl(fd, F_SETFL, flags | O_ASYNC) == 0 else {
+            throw KVMError(operation: "fcntl", errno: Glibc.errno, detail: "O_ASYNC on perf event \(event)")
+        }
     }
 }

@@ -14,7 +14,12 @@ public enum EpochClock: String, Sendable, Codable, CaseIterable, CustomStringCon
     case recoveryCounter = "recovery-counter"
     /// x86 KVM single-stepping: one exit per guest instruction (only at CPL0 on some hosts).
     case singleStep = "single-step"
-    /// x86 retired-instruction performance counter with overshoot handling (needs a host PMU).
+    /// x86 counter-driven epochs counted by KVM's `insn_emulation` statistic, which counts every
+    /// instruction of code KVM interprets (CPL0 guests on the PVM host): runs free, then reaches
+    /// the exact count by single-steps.
+    case emulationCounter = "emulation-counter"
+    /// x86 counter-driven epochs counted in retired conditional branches by the host PMU, with
+    /// the counter's overflow programmed early by its skid, then single-steps (needs a host PMU).
     case performanceCounter = "pmu"
     /// x86 deterministic VM exits (port I/O, MMIO, HLT, trapped environment instructions): an
     /// epoch is a number of such exits; interrupt latency is bounded by how often the guest exits.
@@ -25,7 +30,8 @@ public enum EpochClock: String, Sendable, Codable, CaseIterable, CustomStringCon
     /// The unit `Machine.progress` counts in with this clock.
     public var unit: String {
         switch self {
-        case .recoveryCounter, .singleStep, .performanceCounter: "instructions"
+        case .recoveryCounter, .singleStep, .emulationCounter: "instructions"
+        case .performanceCounter: "branches"
         case .deterministicExits: "exits"
         }
     }

@@ -3,7 +3,7 @@ import KVM
 import MachineCore
 
 /// What this host's KVM can do for Lockstep, each item measured with a tiny VM rather than
-/// assumed (`lockstep doctor`). Takes a fraction of a second.
+/// assumed (`lockstep doctor`; `HostReport` turns it into the report). Takes about a second.
 public struct HostProbe: Sendable {
     /// How guest code at one privilege level is executed.
     public struct Execution: Sendable {
@@ -17,6 +17,24 @@ public struct HostProbe: Sendable {
         public var isInterpreted: Bool {
             if let emulatedFraction { return emulatedFraction > 0.5 }
             return nanosecondsPerInstruction > 50
+        }
+    }
+
+    /// The emulation counter's overflow (its kick timer) and bounded runs, measured on a CPL0 loop.
+    public struct OverflowMeasurement: Sendable, Codable, Hashable {
+        /// How far ahead of the count each kick was armed, in instructions.
+        public var armedAhead: UInt64
+        /// How late each kick stopped the vCPU past the armed count, in instructions, sorted.
+        public var skids: [UInt64]
+        /// Instructions each interrupt-window run executed, sorted.
+        public var boundedRuns: [UInt64]
+        /// Microseconds per interrupt-window run (the fastest of them).
+        public var microsecondsPerBoundedRun: Double
+
+        /// The `fraction` quantile (0...1) of sorted `values`.
+        public static func quantile(_ values: [UInt64], _ fraction: Double) -> UInt64 {
+            guard !values.isEmpty else { return 0 }
+            return values[min(values.count - 1, Int((Double(values.count - 1) * fraction).rounded()))]
         }
     }
 
@@ -56,11 +74,20 @@ public struct HostProbe: Sendable {
     /// Single-stepping (`KVM_GUESTDBG_SINGLESTEP`) at CPL0 and CPL3.
     public var singleStepCPL0: DebugResult
     public var singleStepCPL3: DebugResult
+    /// Microseconds per single-step at CPL0 (the fastest of three runs of 300 steps), where
+    /// single-step works there.
+    public var microsecondsPerStep: Double?
     /// Hardware execute breakpoints (`KVM_GUESTDBG_USE_HW_BP`) at CPL0 and CPL3.
     public var breakpointCPL0: DebugResult
     public var breakpointCPL3: DebugResult
-    /// nil if a retired-instruction counter opens, else why not.
-    public var performanceCounterError: String?
+    /// The host CPU (/proc/cpuinfo).
+    public var cpu: HostCPU?
+    /// The PMU's retired-conditional-branch counter for this CPU (the `pmu` clock's).
+    public var branchCounter: BranchCounterAvailability
+    /// Whether `insn_emulation` counts every CPL0 instruction (the `emulation-counter` clock's).
+    public var emulationCounter: CounterAvailability
+    /// The emulation counter's overflow and bounded runs, where it exists.
+    public var overflow: OverflowMeasurement?
     /// Pages written by the dirty-log probe, and the pages KVM reported dirty at CPL0 and CPL3.
     public var dirtyPagesWritten: [Int]
     public var dirtyPagesReportedCPL0: [Int]
@@ -81,13 +108,16 @@ public struct HostProbe: Sendable {
             let cpl3 = cpl3Estimate.nanosecondsPerInstruction < 20
                 ? try execution(system, cpl: 3, short: 1000, long: 10_000_000) : cpl3Estimate
             let pages: [Int] = [0x100, 0x102, 0x105]
+            let singleStepCPL0 = try singleStep(system, cpl: 0)
+            let emulationCounter = CounterAvailability.emulationCounter(kvmPath: path)
             return HostProbe(
                 path: path, apiVersion: system.apiVersion, cpl0: cpl0, cpl3: cpl3,
-                singleStepCPL0: try singleStep(system, cpl: 0), singleStepCPL3: try singleStep(system, cpl: 3),
+                singleStepCPL0: singleStepCPL0, singleStepCPL3: try singleStep(system, cpl: 3),
+                microsecondsPerStep: singleStepCPL0.works ? try stepCost(system) : nil,
                 breakpointCPL0: try breakpoint(system, cpl: 0), breakpointCPL3: try breakpoint(system, cpl: 3),
-                performanceCounterError: PerformanceCounter.probe(.instructions).map {
-                    "perf_event_open(instructions): \($0.errnoDescription)"
-                },
+                cpu: HostCPU.current(), branchCounter: CounterAvailability.branchCounter(),
+                emulationCounter: emulationCounter,
+                overflow: emulationCounter == .available ? try measureOverflow(system) : nil,
                 dirtyPagesWritten: pages,
                 dirtyPagesReportedCPL0: try dirtyPages(system, cpl: 0, writing: pages),
                 dirtyPagesReportedCPL3: try dirtyPages(system, cpl: 3, writing: pages))
@@ -146,6 +176,62 @@ public struct HostProbe: Sendable {
         return classify(exit) { $0.isSingleStep && $0.pc == ProbeGuest.codeAddress + 3 }
     }
 
+    /// Microseconds per single-step at CPL0: the fastest of three runs of 300 steps.
+    static func stepCost(_ system: KVMSystem) throws -> Double {
+        let guest = try ProbeGuest(system: system, cpl: 0, code: ProbeGuest.loop)
+        try guest.vcpu.setGuestDebug(.singleStep)
+        var best = UInt64.max
+        for _ in 0..<3 {
+            try guest.restart(rcx: 1000)
+            var total: UInt64 = 0
+            for _ in 0..<300 {
+                let (exit, ns) = try guest.run()
+                guard case .debug = exit else { throw X86Error.layout("the single-step cost probe ended with \(exit)") }
+                total += ns
+            }
+            best = min(best, total)
+        }
+        return Double(best) / 300 / 1000
+    }
+
+    /// The emulation counter's overflow on a CPL0 loop: `samples` kicks armed `armedAhead`
+    /// instructions ahead (where each landed past its armed count), and 40 interrupt-window runs
+    /// (how many instructions each executed, and how long the fastest took).
+    static func measureOverflow(_ system: KVMSystem, samples: Int = 30, armedAhead: UInt64 = 5000) throws -> OverflowMeasurement? {
+        let guest = try ProbeGuest(system: system, cpl: 0, code: ProbeGuest.loop)
+        guard let counter = try EmulationCounter(vcpu: guest.vcpu) else { return nil }
+        try guest.restart(rcx: 1 << 40, interrupts: true)
+        var skids: [UInt64] = []
+        for _ in 0..<samples {
+            let armAt = try counter.count() + armedAhead
+            try counter.armOverflow(at: armAt)
+            var exit = try guest.vcpu.run()
+            for _ in 0..<1000 where exit != .interrupted { exit = try guest.vcpu.run() }
+            try counter.disarmOverflow()
+            guard exit == .interrupted else { throw X86Error.layout("the kick-timer probe ended with \(exit)") }
+            let reached = try counter.count()
+            skids.append(reached > armAt ? reached - armAt : 0)
+        }
+        var runs: [UInt64] = []
+        var fastest = UInt64.max
+        for _ in 0..<40 {
+            let before = try counter.count()
+            guest.vcpu.requestInterruptWindow = true
+            let start = DispatchTime.now().uptimeNanoseconds
+            let exit = try guest.vcpu.run()
+            let elapsed = DispatchTime.now().uptimeNanoseconds - start
+            guest.vcpu.requestInterruptWindow = false
+            guard exit == .irqWindowOpen || exit == .interrupted else {
+                throw X86Error.layout("the bounded-run probe ended with \(exit)")
+            }
+            let executed = try counter.count() - before
+            runs.append(executed)
+            if executed > 0 { fastest = min(fastest, elapsed) }
+        }
+        return OverflowMeasurement(armedAhead: armedAhead, skids: skids.sorted(), boundedRuns: runs.sorted(),
+                                   microsecondsPerBoundedRun: fastest == .max ? 0 : Double(fastest) / 1000)
+    }
+
     static func breakpoint(_ system: KVMSystem, cpl: Int) throws -> DebugResult {
         let guest = try ProbeGuest(system: system, cpl: cpl, code: ProbeGuest.loop)
         try guest.restart(rcx: 1000)
@@ -168,46 +254,5 @@ public struct HostProbe: Sendable {
             guard ProbeGuest.isMarker(exit) else { throw X86Error.layout("the dirty-log probe ended with \(exit)") }
         }
         return try guest.vm.dirtyLog(slot: 0).dirtyPages
-    }
-
-    /// Which epoch clocks this host supports, with a reason each.
-    public var epochClocks: [(clock: EpochClock, available: Bool, note: String)] {
-        [
-            (.recoveryCounter, true, "always (PA-RISC guests, Lockstep's emulator)"),
-            (.singleStep, singleStepCPL0.works || singleStepCPL3.works,
-             singleStepCPL0.works && singleStepCPL3.works ? "any guest"
-                : singleStepCPL0.works ? "CPL0 guests only (ring0)" : "no: KVM does not single-step"),
-            (.performanceCounter, performanceCounterError == nil,
-             performanceCounterError == nil ? "yes (untested by Lockstep so far)" : "no: there is no PMU"),
-            (.deterministicExits, true, "always (the default for x86)"),
-        ]
-    }
-
-    func pageList(_ pages: [Int]) -> String {
-        pages.map { hex(UInt64($0)) }.joined(separator: " ")
-    }
-
-    /// The report, one item per line.
-    public var lines: [String] {
-        func execution(_ e: Execution) -> String {
-            let speed = e.nanosecondsPerInstruction < 1
-                ? String(format: "%.3f ns/instruction", e.nanosecondsPerInstruction)
-                : String(format: "%.0f ns/instruction", e.nanosecondsPerInstruction)
-            let stat = e.emulatedFraction.map { String(format: ", insn_emulation counted %.0f%% of its instructions", $0 * 100) } ?? ""
-            return (e.isInterpreted ? "interpreted by KVM's instruction emulator: " : "native: ") + speed + stat
-        }
-        var lines = [
-            "KVM             \(path), API version \(apiVersion)",
-            "CPL0 code       \(execution(cpl0))",
-            "CPL3 code       \(execution(cpl3))",
-            "single-step     CPL0: \(singleStepCPL0); CPL3: \(singleStepCPL3)",
-            "hw breakpoints  CPL0: \(breakpointCPL0); CPL3: \(breakpointCPL3)",
-            "perf counters   " + (performanceCounterError.map { "none (\($0))" } ?? "retired-instruction counter available"),
-            "dirty logging   " + (dirtyLogIsExact
-                ? "exact at CPL0 and CPL3 (\(dirtyPagesWritten.count) pages written, the same \(dirtyPagesWritten.count) reported)"
-                : "inexact (wrote pages \(pageList(dirtyPagesWritten)); KVM reported \(pageList(dirtyPagesReportedCPL0)) at CPL0, \(pageList(dirtyPagesReportedCPL3)) at CPL3)"),
-        ]
-        lines.append("epoch clocks    " + epochClocks.map { "\($0.clock): \($0.note)" }.joined(separator: "; "))
-        return lines
     }
 }

@@ -69,10 +69,12 @@ final class ProbeGuest {
         try vcpu.setRegisters(r)
     }
 
-    /// Starts the program again from its first instruction with RCX = `rcx`.
-    func restart(rcx: UInt64 = 0) throws {
+    /// Starts the program again from its first instruction with RCX = `rcx` (and interrupts
+    /// enabled if `interrupts`: there is no IDT, so nothing may then be injected).
+    func restart(rcx: UInt64 = 0, interrupts: Bool = false) throws {
         var r = entry
         r.rcx = rcx
+        if interrupts { r.rflags |= 0x200 }
         try vcpu.setRegisters(r)
     }
 

@@ -19,16 +19,19 @@ public enum X86Error: Error, Sendable, CustomStringConvertible {
     case disassembler(String)
     /// The requested epoch clock cannot work on this host (no PMU, ...).
     case epochClockUnavailable(EpochClock, reason: String)
-    /// The single-step epoch clock saw the guest at CPL3, where this host does not single-step.
-    case singleStepAtCPL3(rip: UInt64)
-    /// The `pmu` clock ran past the epoch boundary (the kick came too late).
-    case performanceCounterOvershoot(by: UInt64)
+    /// The epoch clock (single-step or emulation-counter on the PVM host) saw the guest at CPL3,
+    /// where this host neither single-steps nor counts instructions.
+    case needsCPL0(EpochClock, rip: UInt64)
+    /// A counter-driven clock ran past the point where the epoch had to end (its overflow came
+    /// later than the skid it was armed early by): `reached` units where `target` was due, after
+    /// the run `after` (nil: nothing ran).
+    case counterOvershoot(EpochClock, target: UInt64, reached: UInt64, after: CounterRun?)
 
-    /// Whether this is a limit of the host (exit status 69) rather than a failure.
+    /// Whether this is a limit of the host (exit status 68) rather than a failure.
     public var isHostLimitation: Bool {
         switch self {
-        case .kvmUnavailable, .epochClockUnavailable, .singleStepAtCPL3: true
-        case .kvm, .image, .memory, .layout, .disassembler, .performanceCounterOvershoot: false
+        case .kvmUnavailable, .epochClockUnavailable, .needsCPL0: true
+        case .kvm, .image, .memory, .layout, .disassembler, .counterOvershoot: false
         }
     }
 
@@ -42,10 +45,11 @@ public enum X86Error: Error, Sendable, CustomStringConvertible {
         case .disassembler(let why): "Capstone: \(why)"
         case .epochClockUnavailable(let clock, let reason):
             "the \(clock) epoch clock is not available on this host: \(reason)"
-        case .singleStepAtCPL3(let rip):
-            "the single-step epoch clock needs a guest that runs at CPL0 (this host cannot single-step CPL3 code), but the guest ran at CPL3 (RIP \(hex(rip))); add ring0 to its command line or use --epoch-clock exits"
-        case .performanceCounterOvershoot(let by):
-            "the pmu epoch clock overshot the epoch boundary by \(by) instructions (the kick came later than the single-step margin)"
+        case .needsCPL0(let clock, let rip):
+            "the \(clock) epoch clock needs a guest that runs at CPL0 (this host neither single-steps nor counts CPL3 code), but the guest ran at CPL3 (RIP \(hex(rip))); add ring0 to its command line or use --epoch-clock exits"
+        case .counterOvershoot(let clock, let target, let reached, let after):
+            "the \(clock) epoch clock ran past the end of an epoch (to \(reached) \(clock.unit) where the epoch ended at \(target)"
+                + (after.map { ", after \($0)" } ?? "") + "): the vCPU stopped later than the clock's margin allows"
         }
     }
 }

@@ -28,23 +28,33 @@ extension VCPUExit {
 extension X86Machine {
     // MARK: - Entering the guest
 
-    /// Injects a pending 8259 interrupt if the last exit was deterministic and the vCPU accepts
+    /// Injects a pending 8259 interrupt if the vCPU stopped at an injection point (an exit to
+    /// user space or an epoch boundary, never a single-step exit inside an epoch) and accepts
     /// one now, then runs the vCPU to its next exit.
     func enterGuest() throws -> VCPUExit {
-        let window = interruptWindowAtBoundary ?? vcpu.canInjectInterrupt
+        let injecting = willInjectInterrupt
         interruptWindowAtBoundary = nil
-        if atDeterministicExit, devices.pic.pendingInterrupt, window,
-           let vector = devices.pic.acknowledge()
-        {
+        if injecting, let vector = devices.pic.acknowledge() {
             do { try vcpu.interrupt(vector: vector) } catch { throw X86Error.kvm(error) }
             statistics.interruptsInjected += 1
         }
         let exit: VCPUExit
         do { exit = try vcpu.run() } catch { throw X86Error.kvm(error) }
         statistics.runs += 1
-        atDeterministicExit = exit.isDeterministic
-        if !atDeterministicExit { statistics.interrupted += 1 }
+        if case .debug = exit {
+            atInjectionPoint = false
+        } else {
+            atInjectionPoint = exit.isDeterministic
+        }
+        if !exit.isDeterministic { statistics.interrupted += 1 }
         return exit
+    }
+
+    /// Whether the next `enterGuest` injects an interrupt: at an injection point, with one
+    /// pending at the 8259, where the vCPU accepts one (at a restored or captured boundary, as it
+    /// did there: `interruptWindowAtBoundary`).
+    var willInjectInterrupt: Bool {
+        atInjectionPoint && devices.pic.pendingInterrupt && (interruptWindowAtBoundary ?? vcpu.canInjectInterrupt)
     }
 
     // MARK: - The exits epoch clock
@@ -57,61 +67,6 @@ extension X86Machine {
             counter.value += 1
             if case .stop(let stop) = try handle(exit) { return stop }
             if counter.value >= target { return .epochEnd }
-        }
-    }
-
-    // MARK: - The single-step epoch clock
-
-    /// Runs until `target` steps have been counted, or the guest stops. A step is a single-step
-    /// exit or any other deterministic exit (an instruction that exits to user space ends its
-    /// step with that exit instead of a debug exit).
-    ///
-    /// Under single-stepping KVM completes a HLT as a no-op and reports the step instead of
-    /// `KVM_EXIT_HLT`; a step that advanced RIP by one byte from a 0xF4 is therefore a HLT, and
-    /// gets the HLT exit's meaning here (idle, or a clean exit with IF = 0).
-    func runSingleStepping(until target: UInt64) throws -> MachineStop {
-        while true {
-            let exit = try enterGuest()
-            guard exit.isDeterministic else { continue }
-            counter.value += 1
-            if case .debug(let debug) = exit, debug.isSingleStep {
-                if let stop = try steppedHalt(to: debug.pc) { return stop }
-            } else {
-                // A CPL3 instruction is not single-stepped on the PVM host: the guest ran free.
-                if let sregs = try? vcpu.specialRegisters(), sregs.cs.dpl == 3 || sregs.cs.selector & 3 == 3 {
-                    throw X86Error.singleStepAtCPL3(rip: (try? vcpu.registers().rip) ?? 0)
-                }
-                stepStart = nil
-                if case .stop(let stop) = try handle(exit) { return stop }
-                noteStepStart()
-            }
-            if counter.value >= target { return .epochEnd }
-        }
-    }
-
-    /// A single-step exit at `pc`. On this host a HLT under single-step completes as a plain
-    /// step (there is no HLT exit), so the instruction stepped over is looked at: a HLT with
-    /// interrupts off is a clean exit, one with no interrupt pending is idle. Nil otherwise.
-    func steppedHalt(to pc: UInt64) throws -> MachineStop? {
-        statistics.steps += 1
-        let start = stepStart
-        stepStart = pc
-        guard let start, pc == start &+ 1, try readGuestLinear(at: start, count: 1) == [0xF4] else {
-            return nil
-        }
-        statistics.halts += 1
-        if !vcpu.interruptFlag { return .exited(status: 0) }
-        if !devices.pic.pendingInterrupt { return .idle }
-        return nil
-    }
-
-    /// Records where the next single-stepped instruction starts (after an exit that was not a
-    /// step, or when stepping begins).
-    func noteStepStart() {
-        if let r = try? vcpu.registers(), let s = try? vcpu.specialRegisters() {
-            stepStart = s.cs.base &+ r.rip
-        } else {
-            stepStart = nil
         }
     }
 

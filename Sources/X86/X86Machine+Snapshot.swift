@@ -12,12 +12,13 @@ extension X86Machine {
         var vcpu: VCPUSnapshot
         /// The RDRAND/RDSEED generator.
         var random: UInt64
-        /// The last exit was deterministic (an interrupt may be injected at the next entry).
+        /// The vCPU stopped at an injection point (an interrupt may be injected at the next
+        /// entry; `X86Machine.atInjectionPoint`).
         var atDeterministicExit: Bool
         /// Whether the vCPU could take an interrupt at the boundary (see
         /// `interruptWindowAtBoundary`).
         var interruptWindow: Bool
-        /// Single-step clock: where the next step starts, when known.
+        /// Counter-driven clocks: where the next step starts, when known.
         var stepStart: UInt64?
     }
 
@@ -37,20 +38,17 @@ extension X86Machine {
     public func captureState() throws -> MachineState {
         guard finalStop == nil else { throw SnapshotError.unsupported("the guest has stopped") }
         guard epochClock != .performanceCounter else {
-            throw SnapshotError.unsupported("the pmu epoch clock's counter cannot be carried to another machine (use exits or single-step)")
+            throw SnapshotError.unsupported("the pmu epoch clock's counter cannot be carried to another machine (use exits, single-step or emulation-counter)")
         }
-        // Measured on the PVM host: after a HLT that completed as a single step (an idle
-        // boundary), KVM returns from the next interrupt to the HLT itself, from vCPU state no
-        // ioctl reads or writes (a fresh vCPU with the same state returns after it).
-        if epochClock == .singleStep, lastStop == .idle {
-            throw SnapshotError.unsupported("with the single-step clock, a boundary where the guest idles (after a single-stepped HLT) holds KVM state a snapshot cannot carry; choose another epoch")
-        }
+        // (A HLT that completed as a single step left KVM state no ioctl reads or writes: KVM
+        // returned from the next interrupt to the HLT itself. The counter-driven clocks never
+        // single-step a HLT, so every idle boundary is a HLT exit, which a snapshot carries.)
         try completeLastExit()
         let window = interruptWindowAtBoundary ?? vcpu.canInjectInterrupt
         let vcpuState: VCPUSnapshot
         do { vcpuState = try vcpu.snapshot() } catch { throw X86Error.kvm(error) }
         let record = ProcessorRecord(vcpu: vcpuState, random: random.state,
-                                     atDeterministicExit: atDeterministicExit, interruptWindow: window,
+                                     atDeterministicExit: atInjectionPoint, interruptWindow: window,
                                      stepStart: stepStart)
         let clockState = clock.state
         return MachineState(
@@ -109,9 +107,13 @@ extension X86Machine {
         counter.value = state.progress
         clock.restore(baseTime: state.clockBaseTime, baseProgress: state.clockBaseProgress)
         random.state = record.random
-        atDeterministicExit = record.atDeterministicExit
+        atInjectionPoint = record.atDeterministicExit
         interruptWindowAtBoundary = record.interruptWindow
         stepStart = record.stepStart
+        stepTranslation = nil
+        // A counter-driven clock counts on from the restored progress (this vCPU's counter
+        // started from its own zero).
+        do { try counterClock?.rebase(progress: state.progress) } catch { throw X86Error.kvm(error) }
         devices.pic.restore(picState)
         devices.uart.restore(uartState)
         devices.pit.restore(pitState)

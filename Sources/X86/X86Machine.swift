@@ -23,6 +23,16 @@ public final class X86Machine: Machine {
         ProcessInfo.processInfo.environment["LOCKSTEP_KVM_DEVICE"] ?? "/dev/kvm"
     }
 
+    /// The epoch clock `--epoch-clock auto` picks for an x86 guest: `pmu` where the host PMU
+    /// offers this CPU's retired-conditional-branch counter (counter-driven epochs at every
+    /// privilege level, faster than single-stepping), else `exits`. The `emulation-counter`
+    /// clock is never picked: it counts only CPL0 code, and whether a guest stays at CPL0 is
+    /// known only once it runs (`lockstep doctor` recommends it for ring0 guests).
+    public static func automaticEpochClock() -> EpochClock {
+        if case .available = CounterAvailability.branchCounter() { return .performanceCounter }
+        return .deterministicExits
+    }
+
     /// Counters of what the machine did (diagnostics and benchmarks; not replicated state).
     public struct Statistics: Hashable, Sendable {
         /// `KVM_RUN` calls.
@@ -39,6 +49,16 @@ public final class X86Machine: Machine {
         public var msrAccesses: UInt64 = 0
         /// Single-step exits.
         public var steps: UInt64 = 0
+        /// Counter-driven clocks: runs with the counter's overflow armed.
+        public var freeRuns: UInt64 = 0
+        /// Counter-driven clocks: runs bounded by an interrupt window (one emulation batch).
+        public var boundedRuns: UInt64 = 0
+        /// Counter-driven clocks: the most units one bounded run advanced the count.
+        public var largestBoundedRun: UInt64 = 0
+        /// Counter-driven clocks: free runs the overflow (or the kick timer) ended.
+        public var overflows: UInt64 = 0
+        /// Counter-driven clocks: how late each overflow arrived past its armed count.
+        public var overflowSkids = SkidHistogram()
         /// Interrupts injected with `KVM_INTERRUPT`.
         public var interruptsInjected: UInt64 = 0
         /// `KVM_RUN` returns that were kicks or other non-deterministic exits (never counted).
@@ -91,13 +111,18 @@ public final class X86Machine: Machine {
     var finalStop: MachineStop?
     /// How the last `run` ended (snapshots refuse some boundaries).
     var lastStop = MachineStop.epochEnd
-    /// The last `KVM_RUN` ended in a deterministic exit, so `kvm_run`'s interrupt-window fields
-    /// describe a reproducible point and an interrupt may be injected there.
-    var atDeterministicExit = false
-    /// Single-step clock: the linear RIP where the next step starts, when known.
+    /// The vCPU stopped at an exit to user space or at an epoch boundary: a point every replica
+    /// stops at whatever epoch clock runs (a single-step exit inside an epoch is not), so
+    /// `kvm_run`'s interrupt-window fields describe a reproducible point and an interrupt may be
+    /// injected there.
+    var atInjectionPoint = false
+    /// Counter-driven clocks: the linear RIP where the next step starts, when known.
     var stepStart: UInt64?
-    /// The retired-instruction clock (`pmu` only).
-    var performanceCounterClock: PerformanceCounterClock?
+    /// Counter-driven clocks: the page tables as of the last stop that was not a single-step
+    /// (for looking at the next instruction before stepping it).
+    var stepTranslation: AddressTranslation?
+    /// The counter-driven clocks' counter (single-step, emulation-counter, pmu).
+    var counterClock: CounterClock?
     /// Whether the vCPU could take an interrupt at the boundary where the state was last
     /// captured or restored: capturing completes the exit the vCPU stopped at, which rewrites
     /// `kvm_run`'s interrupt window, so the next entry decides on this value instead (once).
@@ -111,8 +136,9 @@ public final class X86Machine: Machine {
     ///   - commandLine: the user's kernel command line; with a disk, Lockstep appends
     ///     `virtio_mmio.device=512@0xfeb00000:5`.
     ///   - diskSectors: the disk's size in 512-byte sectors, or nil for no disk.
-    ///   - epochClock: `exits`, `single-step` (CPL0 guests only on the PVM host) or `pmu` (needs a
-    ///     host PMU; refused where there is none).
+    ///   - epochClock: `exits`, `single-step` (CPL0 guests only on the PVM host),
+    ///     `emulation-counter` (CPL0 guests on a host where KVM interprets CPL0 code) or `pmu`
+    ///     (needs a host PMU with a known retired-conditional-branch event; refused elsewhere).
     ///   - environment: where environment values, console output and disk requests go.
     ///   - kvmPath: the KVM device.
     public init(image: ELFImage, memorySize: UInt64, commandLine: String = "",
@@ -120,12 +146,19 @@ public final class X86Machine: Machine {
                 environment: any GuestEnvironment, kvmPath: String = X86Machine.defaultKVMPath)
         throws(X86Error)
     {
+        var branchEvent: RetiredBranchEvent?
         switch epochClock {
         case .recoveryCounter:
-            throw .epochClockUnavailable(.recoveryCounter, reason: "the recovery counter is PA-RISC's (use exits, single-step or pmu)")
+            throw .epochClockUnavailable(.recoveryCounter, reason: "the recovery counter is PA-RISC's (use exits, single-step, emulation-counter or pmu)")
         case .performanceCounter:
-            if let error = PerformanceCounter.probe(.instructions) {
-                throw .epochClockUnavailable(.performanceCounter, reason: "there is no hardware performance counter for retired instructions (perf_event_open: \(error.errnoDescription)); use exits or single-step")
+            switch CounterAvailability.branchCounter() {
+            case .available(let event): branchEvent = event
+            case .unavailable(let why):
+                throw .epochClockUnavailable(.performanceCounter, reason: "\(why); use exits, or single-step or emulation-counter for a ring0 guest")
+            }
+        case .emulationCounter:
+            if case .unavailable(let why) = CounterAvailability.emulationCounter(kvmPath: kvmPath) {
+                throw .epochClockUnavailable(.emulationCounter, reason: "\(why); use exits or pmu")
             }
         case .singleStep, .deterministicExits:
             break
@@ -180,18 +213,10 @@ public final class X86Machine: Machine {
             try vcpu.setRegisters(entryState.registers)
             // IA32_TSC_AUX = 0, what RDTSCP and RDPID report.
             try vcpu.setMSRs([MSREntry(index: 0xC000_0103, value: 0)])
-            switch epochClock {
-            case .singleStep:
-                try vcpu.setGuestDebug(.singleStep)
-                stepStart = entryState.cs.base &+ entryState.registers.rip
-            case .performanceCounter:
-                performanceCounterClock = try PerformanceCounterClock(vcpu: vcpu)
-            case .deterministicExits, .recoveryCounter:
-                break
-            }
         } catch {
             throw .kvmUnavailable(error)
         }
+        counterClock = try Self.makeCounterClock(epochClock, vcpu: vcpu, kvmPath: kvmPath, branchEvent: branchEvent)
         logger.debug("x86 machine: \(entryState.protocolKind) entry at \(hex(entryState.registers.rip)), \(sites.count) environment-instruction sites patched")
     }
 
@@ -204,8 +229,7 @@ public final class X86Machine: Machine {
         let stop: MachineStop
         switch epochClock {
         case .deterministicExits: stop = try runCountingExits(until: target)
-        case .singleStep: stop = try runSingleStepping(until: target)
-        case .performanceCounter: stop = try runCountingInstructions(until: target)
+        case .singleStep, .emulationCounter, .performanceCounter: stop = try runCounting(until: target)
         case .recoveryCounter: preconditionFailure("X86Machine.init refuses the recovery-counter clock")
         }
         switch stop {
@@ -273,6 +297,35 @@ public struct UnknownAccessLog: Hashable, Sendable {
 }
 
 extension X86Machine {
+    /// The counter of a counter-driven epoch clock (nil for the others), opened on the vCPU's
+    /// thread. The single-step clock counts with `insn_emulation` where KVM interprets the guest,
+    /// so that its boundaries and the emulation counter's fall on the same instructions.
+    static func makeCounterClock(_ epochClock: EpochClock, vcpu: VCPU, kvmPath: String,
+                                 branchEvent: RetiredBranchEvent?) throws(X86Error) -> CounterClock?
+    {
+        func opening<T>(_ body: () throws(KVMError) -> T) throws(X86Error) -> T {
+            do { return try body() } catch { throw .kvmUnavailable(error) }
+        }
+        switch epochClock {
+        case .singleStep:
+            let interprets = CounterAvailability.emulationCounter(kvmPath: kvmPath) == .available
+            let emulation = interprets ? try opening { () throws(KVMError) in try EmulationCounter(vcpu: vcpu) } : nil
+            let source: any CounterSource = emulation ?? StepCounter()
+            return try opening { () throws(KVMError) in try CounterClock(source: source, runsFree: false) }
+        case .emulationCounter:
+            guard let source = try opening({ () throws(KVMError) in try EmulationCounter(vcpu: vcpu) }) else {
+                throw .epochClockUnavailable(.emulationCounter, reason: "this vCPU has no insn_emulation statistic; use exits or pmu")
+            }
+            return try opening { () throws(KVMError) in try CounterClock(source: source, runsFree: true) }
+        case .performanceCounter:
+            guard let branchEvent else { preconditionFailure("X86Machine.init checks the pmu clock's event first") }
+            let source = try opening { () throws(KVMError) in try BranchCounter(event: branchEvent) }
+            return try opening { () throws(KVMError) in try CounterClock(source: source, runsFree: true) }
+        case .deterministicExits, .recoveryCounter:
+            return nil
+        }
+    }
+
     /// The vCPU's general-purpose registers, RIP and RFLAGS now (for diagnostics and tests).
     /// The corresponding ioctl is `KVM_GET_REGS`.
     public func registers() throws(X86Error) -> Registers {

@@ -39,13 +39,13 @@ struct CLIFailure: Error, CustomStringConvertible {
             self.init(e.description, status: ExitStatus.unavailable)
         case let e as X86Error:
             switch e {
-            case .kvmUnavailable, .epochClockUnavailable, .singleStepAtCPL3:
+            case .kvmUnavailable, .epochClockUnavailable, .needsCPL0:
                 self.init(e.description, status: ExitStatus.unavailable)
             case .image, .layout:
                 self.init(e.description, status: ExitStatus.badInput)
             case .memory:
                 self.init(e.description, status: ExitStatus.unavailable)
-            case .kvm, .disassembler, .performanceCounterOvershoot:
+            case .kvm, .disassembler, .counterOvershoot:
                 self.init(e.description, status: ExitStatus.internalError)
             }
         case let e as SnapshotError:

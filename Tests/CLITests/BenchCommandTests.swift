@@ -38,7 +38,7 @@ import FoundationXML
         let host = try #require(json["host"] as? [String: Any])
         #expect((host["cores"] as? Int ?? 0) >= 1)
         #expect(!(host["kernel"] as? String ?? "").isEmpty)
-        #expect((json["experiments"] as? [String])?.count == 7)
+        #expect((json["experiments"] as? [String])?.count == 8)
         let problems = json["problems"] as? [String] ?? ["missing"]
         #expect(problems.isEmpty, "failed runs: \(problems)")
         let skipped = json["skipped"] as? [String] ?? []
@@ -130,6 +130,12 @@ import FoundationXML
             #expect(probe("qemu-system-x86_64 KVM microvm") != nil, "x86-qemu did not probe the microvm machine: \(probes)")
         } else {
             #expect(skipped.contains { $0.hasPrefix("x86-qemu") })
+        }
+        // The counter clock against single-step ran where this host has both, or says why not.
+        if let counter = try? CSV.load(output + "/counter-clock.csv") {
+            #expect(!counter.rows.isEmpty && counter.rows.allSatisfy { (Double($0["ratio"] ?? "") ?? 0) > 0 }, "\(counter.rows)")
+        } else {
+            #expect(skipped.contains { $0.hasPrefix("counter-clock") }, "\(skipped)")
         }
 
         // Every chart is well-formed SVG with axis labels and data marks.

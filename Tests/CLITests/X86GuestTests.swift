@@ -133,16 +133,27 @@ struct X86GuestTests {
         #expect(lines.count == 1, "\(result.stderr)")
     }
 
-    @Test("lockstep doctor reports every item")
+    @Test("lockstep doctor reports every item in sections, recommends a clock; --json has the same items")
     func doctor() throws {
         let result = try Lockstep.run(["doctor"], timeout: 60)
         expectClean(result)
-        for item in ["KVM ", "CPL0 code", "CPL3 code", "single-step", "hw breakpoints", "perf counters",
-                     "dirty logging", "epoch clocks"] {
+        for item in ["Host", "  KVM", "  CPU", "Execution", "  CPL0 code", "  CPL3 code", "Debugging", "  single-step",
+                     "  hw breakpoints", "Counters", "  PMU", "  insn_emulation", "Dirty logging", "Epoch clocks",
+                     "  exits", "  emulation-counter", "  pmu", "  recovery-counter", "Recommendations", "  - "] {
             #expect(result.stdout.contains("\n\(item)"), "\(item) missing from:\n\(result.stdout)")
         }
-        #expect(result.stdout.contains("recovery-counter") && result.stdout.contains("exits"))
-        if !X86CLI.hasPMU { #expect(result.stdout.contains("pmu: no")) }
+        #expect(result.stdout.split(separator: "\n").allSatisfy { $0.count <= 120 }, "\(result.stdout)")
+        if !X86CLI.hasPMU { #expect(result.stdout.contains("\n  pmu                not available: ")) }
+
+        let json = try Lockstep.run(["doctor", "--json"], timeout: 60)
+        expectClean(json)
+        let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        let clocks = (object?["epochClocks"] as? [[String: Any]]) ?? []
+        #expect(clocks.compactMap { $0["name"] as? String }
+                == ["exits", "single-step", "emulation-counter", "pmu", "recovery-counter"], "\(json.stdout)")
+        #expect(clocks.allSatisfy { $0["available"] is Bool && $0["cost"] is String })
+        #expect(((object?["recommendations"] as? [String]) ?? []).count >= 2)
+        if !X86CLI.hasPMU { #expect(object?["automaticX86Clock"] as? String == "exits") }
     }
 }
 

@@ -31,7 +31,8 @@ struct MachineSnapshotTests {
             Case(arch: arch, guest: "trap"),
             Case(arch: arch, guest: "echo", input: "one\ntwo words\nquit\n"),
         ]
-    } + [Case(arch: "x86", guest: "ticks", cmdline: "ticks=3 ring0", clock: .singleStep)]
+    } + [Case(arch: "x86", guest: "ticks", cmdline: "ticks=3 ring0", clock: .singleStep),
+         Case(arch: "x86", guest: "ticks", cmdline: "ticks=3 ring0", clock: .emulationCounter)]
 
     @Test("saved at three boundaries and restored, the machine continues to the same output and digests",
           arguments: cases)
@@ -75,8 +76,7 @@ struct MachineSnapshotTests {
                                               to: buffer)
                 saved[epoch] = (buffer, original.output.contents, original.disk?.contents)
             } catch let error as SnapshotError {
-                // Only the documented case: single-step idle boundaries on KVM.
-                #expect(c.clock == .singleStep && error.description.contains("single-stepped HLT"), "\(error)")
+                Issue.record("boundary \(epoch) could not be saved: \(error)")
             }
             return .proceed
         }

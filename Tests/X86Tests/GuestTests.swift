@@ -197,7 +197,7 @@ struct GuestTests {
             _ = try await runGuest("hello", epochClock: .singleStep)
             Issue.record("a CPL3 guest ran under the single-step clock")
         } catch let error as X86Error {
-            guard case .singleStepAtCPL3 = error else { Issue.record("unexpected \(error)"); return }
+            guard case .needsCPL0(.singleStep, _) = error else { Issue.record("unexpected \(error)"); return }
             #expect(error.description.contains("ring0"))
             #expect(!error.description.contains("\n"))
         }

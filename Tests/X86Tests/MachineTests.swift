@@ -332,21 +332,38 @@ func refusal(_ body: () throws(X86Error) -> X86Machine) -> X86Error? {
 /// `lockstep doctor`'s probes on this host.
 @Suite("host probe", .enabled(if: Host.hasKVM, "needs a usable /dev/kvm"))
 struct HostProbeTests {
-    @Test("every item is probed, and the epoch clocks follow from the probes", .timeLimit(.minutes(1)))
+    @Test("every item is probed, the epoch clocks follow from the probes, the report reads and decodes",
+          .timeLimit(.minutes(1)))
     func probe() async throws {
         let probe = try await onMachineThread { try HostProbe.run() }
         #expect(probe.apiVersion == 12)
-        #expect(probe.lines.count == 8)
         #expect(probe.cpl0.nanosecondsPerInstruction > 0 && probe.cpl3.nanosecondsPerInstruction > 0)
-        let clocks = Dictionary(uniqueKeysWithValues: probe.epochClocks.map { ($0.clock, $0.available) })
-        #expect(clocks[.recoveryCounter] == true && clocks[.deterministicExits] == true)
-        #expect(clocks[.singleStep] == (probe.singleStepCPL0.works || probe.singleStepCPL3.works))
-        #expect(clocks[.performanceCounter] == (PerformanceCounter.probe(.instructions) == nil))
+        let report = HostReport(probe, defaultEpochLength: { _ in 4096 })
+        let clocks = Dictionary(uniqueKeysWithValues: report.epochClocks.map { ($0.name, $0.available) })
+        #expect(clocks["recovery-counter"] == true && clocks["exits"] == true)
+        #expect(clocks["single-step"] == (probe.singleStepCPL0.works || probe.singleStepCPL3.works))
+        #expect(clocks["emulation-counter"] == (probe.emulationCounter == .available && probe.singleStepCPL0.works))
+        let pmuAvailable = if case .available = CounterAvailability.branchCounter() { true } else { false }
+        #expect(clocks["pmu"] == pmuAvailable)
+        #expect(report.automaticX86Clock == X86Machine.automaticEpochClock().rawValue)
+        #expect(!report.recommendations.isEmpty)
+        // Readable: sections, no line longer than the wrap width (plus a word that cannot break).
+        let lines = report.lines
+        #expect(lines.contains("Recommendations") && lines.contains("Counters"))
+        #expect(lines.allSatisfy { $0.count <= 120 }, "\(lines.filter { $0.count > 120 })")
+        // Machine-readable: the JSON round-trips.
+        let decoded = try JSONDecoder().decode(HostReport.self, from: try JSONEncoder().encode(report))
+        #expect(decoded.epochClocks.map(\.name) == report.epochClocks.map(\.name))
         // What kvm-platform.md measured on the PVM host, if this is such a host.
         if probe.cpl0.isInterpreted {
             #expect(probe.singleStepCPL0.works)
             #expect(!probe.cpl3.isInterpreted)
-            print("X86Tests: host probe: \(probe.lines.joined(separator: " | "))")
+            #expect(probe.emulationCounter == .available)
+            let overflow = try #require(probe.overflow)
+            #expect(overflow.skids.count == 30 && overflow.boundedRuns.count == 40)
+            #expect(HostProbe.OverflowMeasurement.quantile(overflow.boundedRuns, 1) <= EmulationCounter.boundedRun,
+                    "an interrupt-window run stays within the bound the clock relies on: \(overflow.boundedRuns)")
+            print("X86Tests: host report:\n\(lines.joined(separator: "\n"))")
         }
     }
 }

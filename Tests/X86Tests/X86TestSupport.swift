@@ -136,7 +136,7 @@ struct GuestResult: Sendable {
     let values: [UInt64]
     let unknownAccesses: Set<UnknownAccessLog.Location>
     let statistics: X86Machine.Statistics
-    /// (progress, virtual time in ns) at every epoch boundary.
+    /// (progress, virtual time in ns, RIP) at every epoch boundary.
     let boundaries: [[UInt64]]
 }
 
@@ -182,7 +182,7 @@ func drive(_ machine: X86Machine, _ environment: RecordingEnvironment, epochLeng
             time = max(time, deadline)
         }
         try machine.applyBoundary(time: time, events: events)
-        boundaries.append([machine.progress, machine.clock.now.nanoseconds])
+        boundaries.append([machine.progress, machine.clock.now.nanoseconds, try machine.registers().rip])
     }
     return GuestResult(stop: stop, output: environment.text, epochs: epochs, progress: machine.progress,
                        digest: try machine.stateDigest(), values: environment.values.map(\.value),
@@ -192,7 +192,8 @@ func drive(_ machine: X86Machine, _ environment: RecordingEnvironment, epochLeng
 
 /// Creates a machine for a bundled guest and runs it to its end, on a machine thread.
 func runGuest(_ name: String, commandLine: String = "", epochClock: EpochClock = .deterministicExits,
-              epochLength: UInt64 = 16, diskSectors: UInt64? = nil, memorySize: UInt64 = 64 << 20,
+              epochLength: UInt64 = 16, maxEpochs: Int = 200_000, diskSectors: UInt64? = nil,
+              memorySize: UInt64 = 64 << 20,
               input: @escaping @Sendable (String) -> [UInt8]? = { _ in nil },
               answer: @escaping @Sendable (EnvironmentRead, UInt64) -> UInt64 = { $1 },
               inspectDisk: @escaping @Sendable ([UInt8]) -> Void = { _ in }) async throws -> GuestResult
@@ -204,7 +205,7 @@ func runGuest(_ name: String, commandLine: String = "", epochClock: EpochClock =
         let machine = try X86Machine(image: try Guests.image(name), memorySize: memorySize,
                                      commandLine: commandLine, diskSectors: diskSectors,
                                      epochClock: epochClock, environment: environment)
-        let result = try drive(machine, environment, epochLength: epochLength, input: input)
+        let result = try drive(machine, environment, epochLength: epochLength, maxEpochs: maxEpochs, input: input)
         if let disk { inspectDisk(disk.contents) }
         return result
     }
