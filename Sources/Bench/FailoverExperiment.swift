@@ -42,9 +42,7 @@ enum FailoverExperiment {
     }
 
     /// Reads a replica's statistics file.
-    static func snapshot(_ path: String) -> ReplicationStatus.Snapshot? {
-        FileManager.default.contents(atPath: path).flatMap { try? JSONDecoder().decode(ReplicationStatus.Snapshot.self, from: $0) }
-    }
+    static func snapshot(_ path: String) -> ReplicationStatus.Snapshot? { ReplicationStatus.Snapshot.load(path) }
 
     static func trial(_ context: BenchContext, engine: String, arch: String, failure: String, timeout: Int, index: Int) -> FailoverTrial {
         var result = FailoverTrial(engine: engine, failure: failure, timeoutMilliseconds: timeout, trial: index,
@@ -64,7 +62,7 @@ enum FailoverExperiment {
         // noticed, so the backup goes live in the middle of the run and then finishes it.
         let seconds = plan.failoverDelay + (failure == "SIGSTOP" ? Double(timeout) / 1000 : 0) + 0.6
         let ticks = max(20, Int(seconds * 100))
-        let common = ["--timeout", "\(timeout)", "--no-status-line", "--arbiter-dir", directory, "--clock", "host",
+        let common = driver.keyArguments + ["--timeout", "\(timeout)", "--no-status-line", "--arbiter-dir", directory, "--clock", "host",
                       "--cmdline", "ticks=\(ticks) hz=100", driver.guests.path(arch, "ticks")]
         let portFile = directory + "/port", primaryStats = directory + "/primary.json", backupStats = directory + "/backup.json"
         let primary: RunningProcess
@@ -101,7 +99,7 @@ enum FailoverExperiment {
             return result
         }
         let replicatingDeadline = BenchClock.now() + 30
-        while backup.isRunning && snapshot(backupStats)?.state != "replaying" && BenchClock.now() < replicatingDeadline {
+        while backup.isRunning && snapshot(backupStats)?.state != .replaying && BenchClock.now() < replicatingDeadline {
             usleep(2000)
         }
         usleep(UInt32(plan.failoverDelay * 1e6))
@@ -112,7 +110,7 @@ enum FailoverExperiment {
         var state: ReplicationStatus.Snapshot?
         while BenchClock.now() < liveDeadline {
             state = snapshot(backupStats)
-            if let s = state, s.stateEnteredAt["live"] != nil || s.state.hasPrefix("finished") || s.state == "failed" { break }
+            if let s = state, s.stateEnteredAt[.live] != nil || s.state.isFinal { break }
             if !backup.isRunning { state = snapshot(backupStats); break }
             usleep(2000)
         }
@@ -120,15 +118,15 @@ enum FailoverExperiment {
         let backupOutcome = backup.wait(timeout: backup.startedAt - primary.startedAt + seconds + Double(timeout) / 1000 + 60)
         let primaryOutcome = primary.wait(timeout: seconds + Double(timeout) / 1000 + 60)
         state = snapshot(backupStats) ?? state
-        result.detectionSeconds = state?.stateEnteredAt["taking over"].map { $0 - signalledAt }
-        result.liveSeconds = state?.stateEnteredAt["live"].map { $0 - signalledAt }
+        result.detectionSeconds = state?.stateEnteredAt[.takingOver].map { $0 - signalledAt }
+        result.liveSeconds = state?.stateEnteredAt[.live].map { $0 - signalledAt }
         result.backupStatus = backupOutcome.signaled ? nil : backupOutcome.status
         result.primaryStatus = primaryOutcome.signaled ? nil : primaryOutcome.status
         result.primarySignaled = primaryOutcome.signaled
         // The backup must go live and finish the guest (status 0); a killed primary stays dead,
         // a frozen one wakes to find the arbiter taken and stops (78) without output.
         var problems: [String] = []
-        if result.liveSeconds == nil { problems.append("the backup never went live (state \(state?.state ?? "unknown"))") }
+        if result.liveSeconds == nil { problems.append("the backup never went live (state \(state.map { "\($0.state)" } ?? "unknown"))") }
         if !backupOutcome.exited(with: 0) { problems.append("backup \(backupOutcome.ending): \(backupOutcome.lastErrorLine)") }
         if !backupOutcome.stdout.contains("ticks count=") && !primaryOutcome.stdout.contains("ticks count=") {
             problems.append("neither replica printed the ticks result")

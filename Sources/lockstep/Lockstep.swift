@@ -16,7 +16,7 @@ struct Lockstep: ParsableCommand {
             """,
         version: version,
         subcommands: [RunCommand.self, PrimaryCommand.self, BackupCommand.self,
-                      PairCommand.self, DoctorCommand.self, BenchCommand.self])
+                      PairCommand.self, KeygenCommand.self, DoctorCommand.self, BenchCommand.self])
 
     /// This build's version, as `--version` prints it.
     static let version: String = {
