@@ -25,12 +25,14 @@ public final class ReplicationStatus: @unchecked Sendable {
         public var status: Int32?
         /// When each state was entered (seconds since 1970), e.g. when a backup went live.
         public var stateEnteredAt: [ReplicaState: Double] = [:]
+        /// The epochs executed when each state was entered (e.g. where a backup took over).
+        public var stateEnteredAtEpoch: [ReplicaState: UInt64] = [:]
         public var finalDigest: String?
         public var primaryFinalDigest: String?
 
         private enum CodingKeys: String, CodingKey {
             case role, state, epoch, backupLag, bytesSent, bytesReceived, sendBytesPerSecond, elapsedSeconds
-            case status, stateEnteredAt, finalDigest, primaryFinalDigest
+            case status, stateEnteredAt, stateEnteredAtEpoch, finalDigest, primaryFinalDigest
         }
 
         public init(role: ReplicaRole, state: ReplicaState) {
@@ -62,6 +64,8 @@ public final class ReplicationStatus: @unchecked Sendable {
             status = try c.decodeIfPresent(Int32.self, forKey: .status)
             let entered = try c.decodeIfPresent([String: Double].self, forKey: .stateEnteredAt) ?? [:]
             stateEnteredAt = Dictionary(uniqueKeysWithValues: entered.compactMap { k, v in ReplicaState(rawValue: k).map { ($0, v) } })
+            let epochs = try c.decodeIfPresent([String: UInt64].self, forKey: .stateEnteredAtEpoch) ?? [:]
+            stateEnteredAtEpoch = Dictionary(uniqueKeysWithValues: epochs.compactMap { k, v in ReplicaState(rawValue: k).map { ($0, v) } })
             finalDigest = try c.decodeIfPresent(String.self, forKey: .finalDigest)
             primaryFinalDigest = try c.decodeIfPresent(String.self, forKey: .primaryFinalDigest)
         }
@@ -78,6 +82,7 @@ public final class ReplicationStatus: @unchecked Sendable {
             try c.encode(elapsedSeconds, forKey: .elapsedSeconds)
             try c.encodeIfPresent(status, forKey: .status)
             try c.encode(Dictionary(uniqueKeysWithValues: stateEnteredAt.map { ($0.key.rawValue, $0.value) }), forKey: .stateEnteredAt)
+            try c.encode(Dictionary(uniqueKeysWithValues: stateEnteredAtEpoch.map { ($0.key.rawValue, $0.value) }), forKey: .stateEnteredAtEpoch)
             try c.encodeIfPresent(finalDigest, forKey: .finalDigest)
             try c.encodeIfPresent(primaryFinalDigest, forKey: .primaryFinalDigest)
         }
@@ -136,6 +141,7 @@ public final class ReplicationStatus: @unchecked Sendable {
         snapshot.state = state
         let now = Date()
         snapshot.stateEnteredAt[state] = snapshot.stateEnteredAt[state] ?? now.timeIntervalSince1970
+        snapshot.stateEnteredAtEpoch[state] = snapshot.stateEnteredAtEpoch[state] ?? epochWord.load(ordering: .relaxed)
         write(now)
     }
 

@@ -12,16 +12,24 @@ struct BackupCommand: ParsableCommand {
     @Option(help: "The primary to follow (HOST:PORT).")
     var connect: String
 
-    @Option(name: .customLong("connect-timeout"), help: "Seconds to keep trying to reach the primary.")
-    var connectTimeout: Double = 30
+    @Option(name: .customLong("connect-timeout"),
+            help: ArgumentHelp("How long to keep trying to reach the primary: a duration (500ms, 30s, 2m; a bare number is in seconds) (default: 30s).",
+                               valueName: "duration"))
+    var connectTimeout: String = "30s"
+
+    func validate() throws {
+        _ = try connectTimeoutDuration()
+    }
+
+    private func connectTimeoutDuration() throws -> Duration {
+        try OptionValues.duration(connectTimeout, option: "--connect-timeout", range: .zero ... .seconds(86_400))
+    }
 
     @OptionGroup var replication: ReplicationOptions
     @OptionGroup var guest: GuestOptions
 
     func run() throws {
-        guard let endpoint = Endpoint(connect) else {
-            throw CLIFailure("--connect \(connect): expected HOST:PORT", status: ExitStatus.usage)
-        }
+        let endpoint = try PrimaryCommand.endpoint(connect, option: "--connect", defaultHost: "127.0.0.1")
         let setup = try guest.setup()
         let settings = try replication.settings(for: setup)
         let status = ReplicationStatus(role: .backup, statsPath: replication.statsJSON,
@@ -29,20 +37,21 @@ struct BackupCommand: ParsableCommand {
         let key = try replication.key { status.message($0) }
         let watchdog = MachineWatchdog()
         let network = ReplicationNetwork()
-        let timing = ConnectionTiming(timeoutMilliseconds: replication.timeout)
+        let timing = ConnectionTiming(timeoutMilliseconds: replication.timeoutMilliseconds)
         let connection: ReplicationConnection
+        status.message("connecting to the primary at \(endpoint) (trying for up to \(DurationParser.describe(try connectTimeoutDuration())))")
         do {
             connection = try network.connect(
                 to: endpoint, timing: timing,
                 credentials: .init(key: key, identity: ReplicaIdentity(setup: setup), watchdog: watchdog),
-                until: Date(timeIntervalSinceNow: connectTimeout))
+                until: Date(timeIntervalSinceNow: Double(DurationParser.nanoseconds(try connectTimeoutDuration())) / 1e9))
         } catch let failure as HandshakeFailure {
             network.shutdown()
             throw CLIFailure("replication with the primary at \(endpoint) failed: \(failure)",
                              status: failure.isTransient ? ExitStatus.unavailable : ExitStatus.replicationFailed)
         } catch {
             network.shutdown()
-            throw CLIFailure("cannot reach the primary at \(endpoint): \(error)", status: ExitStatus.unavailable)
+            throw CLIFailure("cannot reach the primary at \(endpoint): \(NetworkErrorText.describe(error))", status: ExitStatus.unavailable)
         }
         let disk = DiskHandoff(try setup.openDisk(sharing: .pair(token: connection.session)))
         let arbiter = Arbiter(replication.arbiter.specification(for: setup), session: connection.session, status: status)

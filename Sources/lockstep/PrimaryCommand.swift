@@ -22,9 +22,7 @@ struct PrimaryCommand: ParsableCommand {
     @OptionGroup var guest: GuestOptions
 
     func run() throws {
-        guard let endpoint = Endpoint(listen) else {
-            throw CLIFailure("--listen \(listen): expected HOST:PORT", status: ExitStatus.usage)
-        }
+        let endpoint = try Self.endpoint(listen, option: "--listen", defaultHost: "0.0.0.0")
         let killPoint = try killAtEpoch.map { try ReplicationOptions.killPoint($0, option: "--kill-at-epoch") }
         let setup = try guest.setup()
         let settings = try replication.settings(for: setup)
@@ -32,7 +30,7 @@ struct PrimaryCommand: ParsableCommand {
                                        statusLine: !replication.noStatusLine)
         let watchdog = MachineWatchdog()
         let network = ReplicationNetwork()
-        let timing = ConnectionTiming(timeoutMilliseconds: replication.timeout)
+        let timing = ConnectionTiming(timeoutMilliseconds: replication.timeoutMilliseconds)
         // The session names this pair's arbiter; the backup learns it in the handshake.
         var generator = SystemRandomNumberGenerator()
         let session = (0..<IdentityMessage.sessionSize).map { _ in UInt8.random(in: 0...255, using: &generator) }
@@ -48,9 +46,9 @@ struct PrimaryCommand: ParsableCommand {
                 credentials: .init(key: key, identity: ReplicaIdentity(setup: setup), watchdog: watchdog),
                 session: session) { status.message($0) }
         } catch {
-            throw CLIFailure("cannot listen on \(endpoint): \(error)", status: ExitStatus.unavailable)
+            throw CLIFailure("cannot listen on \(endpoint): \(NetworkErrorText.describe(error))", status: ExitStatus.unavailable)
         }
-        status.message("listening on \(endpoint.host):\(listener.port)")
+        status.message("listening on \(Endpoint(host: endpoint.host, port: listener.port))")
         if let portFile {
             try Data("\(listener.port)\n\(arbiter.path)\n".utf8).write(to: URL(fileURLWithPath: portFile))
         }
@@ -67,5 +65,16 @@ struct PrimaryCommand: ParsableCommand {
             console: HostConsole(input: .standardInput, output: .standardOutput), disk: disk,
             faults: killPoint.map { FaultInjection.kill(at: $0, status: status) })
         try runReplicaCommand(.primary, connection: connection, arbiter: arbiter, context: context, network: network)
+    }
+}
+
+extension PrimaryCommand {
+    /// An address option in QEMU's spellings (`HOST:PORT`, `[IPV6]:PORT`, `:PORT` for
+    /// `defaultHost`), or its one-line refusal.
+    static func endpoint(_ text: String, option: String, defaultHost: String) throws -> Endpoint {
+        switch HostPort.parse(text) {
+        case .success(let address): return Endpoint(host: address.host ?? defaultHost, port: address.port)
+        case .failure(let error): throw CLIFailure("\(option) \(text): \(error)", status: ExitStatus.usage)
+        }
     }
 }

@@ -45,7 +45,7 @@ import Testing
 
     @Test("usage errors are one line that says where to look", arguments: [
         (["run"], "missing expected argument '<guest>' (see lockstep run --help)"),
-        (["frobnicate"], "unknown command 'frobnicate': expected run, primary, backup, pair, doctor, bench"),
+        (["frobnicate"], "unknown command 'frobnicate': expected run, primary, backup, pair, keygen, doctor, bench"),
         (["run", "--bogus", "x.elf"], "unknown option '--bogus' (see lockstep run --help)"),
         (["run", "--log-level", "chatty", "x.elf"], "--log-level chatty: expected trace, debug, info, notice, warning, error, critical"),
         (["run", "-q", "--log-level", "debug", "x.elf"], "--quiet and --log-level set the same thing"),

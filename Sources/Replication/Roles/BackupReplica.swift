@@ -316,6 +316,11 @@ final class BackupReplica {
                                   events: uncertain + environment.host.takeEvents(consoleRoom: machine.consoleInputRoom))
         let session = LocalSession(machine: machine, environment: environment,
                                    epochLength: context.setup.epochLength, timing: timing)
+        // Live, the epochs go on counting in the status (`lockstep pair` shows them advance).
+        session.boundaryObserver = { [status] epochs in
+            status.progress(epoch: epochs, lag: 0)
+            return .proceed
+        }
         return try session.run(epochs: rules.epoch + 1)
     }
 }

@@ -128,7 +128,7 @@ public final class ReplicationNetwork: Sendable {
             } catch {
                 failure = error
             }
-            if Date() >= deadline { throw failure }
+            if Date() >= deadline || NetworkErrorText.isPermanent(failure) { throw failure }
             Thread.sleep(forTimeInterval: 0.05)
         }
     }
