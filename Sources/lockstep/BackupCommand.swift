@@ -9,11 +9,11 @@ struct BackupCommand: ParsableCommand {
         commandName: "backup",
         abstract: "Run a guest as the backup of a replicated pair: follow the primary one epoch behind, take over when it fails.")
 
-    @Option(help: "The primary to follow (HOST:PORT).")
+    @Option(help: "The primary to follow: HOST:PORT, [IPV6]:PORT or :PORT (this host).")
     var connect: String
 
     @Option(name: .customLong("connect-timeout"),
-            help: ArgumentHelp("How long to keep trying to reach the primary: a duration (500ms, 30s, 2m; a bare number is in seconds) (default: 30s).",
+            help: ArgumentHelp("How long to keep trying to reach the primary: a duration (500ms, 30s, 2m; a bare number is in seconds).",
                                valueName: "duration"))
     var connectTimeout: String = "30s"
 

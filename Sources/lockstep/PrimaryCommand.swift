@@ -9,13 +9,15 @@ struct PrimaryCommand: ParsableCommand {
         commandName: "primary",
         abstract: "Run a guest as the primary of a replicated pair: wait for a backup, then run in lockstep with it.")
 
-    @Option(help: "Where to listen for the backup (HOST:PORT; port 0 picks one).")
+    @Option(help: "Where to listen for the backup: HOST:PORT, [IPV6]:PORT or :PORT (all addresses); port 0 picks a free one.")
     var listen: String
 
-    @Option(name: .customLong("port-file"), help: .hidden)
+    @Option(name: .customLong("port-file"),
+            help: "Once listening, write the port (and the arbiter file's path) to this file, one per line: for scripts, with port 0.")
     var portFile: String?
 
-    @Option(name: .customLong("kill-at-epoch"), help: .hidden)
+    @Option(name: .customLong("kill-at-epoch"),
+            help: "Fault injection: kill this process with SIGKILL at this epoch's boundary; N:PHASE picks a phase (boundary, logged, acknowledged, performed).")
     var killAtEpoch: String?
 
     @OptionGroup var replication: ReplicationOptions

@@ -5,7 +5,7 @@ import Replication
 
 /// Options shared by `primary`, `backup` and `pair`.
 struct ReplicationOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Failure detection: a peer silent this long is declared failed: 10ms to 10m; a bare number is in milliseconds (default: 1s).",
+    @Option(help: ArgumentHelp("Failure detection: a peer silent this long is declared failed: 10ms to 10m; a bare number is in milliseconds.",
                                valueName: "duration"))
     var timeout: String = "1s"
 
@@ -28,7 +28,7 @@ struct ReplicationOptions: ParsableArguments {
     @Flag(help: "Run without a key: anyone who can reach the primary can join or pose as it (prints a warning).")
     var insecure = false
 
-    @Flag(name: .customLong("no-status-line"), help: .hidden)
+    @Flag(name: .customLong("no-status-line"), help: "Draw no status line on the terminal (messages still appear).")
     var noStatusLine = false
 
     /// Usage errors: ArgumentParser exits 64 (EX_USAGE) for a `ValidationError`, with one line.
