@@ -25,11 +25,29 @@ struct BackupCommand: ParsableCommand {
         try OptionValues.duration(connectTimeout, option: "--connect-timeout", range: .zero ... .seconds(86_400))
     }
 
+    @Flag(help: "Join a primary whose guest already runs: receive its state while it runs, then follow it.")
+    var join = false
+
+    @Option(name: .customLong("lead-on"),
+            help: "After taking over, take new backups (lockstep backup --join) on this HOST:PORT (port 0 picks one).")
+    var leadOn: String?
+
+    @Option(help: "With --lead-on: the backups to keep after taking over.")
+    var backups: Int = 1
+
+    @Option(name: .customLong("port-file"),
+            help: "With --lead-on: once listening, write the port (and the arbiter file's path) to this file, one per line.")
+    var portFile: String?
+
     @OptionGroup var replication: ReplicationOptions
     @OptionGroup var guest: GuestOptions
 
     func run() throws {
         let endpoint = try PrimaryCommand.endpoint(connect, option: "--connect", defaultHost: "127.0.0.1")
+        let leadEndpoint = try leadOn.map { try PrimaryCommand.endpoint($0, option: "--lead-on", defaultHost: "0.0.0.0") }
+        guard (1...ReplicationOptions.maximumBackups).contains(backups) else {
+            throw CLIFailure("--backups \(backups): expected 1 to \(ReplicationOptions.maximumBackups)", status: ExitStatus.usage)
+        }
         let setup = try guest.setup()
         let settings = try replication.settings(for: setup)
         let status = ReplicationStatus(role: .backup, statsPath: replication.statsJSON,
@@ -44,6 +62,7 @@ struct BackupCommand: ParsableCommand {
             connection = try network.connect(
                 to: endpoint, timing: timing,
                 credentials: .init(key: key, identity: ReplicaIdentity(setup: setup), watchdog: watchdog),
+                purpose: join ? .joinRunning : .replicateFromBoot,
                 until: Date(timeIntervalSinceNow: Double(DurationParser.nanoseconds(try connectTimeoutDuration())) / 1e9))
         } catch let failure as HandshakeFailure {
             network.shutdown()
@@ -55,10 +74,33 @@ struct BackupCommand: ParsableCommand {
         }
         let disk = DiskHandoff(try setup.openDisk(sharing: .pair(token: connection.session)))
         let arbiter = Arbiter(replication.arbiter.specification(for: setup), session: connection.session, status: status)
-        status.message("following the primary at \(endpoint)")
+        status.message(join ? "joining the running primary at \(endpoint)" : "following the primary at \(endpoint)")
         status.startRefreshing()
+        let specification = replication.arbiter.specification(for: setup)
+        let portFile = portFile
+        let intake = leadEndpoint.map { endpoint in
+            BackupIntake(
+                maximumBackups: backups, session: connection.session,
+                listener: { session in
+                    let listener = try network.listen(
+                        on: endpoint, timing: timing,
+                        credentials: .init(key: key, identity: ReplicaIdentity(setup: setup), watchdog: watchdog),
+                        session: session) { status.message($0) }
+                    status.message("taking new backups on \(endpoint.host):\(listener.port)")
+                    if let portFile {
+                        try Data("\(listener.port)\n".utf8).write(to: URL(fileURLWithPath: portFile), options: .atomic)
+                    }
+                    return listener
+                },
+                arbiter: { next in
+                    let arbiter = Arbiter(specification, session: next, status: status)
+                    try arbiter.register(claimant: "backup pid \(getpid())")
+                    return arbiter
+                })
+        }
         let context = ReplicaContext(setup: setup, settings: settings, status: status, watchdog: watchdog,
-                                     console: HostConsole(input: .standardInput, output: .standardOutput), disk: disk)
+                                     console: HostConsole(input: .standardInput, output: .standardOutput), disk: disk,
+                                     intake: intake)
         try runReplicaCommand(.backup, connection: connection, arbiter: arbiter, context: context, network: network)
     }
 }

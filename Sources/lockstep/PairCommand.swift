@@ -26,6 +26,19 @@ struct PairCommand: ParsableCommand {
             help: "Kill the primary at this epoch's boundary; N:PHASE picks a phase (boundary, logged, acknowledged, performed).")
     var killPrimaryAtEpoch: String?
 
+    @Option(help: "Backups to run (each a process of its own); an output is released when every live backup holds it.")
+    var backups: Int = 1
+
+    @Flag(name: .customLong("no-reprotect"),
+          help: "After a failure, run on with the backups that are left instead of starting new ones that join the running guest.")
+    var noReprotect = false
+
+    @Option(name: .customLong("kill-primary-times"), help: .hidden)
+    var killPrimaryTimes: Int = 1
+
+    @Flag(name: .customLong("kill-a-backup-too"), help: .hidden)
+    var killABackupToo = false
+
     @OptionGroup var replication: ReplicationOptions
     @OptionGroup var guest: GuestOptions
 
@@ -39,6 +52,12 @@ struct PairCommand: ParsableCommand {
     }
 
     func run() throws {
+        guard (1...ReplicationOptions.maximumBackups).contains(backups) else {
+            throw CLIFailure("--backups \(backups): expected 1 to \(ReplicationOptions.maximumBackups)", status: ExitStatus.usage)
+        }
+        guard killPrimaryTimes >= 1 else {
+            throw CLIFailure("--kill-primary-times must be at least 1", status: ExitStatus.usage)
+        }
         _ = try replication.settings(for: guest.setup())
         if killPrimaryAfter != nil && killPrimaryAtEpoch != nil {
             throw CLIFailure("--kill-primary-after and --kill-primary-at-epoch cannot be combined", status: ExitStatus.usage)
@@ -64,7 +83,8 @@ struct PairCommand: ParsableCommand {
 
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         var primaryArguments = ["primary", "--listen", "127.0.0.1:0", "--port-file", portFile,
-                                "--stats-json", primaryStats, "--no-status-line", "--key-file", keyFile]
+                                "--stats-json", primaryStats, "--no-status-line", "--key-file", keyFile,
+                                "--backups", "\(backups)"]
         if let killPrimaryAtEpoch { primaryArguments += ["--kill-at-epoch", killPrimaryAtEpoch] }
         let console = PairConsole(terminal: TerminalStatus(wanted: !replication.noStatusLine && !guest.log.quiet))
         let primary = try console.start(executable, primaryArguments + replication.arguments + guest.arguments)
@@ -75,26 +95,40 @@ struct PairCommand: ParsableCommand {
             throw CLIFailure("the primary did not start (exit status \(primary.terminationStatus))",
                              status: primary.terminationStatus == 0 ? ExitStatus.internalError : primary.terminationStatus)
         }
-        defer { if let arbiterPath { try? FileManager.default.removeItem(atPath: arbiterPath) } }
-        let backup = try console.start(executable, ["backup", "--connect", "127.0.0.1:\(port)",
-                                                     "--stats-json", backupStats, "--no-status-line", "--key-file", keyFile]
-                                       + replication.arguments + guest.arguments)
-        let interruption = forwardTerminationSignals(to: [primary, backup])
+        defer { if let arbiterPath { Self.removeArbiterFiles(of: arbiterPath) } }
+        let fleet = PairFleet(work: work, executable: executable, console: console, backups: backups,
+                              reprotect: !noReprotect,
+                              common: ["--no-status-line", "--key-file", keyFile] + replication.arguments,
+                              guest: guest.arguments)
+        fleet.adopt(primary, stats: primaryStats, portFile: portFile)
+        var firstBackup: ReplicaProcess?
+        for index in 0..<backups {
+            let stats = index == 0 ? backupStats : work.appendingPathComponent("backup-\(index).json").path
+            let process = try fleet.startBackup(port: port, join: false, stats: stats)
+            if firstBackup == nil { firstBackup = process }
+        }
+        let backup = firstBackup!
+        let interruption = forwardTerminationSignals(to: fleet)
         stopPrimaryIfBackupNeverJoins(primary: primary, backup: backup, primaryStats: primaryStats, console: console)
         console.startInput()
-        if let killDelay { killPrimary(primary, after: killDelay, from: primaryStats) }
-        let display = PairStatusDisplay(primary: primary, backup: backup, primaryStats: primaryStats, backupStats: backupStats,
-                                        console: console, events: guest.log.level <= .notice)
+        if killPrimaryTimes > 1 || killABackupToo {
+            let seconds = killDelay.map { Double(DurationParser.nanoseconds($0)) / 1e9 } ?? 0.5
+            fleet.killLeaders(times: killPrimaryTimes, after: seconds, backupToo: killABackupToo)
+        } else if let killDelay {
+            killPrimary(primary, after: killDelay, from: primaryStats)
+        }
+        let display = PairStatusDisplay(fleet: fleet, console: console, events: guest.log.level <= .notice)
         display.start()
-        primary.waitForExit()
+        fleet.supervise()
         let primaryExitedAt = primary.exitedAt
-        backup.waitForExit()
+        fleet.waitForAll()
         display.stop()
         console.finish()
 
+        let status = fleet.status(primary: primary, backup: backup)
         if let statsJSON = replication.statsJSON {
-            writeCombinedStats(to: statsJSON, primary: primary, backup: backup, primaryExitedAt: primaryExitedAt,
-                               primaryStats: primaryStats, backupStats: backupStats)
+            writeCombinedStats(to: statsJSON, primary: primary, primaryExitedAt: primaryExitedAt,
+                               primaryStats: primaryStats, backupStats: backupStats, fleet: fleet, status: status)
         }
         if let signal = interruption.signal { throw ExitCode(128 + signal) }
         if (killDelay != nil || killPrimaryAtEpoch != nil) && primary.terminationReason == .exit {
@@ -102,10 +136,10 @@ struct PairCommand: ParsableCommand {
             let option = killPrimaryAtEpoch.map { "--kill-primary-at-epoch \($0)" } ?? "--kill-primary-after \(killPrimaryAfter ?? "")"
             console.message("lockstep pair: \(option): the guest finished\(epoch) before the kill; the primary was not killed")
         }
-        throw ExitCode(Self.status(primary: primary, backup: backup))
+        throw ExitCode(status)
     }
 
-    /// Kills the primary with SIGKILL `delay` after the backup joined (the primary replicating),
+    /// Kills the primary with SIGKILL `delay` after its backups joined (the primary replicating),
     /// so that a kill shows a takeover however long the start took; never if it stopped first.
     private func killPrimary(_ primary: ReplicaProcess, after delay: Duration, from primaryStats: String) {
         let pid = primary.processIdentifier
@@ -122,19 +156,35 @@ struct PairCommand: ParsableCommand {
         }
     }
 
+    /// Removes the arbiter's claim files of every session of this pair (a replica that leads a
+    /// new pair after a failover makes a new session that keeps the first's first four bytes).
+    static func removeArbiterFiles(of path: String) {
+        let url = URL(fileURLWithPath: path)
+        let name = url.lastPathComponent
+        guard name.hasPrefix(".lockstep-arbiter-") else {
+            try? FileManager.default.removeItem(atPath: path)
+            return
+        }
+        let prefix = String(name.prefix(".lockstep-arbiter-".count + 8))
+        let directory = url.deletingLastPathComponent()
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        for other in names where other.hasPrefix(prefix) {
+            try? FileManager.default.removeItem(at: directory.appendingPathComponent(other))
+        }
+    }
+
     /// From here on SIGINT, SIGTERM and SIGHUP stop the replicas (with SIGTERM) instead of this
     /// process, which then cleans up (its work directory, the arbiter file) and exits 128 + the
     /// signal. Handlers are installed only after the replicas started, so they keep the default
     /// dispositions.
-    private func forwardTerminationSignals(to replicas: [ReplicaProcess]) -> Interruption {
+    private func forwardTerminationSignals(to fleet: PairFleet) -> Interruption {
         let interruption = Interruption()
-        let pids = replicas.map(\.processIdentifier)
         for number in [SIGINT, SIGTERM, SIGHUP] {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
                 interruption.record(number)
-                for pid in pids { kill(pid, SIGTERM) }
+                fleet.stopAll()
             }
             source.resume()
             interruption.keep(source)
@@ -184,8 +234,8 @@ struct PairCommand: ParsableCommand {
         return nil
     }
 
-    private func writeCombinedStats(to path: String, primary: ReplicaProcess, backup: ReplicaProcess, primaryExitedAt: Double?,
-                                    primaryStats: String, backupStats: String)
+    private func writeCombinedStats(to path: String, primary: ReplicaProcess, primaryExitedAt: Double?,
+                                    primaryStats: String, backupStats: String, fleet: PairFleet, status: Int32)
     {
         func load(_ path: String) -> Any {
             guard let data = FileManager.default.contents(atPath: path),
@@ -194,12 +244,23 @@ struct PairCommand: ParsableCommand {
             return object
         }
         let killed = primary.terminationReason == .uncaughtSignal
+        let members = fleet.members
         let document: [String: Any] = [
             "primary": load(primaryStats),
             "backup": load(backupStats),
             "primaryKilled": killed,
             "primaryExitedAt": primaryExitedAt ?? 0,
-            "status": Int(Self.status(primary: primary, backup: backup)),
+            "status": Int(status),
+            "failovers": fleet.failovers,
+            "replicas": members.map { member -> [String: Any] in
+                [
+                    "stats": load(member.stats),
+                    "killed": member.process.terminationReason == .uncaughtSignal,
+                    "exitStatus": Int(member.process.terminationStatus),
+                    "joined": member.joined,
+                ]
+            },
+            "protectedAgainAfter": members.flatMap { ReplicationStatus.Snapshot.load($0.stats)?.protectedAgainAfter ?? [] },
         ]
         if let data = try? JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys]) {
             try? data.write(to: URL(fileURLWithPath: path), options: .atomic)
@@ -243,21 +304,26 @@ final class ReplicaProcess: Process, @unchecked Sendable {
     var exitedAt: Double? { lock.withLock { exitTime } }
 }
 
-/// The shared console of a pair: standard input copied to both replicas, their standard
-/// outputs copied to ours. The backup prints nothing until it is live, which is after the primary
-/// died; everything the primary wrote before dying is copied first, so output keeps its order.
+/// The shared console of a pair: standard input copied to every replica (one that starts
+/// later first gets everything read so far, so every replica sees the same input stream), their
+/// standard outputs copied to ours. A replica prints nothing until it is live, which is after
+/// every replica started before it has died or stopped; so each replica's output is copied only
+/// once the output of every replica started before it has ended, and output keeps its order.
 /// The replicas' messages (their standard error) and the pair's own come through here too, each
 /// on a line of its own: never glued to a line the guest has not finished.
 final class PairConsole: @unchecked Sendable {
     /// The status row, whose `message` puts lines above the cursor's while it is shown.
     let terminal: TerminalStatus
     private let outputLock = NSLock()
-    private var inputs: [FileHandle] = []
-    private let relaysDone = DispatchGroup()
-    /// Signalled when the first replica's (the primary's) output has ended.
-    private let firstOutputEnded = DispatchSemaphore(value: 0)
     /// Where the terminal's cursor is after what was copied; guarded by `outputLock`.
     private var line = LinePosition.start
+    private let lock = NSLock()
+    // Guarded by `lock`.
+    private var inputs: [FileHandle] = []
+    private var backlog: [UInt8] = []
+    private var inputEnded = false
+    private var ended: [DispatchSemaphore] = []
+    private let relaysDone = DispatchGroup()
 
     private enum LinePosition {
         /// At the start of a line: a message can be written as it is.
@@ -280,19 +346,28 @@ final class PairConsole: @unchecked Sendable {
         process.standardInput = input
         process.standardOutput = output
         process.standardError = errors
-        try process.run()
-        inputs.append(input.fileHandleForWriting)
+        let mine = DispatchSemaphore(value: 0)
+        let earlier: [DispatchSemaphore] = try lock.withLock {
+            try process.run()
+            let writer = input.fileHandleForWriting
+            if !backlog.isEmpty { try? writer.write(contentsOf: Data(backlog)) }
+            if inputEnded { try? writer.close() } else { inputs.append(writer) }
+            defer { ended.append(mine) }
+            return ended
+        }
         relaysDone.enter()
         relaysDone.enter()
         let reader = output.fileHandleForReading
-        let isFirst = inputs.count == 1
         let thread = Thread { [self] in
-            var waited = isFirst
+            var waited = earlier.isEmpty
             while true {
                 let data = HostConsole.readChunk(from: reader, what: "a replica's output")
                 if data.isEmpty { break }
                 if !waited {
-                    firstOutputEnded.wait()
+                    for other in earlier {
+                        other.wait()
+                        other.signal()
+                    }
                     waited = true
                 }
                 outputLock.withLock {
@@ -301,7 +376,7 @@ final class PairConsole: @unchecked Sendable {
                     line = data.last == UInt8(ascii: "\n") ? .start : .guestLine
                 }
             }
-            if isFirst { firstOutputEnded.signal() }
+            mine.signal()
             relaysDone.leave()
         }
         thread.start()
@@ -344,14 +419,20 @@ final class PairConsole: @unchecked Sendable {
 
     /// Starts copying standard input to every replica.
     func startInput() {
-        let targets = inputs
-        let thread = Thread {
+        let thread = Thread { [self] in
             while true {
                 let data = HostConsole.readChunk(from: .standardInput, what: "standard input")
                 if data.isEmpty { break }
-                for target in targets { try? target.write(contentsOf: data) }
+                lock.withLock {
+                    backlog += data
+                    for target in inputs { try? target.write(contentsOf: data) }
+                }
             }
-            for target in targets { try? target.close() }
+            lock.withLock {
+                inputEnded = true
+                for target in inputs { try? target.close() }
+                inputs.removeAll()
+            }
         }
         thread.start()
     }

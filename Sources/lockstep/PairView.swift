@@ -32,14 +32,23 @@ enum ReplicaEnd: Equatable, Sendable, CustomStringConvertible {
         default: "signal \(signal)"
         }
     }
+
+    /// How `process` ended, if it did.
+    static func of(_ process: ReplicaProcess) -> ReplicaEnd? {
+        guard process.exitedAt != nil else { return nil }
+        return process.terminationReason == .uncaughtSignal ? .killed(signal: process.terminationStatus) : .exited(process.terminationStatus)
+    }
 }
 
-/// One look at the pair: the replicas' statistics files and how their processes ended, if they did.
+/// One look at the pair: the leading replica (its number, 0 for the primary started first, its
+/// statistics, how its process ended if it did), how the previous leader ended, and how many
+/// other replicas run.
 struct PairObservation: Sendable {
-    var primary: ReplicationStatus.Snapshot?
-    var backup: ReplicationStatus.Snapshot?
-    var primaryEnd: ReplicaEnd?
-    var backupEnd: ReplicaEnd?
+    var leaderNumber: Int
+    var leader: ReplicationStatus.Snapshot?
+    var leaderEnd: ReplicaEnd?
+    var previousLeaderEnd: ReplicaEnd?
+    var others: Int
     /// When the pair started and when this look was taken (seconds since 1970).
     var started: Double
     var now: Double
@@ -49,92 +58,79 @@ struct PairObservation: Sendable {
 }
 
 /// What `lockstep pair` shows of its replicas: a state machine fed with observations, which gives
-/// the status line (who is live, the backup's lag in epochs, the channel's rate) and, when the
-/// pair changes, the event to print as a line of its own (time, epoch, what happened).
+/// the status line (who is live, the backups' lag in epochs, the channel's rate) and, when the
+/// leader changes, the event to print as a line of its own (time, epoch, what happened).
 struct PairView {
     enum Phase: Equatable {
-        /// No backup has joined yet.
+        /// The primary has not started running the guest with its backups yet.
         case starting
-        /// The primary is live, the backup replays its epochs.
-        case replicating
-        /// The backup is gone; the primary goes on alone.
-        case primaryAlone(backupEnd: ReplicaEnd?, at: Double)
-        /// The primary failed; the backup finishes its last epoch and claims the arbiter.
-        case failingOver(primaryEnd: ReplicaEnd?, at: Double)
-        /// The backup won and is live.
-        case backupLive(primaryEnd: ReplicaEnd?, at: Double, epoch: UInt64)
+        /// Replica `leader` is live (0: the primary).
+        case leading(leader: Int)
+        /// The leader ended abnormally; a backup is taking over.
+        case failingOver(from: Int, end: ReplicaEnd?, at: Double)
     }
 
     private(set) var phase: Phase = .starting
+    private(set) var failovers = 0
+
+    static func name(_ number: Int) -> String { number == 0 ? "primary" : "backup \(number)" }
 
     /// Takes one observation; returns the events it shows, one line each.
     mutating func observe(_ o: PairObservation) -> [String] {
         var events: [String] = []
-        let backupState = o.backup?.state
-        // The failover: the backup's own states say when it noticed and when it went live.
-        if backupState == .takingOver || backupState == .live || backupState == .finishedLive {
-            let noticed = o.backup?.stateEnteredAt[.takingOver].map(o.since) ?? o.since(o.now)
-            switch phase {
-            case .starting, .replicating, .primaryAlone:
-                phase = .failingOver(primaryEnd: o.primaryEnd, at: noticed)
-            case .failingOver, .backupLive:
-                break
-            }
-            if case .failingOver(let primaryEnd, let at) = phase, backupState != .takingOver, let backup = o.backup {
-                let end = primaryEnd ?? o.primaryEnd
-                let live = backup.stateEnteredAt[.live].map(o.since) ?? o.since(o.now)
-                let epoch = backup.stateEnteredAtEpoch[.takingOver] ?? backup.stateEnteredAtEpoch[.live] ?? backup.epoch
-                phase = .backupLive(primaryEnd: end, at: at, epoch: epoch)
-                let what = end.map { "the primary \($0)" } ?? "the primary stopped answering"
-                events.append("failover at \(Self.seconds(at)): \(what); the backup took over after epoch \(epoch) "
-                              + "and is live since \(Self.seconds(live)) (\(Self.milliseconds(live - at)) later)")
-            }
-            return events
-        }
         switch phase {
         case .starting:
-            if o.primary?.state == .replicating || backupState == .replaying { phase = .replicating }
-        case .replicating:
-            if o.primary?.state == .alone || (o.backupEnd != nil && o.primaryEnd == nil && o.primary?.state.isFinal == false) {
-                let at = o.primary?.stateEnteredAt[.alone].map(o.since) ?? o.since(o.now)
-                phase = .primaryAlone(backupEnd: o.backupEnd, at: at)
-                let what = o.backupEnd.map { "the backup \($0)" } ?? "the backup is gone"
-                events.append("at \(Self.seconds(at)): \(what); the primary goes on alone at epoch \(o.primary?.epoch ?? 0)")
+            if let state = o.leader?.state, !state.awaitsBackup { phase = .leading(leader: o.leaderNumber) }
+        case .leading(let leader):
+            if o.leaderNumber != leader {
+                events.append(failover(from: leader, end: o.previousLeaderEnd, noticed: nil, o))
+            } else if let end = o.leaderEnd, o.others > 0 {
+                // A guest's own end (any exit but a lost arbiter) is no failure.
+                if case .exited(let status) = end, status != ExitStatus.lostArbiter { break }
+                phase = .failingOver(from: leader, end: end, at: o.since(o.now))
             }
-        case .primaryAlone, .failingOver, .backupLive:
-            break
+        case .failingOver(let from, let end, let at):
+            if o.leaderNumber != from { events.append(failover(from: from, end: end ?? o.previousLeaderEnd, noticed: at, o)) }
         }
         return events
+    }
+
+    private mutating func failover(from: Int, end: ReplicaEnd?, noticed: Double?, _ o: PairObservation) -> String {
+        failovers += 1
+        phase = .leading(leader: o.leaderNumber)
+        let backup = o.leader
+        let took = backup?.stateEnteredAt[.takingOver].map(o.since) ?? noticed ?? o.since(o.now)
+        let live = backup?.stateEnteredAt[.live].map(o.since) ?? o.since(o.now)
+        let epoch = backup?.stateEnteredAtEpoch[.takingOver] ?? backup?.stateEnteredAtEpoch[.live] ?? backup?.epoch ?? 0
+        let what = end.map { "the \(Self.name(from)) \($0)" } ?? "the \(Self.name(from)) failed"
+        return "failover at \(Self.seconds(took)): \(what); \(Self.name(o.leaderNumber)) took over after epoch \(epoch) "
+            + "and is live since \(Self.seconds(live)) (\(Self.milliseconds(live - took)) later)"
     }
 
     /// The status line for `o`.
     func statusLine(_ o: PairObservation) -> String {
         let clock = Self.seconds(o.since(o.now))
+        let history = failovers == 0 ? "" : " · \(failovers) failover\(failovers == 1 ? "" : "s")"
         switch phase {
         case .starting:
-            let primary = o.primaryEnd.map { "primary \($0.brief)" } ?? "primary \(o.primary?.state.description ?? "starting")"
-            let backup = o.backupEnd.map { "backup \($0.brief)" } ?? "backup \(o.backup?.state.description ?? "starting")"
-            return "pair: \(primary) · \(backup) · \(clock)"
-        case .replicating:
-            guard let p = o.primary else { return "pair: replicating · \(clock)" }
-            if p.state.isFinal || o.primaryEnd != nil {
-                return "pair: primary \(o.primaryEnd?.brief ?? p.state.description), epoch \(p.epoch) · backup \(o.backup?.state.description ?? "-") · \(clock)"
+            let state = o.leaderEnd.map { "primary \($0.brief)" } ?? "primary \(o.leader?.state.description ?? "starting")"
+            return "pair: \(state) · \(o.others) backup\(o.others == 1 ? "" : "s") starting · \(clock)"
+        case .failingOver(let from, let end, let at):
+            let what = end.map { "\(Self.name(from)) \($0.brief)" } ?? "\(Self.name(from)) failed"
+            return "pair: \(what) at \(Self.seconds(at)) · a backup is taking over · \(clock)\(history)"
+        case .leading(let leader):
+            guard let s = o.leader else { return "pair: \(Self.name(leader)) live · \(clock)\(history)" }
+            if let end = o.leaderEnd {
+                return "pair: \(Self.name(leader)) \(end.brief), epoch \(s.epoch) · \(clock)\(history)"
             }
-            let behind = p.backupLag == 1 ? "1 epoch behind" : "\(p.backupLag) epochs behind"
-            return "pair: primary live, epoch \(p.epoch) · backup \(o.backup?.state.description ?? "replaying"), \(behind) · "
-                + "\(Self.rate(p.sendBytesPerSecond)) to the backup · \(clock)"
-        case .primaryAlone(let backupEnd, let at):
-            let epoch = o.primary.map { "epoch \($0.epoch)" } ?? "-"
-            let state = o.primaryEnd.map { "primary \($0.brief)" } ?? "primary live, alone, \(epoch)"
-            return "pair: \(state) · backup \(backupEnd?.brief ?? "gone") at \(Self.seconds(at)) · \(clock)"
-        case .failingOver(let primaryEnd, let at):
-            let what = (primaryEnd ?? o.primaryEnd).map { "primary \($0.brief)" } ?? "primary silent"
-            return "pair: backup taking over, epoch \(o.backup?.epoch ?? 0) · \(what) at \(Self.seconds(at)) · \(clock)"
-        case .backupLive(let primaryEnd, let at, let epoch):
-            let live = o.backup.map { $0.state == .finishedLive ? "backup finished live, epoch \($0.epoch)" : "backup live, epoch \($0.epoch)" }
-                ?? "backup live"
-            let what = primaryEnd.map { "primary \($0.brief)" } ?? "primary failed"
-            return "pair: \(live) · \(clock) · \(what) at \(Self.seconds(at)), failover after epoch \(epoch)"
+            let followers: String
+            if o.others == 0 || s.backups == 0 {
+                followers = "no backup" + s.protectionText.replacingOccurrences(of: "  ", with: ", ")
+            } else {
+                let behind = s.backupLag == 1 ? "1 epoch behind" : "\(s.backupLag) epochs behind"
+                followers = "\(s.backups) backup\(s.backups == 1 ? "" : "s"), \(behind) · \(Self.rate(s.sendBytesPerSecond)) to them"
+            }
+            return "pair: \(Self.name(leader)) live, epoch \(s.epoch) · \(followers) · \(clock)\(history)"
         }
     }
 
@@ -147,13 +143,11 @@ struct PairView {
 }
 
 /// The pair's status on the terminal's last row (`TerminalStatus`), refreshed four times a second
-/// from the replicas' statistics files and processes, and the pair's events as lines of their own
-/// through the console. Events are printed with or without a terminal; the status row only on one.
+/// from the fleet's replicas (statistics files and processes), and the pair's events as lines of
+/// their own through the console. Events are printed with or without a terminal; the status row
+/// only on one.
 final class PairStatusDisplay: @unchecked Sendable {
-    private let primary: ReplicaProcess
-    private let backup: ReplicaProcess
-    private let primaryStats: String
-    private let backupStats: String
+    private let fleet: PairFleet
     private let console: PairConsole
     private let terminal: TerminalStatus
     private let eventsWanted: Bool
@@ -162,14 +156,11 @@ final class PairStatusDisplay: @unchecked Sendable {
     // Guarded by `lock`.
     private var view = PairView()
     private var timer: (any DispatchSourceTimer)?
+    private var previousLeader: ReplicaProcess?
+    private var currentLeader: (Int, ReplicaProcess)?
 
-    init(primary: ReplicaProcess, backup: ReplicaProcess, primaryStats: String, backupStats: String,
-         console: PairConsole, events: Bool)
-    {
-        self.primary = primary
-        self.backup = backup
-        self.primaryStats = primaryStats
-        self.backupStats = backupStats
+    init(fleet: PairFleet, console: PairConsole, events: Bool) {
+        self.fleet = fleet
         self.console = console
         terminal = console.terminal
         eventsWanted = events
@@ -193,19 +184,16 @@ final class PairStatusDisplay: @unchecked Sendable {
         terminal.finish()
     }
 
-    private static func end(of process: ReplicaProcess) -> ReplicaEnd? {
-        guard process.exitedAt != nil else { return nil }
-        return process.terminationReason == .uncaughtSignal
-            ? .killed(signal: process.terminationStatus) : .exited(process.terminationStatus)
-    }
-
     private func refresh(final: Bool = false) {
         lock.withLock {
-            guard final || timer != nil else { return }
+            guard final || timer != nil, let (number, member) = fleet.leader else { return }
+            if let current = currentLeader, current.0 != number { previousLeader = current.1 }
+            currentLeader = (number, member.process)
+            let others = fleet.members.filter { $0.process !== member.process && $0.process.isRunning }.count
             let observation = PairObservation(
-                primary: ReplicationStatus.Snapshot.load(primaryStats), backup: ReplicationStatus.Snapshot.load(backupStats),
-                primaryEnd: Self.end(of: primary), backupEnd: Self.end(of: backup),
-                started: started, now: Date().timeIntervalSince1970)
+                leaderNumber: number, leader: ReplicationStatus.Snapshot.load(member.stats),
+                leaderEnd: ReplicaEnd.of(member.process), previousLeaderEnd: previousLeader.flatMap(ReplicaEnd.of),
+                others: others, started: started, now: Date().timeIntervalSince1970)
             for event in view.observe(observation) where eventsWanted { console.message("lockstep pair: \(event)") }
             if !final { terminal.show(view.statusLine(observation)) }
         }
