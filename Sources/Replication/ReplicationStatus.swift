@@ -1,4 +1,5 @@
 import Foundation
+import Hypervisor
 import Synchronization
 
 #if canImport(Glibc)
@@ -151,6 +152,8 @@ public final class ReplicationStatus: @unchecked Sendable {
     private let lock = NSLock()
     private let statsPath: String?
     private let interactive: Bool
+    /// The status row on a terminal (`TerminalStatus`: its own row, never mixed with the console).
+    private let terminal: TerminalStatus
     private let start = Date()
     private let epochWord = Atomic<UInt64>(0)
     private let lagWord = Atomic<UInt64>(0)
@@ -163,6 +166,7 @@ public final class ReplicationStatus: @unchecked Sendable {
     public init(role: ReplicaRole, statsPath: String?, statusLine: Bool = true) {
         self.statsPath = statsPath
         interactive = statusLine && isatty(STDERR_FILENO) != 0
+        terminal = TerminalStatus(wanted: interactive)
         snapshot = Snapshot(role: role, state: .starting)
         snapshot.stateEnteredAt[.starting] = start.timeIntervalSince1970
     }
@@ -249,15 +253,16 @@ public final class ReplicationStatus: @unchecked Sendable {
         snapshot.finalDigest = finalDigest
         snapshot.primaryFinalDigest = primaryFinalDigest
         write(Date())
-        if interactive { FileHandle.standardError.write(Data("\n".utf8)) }
+        if interactive { terminal.finish() }
     }
 
     /// One line on standard error, e.g. a warning.
     public func message(_ text: String) {
         lock.lock()
         defer { lock.unlock() }
-        let prefix = interactive ? "\r\u{1B}[K" : ""
-        FileHandle.standardError.write(Data("\(prefix)lockstep \(snapshot.role): \(text)\n".utf8))
+        // On a terminal the status has a row of its own, and messages go above the cursor's line.
+        let line = "lockstep \(snapshot.role): \(text)"
+        if !terminal.message(line) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
     }
 
     private func refresh() {
@@ -280,12 +285,13 @@ public final class ReplicationStatus: @unchecked Sendable {
         snapshot.sendBytesPerSecond = snapshot.elapsedSeconds > 0
             ? Double(snapshot.bytesSent) / snapshot.elapsedSeconds : 0
         if interactive {
-            var line = String(format: "\r\u{1B}[K[%@ %@] epoch %llu  lag %llu  tx %.1f KB/s  rx %.1f KB/s",
-                              snapshot.role.description, snapshot.state.rawValue, snapshot.epoch, snapshot.backupLag,
+            let lag = snapshot.role == .primary ? String(format: " · backups %llu epochs behind", snapshot.backupLag) : ""
+            var line = String(format: "%@ %@ · epoch %llu%@ · tx %.1f KiB/s · rx %.1f KiB/s",
+                              snapshot.role.description, snapshot.state.rawValue, snapshot.epoch, lag,
                               snapshot.sendBytesPerSecond / 1024,
                               Double(snapshot.bytesReceived) / max(snapshot.elapsedSeconds, 1e-9) / 1024)
             line += snapshot.protectionText
-            FileHandle.standardError.write(Data(line.utf8))
+            terminal.show(line)
         }
         if let statsPath {
             let encoder = JSONEncoder()
