@@ -152,6 +152,7 @@ public final class ReplicationStatus: @unchecked Sendable {
     private let lock = NSLock()
     private let statsPath: String?
     private let interactive: Bool
+    private let messages: Bool
     /// The status row on a terminal (`TerminalStatus`: its own row, never mixed with the console).
     private let terminal: TerminalStatus
     private let start = Date()
@@ -163,8 +164,11 @@ public final class ReplicationStatus: @unchecked Sendable {
     private var timer: (any DispatchSourceTimer)?
 
     /// - Parameter statusLine: whether to draw the status line (only ever on a terminal).
-    public init(role: ReplicaRole, statsPath: String?, statusLine: Bool = true) {
+    /// - Parameter messages: whether `message` lines are shown (not with `--quiet`, which keeps
+    ///   errors only: those end the command with their own line).
+    public init(role: ReplicaRole, statsPath: String?, statusLine: Bool = true, messages: Bool = true) {
         self.statsPath = statsPath
+        self.messages = messages
         interactive = statusLine && isatty(STDERR_FILENO) != 0
         terminal = TerminalStatus(wanted: interactive)
         snapshot = Snapshot(role: role, state: .starting)
@@ -260,6 +264,7 @@ public final class ReplicationStatus: @unchecked Sendable {
     public func message(_ text: String) {
         lock.lock()
         defer { lock.unlock() }
+        guard messages else { return }
         // On a terminal the status has a row of its own, and messages go above the cursor's line.
         let line = "lockstep \(snapshot.role): \(text)"
         if !terminal.message(line) { FileHandle.standardError.write(Data((line + "\n").utf8)) }

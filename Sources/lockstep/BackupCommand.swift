@@ -51,19 +51,23 @@ struct BackupCommand: ParsableCommand {
         let setup = try guest.setup()
         let settings = try replication.settings(for: setup)
         let status = ReplicationStatus(role: .backup, statsPath: replication.statsJSON,
-                                       statusLine: !replication.noStatusLine)
+                                       statusLine: !replication.noStatusLine && !guest.log.quiet,
+                                       messages: guest.log.level <= .warning)
         let key = try replication.key { status.message($0) }
         let watchdog = MachineWatchdog()
         let network = ReplicationNetwork()
         let timing = ConnectionTiming(timeoutMilliseconds: replication.timeoutMilliseconds)
         let connection: ReplicationConnection
-        status.message("connecting to the primary at \(endpoint) (trying for up to \(DurationParser.describe(try connectTimeoutDuration())))")
         do {
             connection = try network.connect(
                 to: endpoint, timing: timing,
                 credentials: .init(key: key, identity: ReplicaIdentity(setup: setup), watchdog: watchdog),
                 purpose: join ? .joinRunning : .replicateFromBoot,
-                until: Date(timeIntervalSinceNow: Double(DurationParser.nanoseconds(try connectTimeoutDuration())) / 1e9))
+                until: Date(timeIntervalSinceNow: Double(DurationParser.nanoseconds(try connectTimeoutDuration())) / 1e9),
+                waiting: { error in
+                    let limit = (try? connectTimeoutDuration()).map(DurationParser.describe) ?? connectTimeout
+                    status.message("waiting for the primary at \(endpoint) (\(NetworkErrorText.describe(error))); trying for up to \(limit)")
+                })
         } catch let failure as HandshakeFailure {
             network.shutdown()
             throw CLIFailure("replication with the primary at \(endpoint) failed: \(failure)",

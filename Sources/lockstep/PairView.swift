@@ -48,6 +48,9 @@ struct PairObservation: Sendable {
     var leader: ReplicationStatus.Snapshot?
     var leaderEnd: ReplicaEnd?
     var previousLeaderEnd: ReplicaEnd?
+    /// Another replica that has gone live (it took over), before the fleet has made it the leader
+    /// (or when the run ended first): its number and statistics.
+    var successor: (number: Int, stats: ReplicationStatus.Snapshot)?
     var others: Int
     /// When the pair started and when this look was taken (seconds since 1970).
     var started: Double
@@ -80,30 +83,56 @@ struct PairView {
         var events: [String] = []
         switch phase {
         case .starting:
-            if let state = o.leader?.state, !state.awaitsBackup { phase = .leading(leader: o.leaderNumber) }
+            if o.leaderNumber > 0 {
+                // The primary failed before this display saw it replicate.
+                phase = .leading(leader: 0)
+                events.append(failover(from: 0, end: o.previousLeaderEnd, noticed: nil, o))
+            } else if let state = o.leader?.state, !state.awaitsBackup {
+                phase = .leading(leader: o.leaderNumber)
+            }
         case .leading(let leader):
-            if o.leaderNumber != leader {
+            // Successors are always started after their leaders: a smaller number is the fleet
+            // not yet caught up with a takeover seen here first.
+            if o.leaderNumber > leader {
                 events.append(failover(from: leader, end: o.previousLeaderEnd, noticed: nil, o))
+            } else if o.leaderNumber < leader {
+                break
+            } else if let end = o.leaderEnd, let successor = o.successor, Self.abnormal(end) {
+                events.append(failover(from: leader, end: end, noticed: nil, o, to: successor))
             } else if let end = o.leaderEnd, o.others > 0 {
                 // A guest's own end (any exit but a lost arbiter) is no failure.
                 if case .exited(let status) = end, status != ExitStatus.lostArbiter { break }
                 phase = .failingOver(from: leader, end: end, at: o.since(o.now))
             }
         case .failingOver(let from, let end, let at):
-            if o.leaderNumber != from { events.append(failover(from: from, end: end ?? o.previousLeaderEnd, noticed: at, o)) }
+            if o.leaderNumber > from {
+                events.append(failover(from: from, end: end ?? o.previousLeaderEnd, noticed: at, o))
+            } else if let successor = o.successor {
+                events.append(failover(from: from, end: end, noticed: at, o, to: successor))
+            }
         }
         return events
     }
 
-    private mutating func failover(from: Int, end: ReplicaEnd?, noticed: Double?, _ o: PairObservation) -> String {
+    /// Whether a leader's end is a failure (a signal, or a lost arbiter), not the guest's own end.
+    static func abnormal(_ end: ReplicaEnd) -> Bool {
+        if case .exited(let status) = end { return status == ExitStatus.lostArbiter }
+        return true
+    }
+
+    private mutating func failover(from: Int, end: ReplicaEnd?, noticed: Double?, _ o: PairObservation,
+                                   to successor: (number: Int, stats: ReplicationStatus.Snapshot)? = nil) -> String
+    {
         failovers += 1
-        phase = .leading(leader: o.leaderNumber)
-        let backup = o.leader
+        let number = successor?.number ?? o.leaderNumber
+        phase = .leading(leader: number)
+        let backup = successor?.stats ?? o.leader
         let took = backup?.stateEnteredAt[.takingOver].map(o.since) ?? noticed ?? o.since(o.now)
         let live = backup?.stateEnteredAt[.live].map(o.since) ?? o.since(o.now)
         let epoch = backup?.stateEnteredAtEpoch[.takingOver] ?? backup?.stateEnteredAtEpoch[.live] ?? backup?.epoch ?? 0
-        let what = end.map { "the \(Self.name(from)) \($0)" } ?? "the \(Self.name(from)) failed"
-        return "failover at \(Self.seconds(took)): \(what); \(Self.name(o.leaderNumber)) took over after epoch \(epoch) "
+        let who = from == 0 ? "the primary" : Self.name(from)
+        let what = end.map { "\(who) \($0)" } ?? "\(who) failed"
+        return "failover at \(Self.seconds(took)): \(what); \(Self.name(number)) took over after epoch \(epoch) "
             + "and is live since \(Self.seconds(live)) (\(Self.milliseconds(live - took)) later)"
     }
 
@@ -119,7 +148,9 @@ struct PairView {
             let what = end.map { "\(Self.name(from)) \($0.brief)" } ?? "\(Self.name(from)) failed"
             return "pair: \(what) at \(Self.seconds(at)) · a backup is taking over · \(clock)\(history)"
         case .leading(let leader):
-            guard let s = o.leader else { return "pair: \(Self.name(leader)) live · \(clock)\(history)" }
+            let stats = leader == o.leaderNumber ? o.leader : (o.successor?.number == leader ? o.successor?.stats : nil)
+            guard let s = stats else { return "pair: \(Self.name(leader)) live · \(clock)\(history)" }
+            if leader != o.leaderNumber { return "pair: \(Self.name(leader)) live, epoch \(s.epoch) · \(clock)\(history)" }
             if let end = o.leaderEnd {
                 return "pair: \(Self.name(leader)) \(end.brief), epoch \(s.epoch) · \(clock)\(history)"
             }
@@ -188,12 +219,18 @@ final class PairStatusDisplay: @unchecked Sendable {
         lock.withLock {
             guard final || timer != nil, let (number, member) = fleet.leader else { return }
             if let current = currentLeader, current.0 != number { previousLeader = current.1 }
+            if currentLeader == nil && number > 0 { previousLeader = fleet.members.first?.process }
             currentLeader = (number, member.process)
             let others = fleet.members.filter { $0.process !== member.process && $0.process.isRunning }.count
+            let members = fleet.members
+            let successor = members.indices.lazy.filter { $0 > number }.compactMap { index -> (number: Int, stats: ReplicationStatus.Snapshot)? in
+                guard let stats = ReplicationStatus.Snapshot.load(members[index].stats), stats.stateEnteredAt[.live] != nil else { return nil }
+                return (index, stats)
+            }.first
             let observation = PairObservation(
                 leaderNumber: number, leader: ReplicationStatus.Snapshot.load(member.stats),
                 leaderEnd: ReplicaEnd.of(member.process), previousLeaderEnd: previousLeader.flatMap(ReplicaEnd.of),
-                others: others, started: started, now: Date().timeIntervalSince1970)
+                successor: successor, others: others, started: started, now: Date().timeIntervalSince1970)
             for event in view.observe(observation) where eventsWanted { console.message("lockstep pair: \(event)") }
             if !final { terminal.show(view.statusLine(observation)) }
         }

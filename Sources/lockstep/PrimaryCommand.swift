@@ -35,7 +35,8 @@ struct PrimaryCommand: ParsableCommand {
         let setup = try guest.setup()
         let settings = try replication.settings(for: setup)
         let status = ReplicationStatus(role: .primary, statsPath: replication.statsJSON,
-                                       statusLine: !replication.noStatusLine)
+                                       statusLine: !replication.noStatusLine && !guest.log.quiet,
+                                       messages: guest.log.level <= .warning)
         let watchdog = MachineWatchdog()
         let network = ReplicationNetwork()
         let timing = ConnectionTiming(timeoutMilliseconds: replication.timeoutMilliseconds)
