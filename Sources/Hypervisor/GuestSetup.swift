@@ -1,6 +1,7 @@
 import Foundation
 import Loader
 import MachineCore
+import PARISC
 import X86
 
 /// Why a run cannot start. Each description is one line for the user.
@@ -11,6 +12,8 @@ public enum SetupError: Error, Equatable, Sendable, CustomStringConvertible {
     case userProgram(path: String, interpreter: String)
     case disk(HostDiskError)
     case engineMismatch(engine: EngineKind, architecture: GuestArchitecture)
+    /// `--emulator` given for a guest that does not run on the emulator.
+    case emulatorOption(PARISCEngine, engine: EngineKind)
     case memorySize(UInt64, architecture: GuestArchitecture, range: ClosedRange<UInt64>)
     case epochClockMismatch(EpochClock, engine: EngineKind)
     case epochLength
@@ -28,6 +31,8 @@ public enum SetupError: Error, Equatable, Sendable, CustomStringConvertible {
             case .kvm: "KVM runs x86 guests, and this is a \(architecture) guest (use --engine emulator)"
             case .emulator: "the emulator runs PA-RISC guests, and this is an \(architecture) guest (use --engine kvm)"
             }
+        case .emulatorOption(let emulator, let engine):
+            "--emulator \(emulator) chooses how the PA-RISC emulator runs, and this guest runs on \(engine)"
         case .memorySize(let size, let architecture, let range):
             "--memory \(SizeParser.describe(size)) is not usable for this \(architecture) guest: give a multiple of 4 KiB from \(SizeParser.describe(range.lowerBound)) to \(SizeParser.describe(range.upperBound)) (a bare number is in MiB, as QEMU's -m)"
         case .epochClockMismatch(let clock, let engine):
@@ -70,6 +75,10 @@ public struct GuestSetup: Sendable {
         let engine = options.engine ?? EngineKind.native(for: architecture)
         guard engine == EngineKind.native(for: architecture) else {
             throw .engineMismatch(engine: engine, architecture: architecture)
+        }
+        if let emulator = options.emulator {
+            guard engine == .emulator else { throw .emulatorOption(emulator, engine: engine) }
+            if let reason = emulator.unavailableReason { throw .hostUnavailable("--emulator \(emulator): \(reason)") }
         }
         let range = Self.memoryRange(for: architecture)
         guard range.contains(options.memorySize), options.memorySize % GuestMemory.pageSize == 0 else {
