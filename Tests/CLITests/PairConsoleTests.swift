@@ -115,6 +115,9 @@ import Testing
         let cursor = try #require(cursorRow)
         #expect(screen[cursor] == "hal", "the half-typed input is intact on the cursor's row (\(cursor)):\n\(text)")
         try pane.type("f", enter: true)
+        // The answer first: a guest's output arriving while the user types lands after the
+        // typed characters on a terminal, as with any program.
+        try pane.wait("echo's second answer") { $0.contains("rev=flah") }
         try pane.type("quit", enter: true)
         let end = try pane.wait("the exit") { $0.hasPrefix("EXIT=") }
         let endText = end.joined(separator: "\n")
