@@ -5,7 +5,7 @@
 /// |---|---|
 /// | 0 | the guest finished: a halt, a clean shutdown, a debug-exit write of 0, or a guest left waiting for console input after input closed |
 /// | odd, 1-255 | the guest wrote `value` to its debug-exit register: `(value << 1) \| 1`, modulo 256, as QEMU's isa-debug-exit |
-/// | even, 64-78 | Lockstep's own outcome (`Failure`), with one line on standard error |
+/// | even, 64-80 | Lockstep's own outcome (`Failure`), with one line on standard error |
 ///
 /// The only departure from QEMU is a debug-exit write of 0, which QEMU reports as 1: Lockstep
 /// reports it as 0, so that success is 0 on both architectures (the bundled x86 guests end
@@ -31,6 +31,8 @@ public enum ExitStatus {
         case replicationFailed = 76
         /// A replica lost the arbiter and stopped without producing output.
         case lostArbiter = 78
+        /// Output comparison (`--compare`) found the replicas disagree and withheld the output.
+        case outputMismatch = 80
 
         /// The name scripts read in `--stats-json` files (`outcome`).
         public var name: String {
@@ -43,6 +45,7 @@ public enum ExitStatus {
             case .hostIO: "host-io"
             case .replicationFailed: "replication-failed"
             case .lostArbiter: "lost-arbiter"
+            case .outputMismatch: "output-mismatch"
             }
         }
 
@@ -114,4 +117,6 @@ public enum ExitStatus {
     public static let replicationFailed = Failure.replicationFailed.rawValue
     /// A replica lost the arbiter.
     public static let lostArbiter = Failure.lostArbiter.rawValue
+    /// See `Failure.outputMismatch`.
+    public static let outputMismatch = Failure.outputMismatch.rawValue
 }

@@ -22,6 +22,13 @@ struct ReplicationOptions: ParsableArguments {
             help: "Compare full state digests every this many epochs (0: only at the end).")
     var digestEvery: UInt64 = 0
 
+    @Flag(help: "Compare outputs: the primary releases an output only when the backup computed the same one (and, with --digest-every, the same state fingerprint); a mismatch withholds it and stops the pair (exit 78).")
+    var compare = false
+
+    @Option(name: .customLong("inject-fault"),
+            help: "Flip one bit in one replica at an epoch boundary (a soft error): REPLICA:EPOCH:TARGET, REPLICA primary or backup, TARGET reg:NAME:BIT, mem:ADDRESS:BIT or sym:SYMBOL[+OFFSET]:BIT.")
+    var injectFault: String?
+
     @OptionGroup var arbiter: ArbiterOptions
 
     @Option(name: .customLong("key-file"),
@@ -40,6 +47,9 @@ struct ReplicationOptions: ParsableArguments {
         if let statsJSON { try OptionValues.checkOutputFile(statsJSON, option: "--stats-json") }
         guard maxLag >= 1 else { throw ValidationError("--max-lag must be at least 1") }
         if keyFile != nil && insecure { throw ValidationError("--key-file and --insecure cannot be combined") }
+        if let injectFault {
+            do { _ = try SoftError(parsing: injectFault) } catch { throw ValidationError(error.description) }
+        }
     }
 
     /// `--timeout` (a bare number in milliseconds, its unit before durations took units).
@@ -52,6 +62,8 @@ struct ReplicationOptions: ParsableArguments {
     var timeoutMilliseconds: Int {
         Int((try? timeoutDuration()).map { DurationParser.nanoseconds($0) / 1_000_000 } ?? 1000)
     }
+    /// The soft error to inject (already checked by `validate`).
+    var softError: SoftError? { injectFault.flatMap { try? SoftError(parsing: $0) } }
 
     /// The pair's key: from `--key-file`, or the public one with `--insecure` (after a warning).
     /// Without either, a replica refuses to start.
@@ -81,6 +93,7 @@ struct ReplicationOptions: ParsableArguments {
         settings.timeoutMilliseconds = timeoutMilliseconds
         settings.maximumLag = maxLag
         settings.digestInterval = digestEvery
+        settings.compare = compare
         return settings
     }
 
@@ -88,6 +101,7 @@ struct ReplicationOptions: ParsableArguments {
     /// `pair` gives its replicas a key of its own).
     var arguments: [String] {
         ["--timeout", "\(timeoutMilliseconds)ms", "--max-lag", "\(maxLag)", "--digest-every", "\(digestEvery)"]
+            + (compare ? ["--compare"] : []) + (injectFault.map { ["--inject-fault", $0] } ?? [])
             + arbiter.arguments
     }
 
