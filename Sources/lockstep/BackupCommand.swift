@@ -9,11 +9,21 @@ struct BackupCommand: ParsableCommand {
         commandName: "backup",
         abstract: "Run a guest as the backup of a replicated pair: follow the primary one epoch behind, take over when it fails.")
 
-    @Option(help: "The primary to follow (HOST:PORT).")
+    @Option(help: "The primary to follow: HOST:PORT, [IPV6]:PORT or :PORT (this host).")
     var connect: String
 
-    @Option(name: .customLong("connect-timeout"), help: "Seconds to keep trying to reach the primary.")
-    var connectTimeout: Double = 30
+    @Option(name: .customLong("connect-timeout"),
+            help: ArgumentHelp("How long to keep trying to reach the primary: a duration (500ms, 30s, 2m; a bare number is in seconds).",
+                               valueName: "duration"))
+    var connectTimeout: String = "30s"
+
+    func validate() throws {
+        _ = try connectTimeoutDuration()
+    }
+
+    private func connectTimeoutDuration() throws -> Duration {
+        try OptionValues.duration(connectTimeout, option: "--connect-timeout", range: .zero ... .seconds(86_400))
+    }
 
     @Flag(help: "Join a primary whose guest already runs: receive its state while it runs, then follow it.")
     var join = false
@@ -25,46 +35,46 @@ struct BackupCommand: ParsableCommand {
     @Option(help: "With --lead-on: the backups to keep after taking over.")
     var backups: Int = 1
 
-    @Option(name: .customLong("port-file"), help: .hidden)
+    @Option(name: .customLong("port-file"),
+            help: "With --lead-on: once listening, write the port (and the arbiter file's path) to this file, one per line.")
     var portFile: String?
 
     @OptionGroup var replication: ReplicationOptions
     @OptionGroup var guest: GuestOptions
 
     func run() throws {
-        guard let endpoint = Endpoint(connect) else {
-            throw CLIFailure("--connect \(connect): expected HOST:PORT", status: ExitStatus.usage)
-        }
-        let leadEndpoint = try leadOn.map { text in
-            guard let endpoint = Endpoint(text) else {
-                throw CLIFailure("--lead-on \(text): expected HOST:PORT", status: ExitStatus.usage)
-            }
-            return endpoint
-        }
+        let endpoint = try PrimaryCommand.endpoint(connect, option: "--connect", defaultHost: "127.0.0.1")
+        let leadEndpoint = try leadOn.map { try PrimaryCommand.endpoint($0, option: "--lead-on", defaultHost: "0.0.0.0") }
         guard (1...ReplicationOptions.maximumBackups).contains(backups) else {
             throw CLIFailure("--backups \(backups): expected 1 to \(ReplicationOptions.maximumBackups)", status: ExitStatus.usage)
         }
         let setup = try guest.setup()
         let settings = try replication.settings(for: setup)
         let status = ReplicationStatus(role: .backup, statsPath: replication.statsJSON,
-                                       statusLine: !replication.noStatusLine)
+                                       statusLine: !replication.noStatusLine && !guest.log.quiet,
+                                       messages: guest.log.level <= .warning)
         let key = try replication.key { status.message($0) }
         let watchdog = MachineWatchdog()
         let network = ReplicationNetwork()
-        let timing = ConnectionTiming(timeoutMilliseconds: replication.timeout)
+        let timing = ConnectionTiming(timeoutMilliseconds: replication.timeoutMilliseconds)
         let connection: ReplicationConnection
         do {
             connection = try network.connect(
                 to: endpoint, timing: timing,
                 credentials: .init(key: key, identity: ReplicaIdentity(setup: setup), watchdog: watchdog),
-                purpose: join ? .joinRunning : .replicateFromBoot, until: Date(timeIntervalSinceNow: connectTimeout))
+                purpose: join ? .joinRunning : .replicateFromBoot,
+                until: Date(timeIntervalSinceNow: Double(DurationParser.nanoseconds(try connectTimeoutDuration())) / 1e9),
+                waiting: { error in
+                    let limit = (try? connectTimeoutDuration()).map(DurationParser.describe) ?? connectTimeout
+                    status.message("waiting for the primary at \(endpoint) (\(NetworkErrorText.describe(error))); trying for up to \(limit)")
+                })
         } catch let failure as HandshakeFailure {
             network.shutdown()
             throw CLIFailure("replication with the primary at \(endpoint) failed: \(failure)",
                              status: failure.isTransient ? ExitStatus.unavailable : ExitStatus.replicationFailed)
         } catch {
             network.shutdown()
-            throw CLIFailure("cannot reach the primary at \(endpoint): \(error)", status: ExitStatus.unavailable)
+            throw CLIFailure("cannot reach the primary at \(endpoint): \(NetworkErrorText.describe(error))", status: ExitStatus.unavailable)
         }
         let disk = DiskHandoff(try setup.openDisk(sharing: .pair(token: connection.session)))
         let arbiter = Arbiter(replication.arbiter.specification(for: setup), session: connection.session, status: status)

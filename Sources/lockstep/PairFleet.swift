@@ -52,6 +52,9 @@ final class PairFleet: @unchecked Sendable {
     var members: [Member] { lock.withLock { all } }
     var failovers: Int { lock.withLock { failoverCount } }
 
+    /// The leading replica and its number (0: the primary started first), once there is one.
+    var leader: (index: Int, member: Member)? { lock.withLock { all.isEmpty ? nil : (leaderIndex, all[leaderIndex]) } }
+
     /// The leading replica's statistics.
     var leaderStats: ReplicationStatus.Snapshot? {
         let stats = lock.withLock { all.isEmpty ? nil : all[leaderIndex].stats }

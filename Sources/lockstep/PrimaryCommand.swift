@@ -9,13 +9,15 @@ struct PrimaryCommand: ParsableCommand {
         commandName: "primary",
         abstract: "Run a guest as the primary of a replicated pair: wait for a backup, then run in lockstep with it.")
 
-    @Option(help: "Where to listen for the backup (HOST:PORT; port 0 picks one).")
+    @Option(help: "Where to listen for the backup: HOST:PORT, [IPV6]:PORT or :PORT (all addresses); port 0 picks a free one.")
     var listen: String
 
-    @Option(name: .customLong("port-file"), help: .hidden)
+    @Option(name: .customLong("port-file"),
+            help: "Once listening, write the port (and the arbiter file's path) to this file, one per line: for scripts, with port 0.")
     var portFile: String?
 
-    @Option(name: .customLong("kill-at-epoch"), help: .hidden)
+    @Option(name: .customLong("kill-at-epoch"),
+            help: "Fault injection: kill this process with SIGKILL at this epoch's boundary; N:PHASE picks a phase (boundary, logged, acknowledged, performed).")
     var killAtEpoch: String?
 
     @Option(help: "Backups to replicate to: the guest starts when this many have joined; one that fails is replaced by one that joins the running guest (lockstep backup --join).")
@@ -25,9 +27,7 @@ struct PrimaryCommand: ParsableCommand {
     @OptionGroup var guest: GuestOptions
 
     func run() throws {
-        guard let endpoint = Endpoint(listen) else {
-            throw CLIFailure("--listen \(listen): expected HOST:PORT", status: ExitStatus.usage)
-        }
+        let endpoint = try Self.endpoint(listen, option: "--listen", defaultHost: "0.0.0.0")
         guard (1...ReplicationOptions.maximumBackups).contains(backups) else {
             throw CLIFailure("--backups \(backups): expected 1 to \(ReplicationOptions.maximumBackups)", status: ExitStatus.usage)
         }
@@ -38,10 +38,11 @@ struct PrimaryCommand: ParsableCommand {
         let setup = try guest.setup()
         let settings = try replication.settings(for: setup)
         let status = ReplicationStatus(role: .primary, statsPath: replication.statsJSON,
-                                       statusLine: !replication.noStatusLine)
+                                       statusLine: !replication.noStatusLine && !guest.log.quiet,
+                                       messages: guest.log.level <= .warning)
         let watchdog = MachineWatchdog()
         let network = ReplicationNetwork()
-        let timing = ConnectionTiming(timeoutMilliseconds: replication.timeout)
+        let timing = ConnectionTiming(timeoutMilliseconds: replication.timeoutMilliseconds)
         // The session names this pair's arbiter; the backup learns it in the handshake.
         var generator = SystemRandomNumberGenerator()
         let session = (0..<IdentityMessage.sessionSize).map { _ in UInt8.random(in: 0...255, using: &generator) }
@@ -57,9 +58,9 @@ struct PrimaryCommand: ParsableCommand {
                 credentials: .init(key: key, identity: ReplicaIdentity(setup: setup), watchdog: watchdog),
                 session: session) { status.message($0) }
         } catch {
-            throw CLIFailure("cannot listen on \(endpoint): \(error)", status: ExitStatus.unavailable)
+            throw CLIFailure("cannot listen on \(endpoint): \(NetworkErrorText.describe(error))", status: ExitStatus.unavailable)
         }
-        status.message("listening on \(endpoint.host):\(listener.port)")
+        status.message("listening on \(Endpoint(host: endpoint.host, port: listener.port))")
         if let portFile {
             try Data("\(listener.port)\n\(arbiter.path)\n".utf8).write(to: URL(fileURLWithPath: portFile))
         }
@@ -94,5 +95,16 @@ struct PrimaryCommand: ParsableCommand {
             faults: killPoint.map { FaultInjection.kill(at: $0, status: status) }, softError: replication.softError)
         try runReplicaCommand(.primary, connection: connections[0], otherBackups: Array(connections.dropFirst()),
                               arbiter: arbiter, context: context, network: network)
+    }
+}
+
+extension PrimaryCommand {
+    /// An address option in QEMU's spellings (`HOST:PORT`, `[IPV6]:PORT`, `:PORT` for
+    /// `defaultHost`), or its one-line refusal.
+    static func endpoint(_ text: String, option: String, defaultHost: String) throws -> Endpoint {
+        switch HostPort.parse(text) {
+        case .success(let address): return Endpoint(host: address.host ?? defaultHost, port: address.port)
+        case .failure(let error): throw CLIFailure("\(option) \(text): \(error)", status: ExitStatus.usage)
+        }
     }
 }

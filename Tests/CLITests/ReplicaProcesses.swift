@@ -131,7 +131,7 @@ final class ReplicaProcesses {
         if pair.backupState == .finishedLive || !backupOutput.isEmpty {
             // The backup went live: the primary must not have produced anything after waking.
             #expect(primaryAfter.isEmpty, "the woken primary printed: \(primaryAfter)")
-            #expect(pair.primary.terminationStatus == 77, "primary: \(pair.primaryErrors.text()) backup: \(pair.backupErrors.text())")
+            #expect(pair.primary.terminationStatus == 78, "primary: \(pair.primaryErrors.text()) backup: \(pair.backupErrors.text())")
             #expect(pair.backup.terminationStatus == reference.status)
             #expect(OutputComparison.equalUpToOneRepeatedRecord(c.comparable(primaryBefore + backupOutput),
                                                                 c.comparable(reference.stdout)),

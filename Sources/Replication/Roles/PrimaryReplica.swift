@@ -239,7 +239,7 @@ final class PrimaryReplica {
                 logger.notice("the guest waits for console input, and input is closed: stopping")
                 return try finish(.idle, inputClosed: true)
             }
-            let events = environment.host.takeEvents(byteLimit: MessageLimits.eventBytes)
+            let events = environment.host.takeEvents(consoleRoom: machine.consoleInputRoom, byteLimit: MessageLimits.eventBytes)
             if rules.logs {
                 // With --compare the backup reports its fingerprint instead (in its verdict).
                 let digest = fingerprintDue && !context.settings.compare ? try machine.stateDigest() : nil
@@ -340,7 +340,7 @@ final class PrimaryReplica {
         logger.debug("rollback \(request.attempt): \(pages) pages written back")
         environment.outputs = checkpoint.outputs
         _ = environment.takeValueCount()
-        _ = environment.host.takeEvents(byteLimit: MessageLimits.eventBytes)
+        _ = environment.host.takeEvents(consoleRoom: machine.consoleInputRoom, byteLimit: MessageLimits.eventBytes)
         epoch = checkpoint.epoch
         environment.epoch = epoch
         consoleBytesDelivered = checkpoint.consoleBytesDelivered

@@ -96,8 +96,10 @@ public final class ReplicationNetwork: Sendable {
     /// failure that says nothing about the primary (refused or broken connection, timeout, busy)
     /// until `deadline`. Throws `HandshakeFailure` (or the last connection error) otherwise.
     public func connect(to endpoint: Endpoint, timing: ConnectionTiming, credentials: Credentials,
-                        purpose: JoinPurpose = .replicateFromBoot, until deadline: Date) throws -> ReplicationConnection
+                        purpose: JoinPurpose = .replicateFromBoot, until deadline: Date,
+                        waiting: ((any Error) -> Void)? = nil) throws -> ReplicationConnection
     {
+        var told = false
         while true {
             let box = ResultBox<Result<ReplicationConnection, HandshakeFailure>>()
             let bootstrap = ClientBootstrap(group: group)
@@ -129,7 +131,12 @@ public final class ReplicationNetwork: Sendable {
             } catch {
                 failure = error
             }
-            if Date() >= deadline { throw failure }
+            if Date() >= deadline || NetworkErrorText.isPermanent(failure) { throw failure }
+            // The first failure that will be retried is told (a backup started before its primary).
+            if !told {
+                told = true
+                waiting?(failure)
+            }
             Thread.sleep(forTimeInterval: 0.05)
         }
     }
