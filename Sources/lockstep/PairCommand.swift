@@ -60,14 +60,19 @@ struct PairCommand: ParsableCommand {
         let console = PairConsole()
         let primary = try console.start(executable, primaryArguments + replication.arguments + guest.arguments)
 
-        guard let (port, arbiterPath) = waitForPort(portFile, while: primary) else {
+        guard let (port, session) = waitForPort(portFile, while: primary) else {
             primary.waitForExit()
             console.finish()
             throw CLIFailure("the primary did not start (exit status \(primary.terminationStatus))",
                              status: primary.terminationStatus == 0 ? ExitStatus.internalError : primary.terminationStatus)
         }
-        defer { if let arbiterPath { try? FileManager.default.removeItem(atPath: arbiterPath) } }
-        let backup = try console.start(executable, ["backup", "--connect", "127.0.0.1:\(port)",
+        // Once both replicas exited, the session's arbiter state goes: the claim and nonce
+        // files, or the etcd keys and lease.
+        let specification = try replication.arbiter.specification(for: guest.setup())
+        defer { Arbiter(specification, session: session).release() }
+        // Given the session, a backup whose primary dies before it joined starts the guest itself.
+        let sessionText = session.map { String(format: "%02x", $0) }.joined()
+        let backup = try console.start(executable, ["backup", "--connect", "127.0.0.1:\(port)", "--session", sessionText,
                                                      "--stats-json", backupStats, "--no-status-line", "--key-file", keyFile]
                                        + replication.arguments + guest.arguments)
         let interruption = forwardTerminationSignals(to: [primary, backup])
@@ -141,12 +146,16 @@ struct PairCommand: ParsableCommand {
         return backup.terminationReason == .exit ? backup.terminationStatus : ExitStatus.internalError
     }
 
-    private func waitForPort(_ path: String, while process: ReplicaProcess) -> (Int, String?)? {
+    /// The port the primary listens on and its session, from its port file (port, arbiter
+    /// location, session in hexadecimal).
+    private func waitForPort(_ path: String, while process: ReplicaProcess) -> (Int, [UInt8])? {
         let deadline = Date(timeIntervalSinceNow: 60)
         while Date() < deadline {
             if let text = try? String(contentsOfFile: path, encoding: .utf8) {
                 let lines = text.split(separator: "\n")
-                if lines.count >= 2, let port = Int(lines[0]) { return (port, String(lines[1])) }
+                if lines.count >= 3, let port = Int(lines[0]), let session = BackupCommand.parseSession(String(lines[2])) {
+                    return (port, session)
+                }
             }
             guard process.isRunning else { return nil }
             Thread.sleep(forTimeInterval: 0.01)

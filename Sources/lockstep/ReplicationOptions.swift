@@ -91,14 +91,23 @@ struct ReplicationOptions: ParsableArguments {
 func runReplicaCommand(_ role: ReplicaRole, connection: ReplicationConnection, arbiter: Arbiter,
                        context: ReplicaContext, network: ReplicationNetwork) throws
 {
+    try runReplicaCommand(context: context, network: network, connection: connection) {
+        try runReplica(role, connection: connection, arbiter: arbiter, context: context)
+    }
+}
+
+/// `runReplicaCommand` for any way of running the replica (`body`, on the machine thread).
+func runReplicaCommand(context: ReplicaContext, network: ReplicationNetwork, connection: ReplicationConnection?,
+                       _ body: @escaping @Sendable () throws -> ReplicaOutcome) throws
+{
     let result = DedicatedThread.run(name: "lockstep-machine") { () -> Result<ReplicaOutcome, CLIFailure> in
         do {
-            return .success(try runReplica(role, connection: connection, arbiter: arbiter, context: context))
+            return .success(try body())
         } catch {
             return .failure(CLIFailure(error))
         }
     }
-    connection.close()
+    connection?.close()
     network.shutdown()
     switch result {
     case .success(let outcome):

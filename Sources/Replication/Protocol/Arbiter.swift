@@ -74,6 +74,14 @@ public final class Arbiter: Sendable {
         }
     }
 
+    /// Where the proof-of-sharing nonce lives (for messages).
+    public var proofLocation: String {
+        switch backend {
+        case .file(let file): file.noncePath
+        case .etcd(let etcd): "etcd://\(etcd.endpoint.urlHost):\(etcd.endpoint.port)\(etcd.nonceKey)"
+        }
+    }
+
     /// The primary, before replicating: registers as the pair's running replica.
     @discardableResult
     public func register(claimant: String) throws(ArbiterError) -> FencingToken {
@@ -103,6 +111,15 @@ public final class Arbiter: Sendable {
     }
 
     public static let maximumNonceBytes = 64
+
+    /// The primary, as it exits: removes the nonce it published (the file; etcd's goes with the
+    /// primary's lease). The claim, if any, stays.
+    public func withdrawNonce() {
+        switch backend {
+        case .file(let file): file.withdrawNonce()
+        case .etcd: break
+        }
+    }
 
     /// Test-and-set: claims the arbiter for `claimant` unless someone already has. With etcd,
     /// waits (and reports it) while etcd is unreachable or the primary's lease still runs.

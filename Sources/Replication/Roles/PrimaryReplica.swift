@@ -211,18 +211,10 @@ final class PrimaryReplica {
                 switch step {
                 case .log(let record):
                     environment.writer.output(record)
-                    guard let end = try flush() else {
-                        step = rules.commit(record)
-                        continue
-                    }
-                    let failure = try awaitReceipt(covering: end)
-                    if index == 0 { fault(.acknowledged) }
-                    if let failure {
-                        step = rules.backupLost(failure)
-                    } else {
-                        step = rules.receiptArrived(silence: connection.silence(),
-                                                    claimedBy: arbiter.isClaimed ? (arbiter.holder ?? "the backup") : nil)
-                    }
+                    step = try sendAndAwaitReceipt(acknowledged: index == 0) ?? rules.commit(record)
+                case .probe:
+                    environment.writer.probe()
+                    step = try sendAndAwaitReceipt(acknowledged: false) ?? rules.commit(output.record)
                 case .claimArbiter:
                     step = try claimArbiter()
                 case .stop(let holder):
@@ -235,6 +227,22 @@ final class PrimaryReplica {
                 }
             }
         }
+    }
+
+    /// Sends the batch (ending with an output record or a probe) and waits for the backup's
+    /// receipt of it; the lease is measured from just before the batch was handed to the
+    /// connection, by this replica's monotonic clock. Nil when the backup was already gone at the
+    /// flush (the loss is then settled).
+    private func sendAndAwaitReceipt(acknowledged: Bool) throws -> PrimaryStateMachine.CommitStep? {
+        let sentAt = ContinuousClock.now
+        guard let end = try flush() else { return nil }
+        let failure = try awaitReceipt(covering: end)
+        if acknowledged { fault(.acknowledged) }
+        if let failure { return rules.backupLost(failure) }
+        let elapsed = ContinuousClock.now - sentAt
+        let nanoseconds = UInt64(elapsed.components.seconds) &* 1_000_000_000
+            &+ UInt64(elapsed.components.attoseconds / 1_000_000_000)
+        return rules.receiptArrived(sinceSent: nanoseconds, arbiter: arbiter.view)
     }
 
     /// Waits until the backup holds the stream up to `end`, taking its reports meanwhile (so a
@@ -281,7 +289,7 @@ final class PrimaryReplica {
             switch step {
             case .claimArbiter: step = try claimArbiter()
             case .stop(let holder): throw ReplicationError.lostArbiter(holder: holder)
-            case .perform, .log: return
+            case .perform, .log, .probe: return
             }
         }
     }
@@ -355,5 +363,19 @@ final class PrimaryReplica {
 
     private func fault(_ phase: KillPoint.Phase) {
         context.faults?.hook(phase, epoch)
+    }
+}
+
+extension Arbiter {
+    /// What the arbiter says now, for the primary's output rule, without waiting: a lease that
+    /// holds by this replica's clock (etcd), nothing seen (a file's stat), a lapsed lease, or
+    /// another replica's claim.
+    var view: PrimaryStateMachine.ArbiterView {
+        switch entitlement {
+        case .entitled(_, let until): until == nil ? .unclaimed : .leased
+        case .lapsed: .lapsed
+        case .lost(let holder): .claimed(holder: holder)
+        case .unclaimed: holder.map { .claimed(holder: $0) } ?? .unclaimed
+        }
     }
 }
