@@ -19,12 +19,29 @@ struct BackupCommand: ParsableCommand {
     @Option(help: "The primary's session (32 hexadecimal digits, printed by the primary when it starts): if the primary dies before this backup joined, the backup then starts the guest itself once it holds the arbiter.")
     var session: String?
 
+    @Flag(help: "Join a primary whose guest already runs: receive its state while it runs, then follow it.")
+    var join = false
+
+    @Option(name: .customLong("lead-on"),
+            help: "After taking over, take new backups (lockstep backup --join) on this HOST:PORT (port 0 picks one).")
+    var leadOn: String?
+
+    @Option(help: "With --lead-on: the backups to keep after taking over.")
+    var backups: Int = 1
+
+    @Option(name: .customLong("port-file"), help: .hidden)
+    var portFile: String?
+
     @OptionGroup var replication: ReplicationOptions
     @OptionGroup var guest: GuestOptions
 
     func validate() throws {
         if let session, Self.parseSession(session) == nil {
             throw ValidationError("--session \(session): expected \(2 * IdentityMessage.sessionSize) hexadecimal digits")
+        }
+        if session != nil && join {
+            // A running primary has output already: a joiner must never start the guest from boot.
+            throw ValidationError("--session and --join cannot be combined")
         }
     }
 
@@ -42,6 +59,15 @@ struct BackupCommand: ParsableCommand {
     func run() throws {
         guard let endpoint = Endpoint(connect) else {
             throw CLIFailure("--connect \(connect): expected HOST:PORT", status: ExitStatus.usage)
+        }
+        let leadEndpoint = try leadOn.map { text in
+            guard let endpoint = Endpoint(text) else {
+                throw CLIFailure("--lead-on \(text): expected HOST:PORT", status: ExitStatus.usage)
+            }
+            return endpoint
+        }
+        guard (1...ReplicationOptions.maximumBackups).contains(backups) else {
+            throw CLIFailure("--backups \(backups): expected 1 to \(ReplicationOptions.maximumBackups)", status: ExitStatus.usage)
         }
         let setup = try guest.setup()
         let settings = try replication.settings(for: setup)
@@ -78,7 +104,8 @@ struct BackupCommand: ParsableCommand {
         while true {
             do {
                 connection = try network.connect(
-                    to: endpoint, timing: timing, credentials: credentials, until: deadline,
+                    to: endpoint, timing: timing, credentials: credentials,
+                    purpose: join ? .joinRunning : .replicateFromBoot, until: deadline,
                     giveUpAfter: knownSession == nil ? nil : Double(replication.timeout) / 1000)
                 break
             } catch let unreachable as PrimaryUnreachable {
@@ -109,10 +136,34 @@ struct BackupCommand: ParsableCommand {
         let disk = try proven.withLock { $0 }.flatMap { $0.session == connection.session ? $0.disk : nil }
             ?? DiskHandoff(setup.openDisk(sharing: .pair(token: connection.session)))
         let arbiter = Arbiter(specification, session: connection.session, status: status)
-        status.message("following the primary at \(endpoint)")
+        status.message(join ? "joining the running primary at \(endpoint)" : "following the primary at \(endpoint)")
         status.startRefreshing()
+        let portFile = portFile
+        let intake = leadEndpoint.map { endpoint in
+            BackupIntake(
+                maximumBackups: backups, session: connection.session,
+                listener: { session in
+                    let listener = try network.listen(
+                        on: endpoint, timing: timing,
+                        credentials: .init(key: key, identity: ReplicaIdentity(setup: setup), watchdog: watchdog),
+                        session: session) { status.message($0) }
+                    status.message("taking new backups on \(endpoint.host):\(listener.port)")
+                    if let portFile {
+                        try Data("\(listener.port)\n".utf8).write(to: URL(fileURLWithPath: portFile), options: .atomic)
+                    }
+                    return listener
+                },
+                arbiter: { next in
+                    let arbiter = Arbiter(specification, session: next, status: status)
+                    try arbiter.register(claimant: "backup pid \(getpid())")
+                    // New backups prove they share this arbiter, as with any primary.
+                    try arbiter.publish(nonce: SharingProof.arbiterNonce(key: key, session: next))
+                    return arbiter
+                })
+        }
         let context = ReplicaContext(setup: setup, settings: settings, status: status, watchdog: watchdog,
-                                     console: HostConsole(input: .standardInput, output: .standardOutput), disk: disk)
+                                     console: HostConsole(input: .standardInput, output: .standardOutput), disk: disk,
+                                     intake: intake)
         try runReplicaCommand(.backup, connection: connection, arbiter: arbiter, context: context, network: network)
     }
 
@@ -136,6 +187,6 @@ struct BackupCommand: ParsableCommand {
         status.startRefreshing()
         let context = ReplicaContext(setup: setup, settings: settings, status: status, watchdog: watchdog,
                                      console: HostConsole(input: .standardInput, output: .standardOutput), disk: disk)
-        try runReplicaCommand(context: context, network: network, connection: nil) { try runAlone(context: context) }
+        try runReplicaCommand(context: context, network: network, connections: []) { try runAlone(context: context) }
     }
 }

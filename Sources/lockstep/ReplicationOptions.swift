@@ -5,6 +5,9 @@ import Replication
 
 /// Options shared by `primary`, `backup` and `pair`.
 struct ReplicationOptions: ParsableArguments {
+    /// The most backups a primary takes (`--backups`).
+    static let maximumBackups = 4
+
     @Option(help: "Failure detection: a peer silent this many milliseconds is declared failed.")
     var timeout: Int = 1000
 
@@ -88,16 +91,17 @@ struct ReplicationOptions: ParsableArguments {
 
 /// Runs a replica on the machine's dedicated thread, closes the channel, writes the final
 /// statistics, and ends the command with the guest's status (or the failure's one line).
-func runReplicaCommand(_ role: ReplicaRole, connection: ReplicationConnection, arbiter: Arbiter,
-                       context: ReplicaContext, network: ReplicationNetwork) throws
+func runReplicaCommand(_ role: ReplicaRole, connection: ReplicationConnection, otherBackups: [ReplicationConnection] = [],
+                       arbiter: Arbiter, context: ReplicaContext, network: ReplicationNetwork) throws
 {
-    try runReplicaCommand(context: context, network: network, connection: connection) {
-        try runReplica(role, connection: connection, arbiter: arbiter, context: context)
+    try runReplicaCommand(context: context, network: network, connections: [connection] + otherBackups) {
+        try runReplica(role, connection: connection, otherBackups: otherBackups, arbiter: arbiter, context: context)
     }
 }
 
-/// `runReplicaCommand` for any way of running the replica (`body`, on the machine thread).
-func runReplicaCommand(context: ReplicaContext, network: ReplicationNetwork, connection: ReplicationConnection?,
+/// `runReplicaCommand` for any way of running the replica (`body`, on the machine thread);
+/// `connections` are closed once it ended.
+func runReplicaCommand(context: ReplicaContext, network: ReplicationNetwork, connections: [ReplicationConnection],
                        _ body: @escaping @Sendable () throws -> ReplicaOutcome) throws
 {
     let result = DedicatedThread.run(name: "lockstep-machine") { () -> Result<ReplicaOutcome, CLIFailure> in
@@ -107,7 +111,7 @@ func runReplicaCommand(context: ReplicaContext, network: ReplicationNetwork, con
             return .failure(CLIFailure(error))
         }
     }
-    connection?.close()
+    for connection in connections { connection.close() }
     network.shutdown()
     switch result {
     case .success(let outcome):

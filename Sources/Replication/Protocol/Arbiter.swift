@@ -196,6 +196,25 @@ public final class Arbiter: Sendable {
         }
     }
 
+    /// Releases every session of one `lockstep pair` run once none of its replicas runs: the
+    /// first session and those a replica that led after a failover made (they keep the first's
+    /// first four bytes, `ImageLock`'s slot). File: the claim and nonce files whose names start
+    /// with those bytes; etcd: every key under `PREFIX/` and those 8 hexadecimal digits (the
+    /// leases then expire on their own).
+    public static func releaseSessions(_ specification: ArbiterSpecification, sharingSlotWith session: [UInt8]) {
+        let stem = session.prefix(4).map { String(format: "%02x", $0) }.joined()
+        switch specification {
+        case .directory(let directory):
+            let prefix = ".lockstep-arbiter-" + stem
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+            for name in names where name.hasPrefix(prefix) {
+                unlink((directory as NSString).appendingPathComponent(name))
+            }
+        case .etcd(let endpoint):
+            EtcdArbiter.deleteKeys(endpoint, prefix: endpoint.prefix + "/" + stem)
+        }
+    }
+
     /// A claimant's name read back from the arbiter (hostile: anyone may write there) as one
     /// line of printable text: surrounding white space trimmed, control characters as "?", at
     /// most `limit` characters.

@@ -71,7 +71,7 @@ public final class ReplicationNetwork: Sendable {
     public func listen(on endpoint: Endpoint, timing: ConnectionTiming, credentials: Credentials, session: [UInt8],
                        log: @escaping @Sendable (String) -> Void) throws -> ReplicationListener
     {
-        let listener = ReplicationListener(log: log)
+        let listener = ReplicationListener(log: log, session: session)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
@@ -86,7 +86,7 @@ public final class ReplicationNetwork: Sendable {
                     return channel.eventLoop.makeSucceededVoidFuture()
                 }
                 let machine = HandshakeStateMachine(role: .primary, key: credentials.key, identity: credentials.identity,
-                                                    session: session)
+                                                    session: listener.session)
                 let handler = SealedChannelHandler(handshake: machine, timing: timing, watchdog: credentials.watchdog) { outcome in
                     listener.handshakeEnded(outcome, address: address)
                 }
@@ -106,7 +106,8 @@ public final class ReplicationNetwork: Sendable {
     /// attempt reaching a live primary (only a primary's "busy" shows it alive without a
     /// handshake): the backup then asks the arbiter whether its primary died before it joined.
     public func connect(to endpoint: Endpoint, timing: ConnectionTiming, credentials: Credentials,
-                        until deadline: Date, giveUpAfter silence: TimeInterval? = nil) throws -> ReplicationConnection
+                        purpose: JoinPurpose = .replicateFromBoot, until deadline: Date,
+                        giveUpAfter silence: TimeInterval? = nil) throws -> ReplicationConnection
     {
         var lastContact = Date()
         while true {
@@ -118,6 +119,7 @@ public final class ReplicationNetwork: Sendable {
                 .connectTimeout(.seconds(2))
                 .channelInitializer { channel in
                     let machine = HandshakeStateMachine(role: .backup, key: credentials.key, identity: credentials.identity,
+                                                        purpose: purpose,
                                                         proof: credentials.verifySharing == nil ? .none : .byCaller)
                     let handler = SealedChannelHandler(handshake: machine, timing: timing, watchdog: credentials.watchdog,
                                                        verifySharing: credentials.verifySharing) {
@@ -176,9 +178,23 @@ public final class ReplicationListener: @unchecked Sendable {
     private var closed = false
     private var handshakes = 0
     private var throttle = LogThrottle()
+    private var currentSession: [UInt8]
     fileprivate var server: Channel?
 
-    init(log: @escaping @Sendable (String) -> Void) { self.log = log }
+    init(log: @escaping @Sendable (String) -> Void, session: [UInt8]) {
+        self.log = log
+        currentSession = session
+    }
+
+    /// The session new connections learn in their handshake (a replica that leads a new pair
+    /// after a failover changes it).
+    public var session: [UInt8] {
+        get { condition.withLock { currentSession } }
+        set { condition.withLock { currentSession = newValue } }
+    }
+
+    /// Whether a connection that finished its handshake waits to be taken.
+    public var hasPending: Bool { condition.withLock { !queue.isEmpty } }
 
     /// The port actually bound (useful when listening on port 0).
     public var port: Int { server?.localAddress?.port ?? 0 }
