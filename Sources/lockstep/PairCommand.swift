@@ -118,6 +118,7 @@ struct PairCommand: ParsableCommand {
         display.start()
         fleet.supervise()
         let primaryExitedAt = primary.exitedAt
+        fleet.stopStrandedJoiners(grace: 2)
         fleet.waitForAll()
         display.stop()
         console.finish()
