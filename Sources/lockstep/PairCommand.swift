@@ -118,7 +118,6 @@ struct PairCommand: ParsableCommand {
         display.start()
         fleet.supervise()
         let primaryExitedAt = primary.exitedAt
-        fleet.stopStrandedJoiners(grace: 2)
         fleet.waitForAll()
         display.stop()
         console.finish()

@@ -183,18 +183,6 @@ final class PairFleet: @unchecked Sendable {
         for member in members { member.process.waitForExit() }
     }
 
-    /// Once the run has ended (the leader finished it), a backup started to join the leader that
-    /// still runs after `grace` seconds can no longer follow anyone (it would keep trying to
-    /// reach the gone leader until its --connect-timeout): stop it (SIGTERM).
-    func stopStrandedJoiners(grace: Double) {
-        let deadline = Date(timeIntervalSinceNow: grace)
-        while Date() < deadline && lock.withLock({ all.contains { $0.joined && $0.process.isRunning } }) {
-            Thread.sleep(forTimeInterval: 0.02)
-        }
-        let stranded = lock.withLock { all.filter { $0.joined && $0.process.isRunning } }
-        for member in stranded { kill(member.process.processIdentifier, SIGTERM) }
-    }
-
     /// Stops every replica (SIGTERM).
     func stopAll() {
         let running = lock.withLock {
