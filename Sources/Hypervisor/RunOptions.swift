@@ -1,4 +1,5 @@
 import MachineCore
+import PARISC
 
 /// Which engine runs a guest.
 public enum EngineKind: String, Sendable, Codable, CaseIterable, CustomStringConvertible {
@@ -56,13 +57,17 @@ public struct RunOptions: Hashable, Sendable, Codable {
     public var engine: EngineKind?
     /// When the disk's writes count as done (host-side only: replicas may differ).
     public var diskCache: DiskCacheMode
+    /// How the PA-RISC emulator runs guest code; nil: the fastest engine this host runs. Not part
+    /// of the pair's configuration check: every emulator engine gives the same results.
+    public var emulator: PARISCEngine?
 
     public static let defaultMemorySize: UInt64 = 64 << 20
 
     public init(guestPath: String, memorySize: UInt64 = RunOptions.defaultMemorySize,
                 commandLine: String = "", diskPath: String? = nil,
                 clockMode: ClockMode = .deterministic, epochClock: EpochClockChoice = .auto,
-                epochLength: UInt64? = nil, engine: EngineKind? = nil, diskCache: DiskCacheMode = .default)
+                epochLength: UInt64? = nil, engine: EngineKind? = nil, diskCache: DiskCacheMode = .default,
+                emulator: PARISCEngine? = nil)
     {
         self.guestPath = guestPath
         self.memorySize = memorySize
@@ -73,5 +78,6 @@ public struct RunOptions: Hashable, Sendable, Codable {
         self.epochLength = epochLength
         self.engine = engine
         self.diskCache = diskCache
+        self.emulator = emulator
     }
 }

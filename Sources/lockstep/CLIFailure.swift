@@ -23,7 +23,7 @@ struct CLIFailure: Error, CustomStringConvertible {
         case let e as SetupError:
             switch e {
             case .hostUnavailable: self.init(e.description, status: ExitStatus.unavailable)
-            case .memorySize, .epochClockMismatch, .epochLength, .engineMismatch:
+            case .memorySize, .epochClockMismatch, .epochLength, .engineMismatch, .emulatorOption:
                 self.init(e.description, status: ExitStatus.usage)
             case .disk(.inUse): self.init(e.description, status: ExitStatus.unavailable)
             case .image, .disk: self.init(e.description, status: ExitStatus.badInput)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Hypervisor
 import MachineCore
+import PARISC
 
 /// The options every command that runs a guest takes.
 struct GuestOptions: ParsableArguments {
@@ -30,6 +31,9 @@ struct GuestOptions: ParsableArguments {
 
     @Option(help: "Force the engine: kvm or emulator (default: from the ELF's machine type).")
     var engine: String?
+
+    @Option(help: "How the PA-RISC emulator runs guest code: jit, threaded (block cache) or interpreter (default: the fastest this host runs).")
+    var emulator: String?
 
     @Argument(help: "The guest kernel (ELF).")
     var guest: String
@@ -64,9 +68,16 @@ struct GuestOptions: ParsableArguments {
         case .success(let mode): cache = mode
         case .failure(let error): throw CLIFailure(error.description, status: ExitStatus.usage)
         }
+        var emulatorEngine: PARISCEngine?
+        if let emulator {
+            guard let choice = PARISCEngine(rawValue: emulator) else {
+                throw CLIFailure("--emulator \(emulator): expected \(PARISCEngine.allCases.map(\.rawValue).joined(separator: ", "))", status: ExitStatus.usage)
+            }
+            emulatorEngine = choice
+        }
         return RunOptions(guestPath: guest, memorySize: size, commandLine: cmdline, diskPath: disk,
                           clockMode: clockMode, epochClock: epochClockChoice, epochLength: length,
-                          engine: engineKind, diskCache: cache)
+                          engine: engineKind, diskCache: cache, emulator: emulatorEngine)
     }
 
     /// The checked options and the loaded guest.
@@ -80,6 +91,7 @@ struct GuestOptions: ParsableArguments {
         if let disk { args += ["--disk", disk, "--disk-cache", diskCache] }
         if let epochLength { args += ["--epoch-length", epochLength] }
         if let engine { args += ["--engine", engine] }
+        if let emulator { args += ["--emulator", emulator] }
         return args + ["--", guest]
     }
 }
