@@ -17,10 +17,18 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var guest: GuestOptions
     @OptionGroup var snapshot: SnapshotOptions
 
+    @Option(name: .customLong("inject-fault"),
+            help: "Flip one bit at an epoch boundary (a soft error): primary:EPOCH:TARGET, TARGET reg:NAME:BIT, mem:ADDRESS:BIT or sym:SYMBOL[+OFFSET]:BIT.")
+    var injectFault: String?
+
     func run() throws {
         let setup = try guest.setup()
         let plan = try snapshot.plan()
         let printDigest = snapshot.printStateDigest
+        let fault = try injectFault.map { text in do { return try SoftError(parsing: text) } catch { throw CLIFailure(error) } }
+        if let fault, fault.replica != .primary {
+            throw CLIFailure("--inject-fault \(fault): an unreplicated run has one replica, the primary", status: ExitStatus.usage)
+        }
         let result = DedicatedThread.run(name: "lockstep-machine") { () -> Result<RunOutcome, CLIFailure> in
             do {
                 let console = HostConsole(input: .standardInput, output: .standardOutput)
@@ -32,6 +40,14 @@ struct RunCommand: ParsableCommand {
                                            epochLength: setup.epochLength,
                                            timing: BoundaryTiming(mode: setup.options.clockMode))
                 session.boundaryObserver = try plan.observer(machine: machine, host: environment.host, setup: setup)
+                if let fault {
+                    try fault.check(machine: machine, image: setup.image)
+                    session.epochStarting = { epoch in
+                        guard epoch == fault.epoch else { return }
+                        let line = try fault.inject(into: machine, image: setup.image)
+                        FileHandle.standardError.write(Data("lockstep: \(line)\n".utf8))
+                    }
+                }
                 let outcome = try session.run(epochs: firstEpoch)
                 plan.report(outcome)
                 if printDigest {

@@ -131,6 +131,23 @@ final class BackupReplica {
     private(set) var primaryFinalDigest: StateDigest?
     /// Whether this replica went live.
     private(set) var tookOver = false
+    /// The soft error still to inject into this replica.
+    private var softError: SoftError?
+    /// The epoch being received, once a `compare` ran it: how it stopped and its outputs.
+    private var compared: (stop: MachineStop, outputs: [PendingOutput])?
+    /// Output comparison's checkpoint: this replica's state at the start of the epoch after the
+    /// last one whose outputs the primary compared and released.
+    private struct Checkpoint {
+        let ram: RAMCheckpoint
+        var state: MachineState
+        var rules: BackupStateMachine
+        var outputs: OutputLog
+        var pending: [PendingOutput]
+        var consoleBytesDelivered: UInt64
+    }
+    private var checkpoint: Checkpoint?
+    /// Whether this machine can be checkpointed at all.
+    private var checkpointing = Checkpointing.available
 
     init(machine: any Machine, environment: BackupEnvironment, connection: ReplicationConnection, arbiter: Arbiter,
          context: ReplicaContext)
@@ -146,6 +163,7 @@ final class BackupReplica {
             ? .joining(epochLength: context.setup.epochLength, maximumLag: context.settings.maximumLag)
             : BackupStateMachine(epochLength: context.setup.epochLength, maximumLag: context.settings.maximumLag)
         timing = BoundaryTiming(mode: context.setup.options.clockMode)
+        softError = context.softError.flatMap { $0.replica == .backup(1) ? $0 : nil }
     }
 
 
@@ -160,6 +178,7 @@ final class BackupReplica {
         } else {
             status.set(state: .replaying)
         }
+        if context.settings.compare, case .replaying = rules.phase { try takeCheckpoint() }
         while true {
             let message: Message?
             do {
@@ -168,7 +187,11 @@ final class BackupReplica {
                 throw stop(.channel(.protocolError(error)), refusal: "\(error)")
             }
             if let message {
-                if let outcome = try handle(message) { return outcome }
+                do {
+                    if let outcome = try handle(message) { return outcome }
+                } catch let diverged as DivergedAwaitingRollback {
+                    try awaitRollback(diverged.error)
+                }
                 continue
             }
             // Caught up with the log: report how far it got (the primary may wait for that).
@@ -208,6 +231,10 @@ final class BackupReplica {
             try execute(record)
         case .finish(let record):
             return try finish(record)
+        case .compare(let request):
+            try compare(request)
+        case .rollBack(let request):
+            try rollBack(request)
         case .writePages(let pages):
             let pageCount = UInt64(machine.memory.pageCount)
             try pages.forEach { page, data in
@@ -222,6 +249,70 @@ final class BackupReplica {
             try restore(state)
         }
         return nil
+    }
+
+    /// Saves this replica's state at the start of the epoch being received.
+    private func takeCheckpoint() throws {
+        if case .unavailable = checkpointing { return }
+        let state: MachineState
+        do {
+            state = try machine.captureState()
+        } catch let error as SnapshotError {
+            // The pmu clock's counter cannot be captured: compare without rollback.
+            checkpointing = .unavailable("\(error)")
+            status.message("rollback unavailable (\(error)): a mismatch will stop the pair")
+            return
+        }
+        if let ram = checkpoint?.ram { try ram.save() }
+        checkpoint = Checkpoint(ram: try checkpoint?.ram ?? RAMCheckpoint(memory: machine.memory, tracker: machine.dirtyPages),
+                                state: state, rules: rules, outputs: environment.outputs, pending: pending,
+                                consoleBytesDelivered: consoleBytesDelivered)
+    }
+
+    /// This replica diverged from the primary's log: drop the rest of the log until the
+    /// primary's rollback (then run again from the checkpoint); if the connection ends first,
+    /// stop with the divergence (never take over from a diverged state).
+    private func awaitRollback(_ diverged: ReplicationError) throws {
+        while true {
+            let message: Message?
+            do { message = try parser.next() } catch { throw stop(diverged, refusal: diverged.description) }
+            if let message {
+                guard case .rollback(let request) = message else { continue }
+                try rollBack(request)
+                return
+            }
+            watchdog.enter(.waitingForPeer)
+            let received = connection.receive(holding: parser.bufferedBytes, wait: true)
+            watchdog.enter(.host)
+            switch received {
+            case .data(let chunks):
+                for chunk in chunks { parser.append(chunk) }
+            case .closed:
+                rules.violated()
+                throw stop(diverged, refusal: diverged.description)
+            }
+        }
+    }
+
+    /// The primary found the replicas disagree: back to the checkpoint, and tell it so.
+    private func rollBack(_ request: RollbackRequest) throws {
+        guard let checkpoint, checkpoint.rules.epoch == request.epoch else {
+            rules.violated()
+            throw stop(.protocolViolation("a rollback to epoch \(request.epoch), where this replica holds no checkpoint"),
+                       refusal: "no checkpoint at epoch \(request.epoch) (give --compare to the backup too)")
+        }
+        status.message("the primary found the replicas disagree: rolling back to epoch \(request.epoch) and running again")
+        try checkpoint.ram.restore()
+        try machine.restoreState(checkpoint.state)
+        do { try rules.rolledBack(to: checkpoint.rules) } catch { throw stop(error, refusal: error.description) }
+        environment.outputs = checkpoint.outputs
+        environment.startEpoch()
+        announced.removeAll()
+        pending = checkpoint.pending
+        compared = nil
+        consoleBytesDelivered = checkpoint.consoleBytesDelivered
+        writer.rolledBack(attempt: request.attempt)
+        _ = connection.send(writer.take())
     }
 
     /// The end of the state transfer: the RAM must add up to the primary's digest, then the
@@ -251,30 +342,39 @@ final class BackupReplica {
         return error
     }
 
-    private func divergence(_ detail: String) -> ReplicationError {
-        stop(.divergence(epoch: rules.epoch, detail: detail), refusal: "divergence at epoch \(rules.epoch): \(detail)")
+    /// A divergence with a checkpoint to return to: the primary decides (it rolls both back).
+    private struct DivergedAwaitingRollback: Error {
+        let error: ReplicationError
+    }
+
+    private func divergence(_ detail: String) -> any Error {
+        // A primary that compares outputs learns it first as a verdict: the replicas disagree.
+        writer.verdict(.diverged(epoch: rules.epoch))
+        _ = connection.send(writer.take())
+        if context.settings.compare, checkpoint != nil {
+            status.message("divergence at epoch \(rules.epoch): \(detail); waiting for the primary's rollback")
+            return DivergedAwaitingRollback(error: .divergence(epoch: rules.epoch, detail: detail))
+        }
+        return stop(.divergence(epoch: rules.epoch, detail: detail), refusal: "divergence at epoch \(rules.epoch): \(detail)")
     }
 
     /// Executes one epoch exactly as the primary did.
     private func execute(_ record: EpochRecord) throws {
-        let epoch = rules.epoch
-        let stop = try runToward(progress: record.progress)
-        let expected: MachineStop = record.stop == .idle ? .idle : .epochEnd
-        guard stop == expected, machine.progress == record.progress else {
-            throw divergence("the primary's epoch ended (\(expected)) at \(record.progress) \(machine.epochClock.unit), the backup's (\(stop)) at \(machine.progress)")
+        let mine: [PendingOutput]
+        if let compared {
+            // A comparison ran the epoch and reported its outputs; the primary judged them.
+            mine = compared.outputs
+            self.compared = nil
+        } else {
+            mine = try runEpoch(to: record.progress, stop: record.stop == .idle ? .idle : .epochEnd).1
+            for (own, theirs) in zip(mine, announced) where own.record != theirs {
+                throw divergence("output \(theirs.sequence) differs from the primary's")
+            }
         }
         guard environment.consumed == record.environmentCount else {
             throw divergence("the primary's epoch used \(record.environmentCount) environment values, the backup's \(environment.consumed) of \(environment.loggedCount) logged")
         }
         environment.startEpoch()
-        environment.outputs.endEpoch(epoch, idle: record.stop == .idle)
-        let mine = environment.outputs.take()
-        guard mine.count == announced.count else {
-            throw divergence("the primary's epoch produced \(announced.count) outputs, the backup's \(mine.count)")
-        }
-        for (own, theirs) in zip(mine, announced) where own.record != theirs {
-            throw divergence("output \(theirs.sequence) differs from the primary's")
-        }
         announced.removeAll(keepingCapacity: true)
         for output in mine where output.record.sequence > rules.performedThrough { pending.append(output) }
         if let digest = record.stateDigest {
@@ -283,8 +383,54 @@ final class BackupReplica {
         }
         try machine.applyBoundary(time: record.time, events: record.events)
         for case .consoleInput(let bytes) in record.events { consoleBytesDelivered += UInt64(bytes.count) }
+        let checkpointDue = context.settings.compare && !mine.isEmpty && rules.stage != .receiving
         if let executed = rules.executed() { report(executed) }
+        // The primary released this compared epoch's outputs: they agreed. Checkpoint here, as
+        // the primary does.
+        if checkpointDue { try takeCheckpoint() }
         status.progress(epoch: rules.epoch, lag: 0)
+    }
+
+    /// Runs the epoch being received to the primary's boundary and checks it stopped there alike
+    /// with as many outputs; returns its output records.
+    private func runEpoch(to progress: UInt64, stop expectedStop: CompareStop) throws -> (MachineStop, [PendingOutput]) {
+        let epoch = rules.epoch
+        let stop = try runToward(progress: progress)
+        let stoppedAlike = switch (stop, expectedStop) {
+        case (.epochEnd, .epochEnd), (.idle, .idle), (.exited, .ended), (.crashed, .ended): true
+        default: false
+        }
+        guard stoppedAlike, machine.progress == progress else {
+            throw divergence("the primary's epoch ended (\(expectedStop)) at \(progress) \(machine.epochClock.unit), the backup's (\(stop)) at \(machine.progress)")
+        }
+        if expectedStop == .ended {
+            environment.outputs.finish(epoch)
+        } else {
+            environment.outputs.endEpoch(epoch, idle: expectedStop == .idle)
+        }
+        let mine = environment.outputs.take()
+        guard mine.count == announced.count else {
+            throw divergence("the primary's epoch produced \(announced.count) outputs, the backup's \(mine.count)")
+        }
+        return (stop, mine)
+    }
+
+    /// Output comparison: runs the epoch to the requested boundary and tells the primary what
+    /// this replica's outputs (and state) came to. A difference is the primary's to judge.
+    private func compare(_ request: CompareRequest) throws {
+        let (stop, mine) = try runEpoch(to: request.progress, stop: request.stop)
+        guard environment.consumed == environment.loggedCount else {
+            throw divergence("the primary's epoch used \(environment.loggedCount) environment values, the backup's \(environment.consumed)")
+        }
+        compared = (stop, mine)
+        let first = zip(mine, announced).first { $0.record != $1 }?.1.sequence ?? 0
+        let verdict = Verdict(epoch: rules.epoch, outcome: .executed, outputCount: UInt64(mine.count),
+                              outputs: OutputDigest.of(mine.map(\.record),
+                                                       ending: request.stop == .ended ? OutputDigest.ending(stop) : nil),
+                              firstDifference: first,
+                              fingerprint: request.wantsFingerprint ? try machine.stateDigest() : nil)
+        writer.verdict(verdict)
+        _ = connection.send(writer.take())
     }
 
     /// Tells the primary how many epochs this replica has executed.
@@ -296,6 +442,7 @@ final class BackupReplica {
     /// Runs until `progress`, or until the guest stops earlier.
     private func runToward(progress target: UInt64) throws -> MachineStop {
         environment.epoch = rules.epoch
+        softError = try context.injectSoftError(softError, into: machine, epoch: rules.epoch)
         guard target > machine.progress else { return .epochEnd }
         do {
             watchdog.enter(.guest)
@@ -308,7 +455,9 @@ final class BackupReplica {
 
     /// The primary's guest stopped: finish the last epoch and compare final states.
     private func finish(_ record: FinishedRecord) throws -> RunOutcome {
-        let stop = machine.progress < record.progress ? try runToward(progress: record.progress) : .epochEnd
+        let stop = if let compared { compared.stop } else {
+            machine.progress < record.progress ? try runToward(progress: record.progress) : .epochEnd
+        }
         let stoppedAlike: Bool = switch stop {
         case .crashed: record.ending == .crashed
         case .exited(let status): record.ending == .exited && status == record.status
@@ -343,7 +492,11 @@ final class BackupReplica {
         status.set(state: .takingOver)
         environment.mode = .takingOver
         let (end, overflow) = machine.progress.addingReportingOverflow(context.setup.epochLength)
-        let stop = try runToward(progress: overflow ? .max : end)
+        let stop: MachineStop = switch compared?.stop {
+        case .exited(let status): .exited(status: status)
+        case .crashed(let reason): .crashed(reason: reason)
+        case .epochEnd, .idle, nil: try runToward(progress: overflow ? .max : end)
+        }
         switch try arbiter.acquire(claimant: "backup pid \(getpid())") {
         case .won: break
         case .lost(let holder): throw ReplicationError.lostArbiter(holder: holder)
@@ -354,6 +507,7 @@ final class BackupReplica {
         environment.mode = .live
         status.set(state: .live)
         environment.outputs.finish(rules.epoch)
+        if let compared { pending += compared.outputs }
         pending += environment.outputs.take()
         for output in pending where output.record.sequence > rules.performedThrough {
             if case .console(let bytes) = output.action { environment.host.console.write(bytes) }
