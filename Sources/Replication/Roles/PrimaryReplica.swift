@@ -489,9 +489,9 @@ final class PrimaryReplica {
                 case .log where compared:
                     // The backup computed the same output: it holds the log up to it.
                     if index == 0 { fault(.acknowledged) }
-                    let silence = following.map { $0.connection.silence() }.max() ?? 0
-                    step = rules.receiptArrived(silence: silence,
-                                                claimedBy: arbiter.isClaimed ? (arbiter.holder ?? "the backup") : nil)
+                    // When the comparison's answer was sent is not measured here: it renews no
+                    // output lease, so an arbiter lease or a probe's timely receipt must.
+                    step = rules.receiptArrived(sinceSent: .max, arbiter: arbiter.view)
                 case .log(let record):
                     environment.writer.output(record)
                     step = try sendAndAwaitReceipt(acknowledged: index == 0) ?? rules.commit(record)
