@@ -92,22 +92,28 @@ struct PairCommand: ParsableCommand {
         let console = PairConsole(terminal: TerminalStatus(wanted: !replication.noStatusLine && !guest.log.quiet))
         let primary = try console.start(executable, primaryArguments + replication.arguments + guest.arguments)
 
-        guard let (port, arbiterPath) = waitForPort(portFile, while: primary) else {
+        guard let (port, session) = waitForPort(portFile, while: primary) else {
             primary.waitForExit()
             console.finish()
             throw CLIFailure("the primary did not start (exit status \(primary.terminationStatus))",
                              status: primary.terminationStatus == 0 ? ExitStatus.internalError : primary.terminationStatus)
         }
-        defer { if let arbiterPath { Self.removeArbiterFiles(of: arbiterPath) } }
+        // Once every replica exited, the arbiter state of the pair's sessions goes: claim and
+        // nonce files, or etcd keys (`Arbiter.releaseSessions`).
+        let specification = try replication.arbiter.specification(for: guest.setup())
+        defer { Arbiter.releaseSessions(specification, sharingSlotWith: session) }
         let fleet = PairFleet(work: work, executable: executable, console: console, backups: backups,
                               reprotect: !noReprotect,
                               common: ["--no-status-line", "--key-file", keyFile] + replication.arguments,
                               guest: guest.arguments)
         fleet.adopt(primary, stats: primaryStats, portFile: portFile)
+        // Given the session, a backup whose primary dies before it joined starts the guest itself
+        // (the primary starts the guest only once all of these joined).
+        let sessionText = session.map { String(format: "%02x", $0) }.joined()
         var firstBackup: ReplicaProcess?
         for index in 0..<backups {
             let stats = index == 0 ? backupStats : work.appendingPathComponent("backup-\(index).json").path
-            let process = try fleet.startBackup(port: port, join: false, stats: stats)
+            let process = try fleet.startBackup(port: port, join: false, stats: stats, session: sessionText)
             if firstBackup == nil { firstBackup = process }
         }
         let backup = firstBackup!
@@ -159,23 +165,6 @@ struct PairCommand: ParsableCommand {
         }
     }
 
-    /// Removes the arbiter's claim files of every session of this pair (a replica that leads a
-    /// new pair after a failover makes a new session that keeps the first's first four bytes).
-    static func removeArbiterFiles(of path: String) {
-        let url = URL(fileURLWithPath: path)
-        let name = url.lastPathComponent
-        guard name.hasPrefix(".lockstep-arbiter-") else {
-            try? FileManager.default.removeItem(atPath: path)
-            return
-        }
-        let prefix = String(name.prefix(".lockstep-arbiter-".count + 8))
-        let directory = url.deletingLastPathComponent()
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
-        for other in names where other.hasPrefix(prefix) {
-            try? FileManager.default.removeItem(at: directory.appendingPathComponent(other))
-        }
-    }
-
     /// From here on SIGINT, SIGTERM and SIGHUP stop the replicas (with SIGTERM) instead of this
     /// process, which then cleans up (its work directory, the arbiter file) and exits 128 + the
     /// signal. Handlers are installed only after the replicas started, so they keep the default
@@ -224,12 +213,16 @@ struct PairCommand: ParsableCommand {
         return backup.terminationReason == .exit ? backup.terminationStatus : ExitStatus.internalError
     }
 
-    private func waitForPort(_ path: String, while process: ReplicaProcess) -> (Int, String?)? {
+    /// The port the primary listens on and its session, from its port file (port, arbiter
+    /// location, session in hexadecimal).
+    private func waitForPort(_ path: String, while process: ReplicaProcess) -> (Int, [UInt8])? {
         let deadline = Date(timeIntervalSinceNow: 60)
         while Date() < deadline {
             if let text = try? String(contentsOfFile: path, encoding: .utf8) {
                 let lines = text.split(separator: "\n")
-                if lines.count >= 2, let port = Int(lines[0]) { return (port, String(lines[1])) }
+                if lines.count >= 3, let port = Int(lines[0]), let session = BackupCommand.parseSession(String(lines[2])) {
+                    return (port, session)
+                }
             }
             guard process.isRunning else { return nil }
             Thread.sleep(forTimeInterval: 0.01)

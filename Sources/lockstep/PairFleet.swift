@@ -71,13 +71,14 @@ final class PairFleet: @unchecked Sendable {
 
     /// Starts a backup of the replica listening on `port`: from boot, or joining it running.
     @discardableResult
-    func startBackup(port: Int, join: Bool, stats: String? = nil) throws -> ReplicaProcess {
+    func startBackup(port: Int, join: Bool, stats: String? = nil, session: String? = nil) throws -> ReplicaProcess {
         let index = lock.withLock { all.count }
         let stats = stats ?? work.appendingPathComponent("replica-\(index).json").path
         let portFile = work.appendingPathComponent("replica-\(index).port").path
         var arguments = ["backup", "--connect", "127.0.0.1:\(port)", "--stats-json", stats]
         // A joiner that cannot reach its leader has nothing to wait for: the leader is gone.
         if join { arguments += ["--join", "--connect-timeout", "5"] }
+        if let session, !join { arguments += ["--session", session] }
         if reprotect {
             arguments += ["--lead-on", "127.0.0.1:0", "--port-file", portFile, "--backups", "\(backups)"]
         }

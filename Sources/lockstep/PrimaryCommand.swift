@@ -51,6 +51,13 @@ struct PrimaryCommand: ParsableCommand {
         let key = try replication.key { status.message($0) }
         let arbiter = Arbiter(replication.arbiter.specification(for: setup), session: session, status: status)
         try arbiter.register(claimant: "primary pid \(getpid())")
+        // The session must be new to the arbiter: a claim already there is someone else's run.
+        if arbiter.isClaimed {
+            throw CLIFailure(ReplicationError.lostArbiter(holder: arbiter.holder ?? "another replica"))
+        }
+        // The proof that the backup uses this arbiter: it must read this back (SharingProof).
+        try arbiter.publish(nonce: SharingProof.arbiterNonce(key: key, session: session))
+        defer { arbiter.withdrawNonce() }
         let listener: ReplicationListener
         do {
             listener = try network.listen(
@@ -60,19 +67,28 @@ struct PrimaryCommand: ParsableCommand {
         } catch {
             throw CLIFailure("cannot listen on \(endpoint): \(NetworkErrorText.describe(error))", status: ExitStatus.unavailable)
         }
-        status.message("listening on \(Endpoint(host: endpoint.host, port: listener.port))")
+        status.message("listening on \(Endpoint(host: endpoint.host, port: listener.port)), session \(session.map { String(format: "%02x", $0) }.joined())")
         if let portFile {
-            try Data("\(listener.port)\n\(arbiter.path)\n".utf8).write(to: URL(fileURLWithPath: portFile))
+            let sessionText = session.map { String(format: "%02x", $0) }.joined()
+            try Data("\(listener.port)\n\(arbiter.path)\n\(sessionText)\n".utf8).write(to: URL(fileURLWithPath: portFile))
         }
         status.set(state: .waitingForBackup)
         status.startRefreshing()
-        // Strangers, wrong keys and other images are refused and logged; the primary waits on.
+        // Strangers, wrong keys and other images are refused and logged; the primary waits on,
+        // watching the arbiter: a backup that took this primary for dead before it joined may
+        // have gone live (it then runs the guest itself), and this one must never start.
         // The guest starts from boot with its backups; later ones join it running.
         var connections: [ReplicationConnection] = []
         while connections.count < backups {
-            guard let connection = listener.accept() else {
-                throw CLIFailure("stopped listening before a backup joined", status: ExitStatus.internalError)
+            let accepted = listener.accept(until: Date(timeIntervalSinceNow: 0.2))
+            if arbiter.isClaimed {
+                listener.close()
+                for connection in connections + [accepted].compactMap({ $0 }) {
+                    connection.close(refusal: "this primary lost the arbiter before replication began")
+                }
+                throw CLIFailure(ReplicationError.lostArbiter(holder: arbiter.holder ?? "the backup"))
             }
+            guard let connection = accepted else { continue }
             guard connection.purpose == .replicateFromBoot else {
                 connection.close(refusal: "the guest has not started: join it once it runs")
                 continue
@@ -87,6 +103,8 @@ struct PrimaryCommand: ParsableCommand {
             arbiter: { next in
                 let arbiter = Arbiter(specification, session: next, status: status)
                 try arbiter.register(claimant: "primary pid \(getpid())")
+                // New backups prove they share this arbiter, as at the start.
+                try arbiter.publish(nonce: SharingProof.arbiterNonce(key: key, session: next))
                 return arbiter
             })
         let context = ReplicaContext(

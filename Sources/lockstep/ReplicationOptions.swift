@@ -119,16 +119,24 @@ struct ReplicationOptions: ParsableArguments {
 func runReplicaCommand(_ role: ReplicaRole, connection: ReplicationConnection, otherBackups: [ReplicationConnection] = [],
                        arbiter: Arbiter, context: ReplicaContext, network: ReplicationNetwork) throws
 {
+    try runReplicaCommand(context: context, network: network, connections: [connection] + otherBackups) {
+        try runReplica(role, connection: connection, otherBackups: otherBackups, arbiter: arbiter, context: context)
+    }
+}
+
+/// `runReplicaCommand` for any way of running the replica (`body`, on the machine thread);
+/// `connections` are closed once it ended.
+func runReplicaCommand(context: ReplicaContext, network: ReplicationNetwork, connections: [ReplicationConnection],
+                       _ body: @escaping @Sendable () throws -> ReplicaOutcome) throws
+{
     let result = DedicatedThread.run(name: "lockstep-machine") { () -> Result<ReplicaOutcome, CLIFailure> in
         do {
-            return .success(try runReplica(role, connection: connection, otherBackups: otherBackups, arbiter: arbiter,
-                                           context: context))
+            return .success(try body())
         } catch {
             return .failure(CLIFailure(error))
         }
     }
-    connection.close()
-    for other in otherBackups { other.close() }
+    for connection in connections { connection.close() }
     network.shutdown()
     switch result {
     case .success(let outcome):

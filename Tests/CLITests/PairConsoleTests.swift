@@ -27,8 +27,8 @@ import Testing
 
         /// Ending the session ends the server (kill-server alone left it running here).
         deinit {
-            try? run(["kill-session", "-t", "t"])
-            try? run(["kill-server"])
+            _ = try? run(["kill-session", "-t", "t"])
+            _ = try? run(["kill-server"])
         }
 
         @discardableResult
