@@ -56,13 +56,18 @@ public struct RunOptions: Hashable, Sendable, Codable {
     public var engine: EngineKind?
     /// When the disk's writes count as done (host-side only: replicas may differ).
     public var diskCache: DiskCacheMode
+    /// x86: let KVM buffer the writes Lockstep defers (virtio QueueNotify and InterruptACK, the
+    /// 8259's EOI) in its coalesced MMIO/PIO ring instead of exiting for each (host-side only:
+    /// the guest sees the same run either way, so replicas may differ).
+    public var coalescedWrites: Bool
 
     public static let defaultMemorySize: UInt64 = 64 << 20
 
     public init(guestPath: String, memorySize: UInt64 = RunOptions.defaultMemorySize,
                 commandLine: String = "", diskPath: String? = nil,
                 clockMode: ClockMode = .deterministic, epochClock: EpochClockChoice = .auto,
-                epochLength: UInt64? = nil, engine: EngineKind? = nil, diskCache: DiskCacheMode = .default)
+                epochLength: UInt64? = nil, engine: EngineKind? = nil, diskCache: DiskCacheMode = .default,
+                coalescedWrites: Bool = true)
     {
         self.guestPath = guestPath
         self.memorySize = memorySize
@@ -73,5 +78,6 @@ public struct RunOptions: Hashable, Sendable, Codable {
         self.epochLength = epochLength
         self.engine = engine
         self.diskCache = diskCache
+        self.coalescedWrites = coalescedWrites
     }
 }

@@ -34,7 +34,7 @@ public final class X86Machine: Machine {
     }
 
     /// Counters of what the machine did (diagnostics and benchmarks; not replicated state).
-    public struct Statistics: Hashable, Sendable {
+    public struct Statistics: Hashable, Sendable, Codable {
         /// `KVM_RUN` calls.
         public var runs: UInt64 = 0
         /// Port I/O exits (the trap port included).

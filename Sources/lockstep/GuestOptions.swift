@@ -31,6 +31,10 @@ struct GuestOptions: ParsableArguments {
     @Option(help: "Force the engine: kvm or emulator (default: from the ELF's machine type).")
     var engine: String?
 
+    @Flag(name: .customLong("coalesced-writes"), inversion: .prefixedNo,
+          help: "x86: KVM buffers writes to the virtio notify and 8259 EOI registers without exits where it can (off: each exits; the guest sees the same run).")
+    var coalescedWrites = true
+
     @Argument(help: "The guest kernel (ELF).")
     var guest: String
 
@@ -66,7 +70,7 @@ struct GuestOptions: ParsableArguments {
         }
         return RunOptions(guestPath: guest, memorySize: size, commandLine: cmdline, diskPath: disk,
                           clockMode: clockMode, epochClock: epochClockChoice, epochLength: length,
-                          engine: engineKind, diskCache: cache)
+                          engine: engineKind, diskCache: cache, coalescedWrites: coalescedWrites)
     }
 
     /// The checked options and the loaded guest.
@@ -80,6 +84,7 @@ struct GuestOptions: ParsableArguments {
         if let disk { args += ["--disk", disk, "--disk-cache", diskCache] }
         if let epochLength { args += ["--epoch-length", epochLength] }
         if let engine { args += ["--engine", engine] }
+        if !coalescedWrites { args.append("--no-coalesced-writes") }
         return args + ["--", guest]
     }
 }

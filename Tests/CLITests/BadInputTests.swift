@@ -67,7 +67,7 @@ import Testing
 
     @Test func badOptionValues() throws {
         for arguments in [["--clock", "sundial"], ["--epoch-clock", "sundial"], ["--epoch-length", "0"],
-                          ["--engine", "bochs"]] {
+                          ["--engine", "bochs"], ["--stats-json", "/nonexistent/figures.json"]] {
             expectOneLine(try Lockstep.run(["run"] + arguments + ["/nonexistent"]), status: 64,
                           mentioning: [arguments[0]])
         }
