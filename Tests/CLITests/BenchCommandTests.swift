@@ -85,6 +85,10 @@ import FoundationXML
         // Failover: each trial went live; SIGKILL is noticed at once, SIGSTOP after the timeout.
         let trials = try CSV.load(output + "/failover-trials.csv")
         #expect(trials.rows.count >= 2)
+        // Every guest that runs long enough to be killed in the middle, not only ticks.
+        for guest in ["ticks", "cpu", "disk", "echo"] {
+            #expect(trials.rows.contains { $0["guest"] == guest && $0["failure"] == "SIGKILL" }, "no SIGKILL trial of \(guest)")
+        }
         for row in trials.rows {
             #expect(row["ok"] == "1", "trial \(row)")
             let live = try #require(Double(row["live_s"] ?? ""), "no live time in \(row)")
