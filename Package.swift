@@ -18,8 +18,6 @@ let package = Package(
         // Debian's libelf and capstone, as system libraries.
         .systemLibrary(name: "CLibElf", path: "Sources/CLibElf", pkgConfig: "libelf",
                        providers: [.apt(["libelf-dev"])]),
-        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
-                       providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CCapstone", path: "Sources/CCapstone", pkgConfig: "capstone",
                        providers: [.apt(["libcapstone-dev"])]),
 
@@ -53,9 +51,10 @@ let package = Package(
         ]),
         // Primary/backup replica coordination.
         .target(name: "Replication", dependencies: [
-            "MachineCore", "Hypervisor", "CZlib",
+            "MachineCore", "Hypervisor",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOFoundationCompat", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
@@ -70,6 +69,16 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+
+        // Fuzzing (scripts/fuzz): the targets, libFuzzer's driver declaration, the driver.
+        .target(name: "FuzzTargets", dependencies: [
+            "Replication", "Devices", "MachineCore", "Hypervisor",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ], path: "Fuzz/Targets"),
+        .target(name: "CFuzz", path: "Fuzz/CFuzz"),
+        .executableTarget(name: "lockstep-fuzz", dependencies: [
+            "FuzzTargets", "CFuzz", .product(name: "Logging", package: "swift-log"),
+        ], path: "Fuzz/Driver"),
 
         // Helpers shared by test targets.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
@@ -86,8 +95,14 @@ let package = Package(
             "Replication", "Hypervisor", "MachineCore", "TestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
-        .testTarget(name: "CLITests", dependencies: ["TestSupport", "Bench"]),
+        .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzTargets"]),
+        .testTarget(name: "CLITests", dependencies: [
+            "TestSupport", "Bench", "Replication", "MachineCore", "Hypervisor",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         .testTarget(name: "SnapshotTests", dependencies: [
             "Hypervisor", "MachineCore", "X86", "PARISC", "KVM", "Loader", "TestSupport",
             .product(name: "Crypto", package: "swift-crypto"),

@@ -23,14 +23,17 @@ public struct BenchConfiguration: Sendable {
     public var qemuX86: String?
     /// The lockstep executable to drive.
     public var lockstep: String
+    /// Another lockstep executable the boundary experiment measures the same way (before/after).
+    public var baseline: String?
     /// The command as typed, for the report.
     public var commandLine: String
 
     /// All the settings, as the command line gave them.
     public init(outputDirectory: String, quick: Bool, repetitions: Int?, failoverTrials: Int?,
                 experiments: [Experiment], guestDirectory: String?, documentPath: String?,
-                qemuHPPA: String?, qemuX86: String?, lockstep: String, commandLine: String)
+                qemuHPPA: String?, qemuX86: String?, lockstep: String, commandLine: String, baseline: String? = nil)
     {
+        self.baseline = baseline
         self.outputDirectory = outputDirectory
         self.quick = quick
         self.repetitions = repetitions

@@ -27,6 +27,16 @@ struct BenchPlan: Sendable {
     var singleStepRounds: (Int, Int)
     var singleStepRepetitions: Int
 
+    // boundary
+    /// Epoch lengths (instructions) for host instructions per boundary and pair/run ratios.
+    var boundaryEpochLengths: [UInt64]
+    /// cpu rounds under callgrind (it runs 50 to 100 times slower); nil: not measured (--quick).
+    var boundaryCallgrindRounds: (Int, Int)?
+    /// cpu rounds for the pair/run ratios.
+    var boundaryTimingRounds: (Int, Int)
+    /// Epoch records for the in-process sealing measurement.
+    var sealingEpochs: Int
+
     // disk
     /// Sectors written and read back (each request moves 8 sectors).
     var diskBlocks: [Int]
@@ -66,6 +76,8 @@ struct BenchPlan: Sendable {
                 instructionEpochLengths: [1024, 16384], flowControlEpochLengths: [16384], emulatorRounds: (1, 2),
                 exitEpochLengths: [16], kvmRounds: (1, 256),
                 singleStepEpochLengths: [], singleStepRounds: (1, 1), singleStepRepetitions: 1,
+                boundaryEpochLengths: [4096], boundaryCallgrindRounds: nil, boundaryTimingRounds: (1, 2),
+                sealingEpochs: 20_000,
                 diskBlocks: [8, 32], diskEpochLengths: [nil],
                 failoverTimeouts: [200], failoverMainTimeout: 200,
                 failoverTrials: failoverTrials ?? 1, failoverSweepTrials: 1, failoverGuestTrials: failoverTrials ?? 1,
@@ -80,6 +92,8 @@ struct BenchPlan: Sendable {
             flowControlEpochLengths: [1024, 4096, 16384, 65536], emulatorRounds: (4, 44),
             exitEpochLengths: [1, 4, 16, 64, 256], kvmRounds: (64, 8192),
             singleStepEpochLengths: [1024, 16384], singleStepRounds: (1, 1), singleStepRepetitions: 1,
+            boundaryEpochLengths: [1024, 4096, 32768], boundaryCallgrindRounds: (1, 3), boundaryTimingRounds: (4, 44),
+            sealingEpochs: 1_000_000,
             diskBlocks: [64, 512, 2048], diskEpochLengths: [4096, nil],
             failoverTimeouts: [100, 250, 500, 1000, 2000], failoverMainTimeout: 1000,
             failoverTrials: trials, failoverSweepTrials: max(2, (trials + 4) / 7), failoverGuestTrials: trials,

@@ -14,6 +14,7 @@ struct BenchResults: Codable, Sendable {
     var failover: [FailoverPoint]?
     var failoverTrials: [FailoverTrial]?
     var channel: [ChannelPoint]?
+    var boundary: BoundaryExperiment.Result?
     var peers: [PeerResult]?
     var counterClock: CounterClockResult?
     /// The QEMU configurations probed: the CPU model each used, or why it was skipped.

@@ -32,6 +32,7 @@ public enum Benchmark {
         let plan = BenchPlan.make(quick: configuration.quick, repetitions: configuration.repetitions,
                                   failoverTrials: configuration.failoverTrials)
         let driver = LockstepDriver(executable: configuration.lockstep, guests: guests, scratch: scratch, timeout: plan.runTimeout)
+        try driver.prepareKey()
         let context = BenchContext(configuration: configuration, plan: plan, tools: tools, driver: driver, log: log)
         log.line("lockstep \(configuration.lockstep) (\(host.lockstepBuild) build), guests in \(guests.directory), output in \(output.path)")
         if host.lockstepBuild == "debug" && !configuration.quick {
@@ -62,6 +63,10 @@ public enum Benchmark {
                 let (report, points) = ChannelAnalysis.run(context)
                 reports.append(report)
                 results.channel = points
+            case .boundary:
+                let (report, result) = BoundaryExperiment.run(context)
+                reports.append(report)
+                results.boundary = result
             case .pariscQEMU, .x86QEMU:
                 let outcome = experiment == .pariscQEMU ? PeerExperiment.pariscQEMU(context) : PeerExperiment.x86QEMU(context)
                 reports.append(outcome.report)

@@ -1,4 +1,5 @@
 import Foundation
+import Replication
 
 /// The channel figures of one replicated run, from the primary's statistics.
 struct ChannelFigures: Codable, Sendable {
@@ -16,7 +17,7 @@ struct ChannelFigures: Codable, Sendable {
         epochs = p.epoch
         bytesSent = p.bytesSent
         bytesReceived = p.bytesReceived
-        if let start = p.stateEnteredAt["replicating"], let end = p.stateEnteredAt["finished"], end > start {
+        if let start = p.stateEnteredAt[.replicating], let end = p.stateEnteredAt[.finished], end > start {
             replicatingSeconds = end - start
         } else {
             replicatingSeconds = p.elapsedSeconds

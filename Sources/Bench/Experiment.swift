@@ -10,6 +10,9 @@ public enum Experiment: String, CaseIterable, Codable, Sendable, CustomStringCon
     case failover
     /// Replication channel traffic, from the epochs and disk runs' statistics.
     case channel
+    /// What an epoch boundary costs replication: host instructions (callgrind), sealing, pair/run
+    /// ratios; against `--baseline` when given.
+    case boundary
     /// Lockstep's PA-RISC emulator against qemu-system-hppa (TCG and -icount shift=0).
     case pariscQEMU = "parisc-qemu"
     /// Lockstep on KVM against qemu-system-x86_64 with KVM (pc and microvm).

@@ -82,9 +82,7 @@ enum FailoverExperiment {
     }
 
     /// Reads a replica's statistics file.
-    static func snapshot(_ path: String) -> ReplicationStatus.Snapshot? {
-        FileManager.default.contents(atPath: path).flatMap { try? JSONDecoder().decode(ReplicationStatus.Snapshot.self, from: $0) }
-    }
+    static func snapshot(_ path: String) -> ReplicationStatus.Snapshot? { ReplicationStatus.Snapshot.load(path) }
 
     static func trial(_ context: BenchContext, engine: String, arch: String, workload: FailoverWorkload, failure: String,
                       timeout: Int, index: Int) -> FailoverTrial {
@@ -113,7 +111,7 @@ enum FailoverExperiment {
             }
         }
         defer { if let disk { try? FileManager.default.removeItem(atPath: disk) } }
-        let common = ["--timeout", "\(timeout)", "--no-status-line", "--arbiter-dir", directory]
+        let common = driver.keyArguments + ["--timeout", "\(timeout)", "--no-status-line", "--arbiter-dir", directory]
             + (disk.map { ["--disk", $0] } ?? []) + workload.arguments
         let portFile = directory + "/port", primaryStats = directory + "/primary.json", backupStats = directory + "/backup.json"
         let primary: RunningProcess
@@ -152,7 +150,7 @@ enum FailoverExperiment {
             return result
         }
         let replicatingDeadline = BenchClock.now() + 30
-        while backup.isRunning && snapshot(backupStats)?.state != "replaying" && BenchClock.now() < replicatingDeadline {
+        while backup.isRunning && snapshot(backupStats)?.state != .replaying && BenchClock.now() < replicatingDeadline {
             usleep(2000)
         }
         // Both replicas read the same console input (as `lockstep pair` gives them).
@@ -168,7 +166,7 @@ enum FailoverExperiment {
         var state: ReplicationStatus.Snapshot?
         while BenchClock.now() < liveDeadline {
             state = snapshot(backupStats)
-            if let s = state, s.stateEnteredAt["live"] != nil || s.state.hasPrefix("finished") || s.state == "failed" { break }
+            if let s = state, s.stateEnteredAt[.live] != nil || s.state.isFinal { break }
             if !backup.isRunning { state = snapshot(backupStats); break }
             usleep(2000)
         }
@@ -179,15 +177,15 @@ enum FailoverExperiment {
         let backupOutcome = backup.wait(timeout: backup.startedAt - primary.startedAt + seconds + Double(timeout) / 1000 + 60)
         let primaryOutcome = primary.wait(timeout: seconds + Double(timeout) / 1000 + 60)
         state = snapshot(backupStats) ?? state
-        result.detectionSeconds = state?.stateEnteredAt["taking over"].map { $0 - signalledAt }
-        result.liveSeconds = state?.stateEnteredAt["live"].map { $0 - signalledAt }
+        result.detectionSeconds = state?.stateEnteredAt[.takingOver].map { $0 - signalledAt }
+        result.liveSeconds = state?.stateEnteredAt[.live].map { $0 - signalledAt }
         result.backupStatus = backupOutcome.signaled ? nil : backupOutcome.status
         result.primaryStatus = primaryOutcome.signaled ? nil : primaryOutcome.status
         result.primarySignaled = primaryOutcome.signaled
         // The backup must go live and finish the guest (status 0); a killed primary stays dead,
         // a frozen one wakes to find the arbiter taken and stops (77) without output.
         var problems: [String] = []
-        if result.liveSeconds == nil { problems.append("the backup never went live (state \(state?.state ?? "unknown"))") }
+        if result.liveSeconds == nil { problems.append("the backup never went live (state \(state.map { "\($0.state)" } ?? "unknown"))") }
         if !backupOutcome.exited(with: 0) { problems.append("backup \(backupOutcome.ending): \(backupOutcome.lastErrorLine)") }
         if !backupOutcome.stdout.contains(workload.expected) && !primaryOutcome.stdout.contains(workload.expected) {
             problems.append("neither replica printed \"\(workload.expected.prefix(60))\"")

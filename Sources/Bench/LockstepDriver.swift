@@ -1,4 +1,5 @@
 import Foundation
+import Replication
 
 #if canImport(Glibc)
 import Glibc
@@ -12,6 +13,28 @@ struct LockstepDriver: Sendable {
     let scratch: String
     /// The longest any single run may take (seconds).
     let timeout: Double
+
+    /// Whether the binary authenticates its replicas (lockstep before protocol version 2 did not).
+    var usesKeys = true
+
+    /// The pair's key file, made once per bench run in the scratch directory (`prepareKey`).
+    var keyFile: String { "\(scratch)/replication.key" }
+    var keyArguments: [String] { usesKeys ? ["--key-file", keyFile] : [] }
+
+    /// The same driver for another lockstep binary (`--baseline`), which may predate keys.
+    func driving(_ other: String) -> LockstepDriver {
+        var driver = LockstepDriver(executable: other, guests: guests, scratch: scratch, timeout: timeout)
+        let probe = try? RunningProcess.run(other, ["primary", "--help"], timeout: 30)
+        driver.usesKeys = probe.map { $0.stdout.contains("--key-file") || $0.stderr.contains("--key-file") } ?? false
+        return driver
+    }
+
+    /// Writes the key every replicated run of this bench uses.
+    func prepareKey() throws {
+        do { try ReplicationKey.generate().write(to: keyFile) } catch {
+            throw BenchError.output(keyFile, error.description)
+        }
+    }
 
     /// A fresh path in the scratch directory.
     func scratchPath(_ name: String) -> String {
@@ -52,7 +75,7 @@ struct LockstepDriver: Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let portFile = directory + "/port", primaryStats = directory + "/primary.json", backupStats = directory + "/backup.json"
-        let common = ["--no-status-line", "--arbiter-dir", directory]
+        let common = keyArguments + ["--no-status-line", "--arbiter-dir", directory]
             + guestArguments(arch: arch, guest: guest, cmdline: cmdline, options: options)
         let cpuBefore = BenchClock.childrenCPU()
         let primary = try RunningProcess(executable: executable,

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -6,11 +7,15 @@ import Glibc
 
 /// Progress of a replica for people and programs: a status line on a terminal (epoch, backup
 /// lag, channel throughput) and, on request, the same as JSON in a file.
+///
+/// The machine thread only stores its epoch and lag in atomic words (no lock, no clock per
+/// epoch); a timer refreshes the display and the file five times a second. A change of state is
+/// written at once.
 public final class ReplicationStatus: @unchecked Sendable {
     /// The JSON document written to `--stats-json`.
     public struct Snapshot: Codable, Sendable, Equatable {
-        public var role: String
-        public var state: String
+        public var role: ReplicaRole
+        public var state: ReplicaState
         public var epoch: UInt64
         public var backupLag: UInt64
         public var bytesSent: UInt64
@@ -18,68 +23,136 @@ public final class ReplicationStatus: @unchecked Sendable {
         public var sendBytesPerSecond: Double
         public var elapsedSeconds: Double
         public var status: Int32?
-        /// When each state was entered (seconds since 1970), e.g. when a backup went "live".
-        public var stateEnteredAt: [String: Double] = [:]
+        /// When each state was entered (seconds since 1970), e.g. when a backup went live.
+        public var stateEnteredAt: [ReplicaState: Double] = [:]
         public var finalDigest: String?
         public var primaryFinalDigest: String?
+
+        private enum CodingKeys: String, CodingKey {
+            case role, state, epoch, backupLag, bytesSent, bytesReceived, sendBytesPerSecond, elapsedSeconds
+            case status, stateEnteredAt, finalDigest, primaryFinalDigest
+        }
+
+        public init(role: ReplicaRole, state: ReplicaState) {
+            self.role = role
+            self.state = state
+            epoch = 0
+            backupLag = 0
+            bytesSent = 0
+            bytesReceived = 0
+            sendBytesPerSecond = 0
+            elapsedSeconds = 0
+        }
+
+        // States are keys of a JSON object by their names ("live": 1.7e9), roles by name.
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            let roleName = try c.decode(String.self, forKey: .role)
+            guard let role = ReplicaRole(name: roleName) else {
+                throw DecodingError.dataCorruptedError(forKey: .role, in: c, debugDescription: "role \(roleName)")
+            }
+            self.role = role
+            state = try c.decode(ReplicaState.self, forKey: .state)
+            epoch = try c.decode(UInt64.self, forKey: .epoch)
+            backupLag = try c.decode(UInt64.self, forKey: .backupLag)
+            bytesSent = try c.decode(UInt64.self, forKey: .bytesSent)
+            bytesReceived = try c.decode(UInt64.self, forKey: .bytesReceived)
+            sendBytesPerSecond = try c.decode(Double.self, forKey: .sendBytesPerSecond)
+            elapsedSeconds = try c.decode(Double.self, forKey: .elapsedSeconds)
+            status = try c.decodeIfPresent(Int32.self, forKey: .status)
+            let entered = try c.decodeIfPresent([String: Double].self, forKey: .stateEnteredAt) ?? [:]
+            stateEnteredAt = Dictionary(uniqueKeysWithValues: entered.compactMap { k, v in ReplicaState(rawValue: k).map { ($0, v) } })
+            finalDigest = try c.decodeIfPresent(String.self, forKey: .finalDigest)
+            primaryFinalDigest = try c.decodeIfPresent(String.self, forKey: .primaryFinalDigest)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(role.description, forKey: .role)
+            try c.encode(state, forKey: .state)
+            try c.encode(epoch, forKey: .epoch)
+            try c.encode(backupLag, forKey: .backupLag)
+            try c.encode(bytesSent, forKey: .bytesSent)
+            try c.encode(bytesReceived, forKey: .bytesReceived)
+            try c.encode(sendBytesPerSecond, forKey: .sendBytesPerSecond)
+            try c.encode(elapsedSeconds, forKey: .elapsedSeconds)
+            try c.encodeIfPresent(status, forKey: .status)
+            try c.encode(Dictionary(uniqueKeysWithValues: stateEnteredAt.map { ($0.key.rawValue, $0.value) }), forKey: .stateEnteredAt)
+            try c.encodeIfPresent(finalDigest, forKey: .finalDigest)
+            try c.encodeIfPresent(primaryFinalDigest, forKey: .primaryFinalDigest)
+        }
+
+        /// The snapshot in a statistics file, if it holds one.
+        public static func load(_ path: String) -> Snapshot? {
+            FileManager.default.contents(atPath: path).flatMap { try? JSONDecoder().decode(Snapshot.self, from: $0) }
+        }
     }
 
     private let lock = NSLock()
     private let statsPath: String?
     private let interactive: Bool
     private let start = Date()
+    private let epochWord = Atomic<UInt64>(0)
+    private let lagWord = Atomic<UInt64>(0)
+    // Guarded by `lock`.
     private var snapshot: Snapshot
-    private var lastWrite = Date.distantPast
+    private var connection: ReplicationConnection?
+    private var timer: (any DispatchSourceTimer)?
 
     /// - Parameter statusLine: whether to draw the status line (only ever on a terminal).
-    public init(role: String, statsPath: String?, statusLine: Bool = true) {
+    public init(role: ReplicaRole, statsPath: String?, statusLine: Bool = true) {
         self.statsPath = statsPath
         interactive = statusLine && isatty(STDERR_FILENO) != 0
-        snapshot = Snapshot(role: role, state: "starting", epoch: 0, backupLag: 0, bytesSent: 0,
-                            bytesReceived: 0, sendBytesPerSecond: 0, elapsedSeconds: 0)
+        snapshot = Snapshot(role: role, state: .starting)
+        snapshot.stateEnteredAt[.starting] = start.timeIntervalSince1970
     }
 
-    /// Records progress; the display and file are refreshed at most five times a second.
-    public func update(epoch: UInt64, lag: UInt64? = nil, connection: PeerConnection?, state: String? = nil) {
-        lock.lock()
-        defer { lock.unlock() }
-        snapshot.epoch = epoch
-        if let state { snapshot.state = state }
-        if let connection {
-            let stats = connection.statistics
-            snapshot.bytesSent = stats.sent
-            snapshot.bytesReceived = stats.received
-            snapshot.backupLag = lag ?? epoch.saturatingSubtract(stats.peerExecutedEpochs)
-        } else if let lag {
-            snapshot.backupLag = lag
-        }
-        let now = Date()
-        if let state { snapshot.stateEnteredAt[state] = snapshot.stateEnteredAt[state] ?? now.timeIntervalSince1970 }
-        guard now.timeIntervalSince(lastWrite) >= 0.2 else { return }
-        lastWrite = now
-        refresh(now)
+    /// Records the machine thread's progress: two atomic stores.
+    @inline(__always)
+    public func progress(epoch: UInt64, lag: UInt64) {
+        epochWord.store(epoch, ordering: .relaxed)
+        lagWord.store(lag, ordering: .relaxed)
+    }
+
+    /// The connection whose traffic the status shows (nil once it is gone).
+    public func attach(_ connection: ReplicationConnection?) {
+        lock.withLock { self.connection = connection }
+    }
+
+    /// Starts refreshing the display and the file five times a second.
+    public func startRefreshing() {
+        guard interactive || statsPath != nil else { return }
+        let source = DispatchSource.makeTimerSource(queue: .global())
+        source.schedule(deadline: .now() + 0.2, repeating: 0.2)
+        source.setEventHandler { [weak self] in self?.refresh() }
+        lock.withLock { timer = source }
+        source.resume()
     }
 
     /// A change of state is written at once.
-    public func set(state: String) {
+    public func set(state: ReplicaState) {
         lock.lock()
         defer { lock.unlock() }
         snapshot.state = state
         let now = Date()
         snapshot.stateEnteredAt[state] = snapshot.stateEnteredAt[state] ?? now.timeIntervalSince1970
-        refresh(now)
+        write(now)
     }
 
-    /// The final figures: written whatever the rate limit.
-    public func finish(state: String, status: Int32?, finalDigest: String?, primaryFinalDigest: String? = nil) {
+    public var state: ReplicaState { lock.withLock { snapshot.state } }
+
+    /// The final figures: written whatever the rate limit; the refreshing stops.
+    public func finish(state: ReplicaState, status: Int32?, finalDigest: String?, primaryFinalDigest: String? = nil) {
         lock.lock()
         defer { lock.unlock() }
+        timer?.cancel()
+        timer = nil
         snapshot.state = state
         snapshot.stateEnteredAt[state] = Date().timeIntervalSince1970
         snapshot.status = status
         snapshot.finalDigest = finalDigest
         snapshot.primaryFinalDigest = primaryFinalDigest
-        refresh(Date())
+        write(Date())
         if interactive { FileHandle.standardError.write(Data("\n".utf8)) }
     }
 
@@ -91,13 +164,28 @@ public final class ReplicationStatus: @unchecked Sendable {
         FileHandle.standardError.write(Data("\(prefix)lockstep \(snapshot.role): \(text)\n".utf8))
     }
 
-    private func refresh(_ now: Date) {
+    private func refresh() {
+        lock.lock()
+        defer { lock.unlock() }
+        guard timer != nil else { return }
+        write(Date())
+    }
+
+    /// Called with `lock` held.
+    private func write(_ now: Date) {
+        snapshot.epoch = epochWord.load(ordering: .relaxed)
+        snapshot.backupLag = lagWord.load(ordering: .relaxed)
+        if let connection {
+            let stats = connection.statistics
+            snapshot.bytesSent = stats.sent
+            snapshot.bytesReceived = stats.received
+        }
         snapshot.elapsedSeconds = now.timeIntervalSince(start)
         snapshot.sendBytesPerSecond = snapshot.elapsedSeconds > 0
             ? Double(snapshot.bytesSent) / snapshot.elapsedSeconds : 0
         if interactive {
             let line = String(format: "\r\u{1B}[K[%@ %@] epoch %llu  lag %llu  tx %.1f KB/s  rx %.1f KB/s",
-                              snapshot.role, snapshot.state, snapshot.epoch, snapshot.backupLag,
+                              snapshot.role.description, snapshot.state.rawValue, snapshot.epoch, snapshot.backupLag,
                               snapshot.sendBytesPerSecond / 1024,
                               Double(snapshot.bytesReceived) / max(snapshot.elapsedSeconds, 1e-9) / 1024)
             FileHandle.standardError.write(Data(line.utf8))
@@ -108,6 +196,16 @@ public final class ReplicationStatus: @unchecked Sendable {
             if let data = try? encoder.encode(snapshot) {
                 try? data.write(to: URL(fileURLWithPath: statsPath), options: .atomic)
             }
+        }
+    }
+}
+
+extension ReplicaRole {
+    init?(name: String) {
+        switch name {
+        case "primary": self = .primary
+        case "backup": self = .backup
+        default: return nil
         }
     }
 }

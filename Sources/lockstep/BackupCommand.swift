@@ -24,35 +24,32 @@ struct BackupCommand: ParsableCommand {
         }
         let setup = try guest.setup()
         let settings = try replication.settings(for: setup)
-        let identity = replication.identity(for: setup)
-        let status = ReplicationStatus(role: "backup", statsPath: replication.statsJSON,
+        let status = ReplicationStatus(role: .backup, statsPath: replication.statsJSON,
                                        statusLine: !replication.noStatusLine)
+        let key = try replication.key { status.message($0) }
+        let watchdog = MachineWatchdog()
         let network = ReplicationNetwork()
         let timing = ConnectionTiming(timeoutMilliseconds: replication.timeout)
-        let connection: PeerConnection
+        let connection: ReplicationConnection
         do {
-            connection = try network.connect(to: endpoint, timing: timing,
-                                             until: Date(timeIntervalSinceNow: connectTimeout))
+            connection = try network.connect(
+                to: endpoint, timing: timing,
+                credentials: .init(key: key, identity: ReplicaIdentity(setup: setup), watchdog: watchdog),
+                until: Date(timeIntervalSinceNow: connectTimeout))
+        } catch let failure as HandshakeFailure {
+            network.shutdown()
+            throw CLIFailure("replication with the primary at \(endpoint) failed: \(failure)",
+                             status: failure.isTransient ? ExitStatus.unavailable : ExitStatus.replicationFailed)
         } catch {
+            network.shutdown()
             throw CLIFailure("cannot reach the primary at \(endpoint): \(error)", status: ExitStatus.unavailable)
         }
-        let session = try Handshake.joinPrimary(connection, identity: identity,
-                                                timeout: Double(replication.timeout) / 1000 + 5)
-        let disk = try setup.openDisk(sharing: .pair(token: session))
-        let arbiter = Arbiter(replication.arbiter.specification(for: setup), session: session, status: status)
+        let disk = DiskHandoff(try setup.openDisk(sharing: .pair(token: connection.session)))
+        let arbiter = Arbiter(replication.arbiter.specification(for: setup), session: connection.session, status: status)
         status.message("following the primary at \(endpoint)")
-        try runReplica(status: status, connection: connection, network: network) {
-            let console = HostConsole(input: .standardInput, output: .standardOutput)
-            let environment = BackupEnvironment(host: HostIO(console: console, disk: disk))
-            let machine = try MachineFactory.make(setup, environment: environment)
-            let backup = BackupReplica(
-                machine: machine, environment: environment, connection: connection, arbiter: arbiter,
-                settings: settings, epochLength: setup.epochLength,
-                timing: BoundaryTiming(mode: setup.options.clockMode), status: status)
-            let outcome = try backup.run()
-            return ReplicaRun(outcome: outcome, finalState: backup.tookOver ? "finished live" : "finished",
-                              digest: try machine.stateDigest().description,
-                              primaryDigest: backup.primaryFinalDigest?.description)
-        }
+        status.startRefreshing()
+        let context = ReplicaContext(setup: setup, settings: settings, status: status, watchdog: watchdog,
+                                     console: HostConsole(input: .standardInput, output: .standardOutput), disk: disk)
+        try runReplicaCommand(.backup, connection: connection, arbiter: arbiter, context: context, network: network)
     }
 }

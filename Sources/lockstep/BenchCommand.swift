@@ -43,6 +43,9 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .customLong("qemu-x86"), help: "The qemu-system-x86_64 to compare with (default: from PATH).")
     var qemuX86: String?
 
+    @Option(help: "Another lockstep binary the boundary experiment measures the same way, for before/after ratios.")
+    var baseline: String?
+
     func run() throws {
         guard let chosen = Experiment.list(experiments) else {
             throw CLIFailure("--experiments \(experiments): expected all or a comma-separated list of \(Experiment.allCases.map(\.rawValue).joined(separator: ", "))", status: ExitStatus.usage)
@@ -53,11 +56,15 @@ struct BenchCommand: ParsableCommand {
         if let failoverTrials, failoverTrials < 1 {
             throw CLIFailure("--failover-trials must be at least 1", status: ExitStatus.usage)
         }
+        if let baseline, !FileManager.default.isExecutableFile(atPath: baseline) {
+            throw CLIFailure("--baseline \(baseline): not an executable", status: ExitStatus.usage)
+        }
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         let configuration = BenchConfiguration(
             outputDirectory: output, quick: quick, repetitions: repetitions, failoverTrials: failoverTrials,
             experiments: chosen, guestDirectory: guests, documentPath: document, qemuHPPA: qemuHPPA, qemuX86: qemuX86,
-            lockstep: executable, commandLine: (["lockstep"] + CommandLine.arguments.dropFirst()).joined(separator: " "))
+            lockstep: executable, commandLine: (["lockstep"] + CommandLine.arguments.dropFirst()).joined(separator: " "),
+            baseline: baseline)
         let outcome: BenchOutcome
         do {
             outcome = try Benchmark.run(configuration, log: ProgressLog())

@@ -35,6 +35,10 @@ struct CLIFailure: Error, CustomStringConvertible {
             case .lostArbiter: self.init(e.description, status: ExitStatus.lostArbiter)
             default: self.init(e.description, status: ExitStatus.replicationFailed)
             }
+        case let e as HandshakeFailure:
+            self.init("replication handshake failed: \(e)", status: ExitStatus.replicationFailed)
+        case let e as KeyFileError:
+            self.init(e.description, status: ExitStatus.usage)
         case let e as ArbiterError:
             self.init(e.description, status: ExitStatus.unavailable)
         case let e as X86Error:

@@ -7,7 +7,7 @@ struct Lockstep: ParsableCommand {
         commandName: "lockstep",
         abstract: "Hypervisor-based fault tolerance: run a guest, or a primary and a backup in lockstep.",
         subcommands: [RunCommand.self, PrimaryCommand.self, BackupCommand.self,
-                      PairCommand.self, DoctorCommand.self, BenchCommand.self])
+                      PairCommand.self, KeygenCommand.self, DoctorCommand.self, BenchCommand.self])
 
     /// Parses and runs the command; a failure while running is one line on standard error and
     /// an exit status (see `ExitStatus`).

@@ -41,15 +41,21 @@ struct PairCommand: ParsableCommand {
         signal(SIGPIPE, SIG_IGN)
         let work = FileManager.default.temporaryDirectory
             .appendingPathComponent("lockstep-pair-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
         defer { try? FileManager.default.removeItem(at: work) }
+        // A one-time key for this pair, readable only by this user, gone with the work directory.
+        let keyFile = work.appendingPathComponent("key").path
+        do { try ReplicationKey.generate().write(to: keyFile) } catch {
+            throw CLIFailure(error.description, status: ExitStatus.internalError)
+        }
         let portFile = work.appendingPathComponent("port").path
         let primaryStats = work.appendingPathComponent("primary.json").path
         let backupStats = work.appendingPathComponent("backup.json").path
 
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         var primaryArguments = ["primary", "--listen", "127.0.0.1:0", "--port-file", portFile,
-                                "--stats-json", primaryStats, "--no-status-line"]
+                                "--stats-json", primaryStats, "--no-status-line", "--key-file", keyFile]
         if let killPrimaryAtEpoch { primaryArguments += ["--kill-at-epoch", killPrimaryAtEpoch] }
         let console = PairConsole()
         let primary = try console.start(executable, primaryArguments + replication.arguments + guest.arguments)
@@ -62,7 +68,7 @@ struct PairCommand: ParsableCommand {
         }
         defer { if let arbiterPath { try? FileManager.default.removeItem(atPath: arbiterPath) } }
         let backup = try console.start(executable, ["backup", "--connect", "127.0.0.1:\(port)",
-                                                     "--stats-json", backupStats, "--no-status-line"]
+                                                     "--stats-json", backupStats, "--no-status-line", "--key-file", keyFile]
                                        + replication.arguments + guest.arguments)
         let interruption = forwardTerminationSignals(to: [primary, backup])
         stopPrimaryIfBackupNeverJoins(primary: primary, backup: backup, primaryStats: primaryStats)
@@ -114,23 +120,14 @@ struct PairCommand: ParsableCommand {
     private func stopPrimaryIfBackupNeverJoins(primary: ReplicaProcess, backup: ReplicaProcess, primaryStats: String) {
         DispatchQueue.global().async {
             backup.waitForExit()
-            // The primary writes "waiting for backup" before it accepts, "replicating" after.
-            let state = Self.state(inStats: primaryStats)
-            guard primary.isRunning, state == nil || state == "starting" || state == "waiting for backup"
-            else { return }
+            // The primary is in `waitingForBackup` until a backup joined, `replicating` after.
+            let state = ReplicationStatus.Snapshot.load(primaryStats)?.state
+            guard primary.isRunning, state?.awaitsBackup ?? true else { return }
             let how = backup.terminationReason == .uncaughtSignal
                 ? "was killed by signal \(backup.terminationStatus)" : "exited with status \(backup.terminationStatus)"
             FileHandle.standardError.write(Data("lockstep: the backup \(how) before it joined; stopping the primary\n".utf8))
             kill(primary.processIdentifier, SIGTERM)
         }
-    }
-
-    /// The `state` a replica last wrote to its statistics file.
-    static func state(inStats path: String) -> String? {
-        guard let data = FileManager.default.contents(atPath: path),
-              let snapshot = try? JSONDecoder().decode(ReplicationStatus.Snapshot.self, from: data)
-        else { return nil }
-        return snapshot.state
     }
 
     /// The guest's status: the primary's if it finished the run, else the backup's.
@@ -308,12 +305,7 @@ final class PairStatusLine: @unchecked Sendable {
     }
 
     private func draw() {
-        func read(_ path: String) -> ReplicationStatus.Snapshot? {
-            FileManager.default.contents(atPath: path).flatMap {
-                try? JSONDecoder().decode(ReplicationStatus.Snapshot.self, from: $0)
-            }
-        }
-        let p = read(primaryStats), b = read(backupStats)
+        let p = ReplicationStatus.Snapshot.load(primaryStats), b = ReplicationStatus.Snapshot.load(backupStats)
         let primaryText = p.map { "primary \($0.state) epoch \($0.epoch) lag \($0.backupLag) tx \(String(format: "%.1f", $0.sendBytesPerSecond / 1024)) KB/s" } ?? "primary starting"
         let backupText = b.map { "backup \($0.state) epoch \($0.epoch)" } ?? "backup starting"
         FileHandle.standardError.write(Data("\r\u{1B}[K[pair] \(primaryText) | \(backupText)".utf8))

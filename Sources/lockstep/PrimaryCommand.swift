@@ -25,46 +25,47 @@ struct PrimaryCommand: ParsableCommand {
         guard let endpoint = Endpoint(listen) else {
             throw CLIFailure("--listen \(listen): expected HOST:PORT", status: ExitStatus.usage)
         }
+        let killPoint = try killAtEpoch.map { try ReplicationOptions.killPoint($0, option: "--kill-at-epoch") }
         let setup = try guest.setup()
-        var settings = try replication.settings(for: setup)
-        if let killAtEpoch {
-            settings.killPoint = try ReplicationOptions.killPoint(killAtEpoch, option: "--kill-at-epoch")
-        }
-        let identity = replication.identity(for: setup)
-        let status = ReplicationStatus(role: "primary", statsPath: replication.statsJSON,
+        let settings = try replication.settings(for: setup)
+        let status = ReplicationStatus(role: .primary, statsPath: replication.statsJSON,
                                        statusLine: !replication.noStatusLine)
+        let watchdog = MachineWatchdog()
         let network = ReplicationNetwork()
         let timing = ConnectionTiming(timeoutMilliseconds: replication.timeout)
-        let listener: ReplicationListener
-        do { listener = try network.listen(on: endpoint, timing: timing) } catch {
-            throw CLIFailure("cannot listen on \(endpoint): \(error)", status: ExitStatus.unavailable)
-        }
-        let session = (0..<16).map { _ in UInt8.random(in: 0...255) }
-        let disk = try setup.openDisk(sharing: .pair(token: session))
+        // The session names this pair's arbiter; the backup learns it in the handshake.
+        var generator = SystemRandomNumberGenerator()
+        let session = (0..<IdentityMessage.sessionSize).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        // The image is locked now, for this pair (the backup shares it with the same token).
+        let disk = DiskHandoff(try setup.openDisk(sharing: .pair(token: session)))
+        let key = try replication.key { status.message($0) }
         let arbiter = Arbiter(replication.arbiter.specification(for: setup), session: session, status: status)
         try arbiter.register(claimant: "primary pid \(getpid())")
+        let listener: ReplicationListener
+        do {
+            listener = try network.listen(
+                on: endpoint, timing: timing,
+                credentials: .init(key: key, identity: ReplicaIdentity(setup: setup), watchdog: watchdog),
+                session: session) { status.message($0) }
+        } catch {
+            throw CLIFailure("cannot listen on \(endpoint): \(error)", status: ExitStatus.unavailable)
+        }
         status.message("listening on \(endpoint.host):\(listener.port)")
         if let portFile {
             try Data("\(listener.port)\n\(arbiter.path)\n".utf8).write(to: URL(fileURLWithPath: portFile))
         }
-        status.set(state: "waiting for backup")
-        let connection = try Handshake.acceptBackup(
-            on: listener, identity: identity, session: session,
-            timeout: Double(replication.timeout) / 1000 + 5) { status.message($0) }
-        status.message("backup connected; replicating")
-        status.set(state: "replicating")
-        let finalSettings = settings
-        try runReplica(status: status, connection: connection, network: network) {
-            let console = HostConsole(input: .standardInput, output: .standardOutput)
-            let environment = PrimaryEnvironment(host: HostIO(console: console, disk: disk))
-            let machine = try MachineFactory.make(setup, environment: environment)
-            let primary = PrimaryReplica(
-                machine: machine, environment: environment, connection: connection, arbiter: arbiter,
-                settings: finalSettings, epochLength: setup.epochLength,
-                timing: BoundaryTiming(mode: setup.options.clockMode), status: status)
-            let outcome = try primary.run()
-            return ReplicaRun(outcome: outcome, finalState: "finished",
-                              digest: try machine.stateDigest().description, primaryDigest: nil)
+        status.set(state: .waitingForBackup)
+        status.startRefreshing()
+        // Strangers, wrong keys and other images are refused and logged; the primary waits on.
+        guard let connection = listener.accept() else {
+            throw CLIFailure("stopped listening before a backup joined", status: ExitStatus.internalError)
         }
+        listener.close()
+        status.message("backup at \(connection.remoteAddress) joined; replicating")
+        let context = ReplicaContext(
+            setup: setup, settings: settings, status: status, watchdog: watchdog,
+            console: HostConsole(input: .standardInput, output: .standardOutput), disk: disk,
+            faults: killPoint.map { FaultInjection.kill(at: $0, status: status) })
+        try runReplicaCommand(.primary, connection: connection, arbiter: arbiter, context: context, network: network)
     }
 }

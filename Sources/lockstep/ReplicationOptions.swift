@@ -20,6 +20,13 @@ struct ReplicationOptions: ParsableArguments {
 
     @OptionGroup var arbiter: ArbiterOptions
 
+    @Option(name: .customLong("key-file"),
+            help: "The pair's shared key (make one with lockstep keygen FILE); both replicas need the same file.")
+    var keyFile: String?
+
+    @Flag(help: "Run without a key: anyone who can reach the primary can join or pose as it (prints a warning).")
+    var insecure = false
+
     @Flag(name: .customLong("no-status-line"), help: .hidden)
     var noStatusLine = false
 
@@ -29,6 +36,23 @@ struct ReplicationOptions: ParsableArguments {
             throw ValidationError("--timeout \(timeout): expected 10 to 600000 milliseconds")
         }
         guard maxLag >= 1 else { throw ValidationError("--max-lag must be at least 1") }
+        if keyFile != nil && insecure { throw ValidationError("--key-file and --insecure cannot be combined") }
+    }
+
+    /// The pair's key: from `--key-file`, or the public one with `--insecure` (after a warning).
+    /// Without either, a replica refuses to start.
+    func key(warn: (String) -> Void) throws -> ReplicationKey {
+        if let keyFile {
+            do { return try ReplicationKey(contentsOf: keyFile) } catch {
+                throw CLIFailure(error.description, status: ExitStatus.usage)
+            }
+        }
+        guard insecure else {
+            throw CLIFailure("no key: give --key-file FILE (make one with lockstep keygen FILE), or --insecure to replicate without authentication",
+                             status: ExitStatus.usage)
+        }
+        warn("warning: --insecure: the replication channel is not authenticated; anyone who can reach it can join or pose as a replica")
+        return .insecure
     }
 
     /// The replication settings for `setup`. Checks at once that the arbiter is usable: a
@@ -46,13 +70,8 @@ struct ReplicationOptions: ParsableArguments {
         return settings
     }
 
-    func identity(for setup: GuestSetup) -> ReplicaIdentity {
-        ReplicaIdentity(imageBytes: setup.image.fileBytes, options: setup.options, engine: setup.engine,
-                        epochClock: setup.epochClock, epochLength: setup.epochLength,
-                        diskSectors: setup.diskSectors)
-    }
-
-    /// The same options as arguments, for starting a replica process.
+    /// The same options as arguments, for starting a replica process (without the key options:
+    /// `pair` gives its replicas a key of its own).
     var arguments: [String] {
         ["--timeout", "\(timeout)", "--max-lag", "\(maxLag)", "--digest-every", "\(digestEvery)"]
             + arbiter.arguments
@@ -67,32 +86,28 @@ struct ReplicationOptions: ParsableArguments {
     }
 }
 
-/// What a replica's run produced, for its statistics file.
-struct ReplicaRun: Sendable {
-    let outcome: RunOutcome
-    let finalState: String
-    let digest: String
-    let primaryDigest: String?
-}
-
-/// Runs a replica (`body`) on the machine's dedicated thread, closes the channel, writes the
-/// final statistics, and ends the command with the guest's status (or the failure's one line).
-func runReplica(status: ReplicationStatus, connection: PeerConnection, network: ReplicationNetwork,
-                _ body: @escaping @Sendable () throws -> ReplicaRun) throws
+/// Runs a replica on the machine's dedicated thread, closes the channel, writes the final
+/// statistics, and ends the command with the guest's status (or the failure's one line).
+func runReplicaCommand(_ role: ReplicaRole, connection: ReplicationConnection, arbiter: Arbiter,
+                       context: ReplicaContext, network: ReplicationNetwork) throws
 {
-    let result = DedicatedThread.run(name: "lockstep-machine") { () -> Result<ReplicaRun, CLIFailure> in
-        do { return .success(try body()) } catch { return .failure(CLIFailure(error)) }
+    let result = DedicatedThread.run(name: "lockstep-machine") { () -> Result<ReplicaOutcome, CLIFailure> in
+        do {
+            return .success(try runReplica(role, connection: connection, arbiter: arbiter, context: context))
+        } catch {
+            return .failure(CLIFailure(error))
+        }
     }
     connection.close()
     network.shutdown()
     switch result {
-    case .success(let run):
-        let code: Int32? = if case .exited(let s) = run.outcome.stop { s } else { nil }
-        status.finish(state: run.finalState, status: code, finalDigest: run.digest,
-                      primaryFinalDigest: run.primaryDigest)
-        throw try guestExit(run.outcome.stop)
+    case .success(let outcome):
+        let code: Int32? = if case .exited(let s) = outcome.run.stop { s } else { nil }
+        context.status.finish(state: outcome.finalState, status: code, finalDigest: outcome.digest.description,
+                              primaryFinalDigest: outcome.primaryDigest?.description)
+        throw try guestExit(outcome.run.stop)
     case .failure(let failure):
-        status.finish(state: "failed", status: failure.status, finalDigest: nil)
+        context.status.finish(state: .failed, status: failure.status, finalDigest: nil)
         throw failure
     }
 }

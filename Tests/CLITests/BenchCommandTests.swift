@@ -1,4 +1,5 @@
 import Foundation
+import Bench
 import Testing
 
 #if canImport(FoundationXML)
@@ -38,7 +39,7 @@ import FoundationXML
         let host = try #require(json["host"] as? [String: Any])
         #expect((host["cores"] as? Int ?? 0) >= 1)
         #expect(!(host["kernel"] as? String ?? "").isEmpty)
-        #expect((json["experiments"] as? [String])?.count == 8)
+        #expect((json["experiments"] as? [String])?.count == Experiment.allCases.count)
         let problems = json["problems"] as? [String] ?? ["missing"]
         #expect(problems.isEmpty, "failed runs: \(problems)")
         let skipped = json["skipped"] as? [String] ?? []

@@ -1,4 +1,5 @@
 import Foundation
+import Replication
 import Testing
 
 /// One guest, as the failover tests run it.
@@ -55,7 +56,7 @@ struct FailoverCase: CustomTestStringConvertible, Sendable {
 /// The combined statistics `lockstep pair --stats-json` writes.
 struct PairStats: Decodable {
     struct Replica: Decodable {
-        let state: String
+        let state: ReplicaState
         let epoch: UInt64
         let finalDigest: String?
         let primaryFinalDigest: String?

@@ -111,7 +111,7 @@ import Glibc
         }
         #expect(pair.backupErrors.snapshot().contains("waiting for the arbiter: etcd at"), "\(pair.backupErrors.snapshot())")
         Thread.sleep(forTimeInterval: 2.5)
-        #expect(pair.backup.isRunning && pair.backupState != "live", "the backup went live while etcd was down")
+        #expect(pair.backup.isRunning && pair.backupState != .live, "the backup went live while etcd was down")
         try etcd.start()
         pair.wait(seconds: 60)
         #expect(pair.backup.terminationStatus == 0, "backup: \(pair.backupErrors.text())")

@@ -1,4 +1,5 @@
 import Foundation
+import Replication
 import Testing
 import TestSupport
 
@@ -30,8 +31,10 @@ final class ReplicaProcesses {
                 ?? Lockstep.start(executable, args, input: input)
             return (started.process, started.stdout, started.stderr)
         }
+        let keyFile = Scratch.path("key-\(UInt32.random(in: 0...UInt32.max))")
+        try ReplicationKey.generate().write(to: keyFile)
         let primaryHost = network == nil ? "127.0.0.1" : TwoHostNetwork.address(.a)
-        let timeout = ["--timeout", "\(timeoutMilliseconds)", "--no-status-line"]
+        let timeout = ["--timeout", "\(timeoutMilliseconds)", "--no-status-line", "--key-file", keyFile]
         (primary, primaryOutput, primaryErrors) = try start(
             ["primary", "--listen", "\(primaryHost):0", "--port-file", portFile] + timeout + arguments, on: .a)
         var port: String?
@@ -58,18 +61,13 @@ final class ReplicaProcesses {
     /// Waits until the backup is replicating (or gone).
     func waitUntilReplicating() {
         let deadline = Date(timeIntervalSinceNow: 30)
-        while backup.isRunning && backupState != "replaying" && Date() < deadline {
+        while backup.isRunning && backupState != .replaying && Date() < deadline {
             Thread.sleep(forTimeInterval: 0.005)
         }
     }
 
     /// The backup's state in its statistics file.
-    var backupState: String? {
-        guard let data = FileManager.default.contents(atPath: backupStats),
-              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-        else { return nil }
-        return object["state"] as? String
-    }
+    var backupState: ReplicaState? { ReplicationStatus.Snapshot.load(backupStats)?.state }
 }
 
 /// The other single failures: the backup dies, or the primary freezes past the timeout. The
@@ -122,7 +120,7 @@ final class ReplicaProcesses {
         kill(pair.primary.processIdentifier, SIGSTOP)
         // Past the timeout, the backup goes live (or finishes the run if it already had the whole log).
         let deadline = Date(timeIntervalSinceNow: 30)
-        while pair.backup.isRunning && pair.backupState != "live" && Date() < deadline {
+        while pair.backup.isRunning && pair.backupState != .live && Date() < deadline {
             Thread.sleep(forTimeInterval: 0.01)
         }
         let primaryBefore = pair.primaryOutput.snapshot()
@@ -130,7 +128,7 @@ final class ReplicaProcesses {
         pair.wait()
         let primaryAfter = String(pair.primaryOutput.text().dropFirst(primaryBefore.count))
         let backupOutput = pair.backupOutput.text()
-        if pair.backupState == "finished live" || !backupOutput.isEmpty {
+        if pair.backupState == .finishedLive || !backupOutput.isEmpty {
             // The backup went live: the primary must not have produced anything after waking.
             #expect(primaryAfter.isEmpty, "the woken primary printed: \(primaryAfter)")
             #expect(pair.primary.terminationStatus == 77, "primary: \(pair.primaryErrors.text()) backup: \(pair.backupErrors.text())")
@@ -140,7 +138,7 @@ final class ReplicaProcesses {
                     "output \(primaryBefore + backupOutput) differs from \(reference.stdout)")
         } else {
             // The run ended before the freeze mattered: the primary finished it.
-            #expect(pair.primary.terminationStatus == reference.status, "primary: \(pair.primaryErrors.text()) backup: \(pair.backupErrors.text()) state \(pair.backupState ?? "none")")
+            #expect(pair.primary.terminationStatus == reference.status, "primary: \(pair.primaryErrors.text()) backup: \(pair.backupErrors.text()) state \(pair.backupState.map { "\($0)" } ?? "none")")
             #expect(c.comparable(pair.primaryOutput.text()) == c.comparable(reference.stdout))
         }
     }

@@ -39,6 +39,6 @@ import Testing
         let primary = try #require(stats.primary?.finalDigest)
         #expect(stats.backup?.finalDigest == primary, "the backup's final state differs from the primary's")
         #expect(stats.backup?.primaryFinalDigest == primary)
-        #expect(stats.backup?.state == "finished")
+        #expect(stats.backup?.state == .finished)
     }
 }

@@ -26,24 +26,30 @@ struct InProcessPair {
         FileManager.default.fileExists(atPath: guest(arch, name))
     }
 
-    /// Runs `options` replicated. `primaryConsole` replaces the primary's console (for a test
-    /// that types as the guest answers); `damage` may put a proxy between the two; `tamper` may
-    /// change the backup's machine before it starts.
+    /// Runs `options` replicated, each replica built by `runReplica` exactly as `lockstep primary`
+    /// and `lockstep backup` build theirs. `primaryConsole` replaces the primary's console (for a
+    /// test that types as the guest answers); `damage` may put a proxy between the two; `tamper`
+    /// may change the backup's machine before it starts; `faults` is the primary's test seam.
     static func run(_ options: RunOptions, input: String = "", primaryConsole: ConsoleCapture? = nil,
-                    digestEvery: UInt64 = 0, damage: ProxyDamage? = nil,
-                    tamper: (@Sendable (any Machine) throws -> Void)? = nil) throws -> (primary: Side, backup: Side)
+                    digestEvery: UInt64 = 0, timeoutMilliseconds: Int = 2000, damage: ProxyDamage? = nil,
+                    tamper: (@Sendable (any Machine) throws -> Void)? = nil,
+                    faults: FaultInjection? = nil) throws -> (primary: Side, backup: Side)
     {
         let setup = try GuestSetup(options)
-        let identity = ReplicaIdentity(imageBytes: setup.image.fileBytes, options: options, engine: setup.engine,
-                                       epochClock: setup.epochClock, epochLength: setup.epochLength,
-                                       diskSectors: setup.diskSectors)
         var settings = ReplicationSettings(arbiterDirectory: FileManager.default.temporaryDirectory.path)
         settings.digestInterval = digestEvery
-        settings.timeoutMilliseconds = 2000
+        settings.timeoutMilliseconds = timeoutMilliseconds
         let network = ReplicationNetwork()
         defer { network.shutdown() }
         let timing = ConnectionTiming(timeoutMilliseconds: settings.timeoutMilliseconds)
-        let listener = try network.listen(on: Endpoint(host: "127.0.0.1", port: 0), timing: timing)
+        let key = ReplicationKey.generate()
+        let session = (0..<16).map { _ in UInt8.random(in: 0...255) }
+        let primaryWatchdog = MachineWatchdog(), backupWatchdog = MachineWatchdog()
+        let listener = try network.listen(
+            on: Endpoint(host: "127.0.0.1", port: 0), timing: timing,
+            credentials: .init(key: key, identity: ReplicaIdentity(setup: setup), watchdog: primaryWatchdog),
+            session: session) { _ in }
+        defer { listener.close() }
         var port = listener.port
         var proxy: DamagingProxy?
         if let damage {
@@ -51,7 +57,6 @@ struct InProcessPair {
             port = proxy!.port
         }
         defer { proxy?.close() }
-        let session = (0..<16).map { _ in UInt8.random(in: 0...255) }
         let arbiter = Arbiter(directory: settings.arbiterDirectory, session: session)
         defer { arbiter.release() }
         let frozenSettings = settings
@@ -60,40 +65,49 @@ struct InProcessPair {
         DedicatedThread.start(name: "test-backup") {
             let console = ConsoleCapture(input: input)
             do {
-                let connection = try network.connect(to: Endpoint(host: "127.0.0.1", port: connectPort),
-                                                     timing: timing, until: Date(timeIntervalSinceNow: 10))
-                _ = try Handshake.joinPrimary(connection, identity: identity, timeout: 10)
-                let environment = BackupEnvironment(host: HostIO(console: console.console, disk: try setup.openDisk()))
-                let machine = try MachineFactory.make(setup, environment: environment)
-                try tamper?(machine)
-                let backup = BackupReplica(machine: machine, environment: environment, connection: connection,
-                                           arbiter: arbiter, settings: frozenSettings, epochLength: setup.epochLength,
-                                           timing: BoundaryTiming(mode: options.clockMode),
-                                           status: ReplicationStatus(role: "backup", statsPath: nil, statusLine: false))
-                let outcome = Result { try backup.run() }
+                let connection = try network.connect(
+                    to: Endpoint(host: "127.0.0.1", port: connectPort), timing: timing,
+                    credentials: .init(key: key, identity: ReplicaIdentity(setup: setup), watchdog: backupWatchdog),
+                    until: Date(timeIntervalSinceNow: 3))
+                let context = ReplicaContext(
+                    setup: setup, settings: frozenSettings,
+                    status: ReplicationStatus(role: .backup, statsPath: nil, statusLine: false),
+                    watchdog: backupWatchdog, console: console.console,
+                    disk: DiskHandoff(try setup.openDisk(sharing: .pair(token: connection.session))),
+                    makeMachine: { setup, environment in
+                        let machine = try MachineFactory.make(setup, environment: environment)
+                        try tamper?(machine)
+                        return machine
+                    })
+                let outcome = Result {
+                    try runReplica(.backup, connection: connection,
+                                   arbiter: Arbiter(directory: frozenSettings.arbiterDirectory, session: connection.session),
+                                   context: context).run
+                }
                 connection.close()
                 backupBox.put(Side(outcome: outcome, output: console.finish()))
             } catch {
+                // The handshake failed: the primary would wait for another backup.
+                listener.close()
                 backupBox.put(Side(outcome: .failure(error), output: console.finish()))
             }
         }
-        let connection = try Handshake.acceptBackup(on: listener, identity: identity, session: session,
-                                                    timeout: 10) { _ in }
+        guard let connection = listener.accept(until: Date(timeIntervalSinceNow: 10)) else {
+            let backup = backupBox.take()
+            return (Side(outcome: .failure(ReplicationError.handshakeFailed("no backup joined")), output: ""), backup)
+        }
         let primary = DedicatedThread.run(name: "test-primary") { () -> Side in
             let console = primaryConsole ?? ConsoleCapture(input: input)
-            do {
-                let environment = PrimaryEnvironment(host: HostIO(console: console.console, disk: try setup.openDisk()))
-                let machine = try MachineFactory.make(setup, environment: environment)
-                let replica = PrimaryReplica(machine: machine, environment: environment, connection: connection,
-                                             arbiter: arbiter, settings: frozenSettings, epochLength: setup.epochLength,
-                                             timing: BoundaryTiming(mode: options.clockMode),
-                                             status: ReplicationStatus(role: "primary", statsPath: nil, statusLine: false))
-                let outcome = Result { try replica.run() }
-                connection.close()
-                return Side(outcome: outcome, output: console.finish())
-            } catch {
-                return Side(outcome: .failure(error), output: console.finish())
+            let outcome = Result {
+                let context = ReplicaContext(
+                    setup: setup, settings: frozenSettings,
+                    status: ReplicationStatus(role: .primary, statsPath: nil, statusLine: false),
+                    watchdog: primaryWatchdog, console: console.console,
+                    disk: DiskHandoff(try setup.openDisk(sharing: .pair(token: session))), faults: faults)
+                return try runReplica(.primary, connection: connection, arbiter: arbiter, context: context).run
             }
+            connection.close()
+            return Side(outcome: outcome, output: console.finish())
         }
         return (primary, backupBox.take())
     }

@@ -30,19 +30,20 @@ public struct ReplicaIdentity: Sendable, Equatable {
 
     public var configurationDigest: StateDigest { StateDigest.of(Array(configuration.utf8)) }
 
-    public func hello(role: ReplicaRole, session: [UInt8]) -> Hello {
-        Hello(role: role, imageDigest: imageDigest, configurationDigest: configurationDigest,
-              configuration: configuration, session: session)
+    /// This replica's identity message.
+    public func message(role: ReplicaRole, session: [UInt8]) -> IdentityMessage {
+        IdentityMessage(role: role, imageDigest: imageDigest, configurationDigest: configurationDigest,
+                        configuration: configuration, session: session)
     }
 
-    /// Why `peer` may not pair with this replica, or nil if it may.
-    public func refusal(of peer: Hello, expecting role: ReplicaRole) -> String? {
+    /// Why `peer` may not pair with this replica, or nil if it may. The peer's text is sanitised.
+    public func refusal(of peer: IdentityMessage, expecting role: ReplicaRole) -> String? {
         if peer.role != role { return "peer is a \(peer.role), expected a \(role)" }
         if peer.imageDigest != imageDigest {
             return "guest image differs (this side \(imageDigest.description.prefix(16))…, peer \(peer.imageDigest.description.prefix(16))…)"
         }
         if peer.configurationDigest != configurationDigest {
-            return "configuration differs (this side: \(configuration); peer: \(peer.configuration))"
+            return "configuration differs (this side: \(configuration); peer: \(PeerText.sanitized(peer.configuration, limit: 512)))"
         }
         return nil
     }

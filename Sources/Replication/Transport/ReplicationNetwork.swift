@@ -1,4 +1,5 @@
 import Foundation
+import Hypervisor
 import NIOCore
 import NIOPosix
 
@@ -42,17 +43,48 @@ public final class ReplicationNetwork: Sendable {
 
     public func shutdown() { try? group.syncShutdownGracefully() }
 
-    /// Listens on `endpoint` (port 0 picks a free port).
-    public func listen(on endpoint: Endpoint, timing: ConnectionTiming) throws -> ReplicationListener {
-        let listener = ReplicationListener()
+    /// What a replica needs to authenticate and identify itself on a connection.
+    public struct Credentials: Sendable {
+        public var key: ReplicationKey
+        public var identity: ReplicaIdentity
+        /// Observed by each connection: a stuck machine thread makes it go silent.
+        public var watchdog: MachineWatchdog?
+
+        public init(key: ReplicationKey, identity: ReplicaIdentity, watchdog: MachineWatchdog? = nil) {
+            self.key = key
+            self.identity = identity
+            self.watchdog = watchdog
+        }
+    }
+
+    /// Listens on `endpoint` (port 0 picks a free port) for backups of the pair named `session`.
+    /// Every connection runs its handshake on the event loop, at most `maximumHandshakes` at a
+    /// time and each within `timing.handshake`; a connection that fails it is logged (one line,
+    /// through `log`) and closed, and the listener goes on.
+    public func listen(on endpoint: Endpoint, timing: ConnectionTiming, credentials: Credentials, session: [UInt8],
+                       log: @escaping @Sendable (String) -> Void) throws -> ReplicationListener
+    {
+        let listener = ReplicationListener(log: log)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.autoRead, value: false)
+            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: 128 << 10, high: 256 << 10))
             .childChannelInitializer { channel in
-                let connection = PeerConnection(channel: channel, timing: timing, acknowledges: false)
+                let address = SealedChannelHandler.describe(channel.remoteAddress)
+                guard listener.beginHandshake() else {
+                    // Turned away at once: the connection costs nothing more.
+                    listener.refused(address, .busy)
+                    channel.close(promise: nil)
+                    return channel.eventLoop.makeSucceededVoidFuture()
+                }
+                let machine = HandshakeStateMachine(role: .primary, key: credentials.key, identity: credentials.identity,
+                                                    session: session)
+                let handler = SealedChannelHandler(handshake: machine, timing: timing, watchdog: credentials.watchdog) { outcome in
+                    listener.handshakeEnded(outcome, address: address)
+                }
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(connection.makeHandler())
-                    listener.accepted(connection)
+                    try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
         let server = try bootstrap.bind(host: endpoint.host, port: endpoint.port).wait()
@@ -60,86 +92,152 @@ public final class ReplicationNetwork: Sendable {
         return listener
     }
 
-    /// Connects to a primary at `endpoint`, retrying until `deadline` (the primary may still be
-    /// starting).
-    public func connect(to endpoint: Endpoint, timing: ConnectionTiming, until deadline: Date) throws
-        -> PeerConnection
+    /// Connects to a primary at `endpoint` and runs the handshake, connecting again after a
+    /// failure that says nothing about the primary (refused or broken connection, timeout, busy)
+    /// until `deadline`. Throws `HandshakeFailure` (or the last connection error) otherwise.
+    public func connect(to endpoint: Endpoint, timing: ConnectionTiming, credentials: Credentials,
+                        until deadline: Date) throws -> ReplicationConnection
     {
         while true {
-            let box = ConnectionBox()
+            let box = ResultBox<Result<ReplicationConnection, HandshakeFailure>>()
             let bootstrap = ClientBootstrap(group: group)
                 .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(ChannelOptions.autoRead, value: false)
+                .channelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: 128 << 10, high: 256 << 10))
                 .connectTimeout(.seconds(2))
                 .channelInitializer { channel in
-                    let connection = PeerConnection(channel: channel, timing: timing, acknowledges: true)
-                    box.connection = connection
+                    let machine = HandshakeStateMachine(role: .backup, key: credentials.key, identity: credentials.identity)
+                    let handler = SealedChannelHandler(handshake: machine, timing: timing, watchdog: credentials.watchdog) {
+                        box.put($0)
+                    }
                     return channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(connection.makeHandler())
+                        try channel.pipeline.syncOperations.addHandler(handler)
                     }
                 }
+            let failure: any Error
             do {
                 _ = try bootstrap.connect(host: endpoint.host, port: endpoint.port).wait()
-                return box.connection!
+                switch box.take() {
+                case .success(let connection): return connection
+                case .failure(let handshake):
+                    guard handshake.isTransient else { throw handshake }
+                    failure = handshake
+                }
+            } catch let handshake as HandshakeFailure {
+                throw handshake
             } catch {
-                if Date() >= deadline { throw error }
-                Thread.sleep(forTimeInterval: 0.05)
+                failure = error
             }
+            if Date() >= deadline { throw failure }
+            Thread.sleep(forTimeInterval: 0.05)
         }
     }
 }
 
-/// Hands the connection made in a channel initializer back to the connecting thread.
-private final class ConnectionBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: PeerConnection?
-    var connection: PeerConnection? {
-        get { lock.withLock { value } }
-        set { lock.withLock { value = newValue } }
-    }
-}
-
-/// A listening socket that hands out incoming connections in order.
+/// A listening socket that hands out connections whose handshake succeeded, in order.
 public final class ReplicationListener: @unchecked Sendable {
+    /// Handshakes that may run at once; more connections are refused at once ("busy").
+    public static let maximumHandshakes = 8
+
     private let condition = NSCondition()
-    private var queue: [PeerConnection] = []
+    private let log: @Sendable (String) -> Void
+    // Guarded by `condition`.
+    private var queue: [ReplicationConnection] = []
     private var closed = false
+    private var handshakes = 0
+    private var throttle = LogThrottle()
     fileprivate var server: Channel?
+
+    init(log: @escaping @Sendable (String) -> Void) { self.log = log }
 
     /// The port actually bound (useful when listening on port 0).
     public var port: Int { server?.localAddress?.port ?? 0 }
 
-    fileprivate func accepted(_ connection: PeerConnection) {
-        condition.lock()
-        let refused = closed
-        if !refused { queue.append(connection) }
-        condition.broadcast()
-        condition.unlock()
-        if refused { connection.close() }
-    }
-
-    /// The next incoming connection, waiting until `deadline` (nil: forever).
-    public func accept(until deadline: Date? = nil) -> PeerConnection? {
+    fileprivate func beginHandshake() -> Bool {
         condition.lock()
         defer { condition.unlock() }
-        while queue.isEmpty {
+        guard !closed, handshakes < Self.maximumHandshakes else { return false }
+        handshakes += 1
+        return true
+    }
+
+    fileprivate func handshakeEnded(_ outcome: Result<ReplicationConnection, HandshakeFailure>, address: String) {
+        condition.lock()
+        handshakes -= 1
+        switch outcome {
+        case .success(let connection):
+            if closed {
+                condition.unlock()
+                connection.close(refusal: Self.alreadyReplicating)
+                return
+            }
+            queue.append(connection)
+            condition.broadcast()
+            condition.unlock()
+        case .failure(let failure):
+            condition.unlock()
+            refused(address, failure)
+        }
+    }
+
+    /// Logs a refused connection; a flood of them is summarised instead of printed line by line.
+    fileprivate func refused(_ address: String, _ failure: HandshakeFailure) {
+        let line = condition.withLock { throttle.admit(now: NIODeadline.now().uptimeNanoseconds) }
+        guard let line else { return }
+        let suppressed = line > 0 ? " (\(line) more refused connections not shown)" : ""
+        log("refused a connection from \(address): \(failure)\(suppressed)")
+    }
+
+    /// The next connection whose handshake succeeded, waiting until `deadline` (nil: forever).
+    /// Nil when the deadline passed or the listener was closed.
+    public func accept(until deadline: Date? = nil) -> ReplicationConnection? {
+        condition.lock()
+        defer { condition.unlock() }
+        while queue.isEmpty && !closed {
             if let deadline {
                 if !condition.wait(until: deadline) { return nil }
             } else {
                 condition.wait()
             }
         }
-        return queue.removeFirst()
+        return queue.isEmpty ? nil : queue.removeFirst()
     }
 
-    /// Stops listening, and closes the connections that arrived but were never taken by
-    /// `accept`. Connections already taken are the caller's.
+    /// What a backup that joined too late is told: the primary is alive, and it must not take
+    /// over (a bare close would look like the primary's death).
+    static let alreadyReplicating = "this primary already replicates to another backup"
+
+    /// Stops listening, and refuses the connections that arrived but were never taken.
     public func close() {
         condition.lock()
         closed = true
         let untaken = queue
         queue.removeAll()
+        condition.broadcast()
         condition.unlock()
         server?.close(promise: nil)
-        for connection in untaken { connection.close() }
+        for connection in untaken { connection.close(refusal: Self.alreadyReplicating) }
+    }
+}
+
+/// At most 10 log lines per second; the number of lines left out is reported with the next one.
+struct LogThrottle: Sendable {
+    private var windowStart: UInt64 = 0
+    private var inWindow = 0
+    private var suppressed = 0
+
+    /// nil: leave this line out; otherwise how many were left out before it.
+    mutating func admit(now: UInt64) -> Int? {
+        if now &- windowStart >= 1_000_000_000 {
+            windowStart = now
+            inWindow = 0
+        }
+        guard inWindow < 10 else {
+            suppressed += 1
+            return nil
+        }
+        inWindow += 1
+        defer { suppressed = 0 }
+        return suppressed
     }
 }

@@ -1,0 +1,148 @@
+/// The backup's rules, as a state machine: every message from the primary is checked against
+/// where the backup is before anything is executed, so no value from the network reaches
+/// arithmetic or allocation unchecked (an epoch of 2^64-1, an output out of sequence, a flood of
+/// values). No socket: `BackupReplica` feeds it messages and the machine's progress.
+///
+/// ```
+///   [replaying] --values/output/output-done--> (checked, kept for the epoch being received)
+///       |       --epoch-end(e)--> .execute --> executed() --> [replaying] (epoch e + 1)
+///       |       --finished------> .finish  --> [finished]
+///       | connection ended: protocol error or refusal --> [failed]; otherwise --> [takingOver]
+/// ```
+public struct BackupStateMachine: Sendable, Equatable {
+    public enum Phase: Sendable, Equatable {
+        case replaying
+        case finished
+        case takingOver(CloseReason)
+        case failed(CloseReason)
+    }
+
+    /// What the backup does with a message that passed the checks.
+    public enum Action: Sendable, Equatable {
+        /// Keep the values for the epoch being received.
+        case log(LoggedValues)
+        /// The primary's record of an output of the epoch being received.
+        case announce(OutputRecord)
+        /// The primary performed every output up to this sequence number.
+        case performed(through: UInt64)
+        /// Run the epoch to the record's progress and check it.
+        case execute(EpochRecord)
+        /// Run to the end and compare.
+        case finish(FinishedRecord)
+    }
+
+    public private(set) var phase: Phase = .replaying
+    /// The epoch being received (the next one to execute).
+    public private(set) var epoch: UInt64 = 0
+    /// The last output sequence the primary announced, and the last it reported performed.
+    public private(set) var announcedThrough: UInt64 = 0
+    public private(set) var performedThrough: UInt64 = 0
+    /// Values and outputs announced for the epoch being received.
+    public private(set) var valuesInEpoch: UInt64 = 0
+    public private(set) var outputsInEpoch: UInt64 = 0
+    /// Epochs executed as last reported to the primary.
+    public private(set) var reportedExecuted: UInt64 = 0
+
+    public let epochLength: UInt64
+    /// The most values or outputs one epoch may carry: each needs at least one unit of progress.
+    let perEpochLimit: UInt64
+    /// Executed epochs are reported at least this often (a quarter of the maximum lag).
+    let reportInterval: UInt64
+
+    public init(epochLength: UInt64, maximumLag: UInt64) {
+        self.epochLength = epochLength
+        perEpochLimit = max(epochLength, 4096)
+        reportInterval = max(1, maximumLag / 4)
+    }
+
+    /// Checks `message` against the state; `progress` is the machine's progress now.
+    public mutating func receive(_ message: Message, progress: UInt64) throws(ReplicationError) -> Action {
+        guard case .replaying = phase else { throw .protocolViolation("a \(message.type) message after replication ended") }
+        switch message {
+        case .environmentValues(let values):
+            let n = UInt64(values.count)
+            guard n <= perEpochLimit - valuesInEpoch else {
+                throw .protocolViolation("epoch \(epoch) carries more than \(perEpochLimit) environment values")
+            }
+            valuesInEpoch += n
+            return .log(values)
+        case .output(let record):
+            guard record.sequence == announcedThrough &+ 1, record.sequence != 0 else {
+                throw .protocolViolation("output \(record.sequence) announced where output \(announcedThrough &+ 1) was expected")
+            }
+            guard record.epoch == epoch else {
+                throw .protocolViolation("output \(record.sequence) belongs to epoch \(record.epoch), the epoch being received is \(epoch)")
+            }
+            guard outputsInEpoch < perEpochLimit else {
+                throw .protocolViolation("epoch \(epoch) carries more than \(perEpochLimit) outputs")
+            }
+            announcedThrough = record.sequence
+            outputsInEpoch += 1
+            return .announce(record)
+        case .outputDone(let sequence):
+            guard sequence == performedThrough &+ 1, sequence <= announcedThrough else {
+                throw .protocolViolation("output \(sequence) reported performed where output \(performedThrough &+ 1) (of \(announcedThrough) announced) was expected")
+            }
+            performedThrough = sequence
+            return .performed(through: sequence)
+        case .epochEnd(let record):
+            try check(epoch: record.epoch, progress: record.progress, machineProgress: progress, strictlyAhead: true)
+            guard record.environmentCount == valuesInEpoch, record.outputCount == outputsInEpoch else {
+                throw .protocolViolation("epoch \(epoch) claims \(record.environmentCount) values and \(record.outputCount) outputs, \(valuesInEpoch) and \(outputsInEpoch) were sent")
+            }
+            return .execute(record)
+        case .finished(let record):
+            try check(epoch: record.epoch, progress: record.progress, machineProgress: progress, strictlyAhead: false)
+            phase = .finished
+            return .finish(record)
+        case .executed:
+            throw .protocolViolation("an executed message from the primary")
+        }
+    }
+
+    private func check(epoch claimed: UInt64, progress target: UInt64, machineProgress: UInt64, strictlyAhead: Bool) throws(ReplicationError) {
+        guard claimed == epoch else {
+            throw .protocolViolation("epoch \(claimed) ended where epoch \(epoch) was expected")
+        }
+        guard target >= machineProgress, !(strictlyAhead && target == machineProgress),
+              target - machineProgress <= epochLength
+        else {
+            throw .protocolViolation("epoch \(epoch) ends at \(target), not within one epoch length (\(epochLength)) ahead of the backup at \(machineProgress)")
+        }
+    }
+
+    /// The epoch was executed and checked. Returns the executed count to report now, if one is due.
+    public mutating func executed() -> UInt64? {
+        epoch += 1
+        valuesInEpoch = 0
+        outputsInEpoch = 0
+        guard epoch - reportedExecuted >= reportInterval else { return nil }
+        reportedExecuted = epoch
+        return epoch
+    }
+
+    /// The backup has caught up with the log and is about to wait: the executed count to report,
+    /// if the primary has not heard it yet (it may be waiting for it).
+    public mutating func reportBeforeWaiting() -> UInt64? {
+        guard case .replaying = phase, epoch > reportedExecuted else { return nil }
+        reportedExecuted = epoch
+        return epoch
+    }
+
+    /// The connection ended. A protocol error (a frame that does not authenticate, a message out
+    /// of range) means the log cannot be trusted and the primary may be alive; a refusal means
+    /// the primary is alive and does not want this backup (another one joined first, or it found
+    /// this one's reports wrong): no takeover either way.
+    public mutating func connectionEnded(_ reason: CloseReason) {
+        guard case .replaying = phase else { return }
+        switch reason {
+        case .protocolError, .refusedByPeer: phase = .failed(reason)
+        case .peerClosed, .timeout, .ioError, .closedLocally: phase = .takingOver(reason)
+        }
+    }
+
+    /// A message broke the rules: replication ends without a takeover.
+    public mutating func violated() {
+        if case .replaying = phase { phase = .failed(.closedLocally) }
+    }
+}

@@ -1,0 +1,118 @@
+import Foundation
+import Hypervisor
+import MachineCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The test seam for fault injection: called by the primary at each phase of each epoch. The
+/// CLI's hidden `--kill-at-epoch` installs one that kills the process; tests install ones that
+/// stall the machine thread.
+public struct FaultInjection: Sendable {
+    public let hook: @Sendable (_ phase: KillPoint.Phase, _ epoch: UInt64) -> Void
+
+    public init(_ hook: @escaping @Sendable (_ phase: KillPoint.Phase, _ epoch: UInt64) -> Void) { self.hook = hook }
+
+    /// Kills this process with SIGKILL at the first opportunity for the point's phase at or after
+    /// its epoch (an epoch without outputs has no acknowledged or performed phase).
+    public static func kill(at point: KillPoint, status: ReplicationStatus) -> FaultInjection {
+        FaultInjection { phase, epoch in
+            guard epoch >= point.epoch, phase == point.phase else { return }
+            status.message("fault injection: killing the primary at epoch \(epoch), phase \(phase.rawValue)")
+            Glibc.kill(getpid(), SIGKILL)
+        }
+    }
+}
+
+/// A disk image opened (and locked for the pair) by the command before the replica's thread
+/// starts, and handed to that thread once; nothing else touches it afterwards.
+public final class DiskHandoff: @unchecked Sendable {
+    private let disk: HostDisk?
+
+    public init(_ disk: HostDisk?) { self.disk = disk }
+
+    /// The disk, for the machine thread.
+    var value: HostDisk? { disk }
+}
+
+/// Everything a replica needs besides its connection, built once by its caller: `lockstep
+/// primary`, `lockstep backup` and the in-process tests all go through `runReplica`.
+public struct ReplicaContext: Sendable {
+    public var setup: GuestSetup
+    public var settings: ReplicationSettings
+    public var status: ReplicationStatus
+    /// The machine thread's pulse, observed by the connection.
+    public var watchdog: MachineWatchdog
+    /// The guest's console on this host.
+    public var console: HostConsole
+    /// The disk image, already opened; nil: `runReplica` opens it (exclusively) itself.
+    public var disk: DiskHandoff?
+    /// Creates the engine's machine (the CLI passes `MachineFactory.make`).
+    public var makeMachine: @Sendable (GuestSetup, any SessionEnvironment) throws -> any Machine
+    public var faults: FaultInjection?
+
+    public init(setup: GuestSetup, settings: ReplicationSettings, status: ReplicationStatus, watchdog: MachineWatchdog,
+                console: HostConsole, disk: DiskHandoff? = nil,
+                makeMachine: @escaping @Sendable (GuestSetup, any SessionEnvironment) throws -> any Machine = { setup, environment in
+                    try MachineFactory.make(setup, environment: environment)
+                },
+                faults: FaultInjection? = nil)
+    {
+        self.setup = setup
+        self.settings = settings
+        self.status = status
+        self.watchdog = watchdog
+        self.console = console
+        self.disk = disk
+        self.makeMachine = makeMachine
+        self.faults = faults
+    }
+
+    /// What the handshake compares for this setup.
+    public var identity: ReplicaIdentity { ReplicaIdentity(setup: setup) }
+}
+
+/// How a replica's run ended.
+public struct ReplicaOutcome: Sendable {
+    public let run: RunOutcome
+    public let finalState: ReplicaState
+    public let digest: StateDigest
+    /// The primary's final digest, as a backup that finished with it received it.
+    public let primaryDigest: StateDigest?
+}
+
+/// Runs a replica to its end on the calling thread, which must be a dedicated thread: builds its
+/// environment and machine, runs the role's protocol over `connection`, and returns how it
+/// ended. The one place a replica is wired, for `primary`, `backup` and the tests.
+public func runReplica(_ role: ReplicaRole, connection: ReplicationConnection, arbiter: Arbiter,
+                       context: ReplicaContext) throws -> ReplicaOutcome
+{
+    let disk = try context.disk.map(\.value) ?? context.setup.openDisk()
+    let host = HostIO(console: context.console, disk: disk)
+    switch role {
+    case .primary:
+        let environment = PrimaryEnvironment(host: host)
+        let machine = try context.makeMachine(context.setup, environment)
+        let primary = PrimaryReplica(machine: machine, environment: environment, connection: connection,
+                                     arbiter: arbiter, context: context)
+        let outcome = try primary.run()
+        return ReplicaOutcome(run: outcome, finalState: .finished, digest: try machine.stateDigest(), primaryDigest: nil)
+    case .backup:
+        let environment = BackupEnvironment(host: host)
+        let machine = try context.makeMachine(context.setup, environment)
+        let backup = BackupReplica(machine: machine, environment: environment, connection: connection,
+                                   arbiter: arbiter, context: context)
+        let outcome = try backup.run()
+        return ReplicaOutcome(run: outcome, finalState: backup.tookOver ? .finishedLive : .finished,
+                              digest: try machine.stateDigest(), primaryDigest: backup.primaryFinalDigest)
+    }
+}
+
+extension ReplicaIdentity {
+    /// The identity of a replica of `setup`.
+    public init(setup: GuestSetup) {
+        self.init(imageBytes: setup.image.fileBytes, options: setup.options, engine: setup.engine,
+                  epochClock: setup.epochClock, epochLength: setup.epochLength, diskSectors: setup.diskSectors)
+    }
+}

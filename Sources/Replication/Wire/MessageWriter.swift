@@ -1,0 +1,127 @@
+import MachineCore
+import NIOCore
+
+/// Encodes replication messages into one preallocated batch buffer with fixed-width stores.
+/// Nothing is allocated per message once the buffer has its capacity; environment values are
+/// appended to an open `environment-values` message whose length is patched when it closes.
+public struct MessageWriter: Sendable {
+    public private(set) var buffer: ByteBuffer
+    /// Where the open environment-values message's header starts, if one is open.
+    private var openValues: Int?
+    /// An environment-values message is closed (and a new one opened) at this payload size.
+    static let valuesMessageLimit = 60 << 10
+
+    public init(capacity: Int = 80 << 10) {
+        buffer = ByteBufferAllocator().buffer(capacity: capacity)
+    }
+
+    /// Bytes encoded so far.
+    public var count: Int { buffer.readableBytes }
+    public var isEmpty: Bool { buffer.readableBytes == 0 }
+
+    /// Logs one environment value (rule P0).
+    public mutating func value(_ read: EnvironmentRead, _ value: UInt64) {
+        if let start = openValues, buffer.writerIndex - start - MessageLimits.headerSize >= Self.valuesMessageLimit {
+            closeValues()
+        }
+        if openValues == nil {
+            openValues = buffer.writerIndex
+            buffer.writeMultipleIntegers(MessageType.environmentValues.rawValue, UInt32(0), endianness: .little)
+        }
+        buffer.writeMultipleIntegers(read.wireCode, value, endianness: .little)
+    }
+
+    static func writeValue(_ v: LoggedValue, into buffer: inout ByteBuffer) {
+        buffer.writeMultipleIntegers(v.read.wireCode, v.value, endianness: .little)
+    }
+
+    public mutating func epochEnd(_ r: EpochRecord) {
+        closeValues()
+        var length = 8 + 8 + 1 + 8 + 8 + 8 + 1 + 4
+        if r.stateDigest != nil { length += 32 }
+        for e in r.events {
+            switch e {
+            case .consoleInput(let bytes): length += 1 + 4 + bytes.count
+            case .blockCompletion(let c): length += 1 + 8 + 1 + 4 + c.data.count
+            }
+        }
+        header(.epochEnd, length)
+        buffer.writeMultipleIntegers(r.epoch, r.progress, r.stop.rawValue, r.time.nanoseconds, r.environmentCount,
+                                     r.outputCount, UInt8(r.stateDigest == nil ? 0 : 1), endianness: .little)
+        if let d = r.stateDigest { buffer.writeBytes(d.bytes) }
+        buffer.writeInteger(UInt32(r.events.count), endianness: .little)
+        for e in r.events {
+            switch e {
+            case .consoleInput(let bytes):
+                buffer.writeMultipleIntegers(UInt8(1), UInt32(bytes.count), endianness: .little)
+                buffer.writeBytes(bytes)
+            case .blockCompletion(let c):
+                buffer.writeMultipleIntegers(UInt8(2), c.id, c.status.rawValue, UInt32(c.data.count), endianness: .little)
+                buffer.writeBytes(c.data)
+            }
+        }
+    }
+
+    public mutating func output(_ o: OutputRecord) {
+        closeValues()
+        header(.output, 8 + 8 + 1 + 32)
+        buffer.writeMultipleIntegers(o.sequence, o.epoch, o.kind.rawValue, endianness: .little)
+        buffer.writeBytes(o.digest.bytes)
+    }
+
+    public mutating func outputDone(_ sequence: UInt64) {
+        closeValues()
+        header(.outputDone, 8)
+        buffer.writeInteger(sequence, endianness: .little)
+    }
+
+    public mutating func finished(_ f: FinishedRecord) {
+        closeValues()
+        header(.finished, 8 + 8 + 4 + 1 + 32)
+        buffer.writeMultipleIntegers(f.epoch, f.progress, UInt32(bitPattern: f.status), f.ending.rawValue,
+                                     endianness: .little)
+        buffer.writeBytes(f.stateDigest.bytes)
+    }
+
+    public mutating func executed(_ epochs: UInt64) {
+        closeValues()
+        header(.executed, 8)
+        buffer.writeInteger(epochs, endianness: .little)
+    }
+
+    /// Any message, for tests and tools (environment values as one message).
+    public mutating func write(_ message: Message) {
+        switch message {
+        case .environmentValues(let values):
+            for v in values.all { value(v.read, v.value) }
+            closeValues()
+        case .epochEnd(let r): epochEnd(r)
+        case .output(let o): output(o)
+        case .outputDone(let s): outputDone(s)
+        case .finished(let f): finished(f)
+        case .executed(let e): executed(e)
+        }
+    }
+
+    /// The encoded batch; the writer goes on in `replacement` (an emptied, recycled buffer), so
+    /// in steady state two buffers alternate and nothing is allocated.
+    public mutating func take(replacingWith replacement: ByteBuffer? = nil) -> ByteBuffer {
+        closeValues()
+        var next = replacement ?? ByteBufferAllocator().buffer(capacity: buffer.capacity)
+        next.clear()
+        let batch = buffer
+        buffer = next
+        return batch
+    }
+
+    private mutating func header(_ type: MessageType, _ length: Int) {
+        buffer.writeMultipleIntegers(type.rawValue, UInt32(length), endianness: .little)
+    }
+
+    private mutating func closeValues() {
+        guard let start = openValues else { return }
+        openValues = nil
+        let length = buffer.writerIndex - start - MessageLimits.headerSize
+        buffer.setInteger(UInt32(length), at: start + 2, endianness: .little)
+    }
+}
