@@ -306,7 +306,7 @@ final class PairStatusLine: @unchecked Sendable {
 
     private func draw() {
         let p = ReplicationStatus.Snapshot.load(primaryStats), b = ReplicationStatus.Snapshot.load(backupStats)
-        let primaryText = p.map { "primary \($0.state) epoch \($0.epoch) lag \($0.backupLag) tx \(String(format: "%.1f", $0.sendBytesPerSecond / 1024)) KB/s" } ?? "primary starting"
+        let primaryText = p.map { "primary \($0.state) epoch \($0.epoch) lag \($0.backupLag) (\(String(format: "%.1f", $0.backupLagSeconds * 1000)) ms) tx \(String(format: "%.1f", $0.sendBytesPerSecond / 1024)) KB/s" } ?? "primary starting"
         let backupText = b.map { "backup \($0.state) epoch \($0.epoch)" } ?? "backup starting"
         FileHandle.standardError.write(Data("\r\u{1B}[K[pair] \(primaryText) | \(backupText)".utf8))
     }

@@ -104,7 +104,10 @@ import TestSupport
         #expect {
             try backup.outcome.get()
         } throws: { error in
-            guard case .channel(.protocolError(.authenticationFailed))? = error as? ReplicationError else { return false }
+            // Where the flipped bit lands depends on the traffic's timing: in a sealed body (the
+            // frame does not authenticate) or in a header (a length out of its limits). Either
+            // way a protocol error, never a takeover.
+            guard case .channel(.protocolError)? = error as? ReplicationError else { return false }
             return true
         }
         // The primary carries on alone and finishes the job.

@@ -87,6 +87,9 @@ final class PrimaryReplica {
     private var batchStartedAt: UInt64?
     private let timing: BoundaryTiming
     private let logger = Logger(label: "lockstep.primary")
+    /// The backup's lag in guest time, and the bound on it (`--max-lag` as a duration).
+    private var lagMeter = LagMeter()
+    private let lagBound: UInt64?
 
     /// A batch is flushed at a boundary once it holds this much ...
     static let batchBytes = 64 << 10
@@ -104,7 +107,8 @@ final class PrimaryReplica {
         watchdog = context.watchdog
         status = context.status
         rules = PrimaryStateMachine(timeoutMilliseconds: context.settings.timeoutMilliseconds,
-                                    maximumLag: context.settings.maximumLag)
+                                    maximumLag: context.settings.maximumLag.epochLimit)
+        if case .duration(let ns) = context.settings.maximumLag { lagBound = ns } else { lagBound = nil }
         timing = BoundaryTiming(mode: context.setup.options.clockMode)
     }
 
@@ -122,8 +126,11 @@ final class PrimaryReplica {
         while true {
             environment.epoch = epoch
             watchdog.enter(.guest)
+            let started = NIODeadline.now().uptimeNanoseconds
             let stop = try machine.run(budget: epochLength)
+            let ended = NIODeadline.now().uptimeNanoseconds
             watchdog.enter(.host)
+            lagMeter.ended(count: epoch + 1, ran: ended &- started)
             fault(.boundary)
             switch stop {
             case .exited, .crashed:
@@ -164,18 +171,18 @@ final class PrimaryReplica {
             fault(.logged)
             try machine.applyBoundary(time: time, events: events)
             epoch += 1
-            status.progress(epoch: epoch, lag: rules.logs ? epoch.saturatingSubtract(rules.backupExecuted) : 0)
-            try flushIfDue()
-            if rules.lagTarget(epoch: epoch) != nil { try throttle() }
+            status.progress(epoch: epoch, lag: rules.logs ? epoch.saturatingSubtract(rules.backupExecuted) : 0,
+                            lagNanoseconds: rules.logs ? lagMeter.lag(count: epoch, executed: rules.backupExecuted) : 0)
+            try flushIfDue(now: ended)
+            if lagging { try throttle() }
         }
     }
 
     // MARK: Batches
 
     /// Sends the batch if it is large or old enough.
-    private func flushIfDue() throws {
+    private func flushIfDue(now: UInt64) throws {
         guard rules.logs, !environment.writer.isEmpty else { return }
-        let now = NIODeadline.now().uptimeNanoseconds
         let started = batchStartedAt ?? now
         batchStartedAt = started
         if environment.writer.count >= Self.batchBytes || now &- started >= Self.batchAge { try flush() }
@@ -288,10 +295,18 @@ final class PrimaryReplica {
 
     // MARK: Flow control
 
-    /// Keeps the backup within `--max-lag` epochs: reads its executed reports, and waits for them.
+    /// Whether the backup is further behind than `--max-lag` allows: in epochs, or in the guest
+    /// time of the epochs it has not executed.
+    private var lagging: Bool {
+        if rules.lagTarget(epoch: epoch) != nil { return true }
+        guard let lagBound, rules.logs else { return false }
+        return lagMeter.lag(count: epoch, executed: rules.backupExecuted) > lagBound
+    }
+
+    /// Keeps the backup within `--max-lag`: reads its executed reports, and waits for them.
     private func throttle() throws {
         try readReports(wait: false)
-        while rules.lagTarget(epoch: epoch) != nil {
+        while lagging {
             guard try flush() != nil else { return }
             try readReports(wait: true)
         }

@@ -207,6 +207,15 @@ public final class ReplicationConnection: @unchecked Sendable {
         return true
     }
 
+    /// Waits until the connection ends. Returns why, and whether received data was still
+    /// waiting in the inbox then (data the machine thread had not taken).
+    public func waitForEnd() -> (reason: CloseReason, unreceived: Bool) {
+        condition.lock()
+        defer { condition.unlock() }
+        while closeReason == nil { condition.wait() }
+        return (closeReason ?? .closedLocally, !inbox.isEmpty)
+    }
+
     /// Why the connection ended, if it has.
     public var closed: CloseReason? {
         condition.lock()
