@@ -110,6 +110,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
                     _ = rules.executed()
                 case .finish?, nil:
                     return
+                case .writePages?, .restore?:
+                    preconditionFailure("a state transfer was accepted by a backup that follows")
                 case .log?, .announce?, .performed?:
                     break
                 }

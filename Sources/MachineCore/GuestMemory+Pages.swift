@@ -29,6 +29,13 @@ extension GuestMemory {
         bytes.append(contentsOf: UnsafeRawBufferPointer(start: host + start, count: Int(Self.pageSize)))
     }
 
+    /// Calls `body` with the 4096 bytes of page `page` (valid only during the call).
+    public func withPage<R>(_ page: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        let start = pageStart(page)
+        // SAFETY: pageStart proved the page lies inside the mapping; the pointer does not escape.
+        return try body(UnsafeRawBufferPointer(start: host + start, count: Int(Self.pageSize)))
+    }
+
     /// Replaces page `page` with `bytes` (exactly a page) and marks it written.
     public func writePage(_ page: Int, from bytes: ArraySlice<UInt8>) {
         precondition(bytes.count == Int(Self.pageSize), "a page is \(Self.pageSize) bytes, not \(bytes.count)")

@@ -97,3 +97,14 @@ public struct DeviceState: Equatable, Sendable {
         }
     }
 }
+
+extension MachineState {
+    /// The state in the encoding of a snapshot's machine record (also what a live state transfer
+    /// sends).
+    public var encoded: [UInt8] { MachineSnapshot.encode(self).bytes }
+
+    /// Decodes `bytes` (hostile: from a file or the network), checking every field.
+    public init(encoded bytes: [UInt8]) throws(SnapshotError) {
+        self = try SnapshotReader.decodeMachine(bytes)
+    }
+}

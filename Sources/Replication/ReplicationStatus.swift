@@ -30,10 +30,19 @@ public final class ReplicationStatus: @unchecked Sendable {
         public var stateEnteredAt: [ReplicaState: Double] = [:]
         public var finalDigest: String?
         public var primaryFinalDigest: String?
+        /// Backups following this primary now.
+        public var backups: Int = 0
+        /// Since when (seconds since 1970) this replica has run without a backup, if it does.
+        public var unprotectedSince: Double?
+        /// For each time a backup joined this replica after it ran unprotected: how long (s) it was.
+        public var protectedAgainAfter: [Double] = []
+        /// Each live state transfer this primary completed.
+        public var transfers: [TransferFigures] = []
 
         private enum CodingKeys: String, CodingKey {
             case role, state, epoch, backupLag, backupLagSeconds, bytesSent, bytesReceived, sendBytesPerSecond, elapsedSeconds
             case status, stateEnteredAt, finalDigest, primaryFinalDigest
+            case backups, unprotectedSince, protectedAgainAfter, transfers
         }
 
         public init(role: ReplicaRole, state: ReplicaState) {
@@ -68,6 +77,10 @@ public final class ReplicationStatus: @unchecked Sendable {
             stateEnteredAt = Dictionary(uniqueKeysWithValues: entered.compactMap { k, v in ReplicaState(rawValue: k).map { ($0, v) } })
             finalDigest = try c.decodeIfPresent(String.self, forKey: .finalDigest)
             primaryFinalDigest = try c.decodeIfPresent(String.self, forKey: .primaryFinalDigest)
+            backups = try c.decodeIfPresent(Int.self, forKey: .backups) ?? 0
+            unprotectedSince = try c.decodeIfPresent(Double.self, forKey: .unprotectedSince)
+            protectedAgainAfter = try c.decodeIfPresent([Double].self, forKey: .protectedAgainAfter) ?? []
+            transfers = try c.decodeIfPresent([TransferFigures].self, forKey: .transfers) ?? []
         }
 
         public func encode(to encoder: any Encoder) throws {
@@ -85,11 +98,53 @@ public final class ReplicationStatus: @unchecked Sendable {
             try c.encode(Dictionary(uniqueKeysWithValues: stateEnteredAt.map { ($0.key.rawValue, $0.value) }), forKey: .stateEnteredAt)
             try c.encodeIfPresent(finalDigest, forKey: .finalDigest)
             try c.encodeIfPresent(primaryFinalDigest, forKey: .primaryFinalDigest)
+            try c.encode(backups, forKey: .backups)
+            try c.encodeIfPresent(unprotectedSince, forKey: .unprotectedSince)
+            try c.encode(protectedAgainAfter, forKey: .protectedAgainAfter)
+            try c.encode(transfers, forKey: .transfers)
+        }
+
+        /// "unprotected since ..." or "protected again after ...", for status lines ("" otherwise).
+        public var protectionText: String {
+            if let since = unprotectedSince { return "  unprotected since \(ReplicationStatus.clock(since))" }
+            if let last = protectedAgainAfter.last { return String(format: "  protected again after %.2f s", last) }
+            return ""
         }
 
         /// The snapshot in a statistics file, if it holds one.
         public static func load(_ path: String) -> Snapshot? {
             FileManager.default.contents(atPath: path).flatMap { try? JSONDecoder().decode(Snapshot.self, from: $0) }
+        }
+    }
+
+    /// What one live state transfer cost.
+    public struct TransferFigures: Codable, Sendable, Equatable {
+        /// The epoch the new backup follows from.
+        public var epoch: UInt64
+        /// Pre-copy rounds before the final copy.
+        public var rounds: Int
+        /// Pages sent in all, and in the final copy.
+        public var pages: Int
+        public var finalPages: Int
+        /// Message bytes sent to the new backup (pages and state).
+        public var bytes: UInt64
+        /// The guest's RAM.
+        public var memoryBytes: UInt64
+        /// How long the guest was stopped for the final copy (ms), and the whole transfer (s).
+        public var pauseMilliseconds: Double
+        public var seconds: Double
+
+        public init(epoch: UInt64, rounds: Int, pages: Int, finalPages: Int, bytes: UInt64, memoryBytes: UInt64,
+                    pauseMilliseconds: Double, seconds: Double)
+        {
+            self.epoch = epoch
+            self.rounds = rounds
+            self.pages = pages
+            self.finalPages = finalPages
+            self.bytes = bytes
+            self.memoryBytes = memoryBytes
+            self.pauseMilliseconds = pauseMilliseconds
+            self.seconds = seconds
         }
     }
 
@@ -148,6 +203,41 @@ public final class ReplicationStatus: @unchecked Sendable {
 
     public var state: ReplicaState { lock.withLock { snapshot.state } }
 
+    /// The number of backups following now. Going to none starts "unprotected since"; the first
+    /// backup after that records how long the replica ran unprotected.
+    public func backups(_ count: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        let now = Date().timeIntervalSince1970
+        if count == 0, snapshot.unprotectedSince == nil {
+            snapshot.unprotectedSince = now
+            FileHandle.standardError.write(Data("lockstep \(snapshot.role): unprotected since \(Self.clock(now))\n".utf8))
+        } else if count > 0, let since = snapshot.unprotectedSince {
+            snapshot.unprotectedSince = nil
+            snapshot.protectedAgainAfter.append(now - since)
+            FileHandle.standardError.write(Data(String(format: "lockstep %@: protected again after %.3f s\n",
+                                                       snapshot.role.description, now - since).utf8))
+        }
+        snapshot.backups = count
+        write(Date())
+    }
+
+    /// Records a completed live state transfer.
+    public func transferred(_ figures: TransferFigures) {
+        lock.lock()
+        defer { lock.unlock() }
+        snapshot.transfers.append(figures)
+        write(Date())
+    }
+
+    /// A time of day for messages (UTC, milliseconds).
+    static func clock(_ seconds: Double) -> String {
+        let formatter = DateFormatter()
+        formatter.dateFormat = "HH:mm:ss.SSS"
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: Date(timeIntervalSince1970: seconds)) + " UTC"
+    }
+
     /// The final figures: written whatever the rate limit; the refreshing stops.
     public func finish(state: ReplicaState, status: Int32?, finalDigest: String?, primaryFinalDigest: String? = nil) {
         lock.lock()
@@ -192,11 +282,12 @@ public final class ReplicationStatus: @unchecked Sendable {
         snapshot.sendBytesPerSecond = snapshot.elapsedSeconds > 0
             ? Double(snapshot.bytesSent) / snapshot.elapsedSeconds : 0
         if interactive {
-            let line = String(format: "\r\u{1B}[K[%@ %@] epoch %llu  lag %llu (%.1f ms)  tx %.1f KB/s  rx %.1f KB/s",
+            var line = String(format: "\r\u{1B}[K[%@ %@] epoch %llu  lag %llu (%.1f ms)  tx %.1f KB/s  rx %.1f KB/s",
                               snapshot.role.description, snapshot.state.rawValue, snapshot.epoch, snapshot.backupLag,
                               snapshot.backupLagSeconds * 1000,
                               snapshot.sendBytesPerSecond / 1024,
                               Double(snapshot.bytesReceived) / max(snapshot.elapsedSeconds, 1e-9) / 1024)
+            line += snapshot.protectionText
             FileHandle.standardError.write(Data(line.utf8))
         }
         if let statsPath {

@@ -24,10 +24,29 @@ struct PairCommand: ParsableCommand {
             help: "Kill the primary at this epoch's boundary; N:PHASE picks a phase (boundary, logged, acknowledged, performed).")
     var killPrimaryAtEpoch: String?
 
+    @Option(help: "Backups to run (each a process of its own); an output is released when every live backup holds it.")
+    var backups: Int = 1
+
+    @Flag(name: .customLong("no-reprotect"),
+          help: "After a failure, run on with the backups that are left instead of starting new ones that join the running guest.")
+    var noReprotect = false
+
+    @Option(name: .customLong("kill-primary-times"), help: .hidden)
+    var killPrimaryTimes: Int = 1
+
+    @Flag(name: .customLong("kill-a-backup-too"), help: .hidden)
+    var killABackupToo = false
+
     @OptionGroup var replication: ReplicationOptions
     @OptionGroup var guest: GuestOptions
 
     func run() throws {
+        guard (1...ReplicationOptions.maximumBackups).contains(backups) else {
+            throw CLIFailure("--backups \(backups): expected 1 to \(ReplicationOptions.maximumBackups)", status: ExitStatus.usage)
+        }
+        guard killPrimaryTimes >= 1 else {
+            throw CLIFailure("--kill-primary-times must be at least 1", status: ExitStatus.usage)
+        }
         _ = try replication.settings(for: guest.setup())
         if killPrimaryAfter != nil && killPrimaryAtEpoch != nil {
             throw CLIFailure("--kill-primary-after and --kill-primary-at-epoch cannot be combined", status: ExitStatus.usage)
@@ -55,7 +74,8 @@ struct PairCommand: ParsableCommand {
 
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         var primaryArguments = ["primary", "--listen", "127.0.0.1:0", "--port-file", portFile,
-                                "--stats-json", primaryStats, "--no-status-line", "--key-file", keyFile]
+                                "--stats-json", primaryStats, "--no-status-line", "--key-file", keyFile,
+                                "--backups", "\(backups)"]
         if let killPrimaryAtEpoch { primaryArguments += ["--kill-at-epoch", killPrimaryAtEpoch] }
         let console = PairConsole()
         let primary = try console.start(executable, primaryArguments + replication.arguments + guest.arguments)
@@ -66,47 +86,74 @@ struct PairCommand: ParsableCommand {
             throw CLIFailure("the primary did not start (exit status \(primary.terminationStatus))",
                              status: primary.terminationStatus == 0 ? ExitStatus.internalError : primary.terminationStatus)
         }
-        defer { if let arbiterPath { try? FileManager.default.removeItem(atPath: arbiterPath) } }
-        let backup = try console.start(executable, ["backup", "--connect", "127.0.0.1:\(port)",
-                                                     "--stats-json", backupStats, "--no-status-line", "--key-file", keyFile]
-                                       + replication.arguments + guest.arguments)
-        let interruption = forwardTerminationSignals(to: [primary, backup])
+        defer { if let arbiterPath { Self.removeArbiterFiles(of: arbiterPath) } }
+        let fleet = PairFleet(work: work, executable: executable, console: console, backups: backups,
+                              reprotect: !noReprotect,
+                              common: ["--no-status-line", "--key-file", keyFile] + replication.arguments,
+                              guest: guest.arguments)
+        fleet.adopt(primary, stats: primaryStats, portFile: portFile)
+        var firstBackup: ReplicaProcess?
+        for index in 0..<backups {
+            let stats = index == 0 ? backupStats : work.appendingPathComponent("backup-\(index).json").path
+            let process = try fleet.startBackup(port: port, join: false, stats: stats)
+            if firstBackup == nil { firstBackup = process }
+        }
+        let backup = firstBackup!
+        let interruption = forwardTerminationSignals(to: fleet)
         stopPrimaryIfBackupNeverJoins(primary: primary, backup: backup, primaryStats: primaryStats)
         console.startInput()
-        if let seconds = killPrimaryAfter {
+        if killPrimaryTimes > 1 || killABackupToo {
+            fleet.killLeaders(times: killPrimaryTimes, after: killPrimaryAfter ?? 0.5, backupToo: killABackupToo)
+        } else if let seconds = killPrimaryAfter {
             let pid = primary.processIdentifier
             DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { kill(pid, SIGKILL) }
         }
-        let display = PairStatusLine(primaryStats: primaryStats, backupStats: backupStats,
-                                     enabled: !replication.noStatusLine)
+        let display = PairStatusLine(fleet: fleet, enabled: !replication.noStatusLine)
         display.start()
-        primary.waitForExit()
+        fleet.supervise()
         let primaryExitedAt = primary.exitedAt
-        backup.waitForExit()
+        fleet.waitForAll()
         display.stop()
         console.finish()
 
+        let status = fleet.status(primary: primary, backup: backup)
         if let statsJSON = replication.statsJSON {
-            writeCombinedStats(to: statsJSON, primary: primary, backup: backup, primaryExitedAt: primaryExitedAt,
-                               primaryStats: primaryStats, backupStats: backupStats)
+            writeCombinedStats(to: statsJSON, primary: primary, primaryExitedAt: primaryExitedAt,
+                               primaryStats: primaryStats, backupStats: backupStats, fleet: fleet, status: status)
         }
         if let signal = interruption.signal { throw ExitCode(128 + signal) }
-        throw ExitCode(Self.status(primary: primary, backup: backup))
+        throw ExitCode(status)
+    }
+
+    /// Removes the arbiter's claim files of every session of this pair (a replica that leads a
+    /// new pair after a failover makes a new session that keeps the first's first four bytes).
+    static func removeArbiterFiles(of path: String) {
+        let url = URL(fileURLWithPath: path)
+        let name = url.lastPathComponent
+        guard name.hasPrefix(".lockstep-arbiter-") else {
+            try? FileManager.default.removeItem(atPath: path)
+            return
+        }
+        let prefix = String(name.prefix(".lockstep-arbiter-".count + 8))
+        let directory = url.deletingLastPathComponent()
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        for other in names where other.hasPrefix(prefix) {
+            try? FileManager.default.removeItem(at: directory.appendingPathComponent(other))
+        }
     }
 
     /// From here on SIGINT, SIGTERM and SIGHUP stop the replicas (with SIGTERM) instead of this
     /// process, which then cleans up (its work directory, the arbiter file) and exits 128 + the
     /// signal. Handlers are installed only after the replicas started, so they keep the default
     /// dispositions.
-    private func forwardTerminationSignals(to replicas: [ReplicaProcess]) -> Interruption {
+    private func forwardTerminationSignals(to fleet: PairFleet) -> Interruption {
         let interruption = Interruption()
-        let pids = replicas.map(\.processIdentifier)
         for number in [SIGINT, SIGTERM, SIGHUP] {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
                 interruption.record(number)
-                for pid in pids { kill(pid, SIGTERM) }
+                fleet.stopAll()
             }
             source.resume()
             interruption.keep(source)
@@ -154,8 +201,8 @@ struct PairCommand: ParsableCommand {
         return nil
     }
 
-    private func writeCombinedStats(to path: String, primary: ReplicaProcess, backup: ReplicaProcess, primaryExitedAt: Double?,
-                                    primaryStats: String, backupStats: String)
+    private func writeCombinedStats(to path: String, primary: ReplicaProcess, primaryExitedAt: Double?,
+                                    primaryStats: String, backupStats: String, fleet: PairFleet, status: Int32)
     {
         func load(_ path: String) -> Any {
             guard let data = FileManager.default.contents(atPath: path),
@@ -164,12 +211,23 @@ struct PairCommand: ParsableCommand {
             return object
         }
         let killed = primary.terminationReason == .uncaughtSignal
+        let members = fleet.members
         let document: [String: Any] = [
             "primary": load(primaryStats),
             "backup": load(backupStats),
             "primaryKilled": killed,
             "primaryExitedAt": primaryExitedAt ?? 0,
-            "status": Int(Self.status(primary: primary, backup: backup)),
+            "status": Int(status),
+            "failovers": fleet.failovers,
+            "replicas": members.map { member -> [String: Any] in
+                [
+                    "stats": load(member.stats),
+                    "killed": member.process.terminationReason == .uncaughtSignal,
+                    "exitStatus": Int(member.process.terminationStatus),
+                    "joined": member.joined,
+                ]
+            },
+            "protectedAgainAfter": members.flatMap { ReplicationStatus.Snapshot.load($0.stats)?.protectedAgainAfter ?? [] },
         ]
         if let data = try? JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys]) {
             try? data.write(to: URL(fileURLWithPath: path), options: .atomic)
@@ -213,15 +271,20 @@ final class ReplicaProcess: Process, @unchecked Sendable {
     var exitedAt: Double? { lock.withLock { exitTime } }
 }
 
-/// The shared console of a pair: standard input copied to both replicas, their standard
-/// outputs copied to ours. The backup prints nothing until it is live, which is after the primary
-/// died; everything the primary wrote before dying is copied first, so output keeps its order.
+/// The shared console of a pair: standard input copied to every replica (one that starts
+/// later first gets everything read so far, so every replica sees the same input stream), their
+/// standard outputs copied to ours. A replica prints nothing until it is live, which is after
+/// every replica started before it has died or stopped; so each replica's output is copied only
+/// once the output of every replica started before it has ended, and output keeps its order.
 final class PairConsole: @unchecked Sendable {
     private let outputLock = NSLock()
+    private let lock = NSLock()
+    // Guarded by `lock`.
     private var inputs: [FileHandle] = []
+    private var backlog: [UInt8] = []
+    private var inputEnded = false
+    private var ended: [DispatchSemaphore] = []
     private let relaysDone = DispatchGroup()
-    /// Signalled when the first replica's (the primary's) output has ended.
-    private let firstOutputEnded = DispatchSemaphore(value: 0)
 
     func start(_ executable: URL, _ arguments: [String]) throws -> ReplicaProcess {
         let process = ReplicaProcess()
@@ -231,23 +294,32 @@ final class PairConsole: @unchecked Sendable {
         process.standardInput = input
         process.standardOutput = output
         process.standardError = FileHandle.standardError
-        try process.run()
-        inputs.append(input.fileHandleForWriting)
+        let mine = DispatchSemaphore(value: 0)
+        let earlier: [DispatchSemaphore] = try lock.withLock {
+            try process.run()
+            let writer = input.fileHandleForWriting
+            if !backlog.isEmpty { try? writer.write(contentsOf: Data(backlog)) }
+            if inputEnded { try? writer.close() } else { inputs.append(writer) }
+            defer { ended.append(mine) }
+            return ended
+        }
         relaysDone.enter()
         let reader = output.fileHandleForReading
-        let isFirst = inputs.count == 1
         let thread = Thread { [self] in
-            var waited = isFirst
+            var waited = earlier.isEmpty
             while true {
                 let data = HostConsole.readChunk(from: reader, what: "a replica's output")
                 if data.isEmpty { break }
                 if !waited {
-                    firstOutputEnded.wait()
+                    for other in earlier {
+                        other.wait()
+                        other.signal()
+                    }
                     waited = true
                 }
                 outputLock.withLock { try? FileHandle.standardOutput.write(contentsOf: data) }
             }
-            if isFirst { firstOutputEnded.signal() }
+            mine.signal()
             relaysDone.leave()
         }
         thread.start()
@@ -256,14 +328,20 @@ final class PairConsole: @unchecked Sendable {
 
     /// Starts copying standard input to every replica.
     func startInput() {
-        let targets = inputs
-        let thread = Thread {
+        let thread = Thread { [self] in
             while true {
                 let data = HostConsole.readChunk(from: .standardInput, what: "standard input")
                 if data.isEmpty { break }
-                for target in targets { try? target.write(contentsOf: data) }
+                lock.withLock {
+                    backlog += data
+                    for target in inputs { try? target.write(contentsOf: data) }
+                }
             }
-            for target in targets { try? target.close() }
+            lock.withLock {
+                inputEnded = true
+                for target in inputs { try? target.close() }
+                inputs.removeAll()
+            }
         }
         thread.start()
     }
@@ -274,15 +352,13 @@ final class PairConsole: @unchecked Sendable {
 
 /// On a terminal, one status line for the pair, from the replicas' statistics files.
 final class PairStatusLine: @unchecked Sendable {
-    private let primaryStats: String
-    private let backupStats: String
+    private let fleet: PairFleet
     private let enabled: Bool
     private let lock = NSLock()
     private var running = false
 
-    init(primaryStats: String, backupStats: String, enabled: Bool) {
-        self.primaryStats = primaryStats
-        self.backupStats = backupStats
+    init(fleet: PairFleet, enabled: Bool) {
+        self.fleet = fleet
         self.enabled = enabled && isatty(STDERR_FILENO) != 0
     }
 
@@ -305,9 +381,10 @@ final class PairStatusLine: @unchecked Sendable {
     }
 
     private func draw() {
-        let p = ReplicationStatus.Snapshot.load(primaryStats), b = ReplicationStatus.Snapshot.load(backupStats)
-        let primaryText = p.map { "primary \($0.state) epoch \($0.epoch) lag \($0.backupLag) (\(String(format: "%.1f", $0.backupLagSeconds * 1000)) ms) tx \(String(format: "%.1f", $0.sendBytesPerSecond / 1024)) KB/s" } ?? "primary starting"
-        let backupText = b.map { "backup \($0.state) epoch \($0.epoch)" } ?? "backup starting"
-        FileHandle.standardError.write(Data("\r\u{1B}[K[pair] \(primaryText) | \(backupText)".utf8))
+        let leaderText = fleet.leaderStats.map {
+            "\($0.role) \($0.state) epoch \($0.epoch) lag \($0.backupLag) (\(String(format: "%.1f", $0.backupLagSeconds * 1000)) ms) backups \($0.backups) tx \(String(format: "%.1f", $0.sendBytesPerSecond / 1024)) KB/s\($0.protectionText)"
+        } ?? "primary starting"
+        let others = max(fleet.members.filter { $0.process.isRunning }.count - 1, 0)
+        FileHandle.standardError.write(Data("\r\u{1B}[K[pair] \(leaderText) | \(others) other replica(s)".utf8))
     }
 }

@@ -18,12 +18,18 @@ struct PrimaryCommand: ParsableCommand {
     @Option(name: .customLong("kill-at-epoch"), help: .hidden)
     var killAtEpoch: String?
 
+    @Option(help: "Backups to replicate to: the guest starts when this many have joined; one that fails is replaced by one that joins the running guest (lockstep backup --join).")
+    var backups: Int = 1
+
     @OptionGroup var replication: ReplicationOptions
     @OptionGroup var guest: GuestOptions
 
     func run() throws {
         guard let endpoint = Endpoint(listen) else {
             throw CLIFailure("--listen \(listen): expected HOST:PORT", status: ExitStatus.usage)
+        }
+        guard (1...ReplicationOptions.maximumBackups).contains(backups) else {
+            throw CLIFailure("--backups \(backups): expected 1 to \(ReplicationOptions.maximumBackups)", status: ExitStatus.usage)
         }
         let killPoint = try killAtEpoch.map { try ReplicationOptions.killPoint($0, option: "--kill-at-epoch") }
         let setup = try guest.setup()
@@ -57,15 +63,33 @@ struct PrimaryCommand: ParsableCommand {
         status.set(state: .waitingForBackup)
         status.startRefreshing()
         // Strangers, wrong keys and other images are refused and logged; the primary waits on.
-        guard let connection = listener.accept() else {
-            throw CLIFailure("stopped listening before a backup joined", status: ExitStatus.internalError)
+        // The guest starts from boot with its backups; later ones join it running.
+        var connections: [ReplicationConnection] = []
+        while connections.count < backups {
+            guard let connection = listener.accept() else {
+                throw CLIFailure("stopped listening before a backup joined", status: ExitStatus.internalError)
+            }
+            guard connection.purpose == .replicateFromBoot else {
+                connection.close(refusal: "the guest has not started: join it once it runs")
+                continue
+            }
+            status.message("backup at \(connection.remoteAddress) joined (\(connections.count + 1) of \(backups))")
+            connections.append(connection)
         }
-        listener.close()
-        status.message("backup at \(connection.remoteAddress) joined; replicating")
+        status.message("replicating to \(backups) backup\(backups == 1 ? "" : "s")")
+        let specification = replication.arbiter.specification(for: setup)
+        let intake = BackupIntake(
+            maximumBackups: backups, session: session, listener: { _ in listener },
+            arbiter: { next in
+                let arbiter = Arbiter(specification, session: next, status: status)
+                try arbiter.register(claimant: "primary pid \(getpid())")
+                return arbiter
+            })
         let context = ReplicaContext(
             setup: setup, settings: settings, status: status, watchdog: watchdog,
-            console: HostConsole(input: .standardInput, output: .standardOutput), disk: disk,
+            console: HostConsole(input: .standardInput, output: .standardOutput), disk: disk, intake: intake,
             faults: killPoint.map { FaultInjection.kill(at: $0, status: status) })
-        try runReplicaCommand(.primary, connection: connection, arbiter: arbiter, context: context, network: network)
+        try runReplicaCommand(.primary, connection: connections[0], otherBackups: Array(connections.dropFirst()),
+                              arbiter: arbiter, context: context, network: network)
     }
 }

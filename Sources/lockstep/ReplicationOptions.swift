@@ -5,6 +5,9 @@ import Replication
 
 /// Options shared by `primary`, `backup` and `pair`.
 struct ReplicationOptions: ParsableArguments {
+    /// The most backups a primary takes (`--backups`).
+    static let maximumBackups = 4
+
     @Option(help: "Failure detection: a peer silent this many milliseconds is declared failed.")
     var timeout: Int = 1000
 
@@ -91,17 +94,19 @@ struct ReplicationOptions: ParsableArguments {
 
 /// Runs a replica on the machine's dedicated thread, closes the channel, writes the final
 /// statistics, and ends the command with the guest's status (or the failure's one line).
-func runReplicaCommand(_ role: ReplicaRole, connection: ReplicationConnection, arbiter: Arbiter,
-                       context: ReplicaContext, network: ReplicationNetwork) throws
+func runReplicaCommand(_ role: ReplicaRole, connection: ReplicationConnection, otherBackups: [ReplicationConnection] = [],
+                       arbiter: Arbiter, context: ReplicaContext, network: ReplicationNetwork) throws
 {
     let result = DedicatedThread.run(name: "lockstep-machine") { () -> Result<ReplicaOutcome, CLIFailure> in
         do {
-            return .success(try runReplica(role, connection: connection, arbiter: arbiter, context: context))
+            return .success(try runReplica(role, connection: connection, otherBackups: otherBackups, arbiter: arbiter,
+                                           context: context))
         } catch {
             return .failure(CLIFailure(error))
         }
     }
     connection.close()
+    for other in otherBackups { other.close() }
     network.shutdown()
     switch result {
     case .success(let outcome):

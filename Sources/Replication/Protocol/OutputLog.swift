@@ -28,6 +28,16 @@ public struct OutputLog: Sendable {
 
     public init() {}
 
+    /// A log that goes on from another replica's (a backup that joined a running primary):
+    /// the next record is `nextSequence`, and `partialLine` is the line held without its newline.
+    public init(nextSequence: UInt64, partialLine: [UInt8]) {
+        self.nextSequence = nextSequence
+        self.partialLine = partialLine
+    }
+
+    /// The console bytes held without a newline.
+    public var heldLine: [UInt8] { partialLine }
+
     /// The most console bytes held without a newline: a longer line is cut into records of
     /// this size (4 KiB, longer than any line a console guest prints in practice).
     public static let partialLineBytes = 4096

@@ -13,7 +13,19 @@ import Glibc
 /// disk requests wait for the primary's completions. While taking over, logged values are used
 /// up first. Once live, it behaves like an unreplicated run.
 public final class BackupEnvironment: SessionEnvironment {
-    public enum Mode: Sendable, Equatable { case replaying, takingOver, live }
+    public enum Mode: Equatable {
+        case replaying, takingOver, live
+        /// Live and leading new backups: everything goes through a primary's environment.
+        case leading(PrimaryEnvironment)
+
+        public static func == (a: Mode, b: Mode) -> Bool {
+            switch (a, b) {
+            case (.replaying, .replaying), (.takingOver, .takingOver), (.live, .live): true
+            case (.leading(let x), .leading(let y)): x === y
+            default: false
+            }
+        }
+    }
 
     public let host: HostIO
     public internal(set) var mode: Mode = .replaying
@@ -60,6 +72,7 @@ public final class BackupEnvironment: SessionEnvironment {
     public func environmentValue(_ read: EnvironmentRead, proposed: UInt64) throws(EnvironmentError)
         -> UInt64
     {
+        if case .leading(let leader) = mode { return try leader.environmentValue(read, proposed: proposed) }
         while mode != .live {
             if let value = nextLogged() {
                 guard value.read == read else {
@@ -74,7 +87,7 @@ public final class BackupEnvironment: SessionEnvironment {
         switch mode {
         case .replaying:
             throw EnvironmentError("the guest executed more environment instructions (\(read)) than the primary's in this epoch")
-        case .takingOver, .live:
+        case .takingOver, .live, .leading:
             return proposed
         }
     }
@@ -83,6 +96,7 @@ public final class BackupEnvironment: SessionEnvironment {
         switch mode {
         case .replaying, .takingOver: outputs.console(bytes, epoch: epoch)
         case .live: host.console.write(bytes)
+        case .leading(let leader): leader.consoleOutput(bytes)
         }
     }
 
@@ -95,6 +109,8 @@ public final class BackupEnvironment: SessionEnvironment {
             if request.kind == .write || request.kind == .flush { outputs.disk(request, epoch: epoch) }
         case .live:
             host.perform(request)
+        case .leading(let leader):
+            leader.submitBlockRequest(request)
         }
     }
 }
@@ -152,7 +168,10 @@ final class BackupReplica {
         self.context = context
         watchdog = context.watchdog
         status = context.status
-        rules = BackupStateMachine(epochLength: context.setup.epochLength, maximumLag: context.settings.maximumLag.epochLimit)
+        let lag = context.settings.maximumLag.epochLimit
+        rules = connection.purpose == .joinRunning
+            ? .joining(epochLength: context.setup.epochLength, maximumLag: lag)
+            : BackupStateMachine(epochLength: context.setup.epochLength, maximumLag: lag)
         if case .duration(let ns) = context.settings.maximumLag { reportEvery = max(ns / 4, 1) } else { reportEvery = nil }
         timing = BoundaryTiming(mode: context.setup.options.clockMode)
         environment.refill = { [unowned self] () throws(EnvironmentError) in try self.refill() }
@@ -163,7 +182,18 @@ final class BackupReplica {
     func run() throws -> RunOutcome {
         watchdog.enter(.host)
         status.attach(connection)
-        status.set(state: .replaying)
+        if case .joining = rules.phase {
+            status.set(state: .joining)
+            // The transfer carries every page that is not zero: the freshly loaded image goes.
+            for page in try machine.memoryDigest.nonZeroPages() { machine.memory.zeroPage(page) }
+            // The primary's state first; then the guest runs.
+            while case .joining = rules.phase {
+                try takeReceived()
+                if case .joining = rules.phase, try !waitForLog() { throw ReplicationError.channel(connection.closed ?? .closedLocally) }
+            }
+        } else {
+            status.set(state: .replaying)
+        }
         startWatcher()
         defer {
             claim.end()
@@ -185,7 +215,7 @@ final class BackupReplica {
                 try check(record, stop: stop)
             case .finish(let record)?:
                 return try finish(record, stop: stop)
-            case .log, .announce, .performed, nil:
+            case .log, .announce, .performed, .writePages, .restore, nil:
                 preconditionFailure("takeReceived stops only at an epoch's end")
             }
         }
@@ -218,6 +248,21 @@ final class BackupReplica {
                 pending.removeAll { $0.record.sequence <= through }
             case .execute, .finish:
                 ending = action
+            case .writePages(let pages):
+                let pageCount = UInt64(machine.memory.pageCount)
+                try pages.forEach { page, data in
+                    guard page < pageCount else {
+                        rules.violated()
+                        throw stop(.protocolViolation("page \(page) is outside the \(pageCount) pages of RAM"),
+                                   refusal: "page \(page) is outside RAM")
+                    }
+                    machine.memory.writePage(Int(page), from: data)
+                }
+            case .restore(let state):
+                try restore(state)
+                epochStart = machine.progress
+                // The rest of the batch belongs to the first epoch the guest runs here.
+                return
             }
         }
     }
@@ -338,6 +383,27 @@ final class BackupReplica {
         }
     }
 
+    /// The end of the state transfer: the RAM must add up to the primary's digest, then the
+    /// machine takes the primary's state (which checks the state digest) and follows from there.
+    private func restore(_ transfer: TransferState) throws {
+        let ram = try machine.memoryDigest.digest()
+        guard ram == transfer.ramDigest else {
+            throw stop(.protocolViolation("the transferred RAM's digest \(ram) is not the primary's \(transfer.ramDigest)"),
+                       refusal: "the transferred RAM does not add up")
+        }
+        do {
+            try machine.restoreState(MachineState(encoded: transfer.machine))
+        } catch {
+            throw stop(.protocolViolation("the transferred machine state: \(error)"), refusal: "the transferred state is unusable")
+        }
+        environment.outputs = OutputLog(nextSequence: transfer.nextOutput, partialLine: transfer.partialLine)
+        consoleBytesDelivered = transfer.consoleBytesDelivered
+        environment.epoch = transfer.epoch
+        status.progress(epoch: transfer.epoch, lag: 0)
+        status.set(state: .replaying)
+        status.message("joined the running primary at epoch \(transfer.epoch); following it")
+    }
+
     /// Ends replication for `error`, telling the primary why.
     private func stop(_ error: ReplicationError, refusal: String) -> ReplicationError {
         connection.close(refusal: refusal)
@@ -446,8 +512,25 @@ final class BackupReplica {
         let uncertain = machine.outstandingBlockRequests.map {
             BoundaryEvent.blockCompletion(BlockCompletion(id: $0, status: .ioError))
         }
-        try machine.applyBoundary(time: timing.time(for: machine),
-                                  events: uncertain + environment.host.takeEvents())
+        let events = environment.host.takeEvents()
+        try machine.applyBoundary(time: timing.time(for: machine), events: uncertain + events)
+        status.backups(0)
+        if var intake = context.intake {
+            // Re-protection: lead new backups, which join this replica's running guest.
+            for case .consoleInput(let bytes) in events { consoleBytesDelivered += UInt64(bytes.count) }
+            intake.session = connection.session
+            var leading = context
+            leading.intake = intake
+            let leader = PrimaryEnvironment(host: environment.host)
+            leader.outputs = OutputLog(nextSequence: environment.outputs.nextSequence, partialLine: [])
+            environment.mode = .leading(leader)
+            let reason: CloseReason = if case .takingOver(let r) = rules.phase { r } else { .peerClosed }
+            let primary = PrimaryReplica(machine: machine, environment: leader, backups: [], arbiter: arbiter,
+                                         context: leading,
+                                         start: .init(epoch: rules.epoch + 1, consoleBytesDelivered: consoleBytesDelivered,
+                                                      aloneReason: reason))
+            return try primary.run()
+        }
         let session = LocalSession(machine: machine, environment: environment,
                                    epochLength: context.setup.epochLength, timing: timing)
         return try session.run(epochs: rules.epoch + 1)

@@ -4,6 +4,9 @@
 /// values). No socket: `BackupReplica` feeds it messages and the machine's progress.
 ///
 /// ```
+///   [joining] --transfer-pages--> .writePages (a backup that joins a running primary)
+///       |     --transfer-state--> .restore --> [replaying] from the transfer's epoch
+///       | connection ended --> [failed] (a backup without the state never takes over)
 ///   [replaying] --values/output/output-done--> (checked, kept for the epoch being received)
 ///       |       --epoch-end(e)--> .execute --> executed() --> [replaying] (epoch e + 1)
 ///       |       --finished------> .finish  --> [finished]
@@ -11,6 +14,8 @@
 /// ```
 public struct BackupStateMachine: Sendable, Equatable {
     public enum Phase: Sendable, Equatable {
+        /// Receiving a running primary's state (live state transfer).
+        case joining
         case replaying
         case finished
         case takingOver(CloseReason)
@@ -29,6 +34,10 @@ public struct BackupStateMachine: Sendable, Equatable {
         case execute(EpochRecord)
         /// Run to the end and compare.
         case finish(FinishedRecord)
+        /// Write the transferred pages into RAM (each page number still to be checked against it).
+        case writePages(TransferPages)
+        /// Check the transferred RAM, restore the machine's state, and follow from its epoch.
+        case restore(TransferState)
     }
 
     public private(set) var phase: Phase = .replaying
@@ -55,10 +64,34 @@ public struct BackupStateMachine: Sendable, Equatable {
         reportInterval = max(1, maximumLag / 4)
     }
 
+    /// The rules of a backup that joins a running primary: it receives the primary's state first.
+    public static func joining(epochLength: UInt64, maximumLag: UInt64) -> BackupStateMachine {
+        var rules = BackupStateMachine(epochLength: epochLength, maximumLag: maximumLag)
+        rules.phase = .joining
+        return rules
+    }
+
     /// Checks `message` against the state; `progress` is the machine's progress now.
     public mutating func receive(_ message: Message, progress: UInt64) throws(ReplicationError) -> Action {
+        if case .joining = phase {
+            switch message {
+            case .transferPages(let pages):
+                return .writePages(pages)
+            case .transferState(let state):
+                epoch = state.epoch
+                reportedExecuted = state.epoch
+                announcedThrough = state.nextOutput - 1
+                performedThrough = state.nextOutput - 1
+                phase = .replaying
+                return .restore(state)
+            default:
+                throw .protocolViolation("a \(message.type) message before the state transfer ended")
+            }
+        }
         guard case .replaying = phase else { throw .protocolViolation("a \(message.type) message after replication ended") }
         switch message {
+        case .transferPages, .transferState:
+            throw .protocolViolation("a \(message.type) message to a backup that already follows")
         case .environmentValues(let values):
             let n = UInt64(values.count)
             guard n <= perEpochLimit - valuesInEpoch else {
@@ -134,6 +167,11 @@ public struct BackupStateMachine: Sendable, Equatable {
     /// the primary is alive and does not want this backup (another one joined first, or it found
     /// this one's reports wrong): no takeover either way.
     public mutating func connectionEnded(_ reason: CloseReason) {
+        if case .joining = phase {
+            // Without the primary's whole state there is nothing to take over with.
+            phase = .failed(reason)
+            return
+        }
         guard case .replaying = phase else { return }
         switch reason {
         case .protocolError, .refusedByPeer: phase = .failed(reason)
@@ -143,6 +181,9 @@ public struct BackupStateMachine: Sendable, Equatable {
 
     /// A message broke the rules: replication ends without a takeover.
     public mutating func violated() {
-        if case .replaying = phase { phase = .failed(.closedLocally) }
+        switch phase {
+        case .replaying, .joining: phase = .failed(.closedLocally)
+        case .finished, .takingOver, .failed: break
+        }
     }
 }

@@ -67,25 +67,52 @@ public final class PrimaryEnvironment: SessionEnvironment {
     }
 }
 
-/// The primary's side of the protocol: runs the guest, logs every nondeterministic input to the
-/// backup, and lets an output become visible only after the backup holds the log up to it
-/// (output commit). The rules are `PrimaryStateMachine`'s; this class performs them. Runs on the
+/// One backup of a primary: its connection, the parser of its reports, and where it is in its
+/// own protocol (`BackupPeerStateMachine`).
+final class BackupPeer {
+    let connection: ReplicationConnection
+    var parser = MessageParser(receiver: .primary)
+    var rules: BackupPeerStateMachine
+    /// While its state is transferred: the pages written since its current round began.
+    var consumer: DirtyPageTracker.Consumer?
+    /// When its transfer began (ns, uptime), and the bytes sent for it.
+    var transferStarted: UInt64 = 0
+    var transferBytes: UInt64 = 0
+
+    init(connection: ReplicationConnection, rules: BackupPeerStateMachine) {
+        self.connection = connection
+        self.rules = rules
+    }
+}
+
+/// The primary's side of the protocol: runs the guest, logs every nondeterministic input to its
+/// backups, and lets an output become visible only after every backup holds the log up to it
+/// (output commit). The primary-wide rules are `PrimaryStateMachine`'s, each backup's
+/// `BackupPeerStateMachine`'s; this class performs them. With a `BackupIntake` it also takes on
+/// new backups at boundaries (live state transfer), up to the intake's number. Runs on the
 /// calling thread, which must be a dedicated thread.
 final class PrimaryReplica {
     let machine: any Machine
     let environment: PrimaryEnvironment
-    let connection: ReplicationConnection
-    let arbiter: Arbiter
+    private(set) var arbiter: Arbiter
     let context: ReplicaContext
     /// Copied out of the context: read several times per epoch.
     private let watchdog: MachineWatchdog
     private let status: ReplicationStatus
     private var rules: PrimaryStateMachine
-    private var parser = MessageParser(receiver: .primary)
-    private var epoch: UInt64 = 0
+    /// Every backup: following ones and joining ones, in the order they came.
+    private var peers: [BackupPeer]
+    private var epoch: UInt64
+    /// Console input bytes given to the guest so far (a joining backup learns it).
+    private var consoleBytesDelivered: UInt64
+    /// The pair's session now (a replica that leads a new pair after a failover makes a new one).
+    private var session: [UInt8]
+    /// Where new backups join, once open.
+    private var listener: ReplicationListener?
     /// When the batch in the writer was first seen non-empty at a boundary.
     private var batchStartedAt: UInt64?
     private let timing: BoundaryTiming
+    private var transferWriter = MessageWriter(capacity: 1 << 20)
     private let logger = Logger(label: "lockstep.primary")
     /// The backup's lag in guest time, and the bound on it (`--max-lag` as a duration).
     private var lagMeter = LagMeter()
@@ -95,33 +122,62 @@ final class PrimaryReplica {
     static let batchBytes = 64 << 10
     /// ... or is this old (nanoseconds), so the backup stays a few milliseconds behind at most.
     static let batchAge: UInt64 = 5_000_000
+    /// Pre-copy: at most this many messages of pages per boundary, sent only while the
+    /// connection's queue holds less than `transferQueueBytes`, so the guest never waits for the
+    /// link and heartbeats and the log go out between them.
+    static let transferMessagesPerBoundary = 4
+    static let transferQueueBytes = 2 << 20
 
-    init(machine: any Machine, environment: PrimaryEnvironment, connection: ReplicationConnection, arbiter: Arbiter,
-         context: ReplicaContext)
+    /// - Parameters:
+    ///   - backups: connections of backups that replicate from boot (none: the replica leads
+    ///     alone, as a backup that went live does, until a backup joins).
+    ///   - start: where the run stands (a backup that went live goes on from its own).
+    init(machine: any Machine, environment: PrimaryEnvironment, backups: [ReplicationConnection], arbiter: Arbiter,
+         context: ReplicaContext, start: Start = Start())
     {
         self.machine = machine
         self.environment = environment
-        self.connection = connection
         self.arbiter = arbiter
         self.context = context
         watchdog = context.watchdog
         status = context.status
+        peers = backups.map { BackupPeer(connection: $0, rules: .following()) }
         rules = PrimaryStateMachine(timeoutMilliseconds: context.settings.timeoutMilliseconds,
-                                    maximumLag: context.settings.maximumLag.epochLimit)
+                                    maximumLag: context.settings.maximumLag.epochLimit,
+                                    peer: backups.isEmpty ? .alone(start.aloneReason) : .backup)
         if case .duration(let ns) = context.settings.maximumLag { lagBound = ns } else { lagBound = nil }
         timing = BoundaryTiming(mode: context.setup.options.clockMode)
+        epoch = start.epoch
+        consoleBytesDelivered = start.consoleBytesDelivered
+        session = context.intake?.session ?? []
+        if backups.isEmpty { environment.recording = .off }
     }
 
+    /// Where a primary's run stands when it starts.
+    struct Start {
+        var epoch: UInt64 = 0
+        var consoleBytesDelivered: UInt64 = 0
+        /// Why a replica that starts without backups is alone.
+        var aloneReason: CloseReason = .closedLocally
+    }
 
-    /// Runs the guest to its end. Throws `ReplicationError.lostArbiter` if the backup took over.
+    private var following: [BackupPeer] { peers.filter { $0.rules.isFollowing } }
+
+    /// Runs the guest to its end. Throws `ReplicationError.lostArbiter` if a backup took over.
     ///
     /// At each boundary the epoch's outputs are committed before the primary decides the
     /// boundary's time, which may mean waiting while the guest idles: an output (a prompt, a disk
     /// write the guest waits for) never waits for later input.
     func run() throws -> RunOutcome {
         watchdog.enter(.host)
-        status.attach(connection)
-        status.set(state: .replicating)
+        status.attach(following.first?.connection)
+        status.set(state: rules.logs ? .replicating : (status.state == .live ? .live : .alone))
+        status.backups(following.count)
+        if let intake = context.intake {
+            // A replica that starts alone has won its pair's arbiter (a backup gone live).
+            if !rules.logs { try leadNewPair() }
+            listener = try intake.listener(session)
+        }
         let epochLength = context.setup.epochLength
         while true {
             environment.epoch = epoch
@@ -147,7 +203,7 @@ final class PrimaryReplica {
                 try flush()
                 watchdog.enter(.waitingForInput)
             }
-            let decision = timing.decide(after: stop, machine: machine, environment: environment)
+            let decision = stop == .idle ? idleDecision() : timing.decide(after: stop, machine: machine, environment: environment)
             watchdog.enter(.host)
             let time: VirtualTime
             switch decision {
@@ -170,12 +226,35 @@ final class PrimaryReplica {
             }
             fault(.logged)
             try machine.applyBoundary(time: time, events: events)
+            for case .consoleInput(let bytes) in events { consoleBytesDelivered += UInt64(bytes.count) }
             epoch += 1
             status.progress(epoch: epoch, lag: rules.logs ? epoch.saturatingSubtract(rules.backupExecuted) : 0,
                             lagNanoseconds: rules.logs ? lagMeter.lag(count: epoch, executed: rules.backupExecuted) : 0)
             try flushIfDue(now: ended)
             if lagging { try throttle() }
+            try serveBackups()
         }
+    }
+
+    /// The boundary after an idle epoch. While a backup's state is being transferred, or one is
+    /// waiting to join, the wait is cut short, so the transfer goes on while the guest waits for
+    /// input: an idle boundary with no events is as good as any (its time is logged).
+    private func idleDecision() -> BoundaryDecision {
+        guard context.intake != nil else { return timing.decide(after: .idle, machine: machine, environment: environment) }
+        let host = environment.host
+        while !host.hasPendingEvents, !host.console.hasInput, !host.console.isExhausted {
+            if peers.contains(where: { !$0.rules.isFollowing }) || (listener?.hasPending ?? false) {
+                return .at(timing.time(for: machine))
+            }
+            var until = Date(timeIntervalSinceNow: 0.02)
+            if let deadline = machine.nextTimerDeadline {
+                if timing.mode == .deterministic { break }
+                guard timing.host.now < deadline else { break }
+                until = min(until, timing.host.date(at: deadline))
+            }
+            _ = host.console.waitForInput(until: until)
+        }
+        return timing.decide(after: .idle, machine: machine, environment: environment)
     }
 
     // MARK: Batches
@@ -188,28 +267,65 @@ final class PrimaryReplica {
         if environment.writer.count >= Self.batchBytes || now &- started >= Self.batchAge { try flush() }
     }
 
-    /// Sends the batch now. Returns the offset just past it in the message stream, nil if the
-    /// backup is gone (the loss has then been settled: alone, or `lostArbiter` thrown).
+    /// Sends the batch to every following backup now. Returns, for each backup still there, the
+    /// offset just past the batch in its message stream; nil if no backup is left (the loss has
+    /// then been settled: alone, or `lostArbiter` thrown).
     @discardableResult
-    private func flush() throws -> UInt64? {
+    private func flush() throws -> [(BackupPeer, UInt64)]? {
         guard rules.logs else { return nil }
         batchStartedAt = nil
         let batch = environment.writer.take()
+        var ends: [(BackupPeer, UInt64)] = []
+        var failed: [(BackupPeer, CloseReason)] = []
         watchdog.enter(.waitingForPeer)
-        let result = connection.send(batch)
+        for peer in following {
+            switch peer.connection.send(batch) {
+            case .success(let end): ends.append((peer, end))
+            case .failure(let reason): failed.append((peer, reason))
+            }
+        }
         watchdog.enter(.host)
-        switch result {
-        case .success(let end):
-            return end
-        case .failure(let reason):
+        for (peer, reason) in failed { try lose(peer, reason) }
+        guard rules.logs else { return nil }
+        return ends.filter { $0.0.rules.isFollowing }
+    }
+
+    // MARK: Losing backups
+
+    /// A backup is gone. A joining one leaves the primary as it was; a following one among
+    /// others is dropped with a warning; the last following one is a failover decision for the
+    /// arbiter (claim it, or stop).
+    private func lose(_ peer: BackupPeer, _ reason: CloseReason) throws {
+        guard let index = peers.firstIndex(where: { $0 === peer }) else { return }
+        peers.remove(at: index)
+        let wasFollowing = peer.rules.isFollowing
+        peer.rules.lost(reason)
+        if let consumer = peer.consumer {
+            machine.dirtyPages.unregister(consumer)
+            peer.consumer = nil
+        }
+        let remaining = following.count
+        guard wasFollowing else {
+            peer.connection.close(refusal: "the state transfer ended: \(reason)")
+            status.message("the backup joining from \(peer.connection.remoteAddress) left during the state transfer (\(reason)); the guest runs on")
+            return
+        }
+        if remaining > 0 {
+            // A refusal tells a backup that is still alive that this primary is, too.
+            peer.connection.close(refusal: "the primary dropped this backup: \(reason)")
+            status.message("dropped the backup at \(peer.connection.remoteAddress) (\(reason)); \(remaining) backup\(remaining == 1 ? "" : "s") remain")
+            status.attach(following.first?.connection)
+            status.backups(remaining)
+            updateSlowest()
+        } else {
+            peer.connection.close()
             try settle(rules.backupLost(reason))
-            return nil
         }
     }
 
     // MARK: Output commit
 
-    /// Output commit (thesis protocol): log the output to the backup, wait until it holds it,
+    /// Output commit (thesis protocol): log the output to the backups, wait until each holds it,
     /// check the primary is still entitled, perform it, log the completion notice.
     private func commit(_ outputs: [PendingOutput]) throws {
         for (index, output) in outputs.enumerated() {
@@ -218,18 +334,32 @@ final class PrimaryReplica {
                 switch step {
                 case .log(let record):
                     environment.writer.output(record)
-                    guard let end = try flush() else {
+                    guard let ends = try flush() else {
                         step = rules.commit(record)
                         continue
                     }
-                    let failure = try awaitReceipt(covering: end)
-                    if index == 0 { fault(.acknowledged) }
-                    if let failure {
-                        step = rules.backupLost(failure)
-                    } else {
-                        step = rules.receiptArrived(silence: connection.silence(),
-                                                    claimedBy: arbiter.isClaimed ? (arbiter.holder ?? "the backup") : nil)
+                    for (peer, end) in ends where peer.rules.isFollowing {
+                        if let failure = try awaitReceipt(from: peer, covering: end) { try lose(peer, failure) }
                     }
+                    if index == 0 { fault(.acknowledged) }
+                    guard rules.logs else {
+                        step = rules.commit(record)
+                        continue
+                    }
+                    // Among several backups, one silent for too long is dropped; the last one's
+                    // silence is the arbiter's business.
+                    for peer in following where following.count > 1
+                        && peer.connection.silence() > rules.entitlementSilence
+                    {
+                        try lose(peer, .timeout(milliseconds: Int(rules.entitlementSilence * 2 / 1_000_000)))
+                    }
+                    guard rules.logs else {
+                        step = rules.commit(record)
+                        continue
+                    }
+                    let silence = following.map { $0.connection.silence() }.max() ?? 0
+                    step = rules.receiptArrived(silence: silence,
+                                                claimedBy: arbiter.isClaimed ? (arbiter.holder ?? "the backup") : nil)
                 case .claimArbiter:
                     step = try claimArbiter()
                 case .stop(let holder):
@@ -244,13 +374,13 @@ final class PrimaryReplica {
         }
     }
 
-    /// Waits until the backup holds the stream up to `end`, taking its reports meanwhile (so a
+    /// Waits until `peer` holds its stream up to `end`, taking its reports meanwhile (so a
     /// backup that floods them cannot fill the inbox and stall the wait). Returns why the backup
     /// is gone, if it is.
-    private func awaitReceipt(covering end: UInt64) throws -> CloseReason? {
+    private func awaitReceipt(from peer: BackupPeer, covering end: UInt64) throws -> CloseReason? {
         while true {
             watchdog.enter(.waitingForPeer)
-            let wait = connection.waitForReceipt(covering: end, orData: true)
+            let wait = peer.connection.waitForReceipt(covering: end, orData: true)
             watchdog.enter(.host)
             switch wait {
             case .held:
@@ -258,15 +388,20 @@ final class PrimaryReplica {
             case .closed(let reason):
                 return reason
             case .dataArrived:
-                try readReports(wait: false)
-                guard rules.logs else { return connection.closed ?? .closedLocally }
+                try readReports(from: peer, wait: false)
+                guard peer.rules.isFollowing else { return peer.connection.closed ?? .closedLocally }
             }
         }
     }
 
     /// Tests and sets the arbiter, and tells the rules the verdict.
     private func claimArbiter() throws -> PrimaryStateMachine.CommitStep {
-        connection.close()
+        for peer in peers {
+            peer.rules.lost(.closedLocally)
+            if let consumer = peer.consumer { machine.dirtyPages.unregister(consumer) }
+            peer.connection.close()
+        }
+        peers.removeAll()
         let reason: CloseReason = if case .claiming(let r) = rules.peer { r } else { .closedLocally }
         switch try arbiter.acquire(claimant: "primary pid \(getpid())") {
         case .won:
@@ -275,6 +410,8 @@ final class PrimaryReplica {
             status.attach(nil)
             status.set(state: .alone)
             status.message("lost the backup (\(reason)); carrying on alone")
+            status.backups(0)
+            try leadNewPair()
             return rules.arbiterDecided(won: true, holder: "")
         case .lost(let holder):
             return rules.arbiterDecided(won: false, holder: holder)
@@ -293,51 +430,195 @@ final class PrimaryReplica {
         }
     }
 
+    /// After this replica won the arbiter of its session, backups that join it form a new pair
+    /// with a new session (the old one's claim is taken): registered with the arbiter before any
+    /// backup can learn it. Its first four bytes stay the same: they name the disk image's lock.
+    private func leadNewPair() throws {
+        guard let intake = context.intake else { return }
+        var generator = SystemRandomNumberGenerator()
+        let fresh = Array(session.prefix(4))
+            + (0..<(IdentityMessage.sessionSize - 4)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        arbiter = try intake.arbiter(fresh)
+        session = fresh
+        listener?.session = fresh
+    }
+
+    // MARK: New backups
+
+    /// At a boundary: takes the backups waiting to join, and sends each joining one the next
+    /// part of the primary's state.
+    private func serveBackups() throws {
+        guard let intake = context.intake, let listener else { return }
+        while let connection = listener.accept(until: .distantPast) {
+            guard connection.purpose == .joinRunning else {
+                connection.close(refusal: ReplicationListener.alreadyReplicating)
+                continue
+            }
+            guard peers.count < intake.maximumBackups else {
+                connection.close(refusal: "this primary already has its \(intake.maximumBackups) backup\(intake.maximumBackups == 1 ? "" : "s")")
+                continue
+            }
+            switch rules.peer {
+            case .backup, .alone: break
+            case .claiming, .deposed:
+                connection.close(refusal: "this primary is not entitled to run")
+                continue
+            }
+            let consumer = try machine.dirtyPages.register()
+            let pages = try machine.memoryDigest.nonZeroPages()
+            let peer = BackupPeer(connection: connection, rules: .joining(pages: pages))
+            peer.consumer = consumer
+            peer.transferStarted = NIODeadline.now().uptimeNanoseconds
+            peers.append(peer)
+            status.message("a backup joins from \(connection.remoteAddress): sending \(pages.count) pages while the guest runs")
+        }
+        for peer in peers where !peer.rules.isFollowing {
+            try transfer(to: peer)
+        }
+    }
+
+    /// Pre-copy: sends `peer` the next pages of its round; at the end of a round, starts the
+    /// next with the pages written meanwhile, or makes the final copy.
+    private func transfer(to peer: BackupPeer) throws {
+        guard let consumer = peer.consumer else { return }
+        var messages = 0
+        while messages < Self.transferMessagesPerBoundary, peer.connection.queuedBytes < Self.transferQueueBytes {
+            if let reason = peer.connection.closed { return try lose(peer, reason) }
+            let pages = peer.rules.nextPages(limit: TransferPages.maximumCount)
+            if pages.isEmpty {
+                let dirty = try machine.dirtyPages.take(for: consumer).pages
+                // Keeps the RAM digest current while the guest runs: the final copy rehashes little.
+                _ = try machine.memoryDigest.digest()
+                switch peer.rules.roundEnded(dirty: dirty) {
+                case .nextRound: continue
+                case .finalCopy: return try finalCopy(to: peer, dirty: dirty)
+                }
+            }
+            transferWriter.transferPages(pages, of: machine.memory)
+            guard try send(transferWriter.take(), to: peer) else { return }
+            messages += 1
+        }
+        if let reason = peer.connection.closed { try lose(peer, reason) }
+    }
+
+    /// Sends a batch of transfer messages to a joining backup; false if it is gone.
+    private func send(_ batch: ByteBuffer, to peer: BackupPeer) throws -> Bool {
+        peer.transferBytes += UInt64(batch.readableBytes)
+        watchdog.enter(.waitingForPeer)
+        let result = peer.connection.send(batch)
+        watchdog.enter(.host)
+        if case .failure(let reason) = result {
+            try lose(peer, reason)
+            return false
+        }
+        return true
+    }
+
+    /// The stop-and-copy at this boundary: the guest waits while the machine's state is captured
+    /// and the last dirty pages and the state are handed to the connection; the new backup
+    /// follows from the next epoch.
+    private func finalCopy(to peer: BackupPeer, dirty: [Int]) throws {
+        // What the following backups are owed goes first: the new one's stream starts here.
+        try flush()
+        guard peers.contains(where: { $0 === peer }), let consumer = peer.consumer else { return }
+        switch rules.peer {
+        case .backup, .alone: break
+        case .claiming, .deposed: return try lose(peer, .closedLocally)
+        }
+        let pauseStart = NIODeadline.now().uptimeNanoseconds
+        // The state first: on KVM capturing completes the last exit, which may write RAM.
+        let state = try machine.captureState()
+        var pages = Set(dirty)
+        pages.formUnion(try machine.dirtyPages.take(for: consumer).pages)
+        let sorted = pages.sorted()
+        var start = 0
+        while start < sorted.count {
+            transferWriter.transferPages(sorted[start..<min(start + TransferPages.maximumCount, sorted.count)],
+                                         of: machine.memory)
+            start += TransferPages.maximumCount
+        }
+        transferWriter.transferState(TransferState(
+            epoch: epoch, nextOutput: environment.outputs.nextSequence, consoleBytesDelivered: consoleBytesDelivered,
+            partialLine: environment.outputs.heldLine, ramDigest: try machine.memoryDigest.digest(),
+            machine: state.encoded))
+        let rounds = peer.rules.rounds
+        guard try send(transferWriter.take(), to: peer) else { return }
+        let pauseEnd = NIODeadline.now().uptimeNanoseconds
+        machine.dirtyPages.unregister(consumer)
+        peer.consumer = nil
+        peer.rules.transferred(finalPages: sorted.count, epoch: epoch)
+        let wasAlone = !rules.logs
+        rules.backupJoined(at: epoch)
+        if wasAlone {
+            environment.recording = .toBackup
+            if status.state != .live { status.set(state: .replicating) }
+        }
+        status.attach(following.first?.connection)
+        status.backups(following.count)
+        let figures = ReplicationStatus.TransferFigures(
+            epoch: epoch, rounds: rounds, pages: peer.rules.pagesSent, finalPages: sorted.count,
+            bytes: peer.transferBytes, memoryBytes: UInt64(machine.memory.pageCount) * GuestMemory.pageSize,
+            pauseMilliseconds: Double(pauseEnd - pauseStart) / 1e6,
+            seconds: Double(pauseEnd - peer.transferStarted) / 1e9)
+        status.transferred(figures)
+        status.message(String(format: "the backup at %@ follows from epoch %llu: %d pages in %d rounds, %.1f MiB, final pause %.2f ms",
+                              peer.connection.remoteAddress, epoch, figures.pages, rounds,
+                              Double(figures.bytes) / 1048576, figures.pauseMilliseconds))
+    }
+
     // MARK: Flow control
 
-    /// Whether the backup is further behind than `--max-lag` allows: in epochs, or in the guest
-    /// time of the epochs it has not executed.
+    /// The slowest following backup's executed epochs, for the lag limit.
+    private func updateSlowest() {
+        if let slowest = following.compactMap(\.rules.executedEpochs).min() { rules.backupExecuted(slowest) }
+    }
+
+    /// Whether the slowest backup is further behind than `--max-lag` allows: in epochs, or in the
+    /// guest time of the epochs it has not executed.
     private var lagging: Bool {
         if rules.lagTarget(epoch: epoch) != nil { return true }
         guard let lagBound, rules.logs else { return false }
         return lagMeter.lag(count: epoch, executed: rules.backupExecuted) > lagBound
     }
 
-    /// Keeps the backup within `--max-lag`: reads its executed reports, and waits for them.
+    /// Keeps the backups within `--max-lag`: reads their executed reports, and waits for them.
     private func throttle() throws {
-        try readReports(wait: false)
+        for peer in following { try readReports(from: peer, wait: false) }
         while lagging {
             guard try flush() != nil else { return }
-            try readReports(wait: true)
+            guard let slowest = following.min(by: { ($0.rules.executedEpochs ?? 0) < ($1.rules.executedEpochs ?? 0) })
+            else { return }
+            try readReports(from: slowest, wait: true)
         }
     }
 
-    /// Takes the backup's messages (executed reports) from the connection.
-    private func readReports(wait: Bool) throws {
-        guard rules.logs else { return }
+    /// Takes a backup's messages (executed reports) from its connection.
+    private func readReports(from peer: BackupPeer, wait: Bool) throws {
+        guard rules.logs, peer.rules.isFollowing else { return }
         if wait { watchdog.enter(.waitingForPeer) }
-        let received = connection.receive(holding: parser.bufferedBytes, wait: wait)
+        let received = peer.connection.receive(holding: peer.parser.bufferedBytes, wait: wait)
         if wait { watchdog.enter(.host) }
         switch received {
         case .closed(let reason):
-            try settle(rules.backupLost(reason))
+            try lose(peer, reason)
         case .data(let chunks):
-            for chunk in chunks { parser.append(chunk) }
+            for chunk in chunks { peer.parser.append(chunk) }
             do {
-                while let message = try parser.next() {
+                while let message = try peer.parser.next() {
                     // A backup cannot have executed more than it was sent (the final epoch included).
                     guard case .executed(let executed) = message, executed <= epoch &+ 1 else {
                         throw ReplicationError.protocolViolation("the backup reports \(message) at epoch \(epoch)")
                     }
-                    rules.backupExecuted(executed)
+                    _ = peer.rules.executed(executed)
                 }
+                updateSlowest()
             } catch {
                 let reason: CloseReason = switch error {
                 case let wire as WireError: .protocolError(wire)
                 default: .refusedByPeer("\(error)")
                 }
-                connection.close(refusal: "\(error)")
-                try settle(rules.backupLost(reason))
+                peer.connection.close(refusal: "\(error)")
+                try lose(peer, reason)
             }
         }
     }
@@ -345,12 +626,16 @@ final class PrimaryReplica {
     // MARK: The end
 
     /// The guest stopped (or, `inputClosed`, idles with nothing that could wake it): commit the
-    /// last outputs, then tell the backup and wait until it holds the whole log.
+    /// last outputs, then tell the backups and wait until they hold the whole log.
     private func finish(_ stop: MachineStop, inputClosed: Bool = false) throws -> RunOutcome {
         environment.outputs.finish(epoch)
         try commit(environment.outputs.take())
         let outcome = RunOutcome(stop: inputClosed ? .exited(status: 0) : stop,
                                  epochs: epoch + 1, progress: machine.progress)
+        for peer in peers where !peer.rules.isFollowing {
+            try lose(peer, .refusedByPeer("the guest finished before the transfer"))
+        }
+        listener?.close()
         guard rules.logs else { return outcome }
         let (status, ending): (Int32, RunEnding) = switch stop {
         case .exited(let s): (s, .exited)
@@ -359,12 +644,14 @@ final class PrimaryReplica {
         }
         environment.writer.finished(FinishedRecord(epoch: epoch, progress: machine.progress, status: status,
                                                    ending: ending, stateDigest: try machine.stateDigest()))
-        // Wait until the backup has the whole log, so it can finish the run identically. If it
-        // never gets it, it may have gone live: the arbiter decides which replica ran the end.
-        if let end = try flush(), let failure = try awaitReceipt(covering: end) {
-            try settle(rules.backupLost(failure))
+        // Wait until the backups have the whole log, so they can finish the run identically. If
+        // one never gets it, it may have gone live: the arbiter decides which replica ran the end.
+        if let ends = try flush() {
+            for (peer, end) in ends where peer.rules.isFollowing {
+                if let failure = try awaitReceipt(from: peer, covering: end) { try lose(peer, failure) }
+            }
         }
-        connection.close()
+        for peer in peers { peer.connection.close() }
         return outcome
     }
 

@@ -3,8 +3,10 @@
 /// file: `PrimaryReplica` performs the actions and feeds back what happened.
 ///
 /// ```
-///                 backup lost                  arbiter won
+///                 last backup lost             arbiter won
 ///   [backup] ----------------------> [claiming] -----------> [alone]
+///       ^                                |                      |
+///       +------------------------------- | ---- backup joined --+
 ///       |                                |
 ///       |                                | arbiter lost
 ///       |                                v
@@ -45,9 +47,21 @@ public struct PrimaryStateMachine: Sendable, Equatable {
     let entitlementSilence: UInt64
     let maximumLag: UInt64
 
-    public init(timeoutMilliseconds: Int, maximumLag: UInt64) {
+    /// - Parameter peer: `.backup` for a primary that starts with its backups; `.alone` for a
+    ///   replica that leads without one (a backup that went live and takes on new backups).
+    public init(timeoutMilliseconds: Int, maximumLag: UInt64, peer: Peer = .backup) {
         entitlementSilence = UInt64(timeoutMilliseconds) * 1_000_000 / 2
         self.maximumLag = max(1, maximumLag)
+        self.peer = peer
+    }
+
+    /// A backup finished joining (live state transfer) at epoch `epoch`: a primary that ran alone
+    /// logs again. Only an `.alone` primary changes; one that lost the arbiter never does.
+    public mutating func backupJoined(at epoch: UInt64) {
+        if case .alone = peer {
+            peer = .backup
+            backupExecuted = epoch
+        }
     }
 
     /// Whether environment values, records and outputs are logged to a backup.
@@ -100,7 +114,8 @@ public struct PrimaryStateMachine: Sendable, Equatable {
         }
     }
 
-    /// The backup reported its executed epochs (reports only ever move forward).
+    /// The slowest backup's executed epochs (reports only ever move forward, and dropping the
+    /// slowest backup only raises the minimum).
     public mutating func backupExecuted(_ epochs: UInt64) {
         backupExecuted = max(backupExecuted, epochs)
     }

@@ -36,6 +36,31 @@ public final class DiskHandoff: @unchecked Sendable {
     var value: HostDisk? { disk }
 }
 
+/// How a replica takes on new backups (`lockstep backup --join`): a primary while it runs, a
+/// backup once it went live (re-protection).
+public struct BackupIntake: Sendable {
+    /// Backups kept at once (following and joining).
+    public var maximumBackups: Int
+    /// The pair's session when the replica starts leading (a backup that goes live learned it in
+    /// its handshake; the intake it is given may leave it empty).
+    public var session: [UInt8]
+    /// The listener new backups connect to, opened (once) for `session`.
+    public var listener: @Sendable (_ session: [UInt8]) throws -> ReplicationListener
+    /// The arbiter of a new session, registered: a replica that won its pair's arbiter leads a
+    /// new pair with its next backups.
+    public var arbiter: @Sendable (_ session: [UInt8]) throws -> Arbiter
+
+    public init(maximumBackups: Int, session: [UInt8],
+                listener: @escaping @Sendable (_ session: [UInt8]) throws -> ReplicationListener,
+                arbiter: @escaping @Sendable (_ session: [UInt8]) throws -> Arbiter)
+    {
+        self.maximumBackups = maximumBackups
+        self.session = session
+        self.listener = listener
+        self.arbiter = arbiter
+    }
+}
+
 /// Everything a replica needs besides its connection, built once by its caller: `lockstep
 /// primary`, `lockstep backup` and the in-process tests all go through `runReplica`.
 public struct ReplicaContext: Sendable {
@@ -51,9 +76,12 @@ public struct ReplicaContext: Sendable {
     /// Creates the engine's machine (the CLI passes `MachineFactory.make`).
     public var makeMachine: @Sendable (GuestSetup, any SessionEnvironment) throws -> any Machine
     public var faults: FaultInjection?
+    /// New backups: nil, a primary keeps the backups it started with and a backup that goes live
+    /// runs alone.
+    public var intake: BackupIntake?
 
     public init(setup: GuestSetup, settings: ReplicationSettings, status: ReplicationStatus, watchdog: MachineWatchdog,
-                console: HostConsole, disk: DiskHandoff? = nil,
+                console: HostConsole, disk: DiskHandoff? = nil, intake: BackupIntake? = nil,
                 makeMachine: @escaping @Sendable (GuestSetup, any SessionEnvironment) throws -> any Machine = { setup, environment in
                     try MachineFactory.make(setup, environment: environment)
                 },
@@ -67,6 +95,7 @@ public struct ReplicaContext: Sendable {
         self.disk = disk
         self.makeMachine = makeMachine
         self.faults = faults
+        self.intake = intake
     }
 
     /// What the handshake compares for this setup.
@@ -84,9 +113,11 @@ public struct ReplicaOutcome: Sendable {
 
 /// Runs a replica to its end on the calling thread, which must be a dedicated thread: builds its
 /// environment and machine, runs the role's protocol over `connection`, and returns how it
-/// ended. The one place a replica is wired, for `primary`, `backup` and the tests.
-public func runReplica(_ role: ReplicaRole, connection: ReplicationConnection, arbiter: Arbiter,
-                       context: ReplicaContext) throws -> ReplicaOutcome
+/// ended. The one place a replica is wired, for `primary`, `backup` and the tests. A primary
+/// replicates from boot to `connection` and `otherBackups` (`--backups N`); a backup whose
+/// connection's purpose is `.joinRunning` first receives the running primary's state.
+public func runReplica(_ role: ReplicaRole, connection: ReplicationConnection, otherBackups: [ReplicationConnection] = [],
+                       arbiter: Arbiter, context: ReplicaContext) throws -> ReplicaOutcome
 {
     let disk = try context.disk.map(\.value) ?? context.setup.openDisk()
     let host = HostIO(console: context.console, disk: disk)
@@ -94,7 +125,7 @@ public func runReplica(_ role: ReplicaRole, connection: ReplicationConnection, a
     case .primary:
         let environment = PrimaryEnvironment(host: host)
         let machine = try context.makeMachine(context.setup, environment)
-        let primary = PrimaryReplica(machine: machine, environment: environment, connection: connection,
+        let primary = PrimaryReplica(machine: machine, environment: environment, backups: [connection] + otherBackups,
                                      arbiter: arbiter, context: context)
         let outcome = try primary.run()
         return ReplicaOutcome(run: outcome, finalState: .finished, digest: try machine.stateDigest(), primaryDigest: nil)

@@ -9,6 +9,8 @@ public enum ReplicaState: String, Codable, Sendable, CaseIterable, CustomStringC
     case replicating
     /// A primary whose backup is gone; it won the arbiter.
     case alone
+    /// A backup receiving a running primary's state (live state transfer).
+    case joining
     /// A backup following its primary.
     case replaying
     /// A backup that lost its primary, finishing the primary's last epoch.
@@ -28,7 +30,7 @@ public enum ReplicaState: String, Codable, Sendable, CaseIterable, CustomStringC
     public var isFinal: Bool {
         switch self {
         case .finished, .finishedLive, .failed: true
-        case .starting, .waitingForBackup, .replicating, .alone, .replaying, .takingOver, .live: false
+        case .starting, .waitingForBackup, .replicating, .alone, .joining, .replaying, .takingOver, .live: false
         }
     }
 

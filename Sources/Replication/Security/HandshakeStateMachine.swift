@@ -75,6 +75,8 @@ public struct EstablishedSession: Sendable {
     public let peer: IdentityMessage
     /// The pair's session (the primary's 16 bytes).
     public let session: [UInt8]
+    /// What the backup asked for in its offer.
+    public let purpose: JoinPurpose
 }
 
 /// The handshake of one connection, as a state machine: frames in, frames to send and an outcome
@@ -95,11 +97,11 @@ public struct HandshakeStateMachine: Sendable {
         /// Backup: the offer is sent.
         case offered(offer: [UInt8])
         /// Primary: the answer is sent; the backup's identity must open with the derived keys.
-        case answered(sealer: FrameSealer, opener: FrameOpener)
+        case answered(sealer: FrameSealer, opener: FrameOpener, purpose: JoinPurpose)
         /// Backup: its identity is sent; the primary's must follow.
         case identified(sealer: FrameSealer, opener: FrameOpener)
         /// Primary: its identity is sent; the backup's ready must follow.
-        case awaitingReady(sealer: FrameSealer, opener: FrameOpener, peer: IdentityMessage)
+        case awaitingReady(sealer: FrameSealer, opener: FrameOpener, peer: IdentityMessage, purpose: JoinPurpose)
         case done
     }
 
@@ -117,14 +119,17 @@ public struct HandshakeStateMachine: Sendable {
     /// The primary's session; empty at the backup until it learns it.
     private let session: [UInt8]
     private let randomness: HandshakeRandomness
+    /// The backup's purpose (what it offers); the primary learns the peer's from the offer.
+    private let purpose: JoinPurpose
     private var state: State = .initial
 
     /// - Parameters:
     ///   - role: `.backup` connects and speaks first; `.primary` answers.
     ///   - session: the primary's 16 bytes (ignored at the backup).
     public init(role: ReplicaRole, key: ReplicationKey, identity: ReplicaIdentity, session: [UInt8] = [],
-                randomness: HandshakeRandomness = .fresh())
+                purpose: JoinPurpose = .replicateFromBoot, randomness: HandshakeRandomness = .fresh())
     {
+        self.purpose = purpose
         precondition(role == .backup || session.count == IdentityMessage.sessionSize, "a primary names its session with 16 bytes")
         self.role = role
         self.key = key
@@ -139,7 +144,7 @@ public struct HandshakeStateMachine: Sendable {
     /// The backup's first move: its offer. (The primary waits for one.)
     public mutating func start() -> Step {
         guard role == .backup, case .initial = state else { return Step() }
-        let offer = HandshakeMessage.offer(role: .backup, purpose: .replicateFromBoot, nonce: randomness.nonce,
+        let offer = HandshakeMessage.offer(role: .backup, purpose: purpose, nonce: randomness.nonce,
                                            publicKey: Array(randomness.ephemeral.publicKey.rawRepresentation)).encoded()
         state = .offered(offer: offer)
         return Step(send: Self.clearFrame(offer))
@@ -155,7 +160,7 @@ public struct HandshakeStateMachine: Sendable {
             let message: HandshakeMessage
             do { message = try HandshakeMessage(body: frame.body) } catch { return fail(.malformed(error), alert: .protocolError) }
             return receive(message, in: current)
-        case (.answered(var sealer, var opener), .identity):
+        case (.answered(var sealer, var opener, let purpose), .identity):
             guard let plaintext = try? opener.open(frame) else {
                 return fail(.authenticationFailed, alert: .authenticationFailed)
             }
@@ -168,7 +173,7 @@ public struct HandshakeStateMachine: Sendable {
             var mine = ByteBufferAllocator().buffer(capacity: 512)
             identity.message(role: .primary, session: session).encode(into: &mine)
             do { try sealer.seal(.identity, mine.readableBytesView, into: &out) } catch { return fail(.malformed(error), alert: nil) }
-            state = .awaitingReady(sealer: sealer, opener: opener, peer: peer)
+            state = .awaitingReady(sealer: sealer, opener: opener, peer: peer, purpose: purpose)
             return Step(send: Array(out.readableBytesView))
         case (.identified(var sealer, var opener), .identity):
             guard let plaintext = try? opener.open(frame) else { return fail(.authenticationFailed, alert: nil) }
@@ -181,13 +186,15 @@ public struct HandshakeStateMachine: Sendable {
             do { try sealer.seal(.ready, [], into: &out) } catch { return fail(.malformed(error), alert: nil) }
             state = .done
             return Step(send: Array(out.readableBytesView),
-                        outcome: .success(EstablishedSession(sealer: sealer, opener: opener, peer: peer, session: peer.session)))
-        case (.awaitingReady(let sealer, var opener, let peer), .ready):
+                        outcome: .success(EstablishedSession(sealer: sealer, opener: opener, peer: peer, session: peer.session,
+                                                                     purpose: purpose)))
+        case (.awaitingReady(let sealer, var opener, let peer, let purpose), .ready):
             guard (try? opener.open(frame)) != nil else { return fail(.authenticationFailed, alert: nil) }
             state = .done
-            return Step(outcome: .success(EstablishedSession(sealer: sealer, opener: opener, peer: peer, session: session)))
-        case (.answered(_, var opener), .refusal), (.identified(_, var opener), .refusal),
-             (.awaitingReady(_, var opener, _), .refusal):
+            return Step(outcome: .success(EstablishedSession(sealer: sealer, opener: opener, peer: peer, session: session,
+                                                             purpose: purpose)))
+        case (.answered(_, var opener, _), .refusal), (.identified(_, var opener), .refusal),
+             (.awaitingReady(_, var opener, _, _), .refusal):
             guard let plaintext = try? opener.open(frame) else {
                 return fail(.authenticationFailed, alert: role == .primary ? .authenticationFailed : nil)
             }
@@ -201,7 +208,7 @@ public struct HandshakeStateMachine: Sendable {
         switch (current, message) {
         case (_, .alert(let alert)):
             return fail(.alert(alert), alert: nil)
-        case (.initial, .offer(let peerRole, _, let nonce, let publicKey)) where role == .primary:
+        case (.initial, .offer(let peerRole, let peerPurpose, let nonce, let publicKey)) where role == .primary:
             guard peerRole == .backup else {
                 return fail(.malformed(.badHandshake("the peer offers as a \(peerRole), a primary expects a backup")), alert: .protocolError)
             }
@@ -213,7 +220,8 @@ public struct HandshakeStateMachine: Sendable {
                                                  publicKey: Array(randomness.ephemeral.publicKey.rawRepresentation)).encoded()
             let keys = SessionKeys.derive(role: .primary, key: key, shared: shared, backupNonce: nonce,
                                           primaryNonce: randomness.nonce, offer: offer, answer: answer)
-            state = .answered(sealer: FrameSealer(keys: keys.send), opener: FrameOpener(keys: keys.receive))
+            state = .answered(sealer: FrameSealer(keys: keys.send), opener: FrameOpener(keys: keys.receive),
+                              purpose: peerPurpose)
             return Step(send: Self.clearFrame(answer))
         case (.offered(let offer), .answer(let peerRole, let nonce, let publicKey)):
             guard peerRole == .primary else {

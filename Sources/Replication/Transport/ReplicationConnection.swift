@@ -79,6 +79,8 @@ public final class ReplicationConnection: @unchecked Sendable {
     public let peer: IdentityMessage
     /// The pair's session (the primary's 16 bytes).
     public let session: [UInt8]
+    /// What the backup asked for in the handshake (join a running primary, or replicate from boot).
+    public let purpose: JoinPurpose
     /// The peer's address, for messages.
     public let remoteAddress: String
     public let timing: ConnectionTiming
@@ -111,9 +113,11 @@ public final class ReplicationConnection: @unchecked Sendable {
     private var wireBytesSent: UInt64 = 0
     private var wireBytesReceived: UInt64 = 0
 
-    init(role: ReplicaRole, peer: IdentityMessage, session: [UInt8], remoteAddress: String, timing: ConnectionTiming,
-         limits: ConnectionLimits, channel: Channel, loop: LoopActions, now: UInt64)
+    init(role: ReplicaRole, peer: IdentityMessage, session: [UInt8], purpose: JoinPurpose = .replicateFromBoot,
+         remoteAddress: String, timing: ConnectionTiming, limits: ConnectionLimits, channel: Channel, loop: LoopActions,
+         now: UInt64)
     {
+        self.purpose = purpose
         self.role = role
         self.peer = peer
         self.session = session
@@ -217,6 +221,14 @@ public final class ReplicationConnection: @unchecked Sendable {
     }
 
     /// Why the connection ended, if it has.
+    /// Plaintext handed to the connection and not yet sealed and written: a sender that must not
+    /// block (a state transfer beside a running guest) sends more only while this is small.
+    public var queuedBytes: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return queued
+    }
+
     public var closed: CloseReason? {
         condition.lock()
         defer { condition.unlock() }

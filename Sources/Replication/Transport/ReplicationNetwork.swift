@@ -64,7 +64,7 @@ public final class ReplicationNetwork: Sendable {
     public func listen(on endpoint: Endpoint, timing: ConnectionTiming, credentials: Credentials, session: [UInt8],
                        log: @escaping @Sendable (String) -> Void) throws -> ReplicationListener
     {
-        let listener = ReplicationListener(log: log)
+        let listener = ReplicationListener(log: log, session: session)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
@@ -79,7 +79,7 @@ public final class ReplicationNetwork: Sendable {
                     return channel.eventLoop.makeSucceededVoidFuture()
                 }
                 let machine = HandshakeStateMachine(role: .primary, key: credentials.key, identity: credentials.identity,
-                                                    session: session)
+                                                    session: listener.session)
                 let handler = SealedChannelHandler(handshake: machine, timing: timing, watchdog: credentials.watchdog) { outcome in
                     listener.handshakeEnded(outcome, address: address)
                 }
@@ -96,7 +96,7 @@ public final class ReplicationNetwork: Sendable {
     /// failure that says nothing about the primary (refused or broken connection, timeout, busy)
     /// until `deadline`. Throws `HandshakeFailure` (or the last connection error) otherwise.
     public func connect(to endpoint: Endpoint, timing: ConnectionTiming, credentials: Credentials,
-                        until deadline: Date) throws -> ReplicationConnection
+                        purpose: JoinPurpose = .replicateFromBoot, until deadline: Date) throws -> ReplicationConnection
     {
         while true {
             let box = ResultBox<Result<ReplicationConnection, HandshakeFailure>>()
@@ -106,7 +106,8 @@ public final class ReplicationNetwork: Sendable {
                 .channelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: 128 << 10, high: 256 << 10))
                 .connectTimeout(.seconds(2))
                 .channelInitializer { channel in
-                    let machine = HandshakeStateMachine(role: .backup, key: credentials.key, identity: credentials.identity)
+                    let machine = HandshakeStateMachine(role: .backup, key: credentials.key, identity: credentials.identity,
+                                                        purpose: purpose)
                     let handler = SealedChannelHandler(handshake: machine, timing: timing, watchdog: credentials.watchdog) {
                         box.put($0)
                     }
@@ -146,9 +147,23 @@ public final class ReplicationListener: @unchecked Sendable {
     private var closed = false
     private var handshakes = 0
     private var throttle = LogThrottle()
+    private var currentSession: [UInt8]
     fileprivate var server: Channel?
 
-    init(log: @escaping @Sendable (String) -> Void) { self.log = log }
+    init(log: @escaping @Sendable (String) -> Void, session: [UInt8]) {
+        self.log = log
+        currentSession = session
+    }
+
+    /// The session new connections learn in their handshake (a replica that leads a new pair
+    /// after a failover changes it).
+    public var session: [UInt8] {
+        get { condition.withLock { currentSession } }
+        set { condition.withLock { currentSession = newValue } }
+    }
+
+    /// Whether a connection that finished its handshake waits to be taken.
+    public var hasPending: Bool { condition.withLock { !queue.isEmpty } }
 
     /// The port actually bound (useful when listening on port 0).
     public var port: Int { server?.localAddress?.port ?? 0 }

@@ -215,7 +215,7 @@ final class SealedChannelHandler: ChannelDuplexHandler {
             close: { refusal in loop.execute { bound.value.requestClose(refusal: refusal) } })
         let now = Self.now()
         let connection = ReplicationConnection(
-            role: role, peer: session.peer, session: session.session,
+            role: role, peer: session.peer, session: session.session, purpose: session.purpose,
             remoteAddress: Self.describe(context.channel.remoteAddress),
             timing: timing, limits: .forRole(role), channel: context.channel, loop: actions, now: now)
         phase = .established(sealer: session.sealer, opener: session.opener, connection: connection)

@@ -76,10 +76,13 @@ public enum HandshakeMessage: Equatable, Sendable {
     }
 }
 
-/// What a backup asks for when it connects. Later versions add joining a running primary.
+/// What a backup asks for when it connects.
 public enum JoinPurpose: UInt8, Sendable {
     /// Follow the primary from the guest's first instruction (both replicas boot the same image).
     case replicateFromBoot = 1
+    /// Join a primary whose guest is already running: receive its state (live state transfer),
+    /// then follow it from the boundary the transfer ended at.
+    case joinRunning = 2
 }
 
 /// The reason in a handshake alert.

@@ -24,12 +24,16 @@ public enum MessageType: UInt16, Sendable, CaseIterable, CustomStringConvertible
     case finished = 5
     /// Backup to primary: the backup has executed epochs up to (not including) a number.
     case executed = 6
+    /// Primary to a joining backup: pages of RAM (live state transfer, pre-copy and final copy).
+    case transferPages = 7
+    /// Primary to a joining backup: the end of the transfer; the machine's state at a boundary.
+    case transferState = 8
 
     /// Who sends messages of this type.
     public var sender: ReplicaRole? {
         switch self {
         case .invalid: nil
-        case .environmentValues, .epochEnd, .output, .outputDone, .finished: .primary
+        case .environmentValues, .epochEnd, .output, .outputDone, .finished, .transferPages, .transferState: .primary
         case .executed: .backup
         }
     }
@@ -43,6 +47,8 @@ public enum MessageType: UInt16, Sendable, CaseIterable, CustomStringConvertible
         case .outputDone: "output-done"
         case .finished: "finished"
         case .executed: "executed"
+        case .transferPages: "transfer-pages"
+        case .transferState: "transfer-state"
         }
     }
 }
@@ -179,9 +185,13 @@ public enum Message: Equatable, Sendable {
     case outputDone(UInt64)
     case finished(FinishedRecord)
     case executed(UInt64)
+    case transferPages(TransferPages)
+    case transferState(TransferState)
 
     public var type: MessageType {
         switch self {
+        case .transferPages: .transferPages
+        case .transferState: .transferState
         case .environmentValues: .environmentValues
         case .epochEnd: .epochEnd
         case .output: .output
@@ -257,5 +267,81 @@ extension EnvironmentRead {
         case 3: self = .intervalTimer
         default: return nil
         }
+    }
+}
+
+/// Pages of RAM in a live state transfer, left in the received buffer (checked: a count of 1 to
+/// `maximumCount` pages, each a page number and 4096 bytes; the page numbers are checked against
+/// the machine's RAM by the receiver).
+public struct TransferPages: Equatable, Sendable {
+    /// Pages per message: 1 MiB of page data.
+    public static let maximumCount = 256
+    public static let entrySize = 8 + Int(GuestMemory.pageSize)
+    private var bytes: ByteBuffer
+    public let count: Int
+
+    init(payload: ByteBuffer) throws(WireError) {
+        var buffer = payload
+        guard let n = buffer.readInteger(endianness: .little, as: UInt32.self) else {
+            throw .badMessage(.transferPages, "truncated")
+        }
+        guard n >= 1, n <= Self.maximumCount else {
+            throw .badMessage(.transferPages, "\(n) pages (1 to \(Self.maximumCount) per message)")
+        }
+        guard buffer.readableBytes == Int(n) * Self.entrySize else {
+            throw .badMessage(.transferPages, "\(buffer.readableBytes) bytes do not hold \(n) pages")
+        }
+        bytes = buffer
+        count = Int(n)
+    }
+
+    /// Calls `body` with each page number and its bytes, in order.
+    public func forEach(_ body: (UInt64, ArraySlice<UInt8>) throws -> Void) rethrows {
+        var buffer = bytes
+        while let page = buffer.readInteger(endianness: .little, as: UInt64.self),
+              let data = buffer.readBytes(length: Int(GuestMemory.pageSize))
+        {
+            try body(page, data[...])
+        }
+    }
+
+    /// The page numbers, in order (for tests and diagnostics).
+    public var pageNumbers: [UInt64] {
+        var out: [UInt64] = []
+        forEach { page, _ in out.append(page) }
+        return out
+    }
+
+    public static func == (a: TransferPages, b: TransferPages) -> Bool { a.bytes == b.bytes }
+}
+
+/// The end of a live state transfer: where the joining backup starts following.
+public struct TransferState: Equatable, Sendable {
+    /// The next epoch the primary runs: the backup's first.
+    public var epoch: UInt64
+    /// The sequence number the primary's next output record gets.
+    public var nextOutput: UInt64
+    /// Console input bytes the primary's guest was given before this boundary (a replica that
+    /// takes over skips as many of its own input).
+    public var consoleBytesDelivered: UInt64
+    /// The console line the primary holds without its newline (at most `OutputLog.partialLineBytes`).
+    public var partialLine: [UInt8]
+    /// The RAM digest the transferred pages must add up to.
+    public var ramDigest: StateDigest
+    /// `MachineState` in the snapshot's machine-record encoding (decoded and checked by the receiver).
+    public var machine: [UInt8]
+
+    /// The largest encoded machine state accepted (as a snapshot's machine record).
+    public static let machineLimit = 16 << 20
+
+    public init(epoch: UInt64, nextOutput: UInt64, consoleBytesDelivered: UInt64, partialLine: [UInt8],
+                ramDigest: StateDigest, machine: [UInt8])
+    {
+        self.epoch = epoch
+        self.nextOutput = nextOutput
+        self.consoleBytesDelivered = consoleBytesDelivered
+        self.partialLine = partialLine
+        self.ramDigest = ramDigest
+        self.machine = machine
     }
 }

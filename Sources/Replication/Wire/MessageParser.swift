@@ -147,6 +147,24 @@ public struct MessageParser: Sendable {
                                                stateDigest: try r.digest()))
         case .executed:
             message = .executed(try r.u64())
+        case .transferPages:
+            return .transferPages(try TransferPages(payload: payload))
+        case .transferState:
+            let epoch = try r.u64(), nextOutput = try r.u64(), delivered = try r.u64()
+            let line = try r.blob()
+            guard line.count <= OutputLog.partialLineBytes else {
+                throw .badMessage(type, "a partial line of \(line.count) bytes (at most \(OutputLog.partialLineBytes))")
+            }
+            let digest = try r.digest()
+            let machine = try r.blob()
+            guard machine.count <= TransferState.machineLimit else {
+                throw .badMessage(type, "a machine state of \(machine.count) bytes (at most \(TransferState.machineLimit))")
+            }
+            guard epoch != .max, nextOutput != 0, nextOutput != .max else {
+                throw .badMessage(type, "epoch \(epoch), next output \(nextOutput)")
+            }
+            message = .transferState(TransferState(epoch: epoch, nextOutput: nextOutput, consoleBytesDelivered: delivered,
+                                                   partialLine: line, ramDigest: digest, machine: machine))
         }
         try r.finish()
         return message

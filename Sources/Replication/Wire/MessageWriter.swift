@@ -89,6 +89,29 @@ public struct MessageWriter: Sendable {
         buffer.writeInteger(epochs, endianness: .little)
     }
 
+    /// Pages of `memory` for a joining backup (at most `TransferPages.maximumCount`).
+    public mutating func transferPages<C: Collection>(_ pages: C, of memory: GuestMemory) where C.Element == Int {
+        precondition(!pages.isEmpty && pages.count <= TransferPages.maximumCount, "1 to 256 pages per message")
+        closeValues()
+        header(.transferPages, 4 + pages.count * TransferPages.entrySize)
+        buffer.writeInteger(UInt32(pages.count), endianness: .little)
+        for page in pages {
+            buffer.writeInteger(UInt64(page), endianness: .little)
+            memory.withPage(page) { _ = buffer.writeBytes($0) }
+        }
+    }
+
+    public mutating func transferState(_ t: TransferState) {
+        closeValues()
+        header(.transferState, 8 * 3 + 4 + t.partialLine.count + 32 + 4 + t.machine.count)
+        buffer.writeMultipleIntegers(t.epoch, t.nextOutput, t.consoleBytesDelivered, UInt32(t.partialLine.count),
+                                     endianness: .little)
+        buffer.writeBytes(t.partialLine)
+        buffer.writeBytes(t.ramDigest.bytes)
+        buffer.writeInteger(UInt32(t.machine.count), endianness: .little)
+        buffer.writeBytes(t.machine)
+    }
+
     /// Any message, for tests and tools (environment values as one message).
     public mutating func write(_ message: Message) {
         switch message {
@@ -100,6 +123,15 @@ public struct MessageWriter: Sendable {
         case .outputDone(let s): outputDone(s)
         case .finished(let f): finished(f)
         case .executed(let e): executed(e)
+        case .transferPages(let p):
+            closeValues()
+            header(.transferPages, 4 + p.count * TransferPages.entrySize)
+            buffer.writeInteger(UInt32(p.count), endianness: .little)
+            p.forEach { page, data in
+                buffer.writeInteger(page, endianness: .little)
+                buffer.writeBytes(data)
+            }
+        case .transferState(let t): transferState(t)
         }
     }
 
