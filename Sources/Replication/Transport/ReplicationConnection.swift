@@ -95,6 +95,9 @@ public final class ReplicationConnection: @unchecked Sendable {
     }
 
     private let condition = NSCondition()
+    /// Signalled once when the connection ends (for `waitForEnd`, which must not wake at every
+    /// broadcast of `condition`: data and receipts arrive many times per epoch).
+    private let ended = DispatchSemaphore(value: 0)
     // Guarded by `condition`.
     private var inbox = CircularBuffer<ByteBuffer>()
     private var inboxBytes = 0
@@ -214,9 +217,10 @@ public final class ReplicationConnection: @unchecked Sendable {
     /// Waits until the connection ends. Returns why, and whether received data was still
     /// waiting in the inbox then (data the machine thread had not taken).
     public func waitForEnd() -> (reason: CloseReason, unreceived: Bool) {
+        ended.wait()
+        ended.signal()  // for any other waiter
         condition.lock()
         defer { condition.unlock() }
-        while closeReason == nil { condition.wait() }
         return (closeReason ?? .closedLocally, !inbox.isEmpty)
     }
 
@@ -315,6 +319,7 @@ public final class ReplicationConnection: @unchecked Sendable {
         guard closeReason == nil else { return false }
         closeReason = reason
         condition.broadcast()
+        ended.signal()
         return true
     }
 }
