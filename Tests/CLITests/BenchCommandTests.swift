@@ -97,7 +97,10 @@ import FoundationXML
             if row["failure"] == "SIGSTOP" {
                 #expect(live > timeout / 1000 * 0.5, "a frozen primary was noticed before its timeout: \(row)")
             } else {
-                #expect(live < timeout / 1000, "a killed primary was not noticed at once: \(row)")
+                // Noticed at once (the kernel closes the dead primary's connection); going live
+                // also runs what the backup had not executed, which a loaded host can stretch.
+                let detected = try #require(Double(row["detection_s"] ?? ""), "no detection time in \(row)")
+                #expect(detected < timeout / 1000, "a killed primary was not noticed at once: \(row)")
             }
         }
 
