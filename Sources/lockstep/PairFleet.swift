@@ -93,7 +93,11 @@ final class PairFleet: @unchecked Sendable {
             if !leader.process.isRunning {
                 let normal = leader.process.terminationReason == .exit
                     && leader.process.terminationStatus != ExitStatus.lostArbiter
-                if normal || stopped || others.isEmpty { return }
+                if normal {
+                    stopStragglers(others)
+                    return
+                }
+                if stopped || others.isEmpty { return }
                 // A successor announces itself with its port file.
                 let candidates = lock.withLock { others.map { ($0, all[$0].portFile) } }
                 if let next = candidates.first(where: { FileManager.default.fileExists(atPath: $0.1) })?.0 {
@@ -114,6 +118,20 @@ final class PairFleet: @unchecked Sendable {
                 }
             }
             Thread.sleep(forTimeInterval: 0.02)
+        }
+    }
+
+    /// The leader finished the run: a replacement that is not following it (still connecting or
+    /// joining, possibly to a leader that is already gone) has nothing left to do,
+    /// and without this would retry until its own timeout. Followers get the finish from the
+    /// leader and exit by themselves.
+    private func stopStragglers(_ indices: [Int]) {
+        let members = lock.withLock { indices.map { all[$0] } }
+        for member in members where member.process.isRunning && member.joined {
+            let state = ReplicationStatus.Snapshot.load(member.stats)?.state
+            if state != .replaying && !(state?.isFinal ?? false) {
+                kill(member.process.processIdentifier, SIGTERM)
+            }
         }
     }
 

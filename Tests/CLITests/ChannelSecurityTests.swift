@@ -419,7 +419,9 @@ import Glibc
         print("ChannelSecurityTests: primary peak RSS \(peak >> 20) MiB after \(sent >> 20) MiB of reports (baseline \(baseline >> 20) MiB)")
         let limits = ConnectionLimits.forRole(.primary)
         #expect(peak <= baseline + limits.inbox + limits.outgoing + (16 << 20), "peak RSS \(peak >> 20) MiB")
-        #expect(sent >= 16 << 20, "only \(sent >> 20) MiB of reports went out")
+        // The guest may finish first on a loaded host: at least eight times the primary's inbox
+        // bound must have gone in for the figure to mean anything.
+        #expect(sent >= 8 * limits.inbox, "only \(sent >> 20) MiB of reports went out")
         // It finished the guest (alone, once the fake backup went away).
         #expect(primary.process.terminationStatus == 0, "\(primary.started.stderr.text())")
     }
