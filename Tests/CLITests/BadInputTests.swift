@@ -91,6 +91,7 @@ import Testing
     }
 
     @Test(arguments: [["pair", "--timeout", "5"], ["primary", "--listen", "127.0.0.1:0", "--max-lag", "0"],
+                      ["primary", "--listen", "127.0.0.1:0", "--max-lag", "50 ms"], ["pair", "--max-lag", "2h"],
                       ["backup", "--connect", "127.0.0.1:9", "--timeout", "700000"]])
     func badReplicationOptions(_ arguments: [String]) throws {
         expectOneLine(try Lockstep.run(arguments + ["/nonexistent"]), status: 64, mentioning: [arguments[arguments.count - 2]])
