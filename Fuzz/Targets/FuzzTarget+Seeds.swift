@@ -46,8 +46,28 @@ extension FuzzTarget {
         let stream = Array(writer.take().readableBytesView)
         writer.executed(4)
         let reports = Array(writer.take().readableBytesView)
+        // Output comparison: an epoch compared, then ended; the run's last epoch compared, then finished.
+        let comparing: [Message] = [
+            .output(OutputRecord(sequence: 1, epoch: 0, kind: .console, digest: digest)),
+            .compare(CompareRequest(epoch: 0, progress: 50, stop: .epochEnd, wantsFingerprint: false)),
+            .epochEnd(EpochRecord(epoch: 0, progress: 50, stop: .epochEnd, time: VirtualTime(nanoseconds: 5),
+                                  events: [], environmentCount: 0, outputCount: 1, stateDigest: nil)),
+            .compare(CompareRequest(epoch: 1, progress: 60, stop: .ended, wantsFingerprint: true)),
+            .rollback(RollbackRequest(epoch: 1, attempt: 1)),
+            .finished(FinishedRecord(epoch: 1, progress: 60, status: 3, ending: .exited, stateDigest: digest)),
+        ]
+        for m in comparing { writer.write(m) }
+        let comparisons = Array(writer.take().readableBytesView)
+        writer.verdict(Verdict(epoch: 0, outcome: .executed, outputCount: 1,
+                               outputs: OutputDigest.of([OutputRecord(sequence: 1, epoch: 0, kind: .console, digest: digest)]),
+                               firstDifference: 0, fingerprint: nil))
+        writer.verdict(Verdict(epoch: 1, outcome: .executed, outputCount: 0, outputs: OutputDigest.of([]),
+                               firstDifference: 0, fingerprint: StateDigest.of([2])))
+        writer.verdict(.diverged(epoch: 3))
+        writer.rolledBack(attempt: 1)
+        let verdicts = Array(writer.take().readableBytesView)
         // The first byte picks the receiver (even: backup) and the epoch length.
-        return [[200] + stream, [1] + reports]
+        return [[200] + stream, [1] + reports, [200] + comparisons, [1] + verdicts]
     }
 
     static func virtioSeeds() -> [[UInt8]] {

@@ -79,6 +79,13 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         var parser = MessageParser(receiver: receiver)
         var rules = BackupStateMachine(epochLength: UInt64(first >> 1) + 1, maximumLag: 8)
         var progress: UInt64 = 0
+        var compared = false
+        // The primary's side of output comparison, asking about epochs 0 and 1.
+        var comparison = ComparisonStateMachine()
+        _ = comparison.expect(epoch: 0, progress: 1, stop: .epochEnd,
+                              records: [OutputRecord(sequence: 1, epoch: 0, kind: .console, digest: StateDigest.of([1]))],
+                              fingerprint: nil)
+        _ = comparison.expect(epoch: 1, progress: 2, stop: .ended, records: [], fingerprint: StateDigest.of([2]))
         var offset = 1
         var piece = 7
         while offset < data.count {
@@ -101,15 +108,35 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
                 again.append(writer.take())
                 let decoded = try? again.next()
                 precondition(decoded == message || isEmptyValues(message), "a message does not round-trip")
-                guard receiver == .backup else { continue }
+                guard receiver == .backup else {
+                    if case .rolledBack(let attempt) = message {
+                        precondition((try? comparison.rolledBack(attempt: attempt)) == nil, "a rollback confirmed that was never asked for")
+                    }
+                    if case .verdict(let verdict) = message {
+                        let before = comparison.awaiting.count
+                        if (try? comparison.verdictArrived(verdict, currentEpoch: 4)) != nil {
+                            precondition(comparison.awaiting.count <= before, "a verdict added a request")
+                        }
+                    }
+                    continue
+                }
                 switch try? rules.receive(message, progress: progress) {
                 case .execute(let record)?:
-                    precondition(record.progress > progress && record.progress - progress <= rules.epochLength,
+                    precondition(compared ? record.progress == progress
+                                          : record.progress > progress && record.progress - progress <= rules.epochLength,
                                  "an epoch out of range was accepted")
                     progress = record.progress
+                    compared = false
                     _ = rules.executed()
+                case .compare(let request)?:
+                    precondition(!compared && request.progress > progress && request.progress - progress <= rules.epochLength,
+                                 "a comparison out of range was accepted")
+                    progress = request.progress
+                    compared = true
                 case .finish?, nil:
                     return
+                case .rollBack(let request)?:
+                    precondition(request.epoch <= rules.epoch, "a rollback beyond the epoch was accepted")
                 case .writePages?, .restore?:
                     preconditionFailure("a state transfer was accepted by a backup that follows")
                 case .log?, .announce?, .performed?:

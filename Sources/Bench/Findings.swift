@@ -119,7 +119,7 @@ enum Findings {
             let parisc = peers.filter { $0.comparison == "parisc" && $0.workload == "cpu" }
             if let mine = parisc.first, let mips = mine.instructionsPerSecond {
                 let others = parisc.dropFirst().compactMap { p in p.instructionsPerSecond.map { "\(p.engine) \(f.compact($0 / 1e6)) MIPS (\(f.ratio($0 / mips)) Lockstep's rate)" } }
-                out.append("PA-RISC engines on the cpu guest: Lockstep's emulator runs \(f.compact(mips / 1e6)) MIPS; " + others.joined(separator: ", ") + ".")
+                out.append("PA-RISC engines on the cpu guest: Lockstep's emulator (\(mine.engine)) runs \(f.compact(mips / 1e6)) MIPS; " + others.joined(separator: ", ") + ".")
             }
             let x86 = peers.filter { $0.comparison == "x86" }
             if !x86.isEmpty {

@@ -60,8 +60,9 @@ enum PeerExperiment {
         if let e1 = counts[c1], let e2 = counts[c2], e2 > e1 {
             instructionsPerRound = Double(e2 - e1) * 1024 / Double(c2 - c1)
         }
-        let engines: [(PeerCommand, (Int, Int))] = [
-            (.lockstep(context, name: "lockstep run (emulator)"), plan.pariscLockstepRounds),
+        // Lockstep's engines (`--emulator`): the first, the JIT where the host runs it, is the
+        // ratios' base (PARISCEngines.swift).
+        let engines: [(PeerCommand, (Int, Int))] = PARISCEngines.lockstepCommands(context).map { ($0, plan.pariscLockstepRounds) } + [
             (.qemuHPPA(qemu, icount: false), plan.qemuHPPARounds),
             (.qemuHPPA(qemu, icount: true), plan.qemuHPPARounds),
         ]
@@ -73,9 +74,10 @@ enum PeerExperiment {
                 results[i].instructionsPerSecond = ipr / spr
             }
         }
-        let note = instructionsPerRound.map {
+        var note = instructionsPerRound.map {
             "The cpu guest executes about \(NumberFormat.compact($0)) PA-RISC instructions per round (counted by Lockstep's recovery counter: epochs of exactly 1024 non-nullified instructions, between rounds=\(c1) and rounds=\(c2)); instruction rates below use that count for every engine (QEMU's -icount also counts nullified instructions, a small difference)."
         } ?? "The instruction count per round could not be measured (see problems)."
+        note += PARISCEngines.speedNote(results)
         return (report(.pariscQEMU, title: title, chartName: "parisc-qemu.svg", results, note: note, context: context),
                 results, [peerProbe])
     }

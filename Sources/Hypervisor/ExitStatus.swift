@@ -18,6 +18,9 @@ public enum ExitStatus {
     public static let replicationFailed: Int32 = 76
     /// A replica lost the arbiter and stopped without producing output (EX_NOPERM).
     public static let lostArbiter: Int32 = 77
+    /// Output comparison (`--compare`) found the replicas disagree and withheld the output: a
+    /// soft error in one of them (78, next to the replication statuses).
+    public static let outputMismatch: Int32 = 78
 
     /// The process exit status for a guest that stopped with `status`.
     public static func guest(_ status: Int32) -> Int32 { status & 0xFF }

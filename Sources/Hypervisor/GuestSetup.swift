@@ -1,6 +1,7 @@
 import Foundation
 import Loader
 import MachineCore
+import PARISC
 import X86
 
 /// Why a run cannot start. Each description is one line for the user.
@@ -8,6 +9,8 @@ public enum SetupError: Error, Equatable, Sendable, CustomStringConvertible {
     case image(LoaderError)
     case disk(HostDiskError)
     case engineMismatch(engine: EngineKind, architecture: GuestArchitecture)
+    /// `--emulator` given for a guest that does not run on the emulator.
+    case emulatorOption(PARISCEngine, engine: EngineKind)
     case memorySize(UInt64, architecture: GuestArchitecture, range: ClosedRange<UInt64>)
     case epochClockMismatch(EpochClock, engine: EngineKind)
     case epochLength
@@ -23,6 +26,8 @@ public enum SetupError: Error, Equatable, Sendable, CustomStringConvertible {
             case .kvm: "KVM runs x86 guests, and this is a \(architecture) guest (use --engine emulator)"
             case .emulator: "the emulator runs PA-RISC guests, and this is an \(architecture) guest (use --engine kvm)"
             }
+        case .emulatorOption(let emulator, let engine):
+            "--emulator \(emulator) chooses how the PA-RISC emulator runs, and this guest runs on \(engine)"
         case .memorySize(let size, let architecture, let range):
             "guest memory of \(SizeParser.describe(size)) is not usable for an \(architecture) guest: it must be a multiple of 4 KiB between \(SizeParser.describe(range.lowerBound)) and \(SizeParser.describe(range.upperBound))"
         case .epochClockMismatch(let clock, let engine):
@@ -62,6 +67,10 @@ public struct GuestSetup: Sendable {
         let engine = options.engine ?? EngineKind.native(for: architecture)
         guard engine == EngineKind.native(for: architecture) else {
             throw .engineMismatch(engine: engine, architecture: architecture)
+        }
+        if let emulator = options.emulator {
+            guard engine == .emulator else { throw .emulatorOption(emulator, engine: engine) }
+            if let reason = emulator.unavailableReason { throw .hostUnavailable("--emulator \(emulator): \(reason)") }
         }
         let range = Self.memoryRange(for: architecture)
         guard range.contains(options.memorySize), options.memorySize % GuestMemory.pageSize == 0 else {

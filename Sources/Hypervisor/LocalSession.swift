@@ -93,6 +93,8 @@ public final class LocalSession {
     /// to take a snapshot (the machine is at a boundary; the host holds no undelivered
     /// completion). Returning `.pause` ends the run there.
     public var boundaryObserver: ((UInt64) throws -> BoundaryAction)?
+    /// Called before each epoch runs, with its number (fault injection's seam).
+    public var epochStarting: ((UInt64) throws -> Void)?
     private let logger = Logger(label: "lockstep.run")
 
     public init(machine: any Machine, environment: any SessionEnvironment, epochLength: UInt64,
@@ -109,6 +111,7 @@ public final class LocalSession {
     public func run(epochs startEpochs: UInt64 = 0) throws -> RunOutcome {
         var epochs = startEpochs
         while true {
+            try epochStarting?(epochs)
             let stop = try machine.run(budget: epochLength)
             epochs += 1
             switch stop {

@@ -14,7 +14,7 @@ public enum MachineFactory {
                 return try PARISCMachine(
                     image: setup.image, memorySize: setup.options.memorySize,
                     commandLine: setup.options.commandLine, diskSectors: setup.diskSectors,
-                    environment: environment)
+                    engine: setup.options.emulator ?? .fastestAvailable, environment: environment)
             } catch {
                 if case .image(let loader) = error { throw SetupError.image(loader) }
                 throw error

@@ -1,4 +1,5 @@
 import MachineCore
+import PARISC
 
 /// Which engine runs a guest.
 public enum EngineKind: String, Sendable, Codable, CaseIterable, CustomStringConvertible {
@@ -60,6 +61,9 @@ public struct RunOptions: Hashable, Sendable, Codable {
     /// 8259's EOI) in its coalesced MMIO/PIO ring instead of exiting for each (host-side only:
     /// the guest sees the same run either way, so replicas may differ).
     public var coalescedWrites: Bool
+    /// How the PA-RISC emulator runs guest code; nil: the fastest engine this host runs. Not part
+    /// of the pair's configuration check: every emulator engine gives the same results.
+    public var emulator: PARISCEngine?
 
     public static let defaultMemorySize: UInt64 = 64 << 20
 
@@ -67,7 +71,7 @@ public struct RunOptions: Hashable, Sendable, Codable {
                 commandLine: String = "", diskPath: String? = nil,
                 clockMode: ClockMode = .deterministic, epochClock: EpochClockChoice = .auto,
                 epochLength: UInt64? = nil, engine: EngineKind? = nil, diskCache: DiskCacheMode = .default,
-                coalescedWrites: Bool = true)
+                coalescedWrites: Bool = true, emulator: PARISCEngine? = nil)
     {
         self.guestPath = guestPath
         self.memorySize = memorySize
@@ -79,5 +83,6 @@ public struct RunOptions: Hashable, Sendable, Codable {
         self.engine = engine
         self.diskCache = diskCache
         self.coalescedWrites = coalescedWrites
+        self.emulator = emulator
     }
 }

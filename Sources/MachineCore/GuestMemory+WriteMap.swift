@@ -18,6 +18,11 @@ extension GuestMemory {
         writeMap[Int(truncatingIfNeeded: offset >> UInt32(Self.pageShift))] = 1
     }
 
+    /// The host address of the write map (one byte per page, indexed by `offset >> pageShift`,
+    /// at least 2^20 entries so every 32-bit offset's page is inside): for generated code that
+    /// marks its own stores (the PA-RISC JIT). Valid while the memory is alive.
+    public var writeMapHostAddress: UInt64 { UInt64(UInt(bitPattern: writeMap)) }
+
     /// Records that `count` bytes from byte `offset` of RAM were written (host writes, already
     /// bounds-checked by the caller).
     @usableFromInline func markWritten(offset: Int, count: Int) {

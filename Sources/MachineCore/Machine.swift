@@ -115,8 +115,17 @@ public protocol Machine: AnyObject {
     func captureState() throws -> MachineState
 
     /// Puts `state` into this machine, which was built from the same image and configuration
-    /// and whose RAM already holds the snapshot's pages. Every field is checked first (it may
+    /// and whose RAM already holds the snapshot's pages (a fresh machine, or one that ran on and
+    /// goes back: output comparison's rollback). Every field is checked first (it may
     /// come from a file or the network); the state digest afterwards must equal the one
     /// recorded at capture, or this throws. A machine that threw is unusable.
     func restoreState(_ state: MachineState) throws
+
+    /// The registers `flipBit(ofRegister:bit:)` can reach, by their lowercase names, each with
+    /// its width in bits (fault injection).
+    var injectableRegisters: [(name: String, bits: Int)] { get }
+
+    /// Flips bit `bit` of register `name` (one of `injectableRegisters`) at an epoch boundary:
+    /// a soft error, for fault injection only. Returns the register's value before and after.
+    func flipBit(ofRegister name: String, bit: Int) throws -> (before: UInt64, after: UInt64)
 }

@@ -73,6 +73,16 @@ struct Interpreter {
     var environmentError: EnvironmentError?
     /// Interruptions delivered since the last counted instruction (a storm guard).
     var interruptionsWithoutProgress = 0
+    /// The lines of guest memory that translated code (block cache, JIT) was made from; nil for
+    /// the interpreter alone. A store to a marked line sets `codeWritten`.
+    let codeLines: CodeLineMap?
+    /// A store hit a line in `codeLines`: the translations must be dropped before they run again.
+    var codeWritten = false
+    /// Whether decoded words mark their lines in `codeLines` (the JIT's stores do not update the
+    /// decode cache, so they must leave stores into such lines to the interpreter).
+    let marksDecodedLines: Bool
+    /// The word of the last such store.
+    var lastCodeWrite: UInt32 = 0
 
     init(cpu: PARISCCPU) {
         s = cpu.state
@@ -85,6 +95,8 @@ struct Interpreter {
         self.cpu = cpu
         linuxGateway = cpu.configuration.linuxGateway
         progress = cpu.progress
+        codeLines = cpu.codeLines
+        marksDecodedLines = cpu.engine == .jit
         if s.iasqFront != s.iasqBack {
             spaceChange = (delaySlot: s.iaoqFront, target: s.iaoqBack, oldSpace: s.iasqFront)
         }
@@ -107,8 +119,9 @@ struct Interpreter {
 
     // MARK: The run loop
 
-    /// Runs until `progress == end` or a stop.
-    mutating func run(until end: UInt64) -> PARISCStop {
+    /// Runs until `progress == end` or a stop, with `core` executing instructions between the
+    /// checks of group-2 interruptions and stops (which are the same for every engine).
+    mutating func run<Core: ExecutionCore>(until end: UInt64, core: Core) -> PARISCStop {
         while true {
             if let stop = cpu.requestedStop {
                 cpu.requestedStop = nil
@@ -117,7 +130,8 @@ struct Interpreter {
             if progress >= end { return .budgetExhausted }
             if cpu.decodeCacheInvalidated {
                 cpu.decodeCacheInvalidated = false
-                for i in cache.indices { cache[i].tag = 1 }
+                flushDecodeCache()
+                core.invalidate()
             }
             // Group 2, between instructions: recovery counter (3) before external (4).
             let recoveryEnabled = s.pswOther & PSW.r != 0
@@ -134,7 +148,7 @@ struct Interpreter {
                 }
                 continue
             }
-            switch runFast(limit: min(end, recoveryTrapAt)) {
+            switch core.run(&self, limit: min(end, recoveryTrapAt)) {
             case .next, .branched, .conditional, .branchedConditional, .recheck:
                 interruptionsWithoutProgress = 0
             case .trap(let interruption):
@@ -256,15 +270,26 @@ struct Interpreter {
         guard address < ramLimit else { return DecodedInstruction(.fetchFault) }
         let d = Decoder.decode(memory.loadBigEndianWord(atOffset: address))
         cache[slot] = DecodeCacheEntry(tag: address, instruction: d)
+        if marksDecodedLines, let codeLines { codeLines.mark(address, CodeLineMap.decoded) }
         return d
     }
 
-    /// Drops the cached decoding of the word containing `address` (after a store to it).
+    /// Drops the cached decoding of the word containing `address` (after a store to it), and
+    /// notes a store into code that a block cache or the JIT translated.
     @inline(__always)
     mutating func invalidateCode(_ address: UInt32) {
         let word = address & ~3
         let slot = Int((word >> 2) & cacheMask)
         if cache[slot].tag == word { cache[slot].tag = 1 }
+        if let codeLines, codeLines.isMarked(word) {
+            codeWritten = true
+            lastCodeWrite = word
+        }
+    }
+
+    /// Forgets every predecoded instruction.
+    mutating func flushDecodeCache() {
+        for i in cache.indices { cache[i].tag = 1 }
     }
 
     /// The instruction word at the front of the queue being executed (for IIR and messages).

@@ -42,13 +42,20 @@ public final class PARISCCPU {
         /// Make address 0x100 the Linux syscall gateway: reaching it stops the run with
         /// `.systemCall` (for running user-mode programs like `qemu-hppa` does).
         public var linuxGateway = false
-        /// Log2 of the number of entries of the predecoded-instruction cache.
+        /// Log2 of the number of entries of the interpreter's predecoded-instruction cache (the
+        /// other engines keep a small one for the instructions they interpret).
         public var decodeCacheBits = 16
+        /// How guest code runs; an engine this host cannot run is replaced by the fastest one
+        /// that it can (`PARISCCPU.engine` tells which).
+        public var engine: PARISCEngine
 
-        /// A configuration; the defaults are the system-mode CPU.
-        public init(linuxGateway: Bool = false, decodeCacheBits: Int = 16) {
+        /// A configuration; the defaults are the system-mode CPU on the fastest engine.
+        public init(linuxGateway: Bool = false, decodeCacheBits: Int = 16,
+                    engine: PARISCEngine = .fastestAvailable)
+        {
             self.linuxGateway = linuxGateway
             self.decodeCacheBits = decodeCacheBits
+            self.engine = engine
         }
     }
 
@@ -78,7 +85,14 @@ public final class PARISCCPU {
     public private(set) var timerDeadline: VirtualTime?
 
     var decodeCache: [DecodeCacheEntry]
+    /// The engine and its translations.
+    let core: EngineCore
     let logger = Logger(label: "lockstep.parisc.cpu")
+
+    /// The engine running guest code.
+    public var engine: PARISCEngine { core.engine }
+    /// The lines of RAM translated code was made from (nil for the interpreter).
+    var codeLines: CodeLineMap? { core.codeLines }
 
     /// Creates a CPU over `memory` (which must start at guest-physical 0) and `bus`.
     public init(memory: GuestMemory, bus: Bus = Bus(name: "mmio"),
@@ -88,8 +102,33 @@ public final class PARISCCPU {
         self.memory = memory
         self.bus = bus
         self.configuration = configuration
-        let bits = max(4, min(configuration.decodeCacheBits, 22))
+        core = Self.makeCore(PARISCEngine.resolved(configuration.engine), memory: memory,
+                             linuxGateway: configuration.linuxGateway)
+        let bits = core.engine == .interpreter ? max(4, min(configuration.decodeCacheBits, 22)) : 12
         decodeCache = [DecodeCacheEntry](repeating: .empty, count: 1 << bits)
+    }
+
+    /// The engine's core; one whose memory cannot be set up falls back to the next simpler one.
+    private static func makeCore(_ engine: PARISCEngine, memory: GuestMemory, linuxGateway: Bool) -> EngineCore {
+        let logger = Logger(label: "lockstep.parisc.cpu")
+        switch engine {
+        case .interpreter:
+            return .interpreter
+        case .threaded:
+            do {
+                return .threaded(try BlockCache(memory: memory, linuxGateway: linuxGateway))
+            } catch {
+                logger.warning("\(error); using the interpreter")
+                return .interpreter
+            }
+        case .jit:
+            do {
+                return .jit(try JITCore(memory: memory, linuxGateway: linuxGateway))
+            } catch {
+                logger.warning("\(error); using the interpreter")
+                return .interpreter
+            }
+        }
     }
 
     // MARK: Running
@@ -98,7 +137,12 @@ public final class PARISCCPU {
     /// Throws the environment's error if a CR16 read is refused (a diverged backup).
     public func run(until end: UInt64) throws(EnvironmentError) -> PARISCStop {
         var interpreter = Interpreter(cpu: self)
-        let stop = interpreter.run(until: end)
+        let stop: PARISCStop
+        switch core {
+        case .interpreter: stop = interpreter.run(until: end, core: InterpreterCore())
+        case .threaded(let cache): stop = interpreter.run(until: end, core: cache)
+        case .jit(let jit): stop = interpreter.run(until: end, core: jit)
+        }
         interpreter.finish(into: self)
         if let error = interpreter.environmentError { throw error }
         return stop
@@ -166,15 +210,20 @@ public final class PARISCCPU {
         timerDeadline = VirtualTime(nanoseconds: deadline)
     }
 
-    /// Forgets every predecoded instruction (after a device wrote guest memory by DMA, or the
-    /// image was reloaded). Safe to call from a device during a run: the interpreter drops its
-    /// cache before the next instruction.
-    public func invalidateDecodeCache() {
+    /// Forgets every predecoded and translated instruction: the entry point for whoever wrote
+    /// guest memory behind the CPU's back (DMA by a device, a reloaded image, a restored
+    /// snapshot). Safe to call from a device during a run: the engine drops its translations
+    /// before the next instruction.
+    public func invalidateTranslations() {
         for i in decodeCache.indices { decodeCache[i] = .empty }
         decodeCacheInvalidated = true
+        core.invalidate()
     }
 
-    /// Set by `invalidateDecodeCache`; the running interpreter clears it and its cache.
+    /// The same as `invalidateTranslations()` (its older name).
+    public func invalidateDecodeCache() { invalidateTranslations() }
+
+    /// Set by `invalidateTranslations`; the running interpreter clears it and its cache.
     var decodeCacheInvalidated = false
 
     /// Restores the timer state from a snapshot (tests and state transfer).

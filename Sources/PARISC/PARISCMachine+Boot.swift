@@ -53,7 +53,7 @@ extension PARISCMachine {
         state[gr: 23] = 0
         state[gr: 2] = PARISCPlatform.returnStub
         cpu.state = state
-        cpu.invalidateDecodeCache()
+        cpu.invalidateTranslations()
     }
 
     /// A deterministic encoding of a device state for the state digest.

@@ -48,7 +48,8 @@ extension PARISCMachine {
         uart.restore(uartState)
         debugExit.restore(exitState)
         if let virtioState { virtio?.restore(virtioState) }
-        cpu.invalidateDecodeCache()
+        // Guest code in RAM (restored before this) may differ from what was translated.
+        cpu.invalidateTranslations()
         let digest = try stateDigest()
         guard digest == state.digest else {
             throw SnapshotError.digestMismatch(what: "machine state", expected: state.digest, actual: digest)

@@ -13,7 +13,8 @@ import MachineCore
 /// non-nullified instructions); it is the hypervisor's own counter, separate from the guest's CR0.
 /// Virtual time advances 1 ns per counted instruction; CR16 reads ns / 4.
 public final class PARISCMachine: Machine {
-    /// How the machine is set up. Primary and backup must use equal configurations.
+    /// How the machine is set up. Primary and backup must use equal configurations, except for
+    /// the engine (every engine gives the same results).
     public struct Configuration: Equatable, Sendable {
         /// Guest RAM in bytes (16 MiB ... 3 GiB, a multiple of 4 KiB).
         public var memorySize: UInt64
@@ -21,17 +22,21 @@ public final class PARISCMachine: Machine {
         public var commandLine: String
         /// The virtio-mmio block device, if a disk is attached.
         public var disk: VirtioMMIOBlock.Configuration?
-        /// Log2 of the predecoded-instruction cache size.
+        /// Log2 of the interpreter's predecoded-instruction cache size.
         public var decodeCacheBits: Int
+        /// How guest code runs (by default the fastest engine this host can run).
+        public var engine: PARISCEngine
 
-        /// A configuration (by default 64 MiB, no command line, no disk).
+        /// A configuration (by default 64 MiB, no command line, no disk, the fastest engine).
         public init(memorySize: UInt64 = PARISCPlatform.defaultMemorySize, commandLine: String = "",
-                    disk: VirtioMMIOBlock.Configuration? = nil, decodeCacheBits: Int = 16)
+                    disk: VirtioMMIOBlock.Configuration? = nil, decodeCacheBits: Int = 16,
+                    engine: PARISCEngine = .fastestAvailable)
         {
             self.memorySize = memorySize
             self.commandLine = commandLine
             self.disk = disk
             self.decodeCacheBits = decodeCacheBits
+            self.engine = engine
         }
 
         /// The command line the guest sees: the device announcements, then the configured one
@@ -79,7 +84,8 @@ public final class PARISCMachine: Machine {
         do { memory = try GuestMemory(size: configuration.memorySize) } catch { throw .memory(error) }
         let bus = Bus(name: "mmio")
         let cpu = PARISCCPU(memory: memory, bus: bus,
-                            configuration: .init(decodeCacheBits: configuration.decodeCacheBits))
+                            configuration: .init(decodeCacheBits: configuration.decodeCacheBits,
+                                                 engine: configuration.engine))
         cpu.environment = environment
         self.configuration = configuration
         self.memory = memory
@@ -113,13 +119,15 @@ public final class PARISCMachine: Machine {
     /// The machine for a hypervisor run: `diskSectors` attaches a virtio-mmio block device of that
     /// many 512-byte sectors. (The counterpart of `X86Machine`'s initializer.)
     public convenience init(image: ELFImage, memorySize: UInt64, commandLine: String,
-                            diskSectors: UInt64?, environment: any GuestEnvironment)
+                            diskSectors: UInt64?, engine: PARISCEngine = .fastestAvailable,
+                            environment: any GuestEnvironment)
         throws(PARISCMachineError)
     {
         try self.init(image: image,
                       configuration: Configuration(
                           memorySize: memorySize, commandLine: commandLine,
-                          disk: diskSectors.map { VirtioMMIOBlock.Configuration(capacity: $0) }),
+                          disk: diskSectors.map { VirtioMMIOBlock.Configuration(capacity: $0) },
+                          engine: engine),
                       environment: environment)
     }
 
@@ -148,7 +156,7 @@ public final class PARISCMachine: Machine {
         if let virtio {
             // The device may write guest memory (status bytes, used ring) during the access.
             windows.append((BusDeviceAdapter(virtio, afterAccess: { [unowned cpu] in
-                cpu.invalidateDecodeCache()
+                cpu.invalidateTranslations()
             }), "virtio-blk", PARISCPlatform.virtioBase, PARISCPlatform.virtioLength, .little))
         }
         for (device, name, base, length, order) in windows {
@@ -205,7 +213,7 @@ public final class PARISCMachine: Machine {
             case .blockCompletion(let completion):
                 if let virtio {
                     virtio.complete(completion)
-                    cpu.invalidateDecodeCache()
+                    cpu.invalidateTranslations()
                 } else {
                     logger.warning("block completion \(completion.id) without a disk; ignored")
                 }

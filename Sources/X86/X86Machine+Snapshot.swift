@@ -100,6 +100,11 @@ extension X86Machine {
                                                  what: "virtio block")
         }
 
+        // A machine that has run (a rollback) may hold an exit KVM has not completed (an IN or
+        // MMIO read): completing it on the next entry would write the old value into the
+        // restored registers and move RIP on. Complete it first, into the state about to be
+        // replaced. (After a shutdown the entry may fail: there is nothing to complete then.)
+        if progress > 0 { try? completeLastExit() }
         let refused: [UInt32]
         do {
             refused = try vcpu.restore(record.vcpu)
@@ -122,6 +127,8 @@ extension X86Machine {
         devices.pit.restore(pitState)
         devices.debugExit.restore(exitState)
         if let virtioState { devices.virtio?.restore(virtioState) }
+        // A machine whose guest had stopped runs again from the restored state (a rollback).
+        finalStop = nil
         let digest = try stateDigest()
         guard digest == state.digest else {
             throw SnapshotError.digestMismatch(what: "machine state", expected: state.digest, actual: digest)

@@ -94,7 +94,7 @@ struct BackupCommand: ParsableCommand {
         }
         let context = ReplicaContext(setup: setup, settings: settings, status: status, watchdog: watchdog,
                                      console: HostConsole(input: .standardInput, output: .standardOutput), disk: disk,
-                                     intake: intake)
+                                     intake: intake, softError: replication.softError)
         try runReplicaCommand(.backup, connection: connection, arbiter: arbiter, context: context, network: network)
     }
 }

@@ -23,7 +23,7 @@ struct CLIFailure: Error, CustomStringConvertible {
         case let e as SetupError:
             switch e {
             case .hostUnavailable: self.init(e.description, status: ExitStatus.unavailable)
-            case .memorySize, .epochClockMismatch, .epochLength, .engineMismatch:
+            case .memorySize, .epochClockMismatch, .epochLength, .engineMismatch, .emulatorOption:
                 self.init(e.description, status: ExitStatus.usage)
             case .disk(.inUse): self.init(e.description, status: ExitStatus.unavailable)
             case .image, .disk: self.init(e.description, status: ExitStatus.badInput)
@@ -33,10 +33,13 @@ struct CLIFailure: Error, CustomStringConvertible {
         case let e as ReplicationError:
             switch e {
             case .lostArbiter: self.init(e.description, status: ExitStatus.lostArbiter)
+            case .mismatch: self.init(e.description, status: ExitStatus.outputMismatch)
             default: self.init(e.description, status: ExitStatus.replicationFailed)
             }
         case let e as HandshakeFailure:
             self.init("replication handshake failed: \(e)", status: ExitStatus.replicationFailed)
+        case let e as SoftErrorSyntaxError:
+            self.init(e.description, status: ExitStatus.usage)
         case let e as KeyFileError:
             self.init(e.description, status: ExitStatus.usage)
         case let e as ArbiterError:

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Hypervisor
 import MachineCore
+import PARISC
 
 /// The options every command that runs a guest takes.
 struct GuestOptions: ParsableArguments {
@@ -34,6 +35,8 @@ struct GuestOptions: ParsableArguments {
     @Flag(name: .customLong("coalesced-writes"), inversion: .prefixedNo,
           help: "x86: KVM buffers writes to the virtio notify and 8259 EOI registers without exits where it can (off: each exits; the guest sees the same run).")
     var coalescedWrites = true
+    @Option(help: "How the PA-RISC emulator runs guest code: jit, threaded (block cache) or interpreter (default: the fastest this host runs).")
+    var emulator: String?
 
     @Argument(help: "The guest kernel (ELF).")
     var guest: String
@@ -68,9 +71,17 @@ struct GuestOptions: ParsableArguments {
         case .success(let mode): cache = mode
         case .failure(let error): throw CLIFailure(error.description, status: ExitStatus.usage)
         }
+        var emulatorEngine: PARISCEngine?
+        if let emulator {
+            guard let choice = PARISCEngine(rawValue: emulator) else {
+                throw CLIFailure("--emulator \(emulator): expected \(PARISCEngine.allCases.map(\.rawValue).joined(separator: ", "))", status: ExitStatus.usage)
+            }
+            emulatorEngine = choice
+        }
         return RunOptions(guestPath: guest, memorySize: size, commandLine: cmdline, diskPath: disk,
                           clockMode: clockMode, epochClock: epochClockChoice, epochLength: length,
-                          engine: engineKind, diskCache: cache, coalescedWrites: coalescedWrites)
+                          engine: engineKind, diskCache: cache, coalescedWrites: coalescedWrites,
+                          emulator: emulatorEngine)
     }
 
     /// The checked options and the loaded guest.
@@ -85,6 +96,7 @@ struct GuestOptions: ParsableArguments {
         if let epochLength { args += ["--epoch-length", epochLength] }
         if let engine { args += ["--engine", engine] }
         if !coalescedWrites { args.append("--no-coalesced-writes") }
+        if let emulator { args += ["--emulator", emulator] }
         return args + ["--", guest]
     }
 }

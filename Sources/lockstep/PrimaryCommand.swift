@@ -31,6 +31,9 @@ struct PrimaryCommand: ParsableCommand {
         guard (1...ReplicationOptions.maximumBackups).contains(backups) else {
             throw CLIFailure("--backups \(backups): expected 1 to \(ReplicationOptions.maximumBackups)", status: ExitStatus.usage)
         }
+        if replication.compare && backups > 1 {
+            throw CLIFailure("--compare with --backups \(backups): voting among several backups (TMR) is not built yet; compare with one backup", status: ExitStatus.usage)
+        }
         let killPoint = try killAtEpoch.map { try ReplicationOptions.killPoint($0, option: "--kill-at-epoch") }
         let setup = try guest.setup()
         let settings = try replication.settings(for: setup)
@@ -88,7 +91,7 @@ struct PrimaryCommand: ParsableCommand {
         let context = ReplicaContext(
             setup: setup, settings: settings, status: status, watchdog: watchdog,
             console: HostConsole(input: .standardInput, output: .standardOutput), disk: disk, intake: intake,
-            faults: killPoint.map { FaultInjection.kill(at: $0, status: status) })
+            faults: killPoint.map { FaultInjection.kill(at: $0, status: status) }, softError: replication.softError)
         try runReplicaCommand(.primary, connection: connections[0], otherBackups: Array(connections.dropFirst()),
                               arbiter: arbiter, context: context, network: network)
     }

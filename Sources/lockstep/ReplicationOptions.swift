@@ -22,6 +22,13 @@ struct ReplicationOptions: ParsableArguments {
             help: "Compare full state digests every this many epochs (0: only at the end).")
     var digestEvery: UInt64 = 0
 
+    @Flag(help: "Compare outputs: the primary releases an output only when the backup computed the same one (and, with --digest-every, the same state fingerprint); a mismatch withholds it and stops the pair (exit 78).")
+    var compare = false
+
+    @Option(name: .customLong("inject-fault"),
+            help: "Flip one bit in one replica at an epoch boundary (a soft error): REPLICA:EPOCH:TARGET, REPLICA primary or backup, TARGET reg:NAME:BIT, mem:ADDRESS:BIT or sym:SYMBOL[+OFFSET]:BIT.")
+    var injectFault: String?
+
     @OptionGroup var arbiter: ArbiterOptions
 
     @Option(name: .customLong("key-file"),
@@ -43,7 +50,13 @@ struct ReplicationOptions: ParsableArguments {
             throw ValidationError("--max-lag \(maxLag): expected a duration with its unit (50ms, 0.2s, 500us; at most 3600s) or a number of epochs (at least 1)")
         }
         if keyFile != nil && insecure { throw ValidationError("--key-file and --insecure cannot be combined") }
+        if let injectFault {
+            do { _ = try SoftError(parsing: injectFault) } catch { throw ValidationError(error.description) }
+        }
     }
+
+    /// The soft error to inject (already checked by `validate`).
+    var softError: SoftError? { injectFault.flatMap { try? SoftError(parsing: $0) } }
 
     /// The pair's key: from `--key-file`, or the public one with `--insecure` (after a warning).
     /// Without either, a replica refuses to start.
@@ -73,6 +86,7 @@ struct ReplicationOptions: ParsableArguments {
         settings.timeoutMilliseconds = timeout
         settings.maximumLag = LagBound(parsing: maxLag) ?? .defaultBound
         settings.digestInterval = digestEvery
+        settings.compare = compare
         return settings
     }
 
@@ -80,6 +94,7 @@ struct ReplicationOptions: ParsableArguments {
     /// `pair` gives its replicas a key of its own).
     var arguments: [String] {
         ["--timeout", "\(timeout)", "--max-lag", "\(maxLag)", "--digest-every", "\(digestEvery)"]
+            + (compare ? ["--compare"] : []) + (injectFault.map { ["--inject-fault", $0] } ?? [])
             + arbiter.arguments
     }
 

@@ -20,6 +20,9 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customLong("stats-json"),
             help: ArgumentHelp("At the end, write the run's figures (epochs, progress, x86 exits) as JSON to this file.", valueName: "file"))
     var statsJSON: String?
+    @Option(name: .customLong("inject-fault"),
+            help: "Flip one bit at an epoch boundary (a soft error): primary:EPOCH:TARGET, TARGET reg:NAME:BIT, mem:ADDRESS:BIT or sym:SYMBOL[+OFFSET]:BIT.")
+    var injectFault: String?
 
     func run() throws {
         let statsPath = statsJSON
@@ -33,6 +36,10 @@ struct RunCommand: ParsableCommand {
         let setup = try guest.setup()
         let plan = try snapshot.plan()
         let printDigest = snapshot.printStateDigest
+        let fault = try injectFault.map { text in do { return try SoftError(parsing: text) } catch { throw CLIFailure(error) } }
+        if let fault, fault.replica != .primary {
+            throw CLIFailure("--inject-fault \(fault): an unreplicated run has one replica, the primary", status: ExitStatus.usage)
+        }
         let result = DedicatedThread.run(name: "lockstep-machine") { () -> Result<RunOutcome, CLIFailure> in
             do {
                 let console = HostConsole(input: .standardInput, output: .standardOutput)
@@ -44,6 +51,14 @@ struct RunCommand: ParsableCommand {
                                            epochLength: setup.epochLength,
                                            timing: BoundaryTiming(mode: setup.options.clockMode))
                 session.boundaryObserver = try plan.observer(machine: machine, host: environment.host, setup: setup)
+                if let fault {
+                    try fault.check(machine: machine, image: setup.image)
+                    session.epochStarting = { epoch in
+                        guard epoch == fault.epoch else { return }
+                        let line = try fault.inject(into: machine, image: setup.image)
+                        FileHandle.standardError.write(Data("lockstep: \(line)\n".utf8))
+                    }
+                }
                 let outcome = try session.run(epochs: firstEpoch)
                 plan.report(outcome)
                 if let statsPath {

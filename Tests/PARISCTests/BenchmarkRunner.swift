@@ -7,6 +7,7 @@ import Testing
 /// Throughput measurement, run by scripts/bench-parisc in a release build (it is skipped in the
 /// normal test run): LOCKSTEP_PARISC_BENCH names a user-mode ELF; the run uses 1M-instruction
 /// epochs with the guest's recovery counter enabled, and prints instructions per second.
+/// LOCKSTEP_PARISC_ENGINE picks the engine (default: the fastest).
 @Suite("PA-RISC benchmark runner")
 struct BenchmarkRunner {
     /// CPU time of the calling thread, in seconds (less disturbed by other processes than wall
@@ -31,7 +32,7 @@ struct BenchmarkRunner {
         let cpuSeconds = Self.threadCPUTime() - cpuStart
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         let n = Double(process.cpu.progress)
-        print("BENCH lockstep instructions=\(process.cpu.progress) wall=\(seconds) cpu=\(cpuSeconds) "
+        print("BENCH lockstep engine=\(process.cpu.engine) instructions=\(process.cpu.progress) wall=\(seconds) cpu=\(cpuSeconds) "
             + "wall_mips=\(Int(n / seconds / 1e6)) cpu_mips=\(Int(n / cpuSeconds / 1e6)) outcome=\(outcome) "
             + "output=\(process.outputText.replacingOccurrences(of: "\n", with: " | "))")
         #expect(outcome == .exited(0))
@@ -45,7 +46,8 @@ struct BenchmarkRunner {
         let commandLine = ProcessInfo.processInfo.environment["LOCKSTEP_PARISC_BENCH_CMDLINE"] ?? ""
         let environment = TestEnvironment()
         let machine = try PARISCMachine(image: try ELFImage.load(contentsOf: Self.guest!),
-                                        configuration: .init(commandLine: commandLine),
+                                        configuration: .init(commandLine: commandLine,
+                                                             engine: UserModeProcess.defaultEngine),
                                         environment: environment)
         let start = DispatchTime.now().uptimeNanoseconds
         let cpuStart = Self.threadCPUTime()
@@ -60,7 +62,7 @@ struct BenchmarkRunner {
         let cpuSeconds = Self.threadCPUTime() - cpuStart
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         let n = Double(machine.progress)
-        print("BENCH lockstep instructions=\(machine.progress) wall=\(seconds) cpu=\(cpuSeconds) "
+        print("BENCH lockstep engine=\(machine.cpu.engine) instructions=\(machine.progress) wall=\(seconds) cpu=\(cpuSeconds) "
             + "wall_mips=\(Int(n / seconds / 1e6)) cpu_mips=\(Int(n / cpuSeconds / 1e6)) stop=\(stop) "
             + "output=\(environment.output.replacingOccurrences(of: "\n", with: " | "))")
         #expect(stop == .exited(status: 0))

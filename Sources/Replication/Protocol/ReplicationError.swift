@@ -14,6 +14,8 @@ public enum ReplicationError: Error, Equatable, Sendable, CustomStringConvertibl
     case protocolViolation(String)
     /// The channel failed in a way that is not a peer failure (a corrupt or foreign frame).
     case channel(CloseReason)
+    /// Output comparison found the replicas disagree: the output was withheld.
+    case mismatch(Disagreement)
 
     public var description: String {
         switch self {
@@ -23,6 +25,7 @@ public enum ReplicationError: Error, Equatable, Sendable, CustomStringConvertibl
         case .divergence(let epoch, let detail): "divergence detected at epoch \(epoch): \(detail)"
         case .protocolViolation(let why): "replication protocol violation: \(why)"
         case .channel(let reason): "replication ended: \(reason)"
+        case .mismatch(let disagreement): "\(disagreement); stopping the pair"
         }
     }
 }
@@ -77,6 +80,9 @@ public struct ReplicationSettings: Sendable {
     public var arbiterDirectory: String
     /// Fault injection: where the primary kills itself.
     public var killPoint: KillPoint?
+    /// Output comparison (`--compare`): the primary releases an output only after the backup
+    /// computed the same one.
+    public var compare = false
 
     public init(arbiterDirectory: String) { self.arbiterDirectory = arbiterDirectory }
 }

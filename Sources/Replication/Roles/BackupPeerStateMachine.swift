@@ -99,6 +99,13 @@ public struct BackupPeerStateMachine: Sendable, Equatable {
         return now
     }
 
+    /// Both replicas went back to the start of `epoch` (output comparison's rollback).
+    public mutating func rolledBack(to epoch: UInt64) -> UInt64 {
+        guard case .following(let before) = state else { return 0 }
+        state = .following(executed: min(before, epoch))
+        return min(before, epoch)
+    }
+
     public var executedEpochs: UInt64? { if case .following(let n) = state { n } else { nil } }
 
     public mutating func lost(_ reason: CloseReason) {

@@ -157,6 +157,23 @@ final class BackupReplica {
     /// Executed epochs are reported at least this often (ns) under a duration `--max-lag`.
     private let reportEvery: UInt64?
     private var lastReport: UInt64 = 0
+    /// The soft error still to inject into this replica.
+    private var softError: SoftError?
+    /// The epoch being executed, once a `compare` checked it: how it stopped and its outputs.
+    private var compared: (stop: MachineStop, outputs: [PendingOutput])?
+    /// Output comparison's checkpoint: this replica's state at the start of the epoch after the
+    /// last one whose outputs the primary compared and released.
+    private struct Checkpoint {
+        let ram: RAMCheckpoint
+        var state: MachineState
+        var rules: BackupStateMachine
+        var outputs: OutputLog
+        var pending: [PendingOutput]
+        var consoleBytesDelivered: UInt64
+    }
+    private var checkpoint: Checkpoint?
+    /// Whether this machine can be checkpointed at all.
+    private var checkpointing = Checkpointing.available
 
     init(machine: any Machine, environment: BackupEnvironment, connection: ReplicationConnection, arbiter: Arbiter,
          context: ReplicaContext)
@@ -174,6 +191,7 @@ final class BackupReplica {
             : BackupStateMachine(epochLength: context.setup.epochLength, maximumLag: lag)
         if case .duration(let ns) = context.settings.maximumLag { reportEvery = max(ns / 4, 1) } else { reportEvery = nil }
         timing = BoundaryTiming(mode: context.setup.options.clockMode)
+        softError = context.softError.flatMap { $0.replica == .backup(1) ? $0 : nil }
         environment.refill = { [unowned self] () throws(EnvironmentError) in try self.refill() }
     }
 
@@ -194,6 +212,7 @@ final class BackupReplica {
         } else {
             status.set(state: .replaying)
         }
+        if context.settings.compare, case .replaying = rules.phase { try takeCheckpoint() }
         startWatcher()
         defer {
             claim.end()
@@ -203,18 +222,39 @@ final class BackupReplica {
         while true {
             epochStart = machine.progress
             environment.epoch = rules.epoch
-            try takeReceived()
-            let stop = try runEpoch(budget: epochLength)
-            // The primary was found gone while the guest waited for a value: this epoch was the
-            // failover epoch, its values taken from the log while it lasted.
-            if environment.mode == .takingOver { return try takeOver(after: stop) }
-            guard try awaitEnding() else { return try takeOver(after: stop) }
-            switch ending {
-            case .execute(let record)?:
+            do {
+                if let outcome = try runAndCheckEpoch(budget: epochLength) { return outcome }
+            } catch let diverged as DivergedAwaitingRollback {
                 ending = nil
+                try awaitRollback(diverged.error)
+            }
+        }
+    }
+
+    /// Runs one epoch and checks it against the primary's log (with `--compare`, first tells the
+    /// primary what its outputs came to); nil when the next epoch is to run.
+    private func runAndCheckEpoch(budget: UInt64) throws -> RunOutcome? {
+        try takeReceived()
+        let stop = try runEpoch(budget: budget)
+        // The primary was found gone while the guest waited for a value: this epoch was the
+        // failover epoch, its values taken from the log while it lasted.
+        if environment.mode == .takingOver { return try takeOver(after: stop) }
+        while true {
+            guard try awaitEnding() else { return try takeOver(after: stop) }
+            let action = ending
+            ending = nil
+            switch action {
+            case .execute(let record)?:
                 try check(record, stop: stop)
+                return nil
             case .finish(let record)?:
                 return try finish(record, stop: stop)
+            case .compare(let request)?:
+                try compare(request, stop: stop)
+            case .rollBack(let request)?:
+                // The primary found the replicas disagree on this epoch's outputs.
+                try rollBack(request)
+                return nil
             case .log, .announce, .performed, .writePages, .restore, nil:
                 preconditionFailure("takeReceived stops only at an epoch's end")
             }
@@ -246,7 +286,7 @@ final class BackupReplica {
                 announced.append(record)
             case .performed(let through):
                 pending.removeAll { $0.record.sequence <= through }
-            case .execute, .finish:
+            case .execute, .finish, .compare, .rollBack:
                 ending = action
             case .writePages(let pages):
                 let pageCount = UInt64(machine.memory.pageCount)
@@ -303,6 +343,7 @@ final class BackupReplica {
     private func runEpoch(budget: UInt64) throws -> MachineStop {
         claim.setAtHead(ending == nil)
         defer { claim.setAtHead(false) }
+        softError = try context.injectSoftError(softError, into: machine, epoch: rules.epoch)
         do {
             watchdog.enter(.guest)
             defer { watchdog.enter(.host) }
@@ -383,6 +424,71 @@ final class BackupReplica {
         }
     }
 
+    /// Saves this replica's state at the start of the epoch being received.
+    private func takeCheckpoint() throws {
+        if case .unavailable = checkpointing { return }
+        let state: MachineState
+        do {
+            state = try machine.captureState()
+        } catch let error as SnapshotError {
+            // The pmu clock's counter cannot be captured: compare without rollback.
+            checkpointing = .unavailable("\(error)")
+            status.message("rollback unavailable (\(error)): a mismatch will stop the pair")
+            return
+        }
+        if let ram = checkpoint?.ram { try ram.save() }
+        checkpoint = Checkpoint(ram: try checkpoint?.ram ?? RAMCheckpoint(memory: machine.memory, tracker: machine.dirtyPages),
+                                state: state, rules: rules, outputs: environment.outputs, pending: pending,
+                                consoleBytesDelivered: consoleBytesDelivered)
+    }
+
+    /// This replica diverged from the primary's log: drop the rest of the log until the
+    /// primary's rollback (then run again from the checkpoint); if the connection ends first,
+    /// stop with the divergence (never take over from a diverged state).
+    private func awaitRollback(_ diverged: ReplicationError) throws {
+        while true {
+            let message: Message?
+            do { message = try parser.next() } catch { throw stop(diverged, refusal: diverged.description) }
+            if let message {
+                guard case .rollback(let request) = message else { continue }
+                try rollBack(request)
+                return
+            }
+            watchdog.enter(.waitingForPeer)
+            let received = connection.receive(holding: parser.bufferedBytes, wait: true)
+            watchdog.enter(.host)
+            switch received {
+            case .data(let chunks):
+                for chunk in chunks { parser.append(chunk) }
+            case .closed:
+                rules.violated()
+                throw stop(diverged, refusal: diverged.description)
+            }
+        }
+    }
+
+    /// The primary found the replicas disagree: back to the checkpoint, and tell it so.
+    private func rollBack(_ request: RollbackRequest) throws {
+        guard let checkpoint, checkpoint.rules.epoch == request.epoch else {
+            rules.violated()
+            throw stop(.protocolViolation("a rollback to epoch \(request.epoch), where this replica holds no checkpoint"),
+                       refusal: "no checkpoint at epoch \(request.epoch) (give --compare to the backup too)")
+        }
+        status.message("the primary found the replicas disagree: rolling back to epoch \(request.epoch) and running again")
+        try checkpoint.ram.restore()
+        try machine.restoreState(checkpoint.state)
+        do { try rules.rolledBack(to: checkpoint.rules) } catch { throw stop(error, refusal: error.description) }
+        environment.outputs = checkpoint.outputs
+        environment.startEpoch()
+        announced.removeAll()
+        pending = checkpoint.pending
+        compared = nil
+        ending = nil
+        consoleBytesDelivered = checkpoint.consoleBytesDelivered
+        writer.rolledBack(attempt: request.attempt)
+        _ = connection.send(writer.take())
+    }
+
     /// The end of the state transfer: the RAM must add up to the primary's digest, then the
     /// machine takes the primary's state (which checks the state digest) and follows from there.
     private func restore(_ transfer: TransferState) throws {
@@ -410,29 +516,39 @@ final class BackupReplica {
         return error
     }
 
-    private func divergence(_ detail: String) -> ReplicationError {
-        stop(.divergence(epoch: rules.epoch, detail: detail), refusal: "divergence at epoch \(rules.epoch): \(detail)")
+    /// A divergence with a checkpoint to return to: the primary decides (it rolls both back).
+    private struct DivergedAwaitingRollback: Error {
+        let error: ReplicationError
+    }
+
+    private func divergence(_ detail: String) -> any Error {
+        // A primary that compares outputs learns it first as a verdict: the replicas disagree.
+        writer.verdict(.diverged(epoch: rules.epoch))
+        _ = connection.send(writer.take())
+        if context.settings.compare, checkpoint != nil {
+            status.message("divergence at epoch \(rules.epoch): \(detail); waiting for the primary's rollback")
+            return DivergedAwaitingRollback(error: .divergence(epoch: rules.epoch, detail: detail))
+        }
+        return stop(.divergence(epoch: rules.epoch, detail: detail), refusal: "divergence at epoch \(rules.epoch): \(detail)")
     }
 
     /// Checks the epoch just run against the primary's record, then applies the boundary.
     private func check(_ record: EpochRecord, stop: MachineStop) throws {
-        let epoch = rules.epoch
-        let expected: MachineStop = record.stop == .idle ? .idle : .epochEnd
-        guard stop == expected, machine.progress == record.progress else {
-            throw divergence("the primary's epoch ended (\(expected)) at \(record.progress) \(machine.epochClock.unit), the backup's (\(stop)) at \(machine.progress)")
+        let mine: [PendingOutput]
+        if let compared {
+            // A comparison checked the epoch and reported its outputs; the primary judged them.
+            mine = compared.outputs
+            self.compared = nil
+        } else {
+            mine = try endEpoch(stop: stop, at: record.progress, expected: record.stop == .idle ? .idle : .epochEnd)
+            for (own, theirs) in zip(mine, announced) where own.record != theirs {
+                throw divergence("output \(theirs.sequence) differs from the primary's")
+            }
         }
         guard environment.consumed == record.environmentCount else {
             throw divergence("the primary's epoch used \(record.environmentCount) environment values, the backup's \(environment.consumed) of \(environment.loggedCount) logged")
         }
         environment.startEpoch()
-        environment.outputs.endEpoch(epoch, idle: record.stop == .idle)
-        let mine = environment.outputs.take()
-        guard mine.count == announced.count else {
-            throw divergence("the primary's epoch produced \(announced.count) outputs, the backup's \(mine.count)")
-        }
-        for (own, theirs) in zip(mine, announced) where own.record != theirs {
-            throw divergence("output \(theirs.sequence) differs from the primary's")
-        }
         announced.removeAll(keepingCapacity: true)
         for output in mine where output.record.sequence > rules.performedThrough { pending.append(output) }
         if let digest = record.stateDigest {
@@ -441,13 +557,59 @@ final class BackupReplica {
         }
         try machine.applyBoundary(time: record.time, events: record.events)
         for case .consoleInput(let bytes) in record.events { consoleBytesDelivered += UInt64(bytes.count) }
+        let checkpointDue = context.settings.compare && !mine.isEmpty && rules.stage != .receiving
         if let executed = rules.executed() {
             report(executed)
         } else if let reportEvery {
             let now = NIODeadline.now().uptimeNanoseconds
             if now &- lastReport >= reportEvery, let executed = rules.reportBeforeWaiting() { report(executed) }
         }
+        // The primary released this compared epoch's outputs: they agreed. Checkpoint here, as
+        // the primary does.
+        if checkpointDue { try takeCheckpoint() }
         status.progress(epoch: rules.epoch, lag: 0)
+    }
+
+    /// Checks that the epoch just run stopped where and as the primary's did, with as many
+    /// outputs; returns its output records.
+    private func endEpoch(stop: MachineStop, at progress: UInt64, expected expectedStop: CompareStop) throws -> [PendingOutput] {
+        let epoch = rules.epoch
+        let stoppedAlike = switch (stop, expectedStop) {
+        case (.epochEnd, .epochEnd), (.idle, .idle), (.exited, .ended), (.crashed, .ended): true
+        default: false
+        }
+        guard stoppedAlike, machine.progress == progress else {
+            throw divergence("the primary's epoch ended (\(expectedStop)) at \(progress) \(machine.epochClock.unit), the backup's (\(stop)) at \(machine.progress)")
+        }
+        if expectedStop == .ended {
+            environment.outputs.finish(epoch)
+        } else {
+            environment.outputs.endEpoch(epoch, idle: expectedStop == .idle)
+        }
+        let mine = environment.outputs.take()
+        guard mine.count == announced.count else {
+            throw divergence("the primary's epoch produced \(announced.count) outputs, the backup's \(mine.count)")
+        }
+        return mine
+    }
+
+    /// Output comparison: the epoch just run is to end at the requested boundary; tells the
+    /// primary what this replica's outputs (and state) came to. A difference is the primary's to
+    /// judge.
+    private func compare(_ request: CompareRequest, stop: MachineStop) throws {
+        let mine = try endEpoch(stop: stop, at: request.progress, expected: request.stop)
+        guard environment.consumed == environment.loggedCount else {
+            throw divergence("the primary's epoch used \(environment.loggedCount) environment values, the backup's \(environment.consumed)")
+        }
+        compared = (stop, mine)
+        let first = zip(mine, announced).first { $0.record != $1 }?.1.sequence ?? 0
+        let verdict = Verdict(epoch: rules.epoch, outcome: .executed, outputCount: UInt64(mine.count),
+                              outputs: OutputDigest.of(mine.map(\.record),
+                                                       ending: request.stop == .ended ? OutputDigest.ending(stop) : nil),
+                              firstDifference: first,
+                              fingerprint: request.wantsFingerprint ? try machine.stateDigest() : nil)
+        writer.verdict(verdict)
+        _ = connection.send(writer.take())
     }
 
     /// Tells the primary how many epochs this replica has executed.
@@ -497,6 +659,7 @@ final class BackupReplica {
         status.attach(nil)
         environment.mode = .live
         environment.outputs.finish(rules.epoch)
+        if let compared { pending += compared.outputs }
         pending += environment.outputs.take()
         for output in pending where output.record.sequence > rules.performedThrough {
             if case .console(let bytes) = output.action { environment.host.console.write(bytes) }

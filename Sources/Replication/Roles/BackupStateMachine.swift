@@ -38,9 +38,23 @@ public struct BackupStateMachine: Sendable, Equatable {
         case writePages(TransferPages)
         /// Check the transferred RAM, restore the machine's state, and follow from its epoch.
         case restore(TransferState)
+        /// Run the epoch being received to the request's boundary now and report a verdict.
+        case compare(CompareRequest)
+        /// Return to the checkpoint at the start of the request's epoch.
+        case rollBack(RollbackRequest)
+    }
+
+    /// Where the epoch being received is.
+    public enum EpochStage: Sendable, Equatable {
+        /// Its messages are arriving; it has not run.
+        case receiving
+        /// A `compare` ran it to this boundary: its end record (or `finished`) must name the
+        /// same one, and no more values or outputs may come for it.
+        case compared(progress: UInt64, stop: CompareStop)
     }
 
     public private(set) var phase: Phase = .replaying
+    public private(set) var stage: EpochStage = .receiving
     /// The epoch being received (the next one to execute).
     public private(set) var epoch: UInt64 = 0
     /// The last output sequence the primary announced, and the last it reported performed.
@@ -93,6 +107,7 @@ public struct BackupStateMachine: Sendable, Equatable {
         case .transferPages, .transferState:
             throw .protocolViolation("a \(message.type) message to a backup that already follows")
         case .environmentValues(let values):
+            try checkReceiving(message)
             let n = UInt64(values.count)
             guard n <= perEpochLimit - valuesInEpoch else {
                 throw .protocolViolation("epoch \(epoch) carries more than \(perEpochLimit) environment values")
@@ -100,6 +115,7 @@ public struct BackupStateMachine: Sendable, Equatable {
             valuesInEpoch += n
             return .log(values)
         case .output(let record):
+            try checkReceiving(message)
             guard record.sequence == announcedThrough &+ 1, record.sequence != 0 else {
                 throw .protocolViolation("output \(record.sequence) announced where output \(announcedThrough &+ 1) was expected")
             }
@@ -119,23 +135,63 @@ public struct BackupStateMachine: Sendable, Equatable {
             performedThrough = sequence
             return .performed(through: sequence)
         case .epochEnd(let record):
+            if case .compared(_, let stop) = stage, stop != (record.stop == .idle ? .idle : .epochEnd) {
+                throw .protocolViolation("epoch \(epoch) ends \(record.stop) after a comparison at a \(stop) boundary")
+            }
             try check(epoch: record.epoch, progress: record.progress, machineProgress: progress, strictlyAhead: true)
             guard record.environmentCount == valuesInEpoch, record.outputCount == outputsInEpoch else {
                 throw .protocolViolation("epoch \(epoch) claims \(record.environmentCount) values and \(record.outputCount) outputs, \(valuesInEpoch) and \(outputsInEpoch) were sent")
             }
             return .execute(record)
         case .finished(let record):
+            if case .compared(_, let stop) = stage, stop == .epochEnd {
+                throw .protocolViolation("the run finishes in epoch \(epoch) after a comparison at a budget boundary")
+            }
             try check(epoch: record.epoch, progress: record.progress, machineProgress: progress, strictlyAhead: false)
             phase = .finished
             return .finish(record)
-        case .executed:
-            throw .protocolViolation("an executed message from the primary")
+        case .compare(let request):
+            guard case .receiving = stage else {
+                throw .protocolViolation("a second comparison of epoch \(epoch)")
+            }
+            try check(epoch: request.epoch, progress: request.progress, machineProgress: progress, strictlyAhead: true)
+            stage = .compared(progress: request.progress, stop: request.stop)
+            return .compare(request)
+        case .rollback(let request):
+            guard request.epoch <= epoch else {
+                throw .protocolViolation("a rollback to epoch \(request.epoch), beyond epoch \(epoch)")
+            }
+            return .rollBack(request)
+        case .executed, .verdict, .rolledBack:
+            throw .protocolViolation("a \(message.type) message from the primary")
+        }
+    }
+
+    /// Returns to `checkpoint`, a copy of these rules taken at the start of the rollback's epoch.
+    public mutating func rolledBack(to checkpoint: BackupStateMachine) throws(ReplicationError) {
+        guard case .replaying = phase, checkpoint.epoch <= epoch else {
+            throw .protocolViolation("a rollback after replication ended")
+        }
+        self = checkpoint
+    }
+
+    /// Values and outputs belong to an epoch that has not been run for a comparison yet.
+    private func checkReceiving(_ message: Message) throws(ReplicationError) {
+        guard case .receiving = stage else {
+            throw .protocolViolation("a \(message.type) message for epoch \(epoch) after its comparison")
         }
     }
 
     private func check(epoch claimed: UInt64, progress target: UInt64, machineProgress: UInt64, strictlyAhead: Bool) throws(ReplicationError) {
         guard claimed == epoch else {
             throw .protocolViolation("epoch \(claimed) ended where epoch \(epoch) was expected")
+        }
+        if case .compared(let compared, _) = stage {
+            // The backup already ran to the compared boundary.
+            guard target == compared else {
+                throw .protocolViolation("epoch \(epoch) ends at \(target), its comparison ran it to \(compared)")
+            }
+            return
         }
         guard target >= machineProgress, !(strictlyAhead && target == machineProgress),
               target - machineProgress <= epochLength
@@ -147,6 +203,7 @@ public struct BackupStateMachine: Sendable, Equatable {
     /// The epoch was executed and checked. Returns the executed count to report now, if one is due.
     public mutating func executed() -> UInt64? {
         epoch += 1
+        stage = .receiving
         valuesInEpoch = 0
         outputsInEpoch = 0
         guard epoch - reportedExecuted >= reportInterval else { return nil }

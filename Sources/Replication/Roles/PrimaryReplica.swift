@@ -117,6 +117,25 @@ final class PrimaryReplica {
     /// The backup's lag in guest time, and the bound on it (`--max-lag` as a duration).
     private var lagMeter = LagMeter()
     private let lagBound: UInt64?
+    /// The soft error still to inject into this replica.
+    private var softError: SoftError?
+    /// Output comparison (`--compare`): what was asked of the backup, and its verdicts.
+    private var comparison = ComparisonStateMachine()
+    /// Output comparison's checkpoint (the start of the epoch after the last agreed output),
+    /// the epoch whose start is to be checkpointed next, and whether console input was
+    /// delivered since the checkpoint (it could not be delivered again: no rollback then).
+    private struct Checkpoint {
+        let ram: RAMCheckpoint
+        var state: MachineState
+        var epoch: UInt64
+        var outputs: OutputLog
+        var consoleBytesDelivered: UInt64
+    }
+    private var checkpoint: Checkpoint?
+    /// Whether this machine can be checkpointed at all.
+    private var checkpointing = Checkpointing.available
+    private var checkpointDue: UInt64?
+    private var inputSinceCheckpoint = false
 
     /// A batch is flushed at a boundary once it holds this much ...
     static let batchBytes = 64 << 10
@@ -151,6 +170,7 @@ final class PrimaryReplica {
         consoleBytesDelivered = start.consoleBytesDelivered
         session = context.intake?.session ?? []
         if backups.isEmpty { environment.recording = .off }
+        softError = context.softError.flatMap { $0.replica == .primary ? $0 : nil }
     }
 
     /// Where a primary's run stands when it starts.
@@ -178,9 +198,22 @@ final class PrimaryReplica {
             if !rules.logs { try leadNewPair() }
             listener = try intake.listener(session)
         }
-        let epochLength = context.setup.epochLength
+        if context.settings.compare, rules.logs { try takeCheckpoint() }
         while true {
+            do {
+                if let outcome = try runEpoch() { return outcome }
+            } catch is RollbackPerformed {
+                continue
+            }
+        }
+    }
+
+    /// Runs one epoch and its boundary; the outcome once the guest stopped.
+    private func runEpoch() throws -> RunOutcome? {
+        let epochLength = context.setup.epochLength
+        do {
             environment.epoch = epoch
+            softError = try context.injectSoftError(softError, into: machine, epoch: epoch)
             watchdog.enter(.guest)
             let started = NIODeadline.now().uptimeNanoseconds
             let stop = try machine.run(budget: epochLength)
@@ -197,7 +230,7 @@ final class PrimaryReplica {
             let environmentCount = environment.takeValueCount()
             environment.outputs.endEpoch(epoch, idle: stop == .idle)
             let outputs = environment.outputs.take()
-            try commit(outputs)
+            try commit(outputs, stop: stop == .idle ? .idle : .epochEnd)
             if stop == .idle && (timing.mode == .host || machine.nextTimerDeadline == nil) {
                 // The decision may wait for input: the backup gets the log first.
                 try flush()
@@ -215,8 +248,8 @@ final class PrimaryReplica {
             }
             let events = environment.host.takeEvents(byteLimit: MessageLimits.eventBytes)
             if rules.logs {
-                let interval = context.settings.digestInterval
-                let digest = interval > 0 && (epoch + 1) % interval == 0 ? try machine.stateDigest() : nil
+                // With --compare the backup reports its fingerprint instead (in its verdict).
+                let digest = fingerprintDue && !context.settings.compare ? try machine.stateDigest() : nil
                 environment.writer.epochEnd(EpochRecord(
                     epoch: epoch, progress: machine.progress, stop: stop == .idle ? .idle : .epochEnd, time: time,
                     events: events, environmentCount: environmentCount, outputCount: UInt64(outputs.count),
@@ -226,14 +259,133 @@ final class PrimaryReplica {
             }
             fault(.logged)
             try machine.applyBoundary(time: time, events: events)
-            for case .consoleInput(let bytes) in events { consoleBytesDelivered += UInt64(bytes.count) }
+            for case .consoleInput(let bytes) in events {
+                consoleBytesDelivered += UInt64(bytes.count)
+                inputSinceCheckpoint = true
+            }
             epoch += 1
+            // Both replicas checkpoint at the start of the epoch after one whose outputs they
+            // agreed on (the backup: after applying that epoch's end record).
+            if checkpointDue == epoch, rules.logs { try takeCheckpoint() }
             status.progress(epoch: epoch, lag: rules.logs ? epoch.saturatingSubtract(rules.backupExecuted) : 0,
                             lagNanoseconds: rules.logs ? lagMeter.lag(count: epoch, executed: rules.backupExecuted) : 0)
             try flushIfDue(now: ended)
             if lagging { try throttle() }
             try serveBackups()
+            return nil
         }
+    }
+
+    /// Whether the epoch being ended carries a state fingerprint (`--digest-every`).
+    private var fingerprintDue: Bool {
+        let interval = context.settings.digestInterval
+        return interval > 0 && (epoch + 1) % interval == 0
+    }
+
+    // MARK: Rollback (output comparison with one backup)
+
+    /// Thrown once both replicas are back at the checkpoint: the run loop starts over from it.
+    private struct RollbackPerformed: Error {}
+
+    /// The backup outputs are compared with (`--compare` takes exactly one: DMR).
+    private var comparingPeer: BackupPeer? {
+        context.settings.compare ? following.first : nil
+    }
+
+    /// Saves this replica's state at the start of `epoch`: the machine, its RAM (incrementally)
+    /// and the output numbering.
+    private func takeCheckpoint() throws {
+        if case .unavailable = checkpointing { return }
+        let state: MachineState
+        do {
+            state = try machine.captureState()
+        } catch let error as SnapshotError {
+            // The pmu clock's counter cannot be captured: compare without rollback.
+            checkpointing = .unavailable("\(error)")
+            status.message("rollback unavailable (\(error)): a mismatch will stop the pair")
+            return
+        }
+        if let ram = checkpoint?.ram { try ram.save() } else {
+            checkpoint = Checkpoint(ram: try RAMCheckpoint(memory: machine.memory, tracker: machine.dirtyPages),
+                                    state: state, epoch: epoch, outputs: environment.outputs,
+                                    consoleBytesDelivered: consoleBytesDelivered)
+        }
+        checkpoint?.state = state
+        checkpoint?.epoch = epoch
+        checkpoint?.outputs = environment.outputs
+        checkpoint?.consoleBytesDelivered = consoleBytesDelivered
+        inputSinceCheckpoint = false
+        checkpointDue = nil
+        comparison.checkpointed(at: epoch)
+    }
+
+    /// The comparison found the replicas disagree: go back to the checkpoint once (both
+    /// replicas), or stop the pair, withholding the output.
+    private func checkComparison() throws {
+        guard case .disagreed(let disagreement) = comparison.state else { return }
+        let recovery: ComparisonStateMachine.Recovery? = inputSinceCheckpoint || checkpoint == nil
+            ? .stop(disagreement) : comparison.recover()
+        switch recovery {
+        case .stop(let final)?:
+            for peer in peers { peer.connection.close(refusal: final.description) }
+            throw ReplicationError.mismatch(final)
+        case .rollBack(let request)?:
+            try rollBack(request, because: disagreement)
+        case nil:
+            return
+        }
+    }
+
+    private func rollBack(_ request: RollbackRequest, because disagreement: Disagreement) throws {
+        guard let checkpoint, checkpoint.epoch == request.epoch else {
+            throw ReplicationError.mismatch(disagreement)
+        }
+        status.message("\(disagreement); rolling both replicas back to epoch \(request.epoch) and running again")
+        _ = environment.writer.take()
+        environment.writer.rollback(request)
+        let pages = try checkpoint.ram.restore()
+        try machine.restoreState(checkpoint.state)
+        logger.debug("rollback \(request.attempt): \(pages) pages written back")
+        environment.outputs = checkpoint.outputs
+        _ = environment.takeValueCount()
+        _ = environment.host.takeEvents(byteLimit: MessageLimits.eventBytes)
+        epoch = checkpoint.epoch
+        environment.epoch = epoch
+        consoleBytesDelivered = checkpoint.consoleBytesDelivered
+        checkpointDue = nil
+        rules.rolledBack(to: epoch)
+        guard try flush() != nil else { throw RollbackPerformed() }
+        while comparison.discardsReports, rules.logs, let peer = comparingPeer {
+            try readReports(from: peer, wait: true)
+        }
+        throw RollbackPerformed()
+    }
+
+    /// Output comparison: announces the epoch's outputs and asks the backup to run the epoch and
+    /// report its own digest of them (and its fingerprint, when one is due); with outputs to
+    /// release, waits for the verdict. Returns whether the outputs were compared and agreed (they
+    /// are then logged already); rolls back or throws `mismatch` if the replicas disagree.
+    private func compare(_ outputs: [PendingOutput], stop: CompareStop, ending: MachineStop?) throws -> Bool {
+        guard rules.logs, comparingPeer != nil else { return false }
+        // Outputs are released only with the state fingerprints equal too: a checkpoint is
+        // taken only of a state both replicas verified, so a rollback never returns to a state
+        // a fault had already corrupted.
+        let fingerprint = (fingerprintDue || !outputs.isEmpty) && stop != .ended
+        // The run's last epoch is always compared: how the guest ended is an output too.
+        guard !outputs.isEmpty || fingerprint || stop == .ended else { return false }
+        for output in outputs { environment.writer.output(output.record) }
+        environment.writer.compare(comparison.expect(
+            epoch: epoch, progress: machine.progress, stop: stop, records: outputs.map(\.record),
+            fingerprint: fingerprint ? try machine.stateDigest() : nil,
+            ending: stop == .ended ? ending.flatMap(OutputDigest.ending) : nil))
+        guard !outputs.isEmpty || stop == .ended else { return false }
+        guard try flush() != nil else { return false }
+        while comparison.isAwaiting(epoch), rules.logs, let peer = comparingPeer {
+            try readReports(from: peer, wait: true)
+        }
+        try checkComparison()
+        if stop != .ended { checkpointDue = epoch + 1 }
+        return rules.logs
     }
 
     /// The boundary after an idle epoch. While a backup's state is being transferred, or one is
@@ -296,6 +448,14 @@ final class PrimaryReplica {
     /// others is dropped with a warning; the last following one is a failover decision for the
     /// arbiter (claim it, or stop).
     private func lose(_ peer: BackupPeer, _ reason: CloseReason) throws {
+        // A comparing primary whose backup refused it (the backup's execution left the log, or
+        // it found the primary's messages wrong) never carries on alone: which replica is faulty
+        // cannot be known, and the primary may be.
+        if peer === comparingPeer, case .refusedByPeer(let why) = reason {
+            let disagreement = Disagreement(epoch: epoch, what: .refused(PeerText.sanitized(why)))
+            for peer in peers { peer.connection.close() }
+            throw ReplicationError.mismatch(disagreement)
+        }
         guard let index = peers.firstIndex(where: { $0 === peer }) else { return }
         peers.remove(at: index)
         let wasFollowing = peer.rules.isFollowing
@@ -327,11 +487,18 @@ final class PrimaryReplica {
 
     /// Output commit (thesis protocol): log the output to the backups, wait until each holds it,
     /// check the primary is still entitled, perform it, log the completion notice.
-    private func commit(_ outputs: [PendingOutput]) throws {
+    private func commit(_ outputs: [PendingOutput], stop: CompareStop, ending: MachineStop? = nil) throws {
+        let compared = try compare(outputs, stop: stop, ending: ending)
         for (index, output) in outputs.enumerated() {
             var step = rules.commit(output.record)
             committing: while true {
                 switch step {
+                case .log where compared:
+                    // The backup computed the same output: it holds the log up to it.
+                    if index == 0 { fault(.acknowledged) }
+                    let silence = following.map { $0.connection.silence() }.max() ?? 0
+                    step = rules.receiptArrived(silence: silence,
+                                                claimedBy: arbiter.isClaimed ? (arbiter.holder ?? "the backup") : nil)
                 case .log(let record):
                     environment.writer.output(record)
                     guard let ends = try flush() else {
@@ -605,11 +772,22 @@ final class PrimaryReplica {
             for chunk in chunks { peer.parser.append(chunk) }
             do {
                 while let message = try peer.parser.next() {
+                    let comparing = peer === comparingPeer
+                    switch message {
+                    case .rolledBack(let attempt) where comparing:
+                        try comparison.rolledBack(attempt: attempt)
+                        _ = peer.rules.rolledBack(to: epoch)
+                    case .executed where comparing && comparison.discardsReports,
+                         .verdict where comparing && comparison.discardsReports:
+                        continue // sent before the backup rolled back
                     // A backup cannot have executed more than it was sent (the final epoch included).
-                    guard case .executed(let executed) = message, executed <= epoch &+ 1 else {
+                    case .executed(let executed) where executed <= epoch &+ 1:
+                        _ = peer.rules.executed(executed)
+                    case .verdict(let verdict) where comparing:
+                        _ = try comparison.verdictArrived(verdict, currentEpoch: epoch)
+                    default:
                         throw ReplicationError.protocolViolation("the backup reports \(message) at epoch \(epoch)")
                     }
-                    _ = peer.rules.executed(executed)
                 }
                 updateSlowest()
             } catch {
@@ -620,6 +798,7 @@ final class PrimaryReplica {
                 peer.connection.close(refusal: "\(error)")
                 try lose(peer, reason)
             }
+            if peer === comparingPeer { try checkComparison() }
         }
     }
 
@@ -629,7 +808,7 @@ final class PrimaryReplica {
     /// last outputs, then tell the backups and wait until they hold the whole log.
     private func finish(_ stop: MachineStop, inputClosed: Bool = false) throws -> RunOutcome {
         environment.outputs.finish(epoch)
-        try commit(environment.outputs.take())
+        try commit(environment.outputs.take(), stop: inputClosed ? .idle : .ended, ending: stop)
         let outcome = RunOutcome(stop: inputClosed ? .exited(status: 0) : stop,
                                  epochs: epoch + 1, progress: machine.progress)
         for peer in peers where !peer.rules.isFollowing {

@@ -120,6 +120,11 @@ public struct PrimaryStateMachine: Sendable, Equatable {
         backupExecuted = max(backupExecuted, epochs)
     }
 
+    /// Both replicas went back to the start of `epoch` (output comparison's rollback).
+    public mutating func rolledBack(to epoch: UInt64) {
+        backupExecuted = min(backupExecuted, epoch)
+    }
+
     /// After epoch `epoch - 1` ended: the number of epochs the backup must have executed before
     /// the primary goes on, if it lags too far behind.
     public func lagTarget(epoch: UInt64) -> UInt64? {

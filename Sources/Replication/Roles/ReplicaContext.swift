@@ -76,6 +76,8 @@ public struct ReplicaContext: Sendable {
     /// Creates the engine's machine (the CLI passes `MachineFactory.make`).
     public var makeMachine: @Sendable (GuestSetup, any SessionEnvironment) throws -> any Machine
     public var faults: FaultInjection?
+    /// A soft error to inject into this replica (`--inject-fault`), if it names this replica.
+    public var softError: SoftError?
     /// New backups: nil, a primary keeps the backups it started with and a backup that goes live
     /// runs alone.
     public var intake: BackupIntake?
@@ -85,7 +87,7 @@ public struct ReplicaContext: Sendable {
                 makeMachine: @escaping @Sendable (GuestSetup, any SessionEnvironment) throws -> any Machine = { setup, environment in
                     try MachineFactory.make(setup, environment: environment)
                 },
-                faults: FaultInjection? = nil)
+                faults: FaultInjection? = nil, softError: SoftError? = nil)
     {
         self.setup = setup
         self.settings = settings
@@ -96,6 +98,15 @@ public struct ReplicaContext: Sendable {
         self.makeMachine = makeMachine
         self.faults = faults
         self.intake = intake
+        self.softError = softError
+    }
+
+    /// Injects the soft error meant for `replica` if `epoch` is its epoch; returns the fault
+    /// still to come (nil once injected).
+    func injectSoftError(_ pending: SoftError?, into machine: any Machine, epoch: UInt64) throws -> SoftError? {
+        guard let pending, pending.epoch == epoch else { return pending }
+        status.message(try pending.inject(into: machine, image: setup.image))
+        return nil
     }
 
     /// What the handshake compares for this setup.
@@ -125,6 +136,7 @@ public func runReplica(_ role: ReplicaRole, connection: ReplicationConnection, o
     case .primary:
         let environment = PrimaryEnvironment(host: host)
         let machine = try context.makeMachine(context.setup, environment)
+        try context.softError?.check(machine: machine, image: context.setup.image)
         let primary = PrimaryReplica(machine: machine, environment: environment, backups: [connection] + otherBackups,
                                      arbiter: arbiter, context: context)
         let outcome = try primary.run()
@@ -132,6 +144,7 @@ public func runReplica(_ role: ReplicaRole, connection: ReplicationConnection, o
     case .backup:
         let environment = BackupEnvironment(host: host)
         let machine = try context.makeMachine(context.setup, environment)
+        try context.softError?.check(machine: machine, image: context.setup.image)
         let backup = BackupReplica(machine: machine, environment: environment, connection: connection,
                                    arbiter: arbiter, context: context)
         let outcome = try backup.run()

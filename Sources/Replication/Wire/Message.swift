@@ -28,13 +28,23 @@ public enum MessageType: UInt16, Sendable, CaseIterable, CustomStringConvertible
     case transferPages = 7
     /// Primary to a joining backup: the end of the transfer; the machine's state at a boundary.
     case transferState = 8
+    /// Primary to backup: run the epoch to its boundary now and report its outputs' digest
+    /// (output comparison, `--compare`).
+    case compare = 9
+    /// Backup to primary: its own digest of an epoch's outputs (and state), or that it diverged.
+    case verdict = 10
+    /// Primary to backup: return to the checkpoint at an epoch's start and run again.
+    case rollback = 11
+    /// Backup to primary: it returned to the checkpoint (the rollback's attempt number).
+    case rolledBack = 12
 
     /// Who sends messages of this type.
     public var sender: ReplicaRole? {
         switch self {
         case .invalid: nil
-        case .environmentValues, .epochEnd, .output, .outputDone, .finished, .transferPages, .transferState: .primary
-        case .executed: .backup
+        case .environmentValues, .epochEnd, .output, .outputDone, .finished, .transferPages, .transferState,
+             .compare, .rollback: .primary
+        case .executed, .verdict, .rolledBack: .backup
         }
     }
 
@@ -49,6 +59,10 @@ public enum MessageType: UInt16, Sendable, CaseIterable, CustomStringConvertible
         case .executed: "executed"
         case .transferPages: "transfer-pages"
         case .transferState: "transfer-state"
+        case .compare: "compare"
+        case .verdict: "verdict"
+        case .rollback: "rollback"
+        case .rolledBack: "rolled-back"
         }
     }
 }
@@ -187,6 +201,10 @@ public enum Message: Equatable, Sendable {
     case executed(UInt64)
     case transferPages(TransferPages)
     case transferState(TransferState)
+    case compare(CompareRequest)
+    case verdict(Verdict)
+    case rollback(RollbackRequest)
+    case rolledBack(attempt: UInt32)
 
     public var type: MessageType {
         switch self {
@@ -198,6 +216,10 @@ public enum Message: Equatable, Sendable {
         case .outputDone: .outputDone
         case .finished: .finished
         case .executed: .executed
+        case .compare: .compare
+        case .verdict: .verdict
+        case .rollback: .rollback
+        case .rolledBack: .rolledBack
         }
     }
 }

@@ -165,6 +165,33 @@ public struct MessageParser: Sendable {
             }
             message = .transferState(TransferState(epoch: epoch, nextOutput: nextOutput, consoleBytesDelivered: delivered,
                                                    partialLine: line, ramDigest: digest, machine: machine))
+        case .compare:
+            let version = try r.u8()
+            guard version == CompareRequest.formatVersion else { throw .badMessage(type, "format version \(version)") }
+            let epoch = try r.u64(), progress = try r.u64()
+            let rawStop = try r.u8()
+            guard let stop = CompareStop(rawValue: rawStop) else { throw .badMessage(type, "stop kind \(rawStop)") }
+            message = .compare(CompareRequest(epoch: epoch, progress: progress, stop: stop, wantsFingerprint: try r.bool()))
+        case .verdict:
+            let version = try r.u8()
+            guard version == Verdict.formatVersion else { throw .badMessage(type, "format version \(version)") }
+            let epoch = try r.u64()
+            let rawOutcome = try r.u8()
+            guard let outcome = VerdictOutcome(rawValue: rawOutcome) else { throw .badMessage(type, "outcome \(rawOutcome)") }
+            let count = try r.u64()
+            let outputs = try r.digest()
+            let first = try r.u64()
+            let fingerprint = try r.bool() ? try r.digest() : nil
+            message = .verdict(Verdict(epoch: epoch, outcome: outcome, outputCount: count, outputs: outputs,
+                                       firstDifference: first, fingerprint: fingerprint))
+        case .rollback:
+            let version = try r.u8()
+            guard version == RollbackRequest.formatVersion else { throw .badMessage(type, "format version \(version)") }
+            message = .rollback(RollbackRequest(epoch: try r.u64(), attempt: try r.u32()))
+        case .rolledBack:
+            let version = try r.u8()
+            guard version == RollbackRequest.formatVersion else { throw .badMessage(type, "format version \(version)") }
+            message = .rolledBack(attempt: try r.u32())
         }
         try r.finish()
         return message

@@ -112,6 +112,35 @@ public struct MessageWriter: Sendable {
         buffer.writeBytes(t.machine)
     }
 
+    public mutating func compare(_ c: CompareRequest) {
+        closeValues()
+        header(.compare, CompareRequest.payloadSize)
+        buffer.writeMultipleIntegers(CompareRequest.formatVersion, c.epoch, c.progress, c.stop.rawValue,
+                                     UInt8(c.wantsFingerprint ? 1 : 0), endianness: .little)
+    }
+
+    public mutating func verdict(_ v: Verdict) {
+        closeValues()
+        header(.verdict, 1 + 8 + 1 + 8 + 32 + 8 + 1 + (v.fingerprint == nil ? 0 : 32))
+        buffer.writeMultipleIntegers(Verdict.formatVersion, v.epoch, v.outcome.rawValue, v.outputCount,
+                                     endianness: .little)
+        buffer.writeBytes(v.outputs.bytes)
+        buffer.writeMultipleIntegers(v.firstDifference, UInt8(v.fingerprint == nil ? 0 : 1), endianness: .little)
+        if let f = v.fingerprint { buffer.writeBytes(f.bytes) }
+    }
+
+    public mutating func rollback(_ r: RollbackRequest) {
+        closeValues()
+        header(.rollback, RollbackRequest.payloadSize)
+        buffer.writeMultipleIntegers(RollbackRequest.formatVersion, r.epoch, r.attempt, endianness: .little)
+    }
+
+    public mutating func rolledBack(attempt: UInt32) {
+        closeValues()
+        header(.rolledBack, 1 + 4)
+        buffer.writeMultipleIntegers(RollbackRequest.formatVersion, attempt, endianness: .little)
+    }
+
     /// Any message, for tests and tools (environment values as one message).
     public mutating func write(_ message: Message) {
         switch message {
@@ -132,6 +161,10 @@ public struct MessageWriter: Sendable {
                 buffer.writeBytes(data)
             }
         case .transferState(let t): transferState(t)
+        case .compare(let c): compare(c)
+        case .verdict(let v): verdict(v)
+        case .rollback(let r): rollback(r)
+        case .rolledBack(let attempt): rolledBack(attempt: attempt)
         }
     }
 

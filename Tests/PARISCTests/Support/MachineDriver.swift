@@ -88,25 +88,28 @@ struct MachineDriver {
     let environment: TestEnvironment
 
     init(guest name: String, commandLine: String = "", diskSectors: Int? = nil,
-         memorySize: UInt64 = 64 << 20) throws
+         memorySize: UInt64 = 64 << 20, engine: PARISCEngine = UserModeProcess.defaultEngine) throws
     {
         guard let path = Self.guest(name) else { throw Toolchain.ToolError(description: "no guest \(name)") }
         environment = TestEnvironment(diskSectors: diskSectors ?? 0)
         let disk = diskSectors.map { VirtioMMIOBlock.Configuration(capacity: UInt64($0)) }
         machine = try PARISCMachine(
             image: try ELFImage.load(contentsOf: path),
-            configuration: .init(memorySize: memorySize, commandLine: commandLine, disk: disk),
+            configuration: .init(memorySize: memorySize, commandLine: commandLine, disk: disk, engine: engine),
             environment: environment)
     }
 
     /// Runs until the guest exits or crashes (or `limit` instructions). `input` is typed on the
-    /// console at the first boundary after `inputAfter` instructions.
+    /// console at the first boundary after `inputAfter` instructions. `boundary` sees the
+    /// machine after every run.
     func run(epoch: UInt64 = 100_000, limit: UInt64 = 2_000_000_000, input: [UInt8] = [],
-             inputAfter: UInt64 = 0) throws -> MachineStop
+             inputAfter: UInt64 = 0, boundary: (PARISCMachine, MachineStop) throws -> Void = { _, _ in })
+        throws -> MachineStop
     {
         var inputSent = input.isEmpty
         while machine.progress < limit {
             let stop = try machine.run(budget: epoch)
+            try boundary(machine, stop)
             switch stop {
             case .exited, .crashed:
                 return stop

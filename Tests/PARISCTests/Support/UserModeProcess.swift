@@ -34,18 +34,24 @@ final class UserModeProcess {
     /// own stack in crt0, so only register comparisons care).
     static let initialStackPointer: UInt32 = 0xFA00_06C0
 
-    init(image: ELFImage, memorySize: UInt64 = 64 << 20) throws {
+    /// The engine programs run on unless a test says otherwise: LOCKSTEP_PARISC_ENGINE
+    /// (interpreter, threaded, jit; scripts/difftest-parisc runs the torture suite on each), else
+    /// the fastest this host runs.
+    static let defaultEngine = ProcessInfo.processInfo.environment["LOCKSTEP_PARISC_ENGINE"]
+        .flatMap(PARISCEngine.init(rawValue:)) ?? .fastestAvailable
+
+    init(image: ELFImage, memorySize: UInt64 = 64 << 20, engine: PARISCEngine = defaultEngine) throws {
         let memory = try GuestMemory(size: memorySize)
         try image.load(into: memory) { $0.virtualAddress }
-        cpu = PARISCCPU(memory: memory, configuration: .init(linuxGateway: true))
+        cpu = PARISCCPU(memory: memory, configuration: .init(linuxGateway: true, engine: engine))
         let entry = UInt32(truncatingIfNeeded: image.entry)
         cpu.state.iaoqFront = entry | 3
         cpu.state.iaoqBack = (entry &+ 4) | 3
         cpu.state.pswOther = PSW.q | PSW.i
     }
 
-    convenience init(path: String, memorySize: UInt64 = 64 << 20) throws {
-        try self.init(image: try ELFImage.load(contentsOf: path), memorySize: memorySize)
+    convenience init(path: String, memorySize: UInt64 = 64 << 20, engine: PARISCEngine = defaultEngine) throws {
+        try self.init(image: try ELFImage.load(contentsOf: path), memorySize: memorySize, engine: engine)
     }
 
     var outputText: String { String(decoding: output, as: UTF8.self) }
