@@ -20,6 +20,7 @@ struct BenchResults: Codable, Sendable {
     /// The QEMU configurations probed: the CPU model each used, or why it was skipped.
     var peerProbes: [PeerProbe]?
     var snapshots: [SnapshotPoint]?
+    var reprotect: [ReprotectPoint]?
     /// Parts not run, with the reason ("parisc-qemu: qemu-system-hppa is not installed ...").
     var skipped: [String]
     /// Runs that failed, with their command lines.

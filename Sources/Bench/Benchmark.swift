@@ -80,6 +80,10 @@ public enum Benchmark {
                 let (report, points) = SnapshotExperiment.run(context)
                 reports.append(report)
                 results.snapshots = points
+            case .reprotect:
+                let (report, points) = ReprotectExperiment.run(context)
+                reports.append(report)
+                results.reprotect = points
             }
         }
         results.durationSeconds = log.elapsed

@@ -32,14 +32,14 @@ enum ChannelAnalysis {
                 bytesReceivedPerEpoch: median { Double($0.bytesReceived) / Double(max($0.epochs, 1)) },
                 bytesSentPerSecond: median(\.bytesPerSecond)))
         }
-        var table = Table(["Workload", "Series", "Epoch length", "Epochs", "Sent per epoch (B)", "Received per epoch (B)", "Sent per second (KB/s)"],
+        var table = Table(["Workload", "Series", "Epoch length", "Epochs", "Sent per epoch (B)", "Received per epoch (B)", "Sent per second (KiB/s)"],
                           numericColumns: Set(2...6))
         var csv = Table(["workload", "series", "epoch_length", "work", "runs", "epochs", "bytes_sent_per_epoch",
                          "bytes_received_per_epoch", "bytes_sent_per_second"])
         for p in points {
             table.append([p.workload, p.series, p.epochLength.map { NumberFormat.binary(Double($0)) } ?? "default",
                           NumberFormat.compact(p.epochs), NumberFormat.compact(p.bytesSentPerEpoch),
-                          NumberFormat.compact(p.bytesReceivedPerEpoch), NumberFormat.compact(p.bytesSentPerSecond / 1000)])
+                          NumberFormat.compact(p.bytesReceivedPerEpoch), NumberFormat.compact(p.bytesSentPerSecond / 1024)])
             csv.append([p.workload, p.series, p.epochLength.map(String.init) ?? "", "\(p.work)", "\(p.runs)", "\(p.epochs)",
                         "\(p.bytesSentPerEpoch)", "\(p.bytesReceivedPerEpoch)", "\(p.bytesSentPerSecond)"])
         }
@@ -55,7 +55,7 @@ enum ChannelAnalysis {
             perEpoch.append(LineChart.Series(name: "\(s) (cpu rounds=\(work))",
                                              points: group.map { LineChart.Point(x: Double($0.epochLength!), y: $0.bytesSentPerEpoch) }))
             perSecond.append(LineChart.Series(name: "\(s) (cpu rounds=\(work))",
-                                              points: group.map { LineChart.Point(x: Double($0.epochLength!), y: $0.bytesSentPerSecond / 1000) }))
+                                              points: group.map { LineChart.Point(x: Double($0.epochLength!), y: $0.bytesSentPerSecond / 1024) }))
             if let shortest = group.first, let longest = group.last {
                 if shortest.epochLength == longest.epochLength {
                     summary.append(["channel", "cpu guest, \(s): primary → backup bytes per epoch at \(NumberFormat.binary(Double(shortest.epochLength!)))",
@@ -66,7 +66,7 @@ enum ChannelAnalysis {
                                     "-", "-"])
                 }
                 summary.append(["channel", "cpu guest, \(s): primary → backup throughput at \(NumberFormat.binary(Double(shortest.epochLength!)))",
-                                "\(NumberFormat.compact(shortest.bytesSentPerSecond / 1000)) KB/s", "-", "-"])
+                                "\(NumberFormat.compact(shortest.bytesSentPerSecond / 1024)) KiB/s", "-", "-"])
             }
         }
         var charts: [String: String] = [:]
@@ -83,13 +83,13 @@ enum ChannelAnalysis {
                 title: "Replication channel: primary → backup throughput",
                 subtitle: "bytes sent over the time the primary was replicating",
                 xAxis: ChartAxis(label: xLabel, scale: .log2, format: NumberFormat.binary),
-                yAxis: ChartAxis(label: "KB per second (log scale)", scale: .log10, format: { NumberFormat.compact($0) }),
+                yAxis: ChartAxis(label: "KiB per second (log scale)", scale: .log10, format: { NumberFormat.compact($0) }),
                 series: perSecond).svg()
         }
         for p in points where p.workload.hasPrefix("disk") {
             if p.work == (points.filter { $0.series == p.series && $0.workload.hasPrefix("disk") }.map(\.work).max() ?? -1) {
                 summary.append(["channel", "disk guest, \(p.series), blocks=\(p.work): primary → backup",
-                                "\(NumberFormat.compact(p.bytesSentPerSecond / 1000)) KB/s, \(NumberFormat.compact(p.bytesSentPerEpoch)) B/epoch", "-", "-"])
+                                "\(NumberFormat.compact(p.bytesSentPerSecond / 1024)) KiB/s, \(NumberFormat.compact(p.bytesSentPerEpoch)) B/epoch", "-", "-"])
             }
         }
         let markdown: (String) -> String = { prefix in

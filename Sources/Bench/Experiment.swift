@@ -21,6 +21,8 @@ public enum Experiment: String, CaseIterable, Codable, Sendable, CustomStringCon
     case counterClock = "counter-clock"
     /// Machine snapshot save and restore time and size against guest memory size.
     case snapshot
+    /// Re-protection after failovers: the final-copy pause, time to re-protect, bytes sent.
+    case reprotect
 
     /// The name on the command line.
     public var description: String { rawValue }

@@ -1,4 +1,5 @@
 import Foundation
+import Hypervisor
 import Replication
 
 #if canImport(Glibc)
@@ -183,15 +184,15 @@ enum FailoverExperiment {
         result.primaryStatus = primaryOutcome.signaled ? nil : primaryOutcome.status
         result.primarySignaled = primaryOutcome.signaled
         // The backup must go live and finish the guest (status 0); a killed primary stays dead,
-        // a frozen one wakes to find the arbiter taken and stops (77) without output.
+        // a frozen one wakes to find the arbiter taken and stops (78) without output.
         var problems: [String] = []
         if result.liveSeconds == nil { problems.append("the backup never went live (state \(state.map { "\($0.state)" } ?? "unknown"))") }
         if !backupOutcome.exited(with: 0) { problems.append("backup \(backupOutcome.ending): \(backupOutcome.lastErrorLine)") }
         if !backupOutcome.stdout.contains(workload.expected) && !primaryOutcome.stdout.contains(workload.expected) {
             problems.append("neither replica printed \"\(workload.expected.prefix(60))\"")
         }
-        if failure == "SIGSTOP" && !primaryOutcome.exited(with: 77) {
-            problems.append("the woken primary: \(primaryOutcome.ending) (expected 77, lost the arbiter): \(primaryOutcome.lastErrorLine)")
+        if failure == "SIGSTOP" && !primaryOutcome.exited(with: ExitStatus.lostArbiter) {
+            problems.append("the woken primary: \(primaryOutcome.ending) (expected \(ExitStatus.lostArbiter), lost the arbiter): \(primaryOutcome.lastErrorLine)")
         }
         if failure == "SIGKILL" && !primaryOutcome.signaled { problems.append("the primary was not killed: \(primaryOutcome.ending)") }
         result.ok = problems.isEmpty
@@ -237,32 +238,41 @@ enum FailoverExperiment {
                                t.backupStatus.map { "\($0)" } ?? "", t.primaryStatus.map { "\($0)" } ?? "",
                                t.primarySignaled ? "1" : "0", t.ok ? "1" : "0", t.note])
         }
+        // A frozen primary is noticed only once the timeout has passed, so SIGSTOP trials plot the
+        // time to "live" minus the timeout (on one axis with the timeout itself, the lines would
+        // lie under it); SIGKILL trials, noticed at once, plot the time to "live".
         var series: [LineChart.Series] = []
         let timeouts = Set(points.map(\.timeoutMilliseconds)).sorted()
         for engine in Set(points.map(\.engine)).sorted() {
             for failure in ["SIGKILL", "SIGSTOP"] {
                 let group = points.filter { $0.engine == engine && $0.guest == "ticks" && $0.failure == failure }.sorted { $0.timeoutMilliseconds < $1.timeoutMilliseconds }
-                let median = group.compactMap { p in p.live.map { LineChart.Point(x: Double(p.timeoutMilliseconds), y: $0.median * 1000, low: $0.minimum * 1000, high: $0.maximum * 1000) } }
-                let worst = group.compactMap { p in p.live.map { LineChart.Point(x: Double(p.timeoutMilliseconds), y: $0.maximum * 1000) } }
+                func y(_ seconds: Double, _ p: FailoverPoint) -> Double {
+                    seconds * 1000 - (failure == "SIGSTOP" ? Double(p.timeoutMilliseconds) : 0)
+                }
+                let median = group.compactMap { p in p.live.map { LineChart.Point(x: Double(p.timeoutMilliseconds), y: y($0.median, p), low: y($0.minimum, p), high: y($0.maximum, p)) } }
+                let worst = group.compactMap { p in p.live.map { LineChart.Point(x: Double(p.timeoutMilliseconds), y: y($0.maximum, p)) } }
                 guard !median.isEmpty else { continue }
-                series.append(LineChart.Series(name: "\(engine), \(failure): median (bars: best to worst)", points: median,
+                let what = failure == "SIGKILL" ? "SIGKILL, to live" : "SIGSTOP, to live minus the timeout"
+                series.append(LineChart.Series(name: "\(engine), \(what): median (bars: best to worst)", points: median,
                                                marker: failure == "SIGKILL" ? .circle : .square))
-                series.append(LineChart.Series(name: "\(engine), \(failure): worst", points: worst, dashed: true,
+                series.append(LineChart.Series(name: "\(engine), \(what): worst", points: worst, dashed: true,
                                                marker: failure == "SIGKILL" ? .circle : .square))
             }
         }
         if !timeouts.isEmpty {
-            series.append(LineChart.Series(name: "the detection timeout itself", points: timeouts.map { LineChart.Point(x: Double($0), y: Double($0)) },
+            series.append(LineChart.Series(name: "one heartbeat period (timeout / 5): how late a silence can be noticed",
+                                           points: timeouts.map { LineChart.Point(x: Double($0), y: Double($0) / 5) },
                                            dashed: true, marker: .diamond, color: "#999999"))
         }
         var charts: [String: String] = [:]
         if !trials.isEmpty {
             charts["failover.svg"] = LineChart(
                 title: "Failover: primary's death or freeze to backup live",
-                subtitle: "ticks guest on the host clock; SIGKILL closes the TCP connection, SIGSTOP leaves it silent",
+                subtitle: "ticks guest, host clock; SIGKILL closes the connection at once, SIGSTOP is noticed after the timeout",
                 xAxis: ChartAxis(label: "--timeout (ms, log scale)", scale: .log10, format: { NumberFormat.compact($0) }),
-                yAxis: ChartAxis(label: "milliseconds from the signal to \"live\"", scale: .log10, format: { NumberFormat.compact($0) }),
-                series: series).svg()
+                yAxis: ChartAxis(label: "ms to \"live\" (SIGSTOP: beyond the timeout)", format: { NumberFormat.compact($0) }),
+                series: series,
+                references: [(y: 0, label: "SIGSTOP: live exactly at the timeout")]).svg()
         }
         let markdown: (String) -> String = { prefix in
             var text = """
@@ -270,11 +280,14 @@ enum FailoverExperiment {
                 guest on the host clock, so the run lasts long enough to fail in the middle), waits until the backup is \
                 replicating, sends SIGKILL or SIGSTOP to the primary, and reads from the backup's statistics file when it \
                 entered "taking over" (failure detected) and "live" (arbiter won, outputs released). Times are from the \
-                signal. The timeout sweep uses `ticks`; every other bundled guest that runs long enough to be killed in \
+                signal; the chart plots a SIGSTOP trial's time minus the timeout, the part that is not waiting for it \
+                (negative when the silence was noticed before the timeout had passed since the freeze: the backup \
+                measures it from the last frame it received). The timeout sweep uses `ticks`; every other \
+                bundled guest that runs long enough to be killed in \
                 the middle (`cpu` and `disk` sized from two unreplicated runs to last about a second, `echo` waiting for \
                 its input) gets the same number of SIGKILL trials at the main timeout: median and p99 (nearest rank), \
                 against the 100 ms bar. A trial counts only if the backup then finished the guest with status 0 and, for SIGSTOP, the \
-                woken primary stopped with status 77 (it lost the arbiter) — never both replicas live. A SIGKILLed \
+                woken primary stopped with status \(ExitStatus.lostArbiter) (it lost the arbiter) — never both replicas live. A SIGKILLed \
                 primary's kernel closes its TCP connection, so the backup notices at once whatever the timeout; a \
                 frozen primary is noticed only when the timeout expires without heartbeats.
 

@@ -112,7 +112,7 @@ enum Findings {
                 let flat = perEpoch.maximum < perEpoch.minimum * 1.5
                 out.append("Channel, cpu guest on the emulator: the primary sends \(f.compact(perEpoch.minimum))–\(f.compact(perEpoch.maximum)) bytes per epoch"
                     + (flat ? " whatever the epoch length (an epoch end with no inputs, plus heartbeats), so the traffic follows the epoch rate" : "")
-                    + ": up to \(f.compact(fastest.bytesSentPerSecond / 1000)) KB/s at \(fastest.epochLength.map { f.binary(Double($0)) } ?? "-") instructions per epoch.")
+                    + ": up to \(f.compact(fastest.bytesSentPerSecond / 1024)) KiB/s at \(fastest.epochLength.map { f.binary(Double($0)) } ?? "-") instructions per epoch.")
             }
         }
         if let peers = r.peers {

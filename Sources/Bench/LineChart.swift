@@ -69,13 +69,23 @@ struct LineChart {
             doc.text(reference.label, x: left + plotWidth - 4, y: py(reference.y) - 5, size: 10, anchor: .end, fill: "#555")
         }
 
-        // Series.
+        // Series. One that coincides with a series drawn before it (a marker within a few pixels
+        // of one of its markers) is drawn with hollow, larger markers and a dotted line, so that
+        // no series hides another.
         var legendY = top + 6
+        var drawn: [(Double, Double)] = []
+        var anyCovering = false
         for (index, s) in series.enumerated() {
             let color = s.color ?? SVGDocument.palette[index % SVGDocument.palette.count]
             let points = s.points.sorted { $0.x < $1.x }
+            let pixels = points.map { (px($0.x), py($0.y)) }
+            let covers = pixels.contains { p in drawn.contains { abs($0.0 - p.0) < 5 && abs($0.1 - p.1) < 5 } }
+            anyCovering = anyCovering || covers
+            drawn += pixels
+            let dash: String? = covers ? "2 4" : (s.dashed ? "7 4" : nil)
+            let size = (s.marker == .star ? 4.5 : 3.6) + (covers ? 3 : 0)
             if !s.markersOnly {
-                doc.polyline(points.map { (px($0.x), py($0.y)) }, stroke: color, width: 2, dash: s.dashed ? "7 4" : nil)
+                doc.polyline(pixels, stroke: color, width: 2, dash: dash)
             }
             for p in points {
                 if let low = p.low, let high = p.high, high > low {
@@ -83,19 +93,24 @@ struct LineChart {
                     doc.line(x1: px(p.x) - 4, y1: py(low), x2: px(p.x) + 4, y2: py(low), stroke: color, width: 1.2)
                     doc.line(x1: px(p.x) - 4, y1: py(high), x2: px(p.x) + 4, y2: py(high), stroke: color, width: 1.2)
                 }
-                doc.marker(s.marker, x: px(p.x), y: py(p.y), size: s.marker == .star ? 4.5 : 3.6, fill: color,
+                doc.marker(s.marker, x: px(p.x), y: py(p.y), size: size, fill: color, hollow: covers,
                            title: p.note ?? "\(s.name): \(xAxis.format(p.x)), \(NumberFormat.compact(p.y))")
             }
             // Legend entry.
             let lx = left + plotWidth + 18
             if !s.markersOnly {
-                doc.line(x1: lx, y1: legendY, x2: lx + 26, y2: legendY, stroke: color, width: 2, dash: s.dashed ? "7 4" : nil)
+                doc.line(x1: lx, y1: legendY, x2: lx + 26, y2: legendY, stroke: color, width: 2, dash: dash)
             }
-            doc.marker(s.marker, x: lx + 13, y: legendY, size: s.marker == .star ? 4.5 : 3.6, fill: color)
+            doc.marker(s.marker, x: lx + 13, y: legendY, size: size, fill: color, hollow: covers)
             for (i, line) in Self.wrap(s.name, width: 30).enumerated() {
                 doc.text(line, x: lx + 34, y: legendY + 4 + Double(i) * 14, size: 11)
             }
             legendY += 14 * Double(Self.wrap(s.name, width: 30).count) + 10
+        }
+        if anyCovering {
+            for (i, line) in Self.wrap("Hollow markers, dotted: a series that coincides with one drawn before it.", width: 36).enumerated() {
+                doc.text(line, x: left + plotWidth + 18, y: legendY + 4 + Double(i) * 13, size: 10, fill: "#555")
+            }
         }
         return doc.rendered()
     }

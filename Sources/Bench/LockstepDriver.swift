@@ -1,4 +1,5 @@
 import Foundation
+import Hypervisor
 import Replication
 
 #if canImport(Glibc)
@@ -99,7 +100,8 @@ struct LockstepDriver: Sendable {
         let b = backup.wait(timeout: timeout + (backup.startedAt - primary.startedAt))
         let end = max(primary.startedAt + p.seconds, backup.startedAt + b.seconds)
         // The guest's status as `lockstep pair` reports it: the primary's if it finished the run.
-        let primaryFinished = !p.signaled && !p.timedOut && p.status != 77 && (p.status != 76 || b.status == 76)
+        let primaryFinished = !p.signaled && !p.timedOut && p.status != ExitStatus.lostArbiter
+            && (p.status != ExitStatus.replicationFailed || b.status == ExitStatus.replicationFailed)
         let deciding = primaryFinished ? p : b
         var outcome = ProcessOutcome(
             command: ["(", executable, "primary", "--listen", "127.0.0.1:0"] + common + [")", "+", "(", executable, "backup", "--connect", "127.0.0.1:PORT"] + common + [")"],

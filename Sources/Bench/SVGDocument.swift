@@ -52,18 +52,22 @@ struct SVGDocument {
         body.append("<polyline points=\"\(coordinates)\" fill=\"none\" stroke=\"\(stroke)\" stroke-width=\"\(Self.number(width))\" stroke-linejoin=\"round\"" + (dash.map { " stroke-dasharray=\"\($0)\"" } ?? "") + "/>")
     }
 
-    /// A marker: a circle, or for `square` / `diamond` the corresponding shape.
-    mutating func marker(_ shape: MarkerShape, x: Double, y: Double, size: Double, fill: String, title: String? = nil) {
+    /// A marker: a circle, or for `square` / `diamond` / `star` the corresponding shape; `hollow`
+    /// draws only its outline, in `fill`'s colour, so that a marker under it stays visible.
+    mutating func marker(_ shape: MarkerShape, x: Double, y: Double, size: Double, fill: String, hollow: Bool = false,
+                         title: String? = nil)
+    {
         let n = Self.number
         let tooltip = title.map { "<title>\(Self.escape($0))</title>" } ?? ""
+        let paint = hollow ? "fill=\"none\" stroke=\"\(fill)\" stroke-width=\"1.8\"" : "fill=\"\(fill)\""
         switch shape {
         case .circle:
-            body.append("<circle cx=\"\(n(x))\" cy=\"\(n(y))\" r=\"\(n(size))\" fill=\"\(fill)\">\(tooltip)</circle>")
+            body.append("<circle cx=\"\(n(x))\" cy=\"\(n(y))\" r=\"\(n(size))\" \(paint)>\(tooltip)</circle>")
         case .square:
-            body.append("<rect x=\"\(n(x - size))\" y=\"\(n(y - size))\" width=\"\(n(2 * size))\" height=\"\(n(2 * size))\" fill=\"\(fill)\">\(tooltip)</rect>")
+            body.append("<rect x=\"\(n(x - size))\" y=\"\(n(y - size))\" width=\"\(n(2 * size))\" height=\"\(n(2 * size))\" \(paint)>\(tooltip)</rect>")
         case .diamond:
             let s = size * 1.35
-            body.append("<polygon points=\"\(n(x)),\(n(y - s)) \(n(x + s)),\(n(y)) \(n(x)),\(n(y + s)) \(n(x - s)),\(n(y))\" fill=\"\(fill)\">\(tooltip)</polygon>")
+            body.append("<polygon points=\"\(n(x)),\(n(y - s)) \(n(x + s)),\(n(y)) \(n(x)),\(n(y + s)) \(n(x - s)),\(n(y))\" \(paint)>\(tooltip)</polygon>")
         case .star:
             var points: [String] = []
             for i in 0..<10 {
@@ -71,7 +75,8 @@ struct SVGDocument {
                 let a = Double.pi / 5 * Double(i) - Double.pi / 2
                 points.append("\(n(x + r * cos(a))),\(n(y + r * sin(a)))")
             }
-            body.append("<polygon points=\"\(points.joined(separator: " "))\" fill=\"\(fill)\" stroke=\"#000\" stroke-width=\"0.6\">\(tooltip)</polygon>")
+            let outline = hollow ? paint : "\(paint) stroke=\"#000\" stroke-width=\"0.6\""
+            body.append("<polygon points=\"\(points.joined(separator: " "))\" \(outline)>\(tooltip)</polygon>")
         }
     }
 

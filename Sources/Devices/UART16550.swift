@@ -6,11 +6,21 @@ import MachineCore
 ///
 /// Transmission is instantaneous: a byte written to THR goes at once to the `output` sink (or, in
 /// loopback mode, into the receive FIFO), so LSR.THRE and LSR.TEMT always read 1 and the THR-empty
-/// interrupt re-arms right after each write. Reception: `receive(_:)` (called by the machine at
-/// epoch boundaries) appends host input to an unbounded pending queue, part of the device state,
-/// which refills the 16-byte receive FIFO as the guest reads it, so console input is never lost
-/// to an overrun. The character-timeout interrupt (IIR 0x0C) counts as elapsed as soon as the FIFO
-/// holds fewer bytes than the trigger level: input arrives in whole batches at boundaries.
+/// interrupt re-arms right after each write.
+///
+/// Reception is flow-controlled by the host, as QEMU's character devices ask `can_receive`:
+/// `receiveRoom` says how many bytes the receiver can take now (the free places of the 16-byte
+/// FIFO, or the one holding register without FIFOs), and the host hands `receive(_:)` (called by
+/// the machine at epoch boundaries) no more than that, keeping the rest until the guest has read
+/// some. The room is a function of the device state, so every replica computes the same amount at
+/// the same boundary, and the bytes delivered are in the epoch's log. Bytes beyond the room (only
+/// a faulty host or primary sends them) are lost to an overrun (LSR.OE), as on the chip. One
+/// departure from the 16550 (and QEMU), which clear the receiver whenever FCR changes the FIFO
+/// enable: enabling the FIFOs without FCR's clear bit keeps the byte waiting in the holding
+/// register, so a driver that turns the FIFOs on does not lose the byte the host gave it before
+/// (disabling them, or the clear bit, still clears). The character-timeout interrupt
+/// (IIR 0x0C) counts as elapsed as soon as the FIFO holds fewer bytes than the trigger level:
+/// input arrives in whole batches at boundaries.
 ///
 /// The interrupt output is driven by level on the injected line: high while IIR reports an
 /// interrupt. As in QEMU (and unlike a PC's wiring), MCR.OUT2 does not gate the line, so guests
@@ -42,8 +52,6 @@ public final class UART16550: BusDevice {
         public var receiveFIFO: [UInt8] = []
         /// The last byte read from RBR, returned again when RBR is read empty without FIFOs.
         public var receiverBuffer: UInt8 = 0
-        /// Host input that has not entered the receive FIFO yet.
-        public var pendingInput: ByteQueue = []
         /// The THR-empty interrupt latch (set when THR empties or ETBEI is enabled; cleared by a
         /// THR write or by reading IIR while it is the interrupt reported).
         public var transmitterEmptyInterrupt: Bool = false
@@ -106,7 +114,7 @@ public final class UART16550: BusDevice {
         case modemStatus = 0x00
     }
 
-    /// What a guest did wrong, as counted in `misbehaviorCounts`.
+    /// What a guest did wrong (or, for an overrun, the host), as counted in `misbehaviorCounts`.
     public enum Misbehavior: String, Sendable, CaseIterable {
         case wideAccess = "wide-access"
         case unknownRegister = "unknown-register"
@@ -149,12 +157,23 @@ public final class UART16550: BusDevice {
     /// How often the guest misbehaved, by kind. Diagnostics only: not part of `state`.
     public var misbehaviorCounts: [Misbehavior: Int] { log.counts }
 
-    /// Host input for the receiver, applied at an epoch boundary. Bytes that do not fit in the
-    /// receive FIFO wait in `State.pendingInput` and enter it as the guest reads.
+    /// How many bytes of host input `receive(_:)` can take now (QEMU's `serial_can_receive`): the
+    /// free places in the receive FIFO (16 in FIFO mode, the holding register without FIFOs),
+    /// and 0 in loopback mode (the serial input is disconnected).
+    public var receiveRoom: Int {
+        loopback ? 0 : max(0, receiveCapacity - s.receiveFIFO.count)
+    }
+
+    /// Host input for the receiver, applied at an epoch boundary: at most `receiveRoom` bytes,
+    /// which enter the receive FIFO. Bytes beyond the room are lost to an overrun (LSR.OE).
     public func receive(_ bytes: [UInt8]) {
         guard !bytes.isEmpty else { return }
-        s.pendingInput.append(contentsOf: bytes)
-        refillReceiveFIFO()
+        let taken = min(bytes.count, receiveRoom)
+        s.receiveFIFO.append(contentsOf: bytes.prefix(taken))
+        if taken < bytes.count {
+            s.lineStatusErrors |= 0x02  // OE
+            log.report(.receiverOverrun, "UART: \(bytes.count - taken) bytes of host input beyond the receiver's room lost to an overrun")
+        }
         updateInterrupt()
     }
 
@@ -261,7 +280,6 @@ public final class UART16550: BusDevice {
         guard !s.receiveFIFO.isEmpty else { return fifosEnabled ? 0 : s.receiverBuffer }
         let byte = s.receiveFIFO.removeFirst()
         s.receiverBuffer = byte
-        refillReceiveFIFO()
         updateInterrupt()
         return byte
     }
@@ -328,22 +346,19 @@ public final class UART16550: BusDevice {
 
     private func writeFIFOControl(_ value: UInt8) {
         var clearReceiver = value & 0x02 != 0
-        if (value ^ s.fifoControl) & 0x01 != 0 {
-            clearReceiver = true  // changing FIFO enable resets both FIFOs
+        if s.fifoControl & 0x01 != 0, value & 0x01 == 0 {
+            clearReceiver = true  // disabling the FIFOs resets them
         }
+        // Enabling them keeps the byte in the holding register (see the type's documentation).
         // With bit 0 clear the other FCR bits are not programmed.
         s.fifoControl = value & 0x01 != 0 ? value & 0xC9 : 0
-        if clearReceiver {
-            s.receiveFIFO.removeAll()
-            refillReceiveFIFO()
-        }
+        if clearReceiver { s.receiveFIFO.removeAll() }
         // Clearing the transmit FIFO (bit 2) has no effect: it is always empty.
         updateInterrupt()
     }
 
     private func writeModemControl(_ value: UInt8) {
         let oldInputs = modemInputs
-        let wasLoopback = loopback
         s.modemControl = value & 0x1F
         let newInputs = modemInputs
         let changed = oldInputs ^ newInputs
@@ -353,17 +368,7 @@ public final class UART16550: BusDevice {
         if oldInputs & 0x40 != 0, newInputs & 0x40 == 0 { deltas |= 0x04 }  // TERI
         if changed & 0x80 != 0 { deltas |= 0x08 }  // DDCD
         s.modemStatusDeltas |= deltas
-        if wasLoopback, !loopback { refillReceiveFIFO() }
         updateInterrupt()
-    }
-
-    /// Moves pending host input into the receive FIFO while there is room. In loopback mode the
-    /// serial input is disconnected, so host input waits.
-    private func refillReceiveFIFO() {
-        guard !loopback else { return }
-        while s.receiveFIFO.count < receiveCapacity, let byte = s.pendingInput.popFirst() {
-            s.receiveFIFO.append(byte)
-        }
     }
 
     private func updateInterrupt() {

@@ -5,7 +5,9 @@ import Logging
 /// an epoch boundary, and the guest's output written to standard output.
 ///
 /// Standard input is read on its own thread; everything else is called from the machine's thread.
-/// All state is guarded by `condition`.
+/// All state is guarded by `condition`. With a `bufferLimit`, the reader stops reading while that
+/// many bytes wait, so a fast writer (`yes | lockstep run ...`) is held back by its pipe instead of
+/// filling memory: the guest's UART takes input only as fast as the guest reads it.
 public final class HostConsole: @unchecked Sendable {
     private let condition = NSCondition()
     private var pending: [UInt8] = []
@@ -13,11 +15,18 @@ public final class HostConsole: @unchecked Sendable {
     private var received: UInt64 = 0
     private var skip: UInt64 = 0
     private let output: FileHandle?
+    private let bufferLimit: Int?
+
+    /// The buffer limit of a console whose input is taken only by the guest (`lockstep run`,
+    /// a primary): 1 MiB.
+    public static let defaultBufferLimit = 1 << 20
 
     /// A console reading `input` (nil: no input, closed from the start) and writing `output`
-    /// (nil: output is discarded).
-    public init(input: FileHandle?, output: FileHandle?) {
+    /// (nil: output is discarded), holding at most `bufferLimit` bytes of input not yet taken
+    /// (nil: no limit, for a backup, which takes nothing until it is live).
+    public init(input: FileHandle?, output: FileHandle?, bufferLimit: Int? = nil) {
         self.output = output
+        self.bufferLimit = bufferLimit
         if let input {
             let thread = Thread { [self] in readLoop(input) }
             thread.name = "lockstep-console-input"
@@ -56,6 +65,11 @@ public final class HostConsole: @unchecked Sendable {
 
     private func readLoop(_ input: FileHandle) {
         while true {
+            if let bufferLimit {
+                condition.lock()
+                while pending.count >= bufferLimit { condition.wait() }
+                condition.unlock()
+            }
             let data = Self.readChunk(from: input, what: "console input")
             condition.lock()
             if data.isEmpty {
@@ -80,7 +94,10 @@ public final class HostConsole: @unchecked Sendable {
     /// such as a primary's log), including bytes not yet read.
     public func discardInput(count: UInt64) {
         condition.lock()
-        defer { condition.unlock() }
+        defer {
+            condition.broadcast()
+            condition.unlock()
+        }
         let now = Int(min(count, UInt64(pending.count)))
         pending.removeFirst(now)
         skip += count - UInt64(now)
@@ -89,7 +106,10 @@ public final class HostConsole: @unchecked Sendable {
     /// Takes the bytes typed so far, at most `limit` of them (the rest wait for the next call).
     public func takeInput(limit: Int = .max) -> [UInt8] {
         condition.lock()
-        defer { condition.unlock() }
+        defer {
+            condition.broadcast()
+            condition.unlock()
+        }
         guard pending.count > limit else {
             defer { pending.removeAll() }
             return pending
@@ -139,7 +159,11 @@ public final class HostConsole: @unchecked Sendable {
             try output.write(contentsOf: Data(bytes))
         } catch {
             outputFailed = true
-            Self.logger.error("console output cannot be written (\(Self.describe(error))); the guest's further output is dropped")
+            if Self.posixCode(of: error) == EPIPE {
+                Self.logger.warning("standard output was closed: the guest's further console output is dropped")
+            } else {
+                Self.logger.error("console output cannot be written (\(Self.describe(error))); the guest's further output is dropped")
+            }
         }
     }
 

@@ -89,6 +89,12 @@ public final class HostDisk: Sendable {
 
     deinit { close(descriptor) }
 
+    /// Whether the other replica of the pair named by `token` has this same file open and locked
+    /// (`ImageLock.partnerHolds`); nil when the file system cannot tell (no OFD locks).
+    public func isOpenByPartner(ofPair token: [UInt8]) -> Bool? {
+        ImageLock.partnerHolds(pair: token, on: descriptor)
+    }
+
     /// The size in sectors of the image at `path`, checked as `init` checks it, without opening
     /// it for writing or locking it.
     public static func inspect(path: String) throws(HostDiskError) -> UInt64 {

@@ -6,8 +6,12 @@ public final class HostIO {
     public let console: HostConsole
     public let disk: HostDisk?
     private var completions: [BoundaryEvent] = []
-    /// Events carried over from a snapshot, delivered before anything else.
+    /// Events carried over from a snapshot (other than console input), delivered before anything
+    /// else.
     private var carried: [BoundaryEvent] = []
+    /// Console input carried over from a snapshot, delivered before the console's own input and,
+    /// like it, only as fast as the guest's UART takes it.
+    private var carriedInput: [UInt8] = []
 
     public init(console: HostConsole, disk: HostDisk?) {
         self.console = console
@@ -24,24 +28,39 @@ public final class HostIO {
     /// Whether a boundary would deliver a disk completion (or a carried event) now.
     public var hasPendingEvents: Bool { !completions.isEmpty || !carried.isEmpty }
 
+    /// Whether a boundary would deliver console input now, to a UART with `room` for it.
+    public func hasInput(room: Int) -> Bool { room > 0 && (!carriedInput.isEmpty || console.hasInput) }
+
     /// Events taken from the host and not yet delivered (for a snapshot's host state). Console
     /// input the guest has not been given yet stays with the console.
-    public var heldEvents: [BoundaryEvent] { carried + completions }
+    public var heldEvents: [BoundaryEvent] {
+        (carriedInput.isEmpty ? [] : [.consoleInput(carriedInput)]) + carried + completions
+    }
 
-    /// Delivers `events` (a restored snapshot's pending events) at the next boundary, before
-    /// any new input or completion, whatever `takeEvents`'s byte limit.
-    public func carry(_ events: [BoundaryEvent]) { carried += events }
+    /// Delivers `events` (a restored snapshot's pending events) at the next boundaries, before
+    /// any new input or completion: console input as fast as the UART takes it, the other
+    /// events at the next boundary whatever `takeEvents`'s byte limit.
+    public func carry(_ events: [BoundaryEvent]) {
+        for event in events {
+            if case .consoleInput(let bytes) = event { carriedInput += bytes } else { carried.append(event) }
+        }
+    }
 
-    /// The events for this boundary: console input typed so far, then finished disk requests.
+    /// The events for this boundary: console input, at most `consoleRoom` bytes (what the
+    /// guest's UART can take now, `Machine.consoleInputRoom`: the rest waits, so no input is
+    /// lost), then finished disk requests.
     ///
     /// With a `byteLimit` (a primary, whose events must fit in one replication frame), at most
     /// that many input bytes are taken, and completions only while the data they carry stay
     /// within the limit, except that one completion is always taken; the rest wait, in order,
     /// for a later boundary.
-    public func takeEvents(byteLimit: Int = .max) -> [BoundaryEvent] {
+    public func takeEvents(consoleRoom: Int, byteLimit: Int = .max) -> [BoundaryEvent] {
         var events = carried
         carried = []
-        let input = console.takeInput(limit: byteLimit)
+        let room = max(0, min(consoleRoom, byteLimit))
+        var input = Array(carriedInput.prefix(room))
+        carriedInput.removeFirst(input.count)
+        if input.count < room { input += console.takeInput(limit: room - input.count) }
         if !input.isEmpty { events.append(.consoleInput(input)) }
         var bytes = input.count
         var taken = 0

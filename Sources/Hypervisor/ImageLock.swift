@@ -113,6 +113,22 @@ public enum ImageLock {
         }
     }
 
+    /// Whether the other replica of the pair named by `token` holds its locks on this very file,
+    /// tested after `acquire(.pair(token:))` succeeded: another description holding a pair slot
+    /// that is not this pair's can only be this pair's other replica (any other pair also locks
+    /// this pair's slot, and one of the two would have been refused). This is the backup's proof
+    /// that it opened the primary's image, not a copy (`docs/protocol.md`, "Proof of sharing").
+    /// Nil when the file system has no OFD locks (the proof is not available).
+    static func partnerHolds(pair token: [UInt8], on descriptor: Int32) -> Bool? {
+        let own = slot(of: token)
+        let probe = own == pairSlots.lowerBound ? own + 1 : pairSlots.lowerBound
+        do throws(Failure) {
+            return try isLockedByOthers(probe, on: descriptor)
+        } catch {
+            return nil
+        }
+    }
+
     /// The corresponding C call is fcntl(2) with F_OFD_SETLK.
     private static func set(_ type: Int32, _ range: Range<Int64>, on descriptor: Int32) throws(Failure) {
         var lock = flock()

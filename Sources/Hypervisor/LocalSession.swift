@@ -25,9 +25,26 @@ public struct RunOutcome: Sendable, Equatable {
 public enum BoundaryDecision: Equatable, Sendable {
     /// A boundary at this virtual time.
     case at(VirtualTime)
-    /// The guest idles with no timer armed, no disk request outstanding and console input
-    /// closed: it would wait forever.
-    case waitsForever
+    /// The guest idles with no timer armed, no disk request outstanding and no console input it
+    /// can ever be given: it would wait forever.
+    case waitsForever(WaitReason)
+
+    /// Why an idle guest can never be woken.
+    public enum WaitReason: Equatable, Sendable, CustomStringConvertible {
+        /// Console input is closed and everything typed was delivered.
+        case inputClosed
+        /// The guest's UART takes no input (the guest never opened its receiver, or left it
+        /// full), so no input can wake it.
+        case receiverClosed
+
+        /// The notice the run prints before it stops the guest.
+        public var description: String {
+            switch self {
+            case .inputClosed: "the guest waits for console input, and input is closed: stopping"
+            case .receiverClosed: "the guest waits for an interrupt, and nothing can raise one (no timer, no disk request, and its UART takes no input): stopping"
+            }
+        }
+    }
 }
 
 /// Decides the virtual time of each epoch boundary, and how long to wait while the guest idles.
@@ -48,13 +65,16 @@ public struct BoundaryTiming: Sendable {
         }
     }
 
-    /// The boundary after `stop`. When the guest idles with nothing pending, in deterministic
+    /// The boundary after `stop`. When the guest idles with nothing to deliver, in deterministic
     /// mode virtual time warps to the next timer; in host mode this waits for it in real time;
-    /// with no timer it waits for console input.
+    /// with no timer it waits for console input. Console input counts only when the guest's UART
+    /// has room for it (`Machine.consoleInputRoom`): input it cannot take yet wakes nothing.
     public func decide(after stop: MachineStop, machine: any Machine,
                        environment: any SessionEnvironment) -> BoundaryDecision
     {
-        guard stop == .idle, !environment.host.hasPendingEvents, !environment.host.console.hasInput else {
+        let room = machine.consoleInputRoom
+        let host = environment.host
+        guard stop == .idle, !host.hasPendingEvents, !host.hasInput(room: room) else {
             return .at(time(for: machine))
         }
         if let deadline = machine.nextTimerDeadline {
@@ -62,14 +82,18 @@ public struct BoundaryTiming: Sendable {
             case .deterministic:
                 return .at(max(machine.clock.now, deadline))
             case .host:
-                if host.now < deadline { environment.host.console.waitForInput(until: host.date(at: deadline)) }
+                if self.host.now < deadline {
+                    let wake = self.host.date(at: deadline)
+                    if room > 0 { host.console.waitForInput(until: wake) } else { Thread.sleep(until: wake) }
+                }
                 return .at(time(for: machine))
             }
         }
-        if environment.host.console.isExhausted && machine.outstandingBlockRequests.isEmpty {
-            return .waitsForever
+        if machine.outstandingBlockRequests.isEmpty {
+            if room == 0 { return .waitsForever(.receiverClosed) }
+            if host.console.isExhausted { return .waitsForever(.inputClosed) }
         }
-        environment.host.console.waitForInput()
+        host.console.waitForInput()
         return .at(time(for: machine))
     }
 }
@@ -122,12 +146,12 @@ public final class LocalSession {
             }
             switch timing.decide(after: stop, machine: machine, environment: environment) {
             case .at(let time):
-                try machine.applyBoundary(time: time, events: environment.host.takeEvents())
+                try machine.applyBoundary(time: time, events: environment.host.takeEvents(consoleRoom: machine.consoleInputRoom))
                 if try boundaryObserver?(epochs) == .pause {
                     return RunOutcome(stop: .epochEnd, epochs: epochs, progress: machine.progress)
                 }
-            case .waitsForever:
-                logger.notice("the guest waits for console input, and input is closed: stopping")
+            case .waitsForever(let reason):
+                logger.notice("\(reason.description)")
                 return RunOutcome(stop: .exited(status: 0), epochs: epochs, progress: machine.progress)
             }
         }

@@ -1,6 +1,11 @@
-/// Parses sizes as given on the command line: `67108864`, `64M`, `64MiB`, `1G`, `512k`.
+/// Parses sizes as QEMU's `-m` takes them: a bare number is in MiB (`64` is 64 MiB); a suffix
+/// gives the unit: `B` (bytes), `K`/`KiB`, `M`/`MiB`, `G`/`GiB`, `T`/`TiB` (powers of 1024,
+/// case-insensitive, `KB`/`MB`/... accepted as the same).
 public enum SizeParser {
-    /// The size in bytes, or nil when `text` is not a size.
+    /// The unit of a number without a suffix.
+    public static let bareUnit: UInt64 = 1 << 20
+
+    /// The size in bytes, or nil when `text` is not a size (or overflows 64 bits).
     public static func bytes(_ text: String) -> UInt64? {
         var digits = Substring(text.trimmingCharacters(in: .whitespaces))
         var unit = ""
@@ -8,17 +13,20 @@ public enum SizeParser {
             unit = String(last) + unit
             digits = digits.dropLast()
         }
-        guard !digits.isEmpty, digits.allSatisfy(\.isASCII), let value = UInt64(digits) else { return nil }
-        let shift: UInt64
+        guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }), let value = UInt64(digits) else {
+            return nil
+        }
+        let multiplier: UInt64
         switch unit.lowercased() {
-        case "", "b": shift = 0
-        case "k", "kb", "kib": shift = 10
-        case "m", "mb", "mib": shift = 20
-        case "g", "gb", "gib": shift = 30
-        case "t", "tb", "tib": shift = 40
+        case "": multiplier = bareUnit
+        case "b": multiplier = 1
+        case "k", "kb", "kib": multiplier = 1 << 10
+        case "m", "mb", "mib": multiplier = 1 << 20
+        case "g", "gb", "gib": multiplier = 1 << 30
+        case "t", "tb", "tib": multiplier = 1 << 40
         default: return nil
         }
-        let (result, overflow) = value.multipliedReportingOverflow(by: 1 << shift)
+        let (result, overflow) = value.multipliedReportingOverflow(by: multiplier)
         return overflow ? nil : result
     }
 
@@ -30,5 +38,3 @@ public enum SizeParser {
         return "\(bytes) bytes"
     }
 }
-
-import Foundation

@@ -80,6 +80,11 @@ public protocol Machine: AnyObject {
     var nextTimerDeadline: VirtualTime? { get }
     /// Disk requests submitted and not yet completed (for uncertain completions at a failover).
     var outstandingBlockRequests: [BlockRequestID] { get }
+    /// How many bytes of console input the next boundary may deliver (the console UART's
+    /// `receiveRoom`, QEMU's `can_receive`): the host keeps the rest until the guest has read
+    /// some, so input is never lost. A function of the machine's state, so the same on every
+    /// replica at the same boundary.
+    var consoleInputRoom: Int { get }
 
     /// Runs the guest until it has made `budget` more units of progress, or stops earlier.
     /// The instruction that idles, exits or crashes counts as progress, so a backup replaying to

@@ -182,6 +182,7 @@ public final class PARISCMachine: Machine {
     public var nextTimerDeadline: VirtualTime? { cpu.timerDeadline }
     /// Disk requests submitted by the virtio device and not yet completed.
     public var outstandingBlockRequests: [BlockRequestID] { virtio?.outstandingRequests ?? [] }
+    public var consoleInputRoom: Int { uart.receiveRoom }
 
     /// Runs `budget` counted instructions, or stops earlier: the idle hint (`diag 0x100` with
     /// nothing pending) gives `.idle`, the HALT word `.exited(status: 0)`, a store of v to the

@@ -1,4 +1,5 @@
 import Foundation
+import Hypervisor
 import Synchronization
 
 #if canImport(Glibc)
@@ -28,6 +29,8 @@ public final class ReplicationStatus: @unchecked Sendable {
         public var status: Int32?
         /// When each state was entered (seconds since 1970), e.g. when a backup went live.
         public var stateEnteredAt: [ReplicaState: Double] = [:]
+        /// The epochs executed when each state was entered (e.g. where a backup took over).
+        public var stateEnteredAtEpoch: [ReplicaState: UInt64] = [:]
         public var finalDigest: String?
         public var primaryFinalDigest: String?
         /// Backups following this primary now.
@@ -41,7 +44,7 @@ public final class ReplicationStatus: @unchecked Sendable {
 
         private enum CodingKeys: String, CodingKey {
             case role, state, epoch, backupLag, backupLagSeconds, bytesSent, bytesReceived, sendBytesPerSecond, elapsedSeconds
-            case status, stateEnteredAt, finalDigest, primaryFinalDigest
+            case status, stateEnteredAt, stateEnteredAtEpoch, finalDigest, primaryFinalDigest
             case backups, unprotectedSince, protectedAgainAfter, transfers
         }
 
@@ -75,6 +78,8 @@ public final class ReplicationStatus: @unchecked Sendable {
             status = try c.decodeIfPresent(Int32.self, forKey: .status)
             let entered = try c.decodeIfPresent([String: Double].self, forKey: .stateEnteredAt) ?? [:]
             stateEnteredAt = Dictionary(uniqueKeysWithValues: entered.compactMap { k, v in ReplicaState(rawValue: k).map { ($0, v) } })
+            let epochs = try c.decodeIfPresent([String: UInt64].self, forKey: .stateEnteredAtEpoch) ?? [:]
+            stateEnteredAtEpoch = Dictionary(uniqueKeysWithValues: epochs.compactMap { k, v in ReplicaState(rawValue: k).map { ($0, v) } })
             finalDigest = try c.decodeIfPresent(String.self, forKey: .finalDigest)
             primaryFinalDigest = try c.decodeIfPresent(String.self, forKey: .primaryFinalDigest)
             backups = try c.decodeIfPresent(Int.self, forKey: .backups) ?? 0
@@ -96,6 +101,7 @@ public final class ReplicationStatus: @unchecked Sendable {
             try c.encode(elapsedSeconds, forKey: .elapsedSeconds)
             try c.encodeIfPresent(status, forKey: .status)
             try c.encode(Dictionary(uniqueKeysWithValues: stateEnteredAt.map { ($0.key.rawValue, $0.value) }), forKey: .stateEnteredAt)
+            try c.encode(Dictionary(uniqueKeysWithValues: stateEnteredAtEpoch.map { ($0.key.rawValue, $0.value) }), forKey: .stateEnteredAtEpoch)
             try c.encodeIfPresent(finalDigest, forKey: .finalDigest)
             try c.encodeIfPresent(primaryFinalDigest, forKey: .primaryFinalDigest)
             try c.encode(backups, forKey: .backups)
@@ -151,6 +157,9 @@ public final class ReplicationStatus: @unchecked Sendable {
     private let lock = NSLock()
     private let statsPath: String?
     private let interactive: Bool
+    private let messages: Bool
+    /// The status row on a terminal (`TerminalStatus`: its own row, never mixed with the console).
+    private let terminal: TerminalStatus
     private let start = Date()
     private let epochWord = Atomic<UInt64>(0)
     private let lagWord = Atomic<UInt64>(0)
@@ -161,9 +170,13 @@ public final class ReplicationStatus: @unchecked Sendable {
     private var timer: (any DispatchSourceTimer)?
 
     /// - Parameter statusLine: whether to draw the status line (only ever on a terminal).
-    public init(role: ReplicaRole, statsPath: String?, statusLine: Bool = true) {
+    /// - Parameter messages: whether `message` lines are shown (not with `--quiet`, which keeps
+    ///   errors only: those end the command with their own line).
+    public init(role: ReplicaRole, statsPath: String?, statusLine: Bool = true, messages: Bool = true) {
         self.statsPath = statsPath
+        self.messages = messages
         interactive = statusLine && isatty(STDERR_FILENO) != 0
+        terminal = TerminalStatus(wanted: interactive)
         snapshot = Snapshot(role: role, state: .starting)
         snapshot.stateEnteredAt[.starting] = start.timeIntervalSince1970
     }
@@ -198,6 +211,7 @@ public final class ReplicationStatus: @unchecked Sendable {
         snapshot.state = state
         let now = Date()
         snapshot.stateEnteredAt[state] = snapshot.stateEnteredAt[state] ?? now.timeIntervalSince1970
+        snapshot.stateEnteredAtEpoch[state] = snapshot.stateEnteredAtEpoch[state] ?? epochWord.load(ordering: .relaxed)
         write(now)
     }
 
@@ -250,15 +264,17 @@ public final class ReplicationStatus: @unchecked Sendable {
         snapshot.finalDigest = finalDigest
         snapshot.primaryFinalDigest = primaryFinalDigest
         write(Date())
-        if interactive { FileHandle.standardError.write(Data("\n".utf8)) }
+        if interactive { terminal.finish() }
     }
 
     /// One line on standard error, e.g. a warning.
     public func message(_ text: String) {
         lock.lock()
         defer { lock.unlock() }
-        let prefix = interactive ? "\r\u{1B}[K" : ""
-        FileHandle.standardError.write(Data("\(prefix)lockstep \(snapshot.role): \(text)\n".utf8))
+        guard messages else { return }
+        // On a terminal the status has a row of its own, and messages go above the cursor's line.
+        let line = "lockstep \(snapshot.role): \(text)"
+        if !terminal.message(line) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
     }
 
     private func refresh() {
@@ -282,13 +298,14 @@ public final class ReplicationStatus: @unchecked Sendable {
         snapshot.sendBytesPerSecond = snapshot.elapsedSeconds > 0
             ? Double(snapshot.bytesSent) / snapshot.elapsedSeconds : 0
         if interactive {
-            var line = String(format: "\r\u{1B}[K[%@ %@] epoch %llu  lag %llu (%.1f ms)  tx %.1f KB/s  rx %.1f KB/s",
-                              snapshot.role.description, snapshot.state.rawValue, snapshot.epoch, snapshot.backupLag,
-                              snapshot.backupLagSeconds * 1000,
+            let lag = snapshot.role == .primary
+                ? String(format: " · backups %llu epochs (%.1f ms) behind", snapshot.backupLag, snapshot.backupLagSeconds * 1000) : ""
+            var line = String(format: "%@ %@ · epoch %llu%@ · tx %.1f KiB/s · rx %.1f KiB/s",
+                              snapshot.role.description, snapshot.state.rawValue, snapshot.epoch, lag,
                               snapshot.sendBytesPerSecond / 1024,
                               Double(snapshot.bytesReceived) / max(snapshot.elapsedSeconds, 1e-9) / 1024)
             line += snapshot.protectionText
-            FileHandle.standardError.write(Data(line.utf8))
+            terminal.show(line)
         }
         if let statsPath {
             let encoder = JSONEncoder()

@@ -27,7 +27,7 @@ public enum X86Error: Error, Sendable, CustomStringConvertible {
     /// the run `after` (nil: nothing ran).
     case counterOvershoot(EpochClock, target: UInt64, reached: UInt64, after: CounterRun?)
 
-    /// Whether this is a limit of the host (exit status 69) rather than a failure.
+    /// Whether this is a limit of the host (exit status 68) rather than a failure.
     public var isHostLimitation: Bool {
         switch self {
         case .kvmUnavailable, .epochClockUnavailable, .needsCPL0: true

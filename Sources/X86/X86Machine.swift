@@ -81,6 +81,7 @@ public final class X86Machine: Machine {
         return devices.pit.nextDeadline(after: clock.now)
     }
     public var outstandingBlockRequests: [BlockRequestID] { devices.virtio?.outstandingRequests ?? [] }
+    public var consoleInputRoom: Int { devices.uart.receiveRoom }
 
     /// Guest RAM (guest-physical 0 up to its size), also KVM memory slot 0.
     public let memory: GuestMemory

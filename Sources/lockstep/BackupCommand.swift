@@ -3,17 +3,27 @@ import Foundation
 import Hypervisor
 import MachineCore
 import Replication
+import Synchronization
 
 struct BackupCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backup",
         abstract: "Run a guest as the backup of a replicated pair: follow the primary one epoch behind, take over when it fails.")
 
-    @Option(help: "The primary to follow (HOST:PORT).")
+    @Option(help: "The primary to follow: HOST:PORT, [IPV6]:PORT or :PORT (this host).")
     var connect: String
 
-    @Option(name: .customLong("connect-timeout"), help: "Seconds to keep trying to reach the primary.")
-    var connectTimeout: Double = 30
+    @Option(name: .customLong("connect-timeout"),
+            help: ArgumentHelp("How long to keep trying to reach the primary: a duration (500ms, 30s, 2m; a bare number is in seconds).",
+                               valueName: "duration"))
+    var connectTimeout: String = "30s"
+
+    private func connectTimeoutDuration() throws -> Duration {
+        try OptionValues.duration(connectTimeout, option: "--connect-timeout", range: .zero ... .seconds(86_400))
+    }
+
+    @Option(help: "The primary's session (32 hexadecimal digits, printed by the primary when it starts): if the primary dies before this backup joined, the backup then starts the guest itself once it holds the arbiter.")
+    var session: String?
 
     @Flag(help: "Join a primary whose guest already runs: receive its state while it runs, then follow it.")
     var join = false
@@ -25,52 +35,115 @@ struct BackupCommand: ParsableCommand {
     @Option(help: "With --lead-on: the backups to keep after taking over.")
     var backups: Int = 1
 
-    @Option(name: .customLong("port-file"), help: .hidden)
+    @Option(name: .customLong("port-file"),
+            help: "With --lead-on: once listening, write the port (and the arbiter file's path) to this file, one per line.")
     var portFile: String?
 
     @OptionGroup var replication: ReplicationOptions
     @OptionGroup var guest: GuestOptions
 
+    func validate() throws {
+        _ = try connectTimeoutDuration()
+        if let session, Self.parseSession(session) == nil {
+            throw ValidationError("--session \(session): expected \(2 * IdentityMessage.sessionSize) hexadecimal digits")
+        }
+        if session != nil && join {
+            // A running primary has output already: a joiner must never start the guest from boot.
+            throw ValidationError("--session and --join cannot be combined")
+        }
+    }
+
+    static func parseSession(_ text: String) -> [UInt8]? {
+        let digits = Array(text.utf8)
+        guard digits.count == 2 * IdentityMessage.sessionSize else { return nil }
+        var bytes: [UInt8] = []
+        for i in stride(from: 0, to: digits.count, by: 2) {
+            guard let byte = UInt8(String(decoding: digits[i..<i + 2], as: UTF8.self), radix: 16) else { return nil }
+            bytes.append(byte)
+        }
+        return bytes
+    }
+
     func run() throws {
-        guard let endpoint = Endpoint(connect) else {
-            throw CLIFailure("--connect \(connect): expected HOST:PORT", status: ExitStatus.usage)
-        }
-        let leadEndpoint = try leadOn.map { text in
-            guard let endpoint = Endpoint(text) else {
-                throw CLIFailure("--lead-on \(text): expected HOST:PORT", status: ExitStatus.usage)
-            }
-            return endpoint
-        }
+        let endpoint = try PrimaryCommand.endpoint(connect, option: "--connect", defaultHost: "127.0.0.1")
+        let leadEndpoint = try leadOn.map { try PrimaryCommand.endpoint($0, option: "--lead-on", defaultHost: "0.0.0.0") }
         guard (1...ReplicationOptions.maximumBackups).contains(backups) else {
             throw CLIFailure("--backups \(backups): expected 1 to \(ReplicationOptions.maximumBackups)", status: ExitStatus.usage)
         }
         let setup = try guest.setup()
         let settings = try replication.settings(for: setup)
         let status = ReplicationStatus(role: .backup, statsPath: replication.statsJSON,
-                                       statusLine: !replication.noStatusLine)
+                                       statusLine: !replication.noStatusLine && !guest.log.quiet,
+                                       messages: guest.log.level <= .warning)
         let key = try replication.key { status.message($0) }
         let watchdog = MachineWatchdog()
         let network = ReplicationNetwork()
-        let timing = ConnectionTiming(timeoutMilliseconds: replication.timeout)
-        let connection: ReplicationConnection
-        do {
-            connection = try network.connect(
-                to: endpoint, timing: timing,
-                credentials: .init(key: key, identity: ReplicaIdentity(setup: setup), watchdog: watchdog),
-                purpose: join ? .joinRunning : .replicateFromBoot, until: Date(timeIntervalSinceNow: connectTimeout))
-        } catch let failure as HandshakeFailure {
-            network.shutdown()
-            throw CLIFailure("replication with the primary at \(endpoint) failed: \(failure)",
-                             status: failure.isTransient ? ExitStatus.unavailable : ExitStatus.replicationFailed)
-        } catch {
-            network.shutdown()
-            throw CLIFailure("cannot reach the primary at \(endpoint): \(error)", status: ExitStatus.unavailable)
+        let timing = ConnectionTiming(timeoutMilliseconds: replication.timeoutMilliseconds)
+        let specification = replication.arbiter.specification(for: setup)
+        let knownSession = session.flatMap(Self.parseSession)
+        // The proof of sharing, in the handshake (off the event loop): the arbiter holds the
+        // primary's nonce, and the primary has this very disk image open. The disk opened for
+        // the proof is the one the replica uses.
+        let proven = Mutex<(session: [UInt8], disk: DiskHandoff)?>(nil)
+        let verify: @Sendable ([UInt8]) -> String? = { session in
+            if let knownSession, knownSession != session {
+                return "the primary runs another session than this backup's --session"
+            }
+            let arbiter = Arbiter(specification, session: session, status: status)
+            if let refusal = SharingProof.checkArbiter(arbiter, key: key, session: session) { return refusal }
+            let disk: HostDisk?
+            do { disk = try setup.openDisk(sharing: .pair(token: session)) } catch { return CLIFailure(error).message }
+            if let disk, let refusal = SharingProof.checkDisk(disk, session: session, warn: { status.message($0) }) {
+                return refusal
+            }
+            proven.withLock { $0 = (session, DiskHandoff(disk)) }
+            return nil
         }
-        let disk = DiskHandoff(try setup.openDisk(sharing: .pair(token: connection.session)))
-        let arbiter = Arbiter(replication.arbiter.specification(for: setup), session: connection.session, status: status)
+        let credentials = ReplicationNetwork.Credentials(key: key, identity: ReplicaIdentity(setup: setup),
+                                                         watchdog: watchdog, verifySharing: verify)
+        let connectLimit = try connectTimeoutDuration()
+        let deadline = Date(timeIntervalSinceNow: Double(DurationParser.nanoseconds(connectLimit)) / 1e9)
+        let connection: ReplicationConnection
+        while true {
+            do {
+                connection = try network.connect(
+                    to: endpoint, timing: timing, credentials: credentials,
+                    purpose: join ? .joinRunning : .replicateFromBoot, until: deadline,
+                    giveUpAfter: knownSession == nil ? nil : Double(replication.timeoutMilliseconds) / 1000,
+                    waiting: { error in
+                        status.message("waiting for the primary at \(endpoint) (\(NetworkErrorText.describe(error))); trying for up to \(DurationParser.describe(connectLimit))")
+                    })
+                break
+            } catch let unreachable as PrimaryUnreachable {
+                guard let knownSession else { throw CLIFailure("\(unreachable)", status: ExitStatus.unavailable) }
+                // Did the primary start (its nonce is in the arbiter)? Then it died before this
+                // backup joined: whoever holds the arbiter runs the guest.
+                let arbiter = Arbiter(specification, session: knownSession, status: status)
+                guard SharingProof.checkArbiter(arbiter, key: key, session: knownSession) == nil else {
+                    if Date() >= deadline {
+                        network.shutdown()
+                        throw CLIFailure("cannot reach the primary at \(endpoint): \(unreachable.lastFailure)",
+                                         status: ExitStatus.unavailable)
+                    }
+                    continue
+                }
+                try takeOverBeforeJoining(unreachable, session: knownSession, arbiter: arbiter, setup: setup,
+                                          settings: settings, status: status, watchdog: watchdog, network: network)
+                return
+            } catch let failure as HandshakeFailure {
+                network.shutdown()
+                throw CLIFailure("replication with the primary at \(endpoint) failed: \(failure)",
+                                 status: failure.isTransient ? ExitStatus.unavailable : ExitStatus.replicationFailed)
+            } catch {
+                network.shutdown()
+                throw CLIFailure("cannot reach the primary at \(endpoint): \(NetworkErrorText.describe(error))", status: ExitStatus.unavailable)
+            }
+        }
+        let disk = try proven.withLock { $0 }.flatMap { $0.session == connection.session ? $0.disk : nil }
+            ?? DiskHandoff(setup.openDisk(sharing: .pair(token: connection.session)))
+        let arbiter = Arbiter(specification, session: connection.session, status: status)
         status.message(join ? "joining the running primary at \(endpoint)" : "following the primary at \(endpoint)")
         status.startRefreshing()
-        let specification = replication.arbiter.specification(for: setup)
         let portFile = portFile
         let intake = leadEndpoint.map { endpoint in
             BackupIntake(
@@ -89,6 +162,8 @@ struct BackupCommand: ParsableCommand {
                 arbiter: { next in
                     let arbiter = Arbiter(specification, session: next, status: status)
                     try arbiter.register(claimant: "backup pid \(getpid())")
+                    // New backups prove they share this arbiter, as with any primary.
+                    try arbiter.publish(nonce: SharingProof.arbiterNonce(key: key, session: next))
                     return arbiter
                 })
         }
@@ -96,5 +171,28 @@ struct BackupCommand: ParsableCommand {
                                      console: HostConsole(input: .standardInput, output: .standardOutput), disk: disk,
                                      intake: intake, softError: replication.softError)
         try runReplicaCommand(.backup, connection: connection, arbiter: arbiter, context: context, network: network)
+    }
+
+    /// The primary started (its nonce is in the arbiter) and died before this backup joined: it
+    /// never ran the guest, so nothing was output. Once this replica holds the arbiter it runs
+    /// the guest from boot, live; if the primary holds it (it is alive after all), it stops.
+    private func takeOverBeforeJoining(_ unreachable: PrimaryUnreachable, session: [UInt8], arbiter: Arbiter,
+                                       setup: GuestSetup, settings: ReplicationSettings, status: ReplicationStatus,
+                                       watchdog: MachineWatchdog, network: ReplicationNetwork) throws
+    {
+        status.message("\(unreachable) before this backup joined; asking the arbiter")
+        status.set(state: .takingOver)
+        switch try arbiter.acquire(claimant: "backup pid \(getpid())") {
+        case .won: break
+        case .lost(let holder):
+            network.shutdown()
+            throw CLIFailure(ReplicationError.lostArbiter(holder: holder))
+        }
+        status.message("holding the arbiter: starting the guest here, without a primary")
+        let disk = DiskHandoff(try setup.openDisk(sharing: .pair(token: session)))
+        status.startRefreshing()
+        let context = ReplicaContext(setup: setup, settings: settings, status: status, watchdog: watchdog,
+                                     console: HostConsole(input: .standardInput, output: .standardOutput), disk: disk)
+        try runReplicaCommand(context: context, network: network, connections: []) { try runAlone(context: context) }
     }
 }

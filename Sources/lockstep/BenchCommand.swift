@@ -46,6 +46,8 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Another lockstep binary the boundary experiment measures the same way, for before/after ratios.")
     var baseline: String?
 
+    @OptionGroup var log: LogOptions
+
     func run() throws {
         guard let chosen = Experiment.list(experiments) else {
             throw CLIFailure("--experiments \(experiments): expected all or a comma-separated list of \(Experiment.allCases.map(\.rawValue).joined(separator: ", "))", status: ExitStatus.usage)

@@ -26,7 +26,7 @@ struct CLIFailure: Error, CustomStringConvertible {
             case .memorySize, .epochClockMismatch, .epochLength, .engineMismatch, .emulatorOption:
                 self.init(e.description, status: ExitStatus.usage)
             case .disk(.inUse): self.init(e.description, status: ExitStatus.unavailable)
-            case .image, .disk: self.init(e.description, status: ExitStatus.badInput)
+            case .image, .userProgram, .disk: self.init(e.description, status: ExitStatus.badInput)
             }
         case let e as LoaderError:
             self.init(e.description, status: ExitStatus.badInput)
@@ -45,11 +45,20 @@ struct CLIFailure: Error, CustomStringConvertible {
         case let e as ArbiterError:
             self.init(e.description, status: ExitStatus.unavailable)
         case let e as X86Error:
-            self.init(e.description, status: e.isHostLimitation ? ExitStatus.unavailable : ExitStatus.internalError)
+            switch e {
+            case .kvmUnavailable, .epochClockUnavailable, .needsCPL0:
+                self.init(e.description, status: ExitStatus.unavailable)
+            case .image, .layout:
+                self.init(e.description, status: ExitStatus.badInput)
+            case .memory:
+                self.init(e.description, status: ExitStatus.unavailable)
+            case .kvm, .disassembler, .counterOvershoot:
+                self.init(e.description, status: ExitStatus.internalError)
+            }
         case let e as SnapshotError:
             switch e {
             case .unsupported: self.init(e.description, status: ExitStatus.usage)
-            case .writeFailed: self.init(e.description, status: ExitStatus.internalError)
+            case .writeFailed: self.init(e.description, status: ExitStatus.hostIO)
             case .notASnapshot, .unsupportedVersion, .truncated, .checksumMismatch, .recordTooLarge,
                  .malformed, .foreign, .digestMismatch, .io:
                 self.init(e.description, status: ExitStatus.badInput)

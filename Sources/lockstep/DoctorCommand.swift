@@ -9,10 +9,12 @@ struct DoctorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "doctor",
         abstract: "Probe this host's KVM and recommend an epoch clock: CPU, CPL0/CPL3 execution, single-step, breakpoints, counters (PMU, insn_emulation, kick-timer skid), dirty logging, what each epoch clock costs.",
-        discussion: "The KVM device is $LOCKSTEP_KVM_DEVICE, else /dev/kvm. Takes about a second. Exits 69 if KVM cannot be used.")
+        discussion: "The KVM device is $LOCKSTEP_KVM_DEVICE, else /dev/kvm. Takes about a second. Exits 68 if KVM cannot be used.")
 
     @Flag(name: .customLong("json"), help: "Print the report as JSON (the same items, machine-readable).")
     var json = false
+
+    @OptionGroup var log: LogOptions
 
     func run() throws {
         let probe = DedicatedThread.run(name: "lockstep-doctor") { () -> Result<HostProbe, CLIFailure> in

@@ -5,31 +5,36 @@ import PARISC
 
 /// The options every command that runs a guest takes.
 struct GuestOptions: ParsableArguments {
-    @Option(help: "Guest RAM, e.g. 64M or 1G.")
+    @Option(help: ArgumentHelp("Guest RAM: a size in MiB, or with a suffix (B, K, M, G), as QEMU's -m takes it: 64, 512M, 1G.",
+                               valueName: "size"))
     var memory: String = "64M"
 
-    @Option(help: "The guest's command line (Lockstep appends its device announcements).")
+    @Option(help: ArgumentHelp("The guest's command line (Lockstep puts its device announcements first).", valueName: "text"))
     var cmdline: String = ""
 
-    @Option(help: "A raw disk image for the guest's virtio block device.")
+    @Option(help: ArgumentHelp("A raw disk image for the guest's virtio block device (default: none).", valueName: "file"))
     var disk: String?
 
     @Option(name: .customLong("disk-cache"),
-            help: "When a disk write is done: writethrough (durable, the default), writeback (durable at the guest's flush) or unsafe.")
+            help: ArgumentHelp("When a disk write is done: writethrough (durable), writeback (durable at the guest's flush) or unsafe, QEMU's cache= modes.",
+                               valueName: "mode"))
     var diskCache: String = DiskCacheMode.default.rawValue
 
-    @Option(help: "Virtual time: deterministic (from guest progress) or host (the host's clock at each boundary).")
+    @Option(help: ArgumentHelp("Virtual time: deterministic (from guest progress) or host (the host's clock at each boundary).",
+                               valueName: "mode"))
     var clock: String = "deterministic"
 
     @Option(name: .customLong("epoch-clock"),
-            help: "What ends epochs: auto, recovery-counter (PA-RISC), single-step, pmu or exits (x86).")
+            help: ArgumentHelp("What ends epochs: recovery-counter (PA-RISC), single-step, pmu or exits (x86), or auto: recovery-counter on PA-RISC, exits on x86.",
+                               valueName: "clock"))
     var epochClock: String = "auto"
 
     @Option(name: .customLong("epoch-length"),
-            help: "Units of the epoch clock (instructions or exits) per epoch.")
+            help: ArgumentHelp("Units of the epoch clock (instructions, or exits) per epoch (default: \(EpochClock.allCases.map { "\($0.defaultEpochLength) for \($0.rawValue)" }.joined(separator: ", "))).",
+                               valueName: "n"))
     var epochLength: String?
 
-    @Option(help: "Force the engine: kvm or emulator (default: from the ELF's machine type).")
+    @Option(help: ArgumentHelp("Force the engine: kvm or emulator (default: from the ELF's machine type).", valueName: "engine"))
     var engine: String?
 
     @Flag(name: .customLong("coalesced-writes"), inversion: .prefixedNo,
@@ -38,13 +43,15 @@ struct GuestOptions: ParsableArguments {
     @Option(help: "How the PA-RISC emulator runs guest code: jit, threaded (block cache) or interpreter (default: the fastest this host runs).")
     var emulator: String?
 
+    @OptionGroup var log: LogOptions
+
     @Argument(help: "The guest kernel (ELF).")
     var guest: String
 
     /// The checked options.
     func runOptions() throws -> RunOptions {
         guard let size = SizeParser.bytes(memory) else {
-            throw CLIFailure("--memory \(memory): not a size (examples: 64M, 1G, 67108864)", status: ExitStatus.usage)
+            throw CLIFailure("--memory \(memory): not a size: give MiB (64) or a size with a unit (512M, 1G)", status: ExitStatus.usage)
         }
         guard let clockMode = ClockMode(rawValue: clock) else {
             throw CLIFailure("--clock \(clock): expected deterministic or host", status: ExitStatus.usage)
@@ -91,7 +98,7 @@ struct GuestOptions: ParsableArguments {
 
     /// The same options as arguments, for starting a replica process.
     var arguments: [String] {
-        var args = ["--memory", memory, "--cmdline", cmdline, "--clock", clock, "--epoch-clock", epochClock]
+        var args = ["--memory", memory, "--cmdline", cmdline, "--clock", clock, "--epoch-clock", epochClock] + log.arguments
         if let disk { args += ["--disk", disk, "--disk-cache", diskCache] }
         if let epochLength { args += ["--epoch-length", epochLength] }
         if let engine { args += ["--engine", engine] }

@@ -17,8 +17,10 @@ struct PairCommand: ParsableCommand {
             show the backup taking over. The exit status is the guest's.
             """)
 
-    @Option(name: .customLong("kill-primary-after"), help: "Kill the primary with SIGKILL after this many seconds.")
-    var killPrimaryAfter: Double?
+    @Option(name: .customLong("kill-primary-after"),
+            help: ArgumentHelp("Kill the primary with SIGKILL this long after the backup joined: a duration (500ms, 2s; a bare number is in seconds).",
+                               valueName: "duration"))
+    var killPrimaryAfter: String?
 
     @Option(name: .customLong("kill-primary-at-epoch"),
             help: "Kill the primary at this epoch's boundary; N:PHASE picks a phase (boundary, logged, acknowledged, performed).")
@@ -40,6 +42,15 @@ struct PairCommand: ParsableCommand {
     @OptionGroup var replication: ReplicationOptions
     @OptionGroup var guest: GuestOptions
 
+    func validate() throws {
+        _ = try killDelay()
+    }
+
+    /// `--kill-primary-after` as a duration.
+    private func killDelay() throws -> Duration? {
+        try killPrimaryAfter.map { try OptionValues.duration($0, option: "--kill-primary-after", range: .zero ... .seconds(86_400)) }
+    }
+
     func run() throws {
         guard (1...ReplicationOptions.maximumBackups).contains(backups) else {
             throw CLIFailure("--backups \(backups): expected 1 to \(ReplicationOptions.maximumBackups)", status: ExitStatus.usage)
@@ -57,9 +68,7 @@ struct PairCommand: ParsableCommand {
         if let text = killPrimaryAtEpoch {
             _ = try ReplicationOptions.killPoint(text, option: "--kill-primary-at-epoch")
         }
-        if let seconds = killPrimaryAfter, !(seconds >= 0) {
-            throw CLIFailure("--kill-primary-after must be a number of seconds", status: ExitStatus.usage)
-        }
+        let killDelay = try killDelay()
         signal(SIGPIPE, SIG_IGN)
         let work = FileManager.default.temporaryDirectory
             .appendingPathComponent("lockstep-pair-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
@@ -80,38 +89,44 @@ struct PairCommand: ParsableCommand {
                                 "--stats-json", primaryStats, "--no-status-line", "--key-file", keyFile,
                                 "--backups", "\(backups)"]
         if let killPrimaryAtEpoch { primaryArguments += ["--kill-at-epoch", killPrimaryAtEpoch] }
-        let console = PairConsole()
+        let console = PairConsole(terminal: TerminalStatus(wanted: !replication.noStatusLine && !guest.log.quiet))
         let primary = try console.start(executable, primaryArguments + replication.arguments + guest.arguments)
 
-        guard let (port, arbiterPath) = waitForPort(portFile, while: primary) else {
+        guard let (port, session) = waitForPort(portFile, while: primary) else {
             primary.waitForExit()
             console.finish()
             throw CLIFailure("the primary did not start (exit status \(primary.terminationStatus))",
                              status: primary.terminationStatus == 0 ? ExitStatus.internalError : primary.terminationStatus)
         }
-        defer { if let arbiterPath { Self.removeArbiterFiles(of: arbiterPath) } }
+        // Once every replica exited, the arbiter state of the pair's sessions goes: claim and
+        // nonce files, or etcd keys (`Arbiter.releaseSessions`).
+        let specification = try replication.arbiter.specification(for: guest.setup())
+        defer { Arbiter.releaseSessions(specification, sharingSlotWith: session) }
         let fleet = PairFleet(work: work, executable: executable, console: console, backups: backups,
                               reprotect: !noReprotect,
                               common: ["--no-status-line", "--key-file", keyFile] + replication.arguments,
                               guest: guest.arguments)
         fleet.adopt(primary, stats: primaryStats, portFile: portFile)
+        // Given the session, a backup whose primary dies before it joined starts the guest itself
+        // (the primary starts the guest only once all of these joined).
+        let sessionText = session.map { String(format: "%02x", $0) }.joined()
         var firstBackup: ReplicaProcess?
         for index in 0..<backups {
             let stats = index == 0 ? backupStats : work.appendingPathComponent("backup-\(index).json").path
-            let process = try fleet.startBackup(port: port, join: false, stats: stats)
+            let process = try fleet.startBackup(port: port, join: false, stats: stats, session: sessionText)
             if firstBackup == nil { firstBackup = process }
         }
         let backup = firstBackup!
         let interruption = forwardTerminationSignals(to: fleet)
-        stopPrimaryIfBackupNeverJoins(primary: primary, backup: backup, primaryStats: primaryStats)
+        stopPrimaryIfBackupNeverJoins(primary: primary, backup: backup, primaryStats: primaryStats, console: console)
         console.startInput()
         if killPrimaryTimes > 1 || killABackupToo {
-            fleet.killLeaders(times: killPrimaryTimes, after: killPrimaryAfter ?? 0.5, backupToo: killABackupToo)
-        } else if let seconds = killPrimaryAfter {
-            let pid = primary.processIdentifier
-            DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { kill(pid, SIGKILL) }
+            let seconds = killDelay.map { Double(DurationParser.nanoseconds($0)) / 1e9 } ?? 0.5
+            fleet.killLeaders(times: killPrimaryTimes, after: seconds, backupToo: killABackupToo)
+        } else if let killDelay {
+            killPrimary(primary, after: killDelay, from: primaryStats)
         }
-        let display = PairStatusLine(fleet: fleet, enabled: !replication.noStatusLine)
+        let display = PairStatusDisplay(fleet: fleet, console: console, events: guest.log.level <= .notice)
         display.start()
         fleet.supervise()
         let primaryExitedAt = primary.exitedAt
@@ -125,23 +140,28 @@ struct PairCommand: ParsableCommand {
                                primaryStats: primaryStats, backupStats: backupStats, fleet: fleet, status: status)
         }
         if let signal = interruption.signal { throw ExitCode(128 + signal) }
+        if (killDelay != nil || killPrimaryAtEpoch != nil) && primary.terminationReason == .exit {
+            let epoch = ReplicationStatus.Snapshot.load(primaryStats).map { " at epoch \($0.epoch)" } ?? ""
+            let option = killPrimaryAtEpoch.map { "--kill-primary-at-epoch \($0)" } ?? "--kill-primary-after \(killPrimaryAfter ?? "")"
+            console.message("lockstep pair: \(option): the guest finished\(epoch) before the kill; the primary was not killed")
+        }
         throw ExitCode(status)
     }
 
-    /// Removes the arbiter's claim files of every session of this pair (a replica that leads a
-    /// new pair after a failover makes a new session that keeps the first's first four bytes).
-    static func removeArbiterFiles(of path: String) {
-        let url = URL(fileURLWithPath: path)
-        let name = url.lastPathComponent
-        guard name.hasPrefix(".lockstep-arbiter-") else {
-            try? FileManager.default.removeItem(atPath: path)
-            return
-        }
-        let prefix = String(name.prefix(".lockstep-arbiter-".count + 8))
-        let directory = url.deletingLastPathComponent()
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
-        for other in names where other.hasPrefix(prefix) {
-            try? FileManager.default.removeItem(at: directory.appendingPathComponent(other))
+    /// Kills the primary with SIGKILL `delay` after its backups joined (the primary replicating),
+    /// so that a kill shows a takeover however long the start took; never if it stopped first.
+    private func killPrimary(_ primary: ReplicaProcess, after delay: Duration, from primaryStats: String) {
+        let pid = primary.processIdentifier
+        Thread.detachNewThread {
+            while primary.isRunning {
+                if let state = ReplicationStatus.Snapshot.load(primaryStats)?.state, !state.awaitsBackup {
+                    guard state == .replicating else { return }
+                    Thread.sleep(forTimeInterval: Double(DurationParser.nanoseconds(delay)) / 1e9)
+                    if primary.isRunning { kill(pid, SIGKILL) }
+                    return
+                }
+                Thread.sleep(forTimeInterval: 0.005)
+            }
         }
     }
 
@@ -167,7 +187,9 @@ struct PairCommand: ParsableCommand {
     /// A backup that exits before it joined (it could not reach the primary, or failed to start)
     /// would leave the primary waiting for it forever: stop the primary too. A backup that exits
     /// after joining is a backup failure, and the primary carries on alone.
-    private func stopPrimaryIfBackupNeverJoins(primary: ReplicaProcess, backup: ReplicaProcess, primaryStats: String) {
+    private func stopPrimaryIfBackupNeverJoins(primary: ReplicaProcess, backup: ReplicaProcess, primaryStats: String,
+                                               console: PairConsole)
+    {
         DispatchQueue.global().async {
             backup.waitForExit()
             // The primary is in `waitingForBackup` until a backup joined, `replicating` after.
@@ -175,7 +197,7 @@ struct PairCommand: ParsableCommand {
             guard primary.isRunning, state?.awaitsBackup ?? true else { return }
             let how = backup.terminationReason == .uncaughtSignal
                 ? "was killed by signal \(backup.terminationStatus)" : "exited with status \(backup.terminationStatus)"
-            FileHandle.standardError.write(Data("lockstep: the backup \(how) before it joined; stopping the primary\n".utf8))
+            console.message("lockstep: the backup \(how) before it joined; stopping the primary")
             kill(primary.processIdentifier, SIGTERM)
         }
     }
@@ -191,12 +213,16 @@ struct PairCommand: ParsableCommand {
         return backup.terminationReason == .exit ? backup.terminationStatus : ExitStatus.internalError
     }
 
-    private func waitForPort(_ path: String, while process: ReplicaProcess) -> (Int, String?)? {
+    /// The port the primary listens on and its session, from its port file (port, arbiter
+    /// location, session in hexadecimal).
+    private func waitForPort(_ path: String, while process: ReplicaProcess) -> (Int, [UInt8])? {
         let deadline = Date(timeIntervalSinceNow: 60)
         while Date() < deadline {
             if let text = try? String(contentsOfFile: path, encoding: .utf8) {
                 let lines = text.split(separator: "\n")
-                if lines.count >= 2, let port = Int(lines[0]) { return (port, String(lines[1])) }
+                if lines.count >= 3, let port = Int(lines[0]), let session = BackupCommand.parseSession(String(lines[2])) {
+                    return (port, session)
+                }
             }
             guard process.isRunning else { return nil }
             Thread.sleep(forTimeInterval: 0.01)
@@ -279,8 +305,14 @@ final class ReplicaProcess: Process, @unchecked Sendable {
 /// standard outputs copied to ours. A replica prints nothing until it is live, which is after
 /// every replica started before it has died or stopped; so each replica's output is copied only
 /// once the output of every replica started before it has ended, and output keeps its order.
+/// The replicas' messages (their standard error) and the pair's own come through here too, each
+/// on a line of its own: never glued to a line the guest has not finished.
 final class PairConsole: @unchecked Sendable {
+    /// The status row, whose `message` puts lines above the cursor's while it is shown.
+    let terminal: TerminalStatus
     private let outputLock = NSLock()
+    /// Where the terminal's cursor is after what was copied; guarded by `outputLock`.
+    private var line = LinePosition.start
     private let lock = NSLock()
     // Guarded by `lock`.
     private var inputs: [FileHandle] = []
@@ -289,14 +321,27 @@ final class PairConsole: @unchecked Sendable {
     private var ended: [DispatchSemaphore] = []
     private let relaysDone = DispatchGroup()
 
+    private enum LinePosition {
+        /// At the start of a line: a message can be written as it is.
+        case start
+        /// After part of a guest's line (a prompt, a line being written): a message first ends it.
+        case guestLine
+        /// After part of a replica's message.
+        case messageLine
+    }
+
+    init(terminal: TerminalStatus) {
+        self.terminal = terminal
+    }
+
     func start(_ executable: URL, _ arguments: [String]) throws -> ReplicaProcess {
         let process = ReplicaProcess()
         process.executableURL = executable
         process.arguments = arguments
-        let input = Pipe(), output = Pipe()
+        let input = Pipe(), output = Pipe(), errors = Pipe()
         process.standardInput = input
         process.standardOutput = output
-        process.standardError = FileHandle.standardError
+        process.standardError = errors
         let mine = DispatchSemaphore(value: 0)
         let earlier: [DispatchSemaphore] = try lock.withLock {
             try process.run()
@@ -306,6 +351,7 @@ final class PairConsole: @unchecked Sendable {
             defer { ended.append(mine) }
             return ended
         }
+        relaysDone.enter()
         relaysDone.enter()
         let reader = output.fileHandleForReading
         let thread = Thread { [self] in
@@ -320,13 +366,51 @@ final class PairConsole: @unchecked Sendable {
                     }
                     waited = true
                 }
-                outputLock.withLock { try? FileHandle.standardOutput.write(contentsOf: data) }
+                outputLock.withLock {
+                    if line == .messageLine { FileHandle.standardError.write(Data("\n".utf8)) }
+                    try? FileHandle.standardOutput.write(contentsOf: data)
+                    line = data.last == UInt8(ascii: "\n") ? .start : .guestLine
+                }
             }
             mine.signal()
             relaysDone.leave()
         }
         thread.start()
+        let errorReader = errors.fileHandleForReading
+        let errorThread = Thread { [self] in
+            var pending = Data()
+            while true {
+                let data = HostConsole.readChunk(from: errorReader, what: "a replica's messages")
+                pending += data
+                // Whole lines, as messages; the rest of a line waits for its end (or the end).
+                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                    relayMessage(pending[pending.startIndex...newline])
+                    pending = Data(pending[(newline + 1)...])
+                }
+                if data.isEmpty { break }
+            }
+            if !pending.isEmpty { relayMessage(pending) }
+            relaysDone.leave()
+        }
+        errorThread.start()
         return process
+    }
+
+    /// One line of the pair's own on standard error, on a line of its own.
+    func message(_ text: String) {
+        relayMessage(Data((text + "\n").utf8))
+    }
+
+    /// A message line (ending in a newline, except perhaps a replica's last): above the cursor's
+    /// row while the status row is shown, else after a newline ending a guest's unfinished line.
+    private func relayMessage(_ data: Data) {
+        outputLock.withLock {
+            let text = String(decoding: data, as: UTF8.self)
+            if terminal.message(text.hasSuffix("\n") ? String(text.dropLast()) : text) { return }
+            if line == .guestLine { FileHandle.standardError.write(Data("\n".utf8)) }
+            FileHandle.standardError.write(data)
+            line = data.last == UInt8(ascii: "\n") ? .start : .messageLine
+        }
     }
 
     /// Starts copying standard input to every replica.
@@ -351,43 +435,4 @@ final class PairConsole: @unchecked Sendable {
 
     /// Waits until every replica's output has been copied.
     func finish() { relaysDone.wait() }
-}
-
-/// On a terminal, one status line for the pair, from the replicas' statistics files.
-final class PairStatusLine: @unchecked Sendable {
-    private let fleet: PairFleet
-    private let enabled: Bool
-    private let lock = NSLock()
-    private var running = false
-
-    init(fleet: PairFleet, enabled: Bool) {
-        self.fleet = fleet
-        self.enabled = enabled && isatty(STDERR_FILENO) != 0
-    }
-
-    func start() {
-        guard enabled else { return }
-        lock.withLock { running = true }
-        Thread.detachNewThread { [self] in
-            while lock.withLock({ running }) {
-                draw()
-                Thread.sleep(forTimeInterval: 0.25)
-            }
-        }
-    }
-
-    func stop() {
-        guard enabled else { return }
-        lock.withLock { running = false }
-        draw()
-        FileHandle.standardError.write(Data("\n".utf8))
-    }
-
-    private func draw() {
-        let leaderText = fleet.leaderStats.map {
-            "\($0.role) \($0.state) epoch \($0.epoch) lag \($0.backupLag) (\(String(format: "%.1f", $0.backupLagSeconds * 1000)) ms) backups \($0.backups) tx \(String(format: "%.1f", $0.sendBytesPerSecond / 1024)) KB/s\($0.protectionText)"
-        } ?? "primary starting"
-        let others = max(fleet.members.filter { $0.process.isRunning }.count - 1, 0)
-        FileHandle.standardError.write(Data("\r\u{1B}[K[pair] \(leaderText) | \(others) other replica(s)".utf8))
-    }
 }

@@ -52,6 +52,9 @@ final class PairFleet: @unchecked Sendable {
     var members: [Member] { lock.withLock { all } }
     var failovers: Int { lock.withLock { failoverCount } }
 
+    /// The leading replica and its number (0: the primary started first), once there is one.
+    var leader: (index: Int, member: Member)? { lock.withLock { all.isEmpty ? nil : (leaderIndex, all[leaderIndex]) } }
+
     /// The leading replica's statistics.
     var leaderStats: ReplicationStatus.Snapshot? {
         let stats = lock.withLock { all.isEmpty ? nil : all[leaderIndex].stats }
@@ -68,12 +71,14 @@ final class PairFleet: @unchecked Sendable {
 
     /// Starts a backup of the replica listening on `port`: from boot, or joining it running.
     @discardableResult
-    func startBackup(port: Int, join: Bool, stats: String? = nil) throws -> ReplicaProcess {
+    func startBackup(port: Int, join: Bool, stats: String? = nil, session: String? = nil) throws -> ReplicaProcess {
         let index = lock.withLock { all.count }
         let stats = stats ?? work.appendingPathComponent("replica-\(index).json").path
         let portFile = work.appendingPathComponent("replica-\(index).port").path
         var arguments = ["backup", "--connect", "127.0.0.1:\(port)", "--stats-json", stats]
-        if join { arguments.append("--join") }
+        // A joiner that cannot reach its leader has nothing to wait for: the leader is gone.
+        if join { arguments += ["--join", "--connect-timeout", "5"] }
+        if let session, !join { arguments += ["--session", session] }
         if reprotect {
             arguments += ["--lead-on", "127.0.0.1:0", "--port-file", portFile, "--backups", "\(backups)"]
         }
@@ -93,11 +98,9 @@ final class PairFleet: @unchecked Sendable {
             if !leader.process.isRunning {
                 let normal = leader.process.terminationReason == .exit
                     && leader.process.terminationStatus != ExitStatus.lostArbiter
-                if normal {
-                    stopStragglers(others)
-                    return
-                }
-                if stopped || others.isEmpty { return }
+                // Backups that were still joining the leader that is gone can never follow it.
+                stopJoinersNotFollowing(others)
+                if normal || stopped || others.isEmpty { return }
                 // A successor announces itself with its port file.
                 let candidates = lock.withLock { others.map { ($0, all[$0].portFile) } }
                 if let next = candidates.first(where: { FileManager.default.fileExists(atPath: $0.1) })?.0 {
@@ -121,16 +124,17 @@ final class PairFleet: @unchecked Sendable {
         }
     }
 
-    /// The leader finished the run: a replacement that is not following it (still connecting or
-    /// joining, possibly to a leader that is already gone) has nothing left to do,
-    /// and without this would retry until its own timeout. Followers get the finish from the
-    /// leader and exit by themselves.
-    private func stopStragglers(_ indices: [Int]) {
-        let members = lock.withLock { indices.map { all[$0] } }
-        for member in members where member.process.isRunning && member.joined {
-            let state = ReplicationStatus.Snapshot.load(member.stats)?.state
-            if state != .replaying && !(state?.isFinal ?? false) {
-                kill(member.process.processIdentifier, SIGTERM)
+    /// Stops (SIGTERM) the joining backups among `indices` that do not follow yet: once the
+    /// leader is gone (finished or dead) they have nothing left to do, and would otherwise retry
+    /// until their own timeout. Followers get the finish from the leader and exit by themselves,
+    /// or take over from a dead one.
+    private func stopJoinersNotFollowing(_ indices: [Int]) {
+        let joiners = lock.withLock { indices.map { all[$0] }.filter(\.joined) }
+        for joiner in joiners where joiner.process.isRunning {
+            switch ReplicationStatus.Snapshot.load(joiner.stats)?.state {
+            case .replaying?, .takingOver?, .live?, .finished?, .finishedLive?, .failed?: continue
+            case .starting?, .joining?, nil, .waitingForBackup?, .replicating?, .alone?:
+                kill(joiner.process.processIdentifier, SIGTERM)
             }
         }
     }
@@ -161,7 +165,8 @@ final class PairFleet: @unchecked Sendable {
         DispatchQueue.global().async { [self] in
             for _ in 0..<times {
                 var protectedSince: Date?
-                while true {
+                var victim: ReplicaProcess?
+                while victim == nil {
                     let (leader, others, stopped) = lock.withLock {
                         (all[leaderIndex], all.indices.filter { $0 != leaderIndex && all[$0].process.isRunning }
                             .map { all[$0] }, stopping)
@@ -175,20 +180,21 @@ final class PairFleet: @unchecked Sendable {
                             kill(leader.process.processIdentifier, SIGKILL)
                             if backupToo, let victim = others.first { kill(victim.process.processIdentifier, SIGKILL) }
                             FileHandle.standardError.write(Data("lockstep pair: fault injection: killed the leading replica (pid \(leader.process.processIdentifier))\(backupToo ? " and a backup" : "")\n".utf8))
-                            break
+                            victim = leader.process
+                            continue
                         }
                     } else {
                         protectedSince = nil
                     }
                     Thread.sleep(forTimeInterval: 0.02)
                 }
-                // Wait for the successor.
-                while lock.withLock({ all[leaderIndex].process.isRunning }) { Thread.sleep(forTimeInterval: 0.02) }
+                // Wait for the successor (the leader that was killed, not whoever leads by now).
+                victim?.waitForExit()
                 while true {
                     let (leader, anyRunning) = lock.withLock {
                         (all[leaderIndex], all.contains { $0.process.isRunning })
                     }
-                    if leader.process.isRunning || !anyRunning { break }
+                    if (leader.process !== victim && leader.process.isRunning) || !anyRunning { break }
                     Thread.sleep(forTimeInterval: 0.02)
                 }
             }

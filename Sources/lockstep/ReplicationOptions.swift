@@ -8,8 +8,9 @@ struct ReplicationOptions: ParsableArguments {
     /// The most backups a primary takes (`--backups`).
     static let maximumBackups = 4
 
-    @Option(help: "Failure detection: a peer silent this many milliseconds is declared failed.")
-    var timeout: Int = 1000
+    @Option(help: ArgumentHelp("Failure detection: a peer silent this long is declared failed: 10ms to 10m; a bare number is in milliseconds.",
+                               valueName: "duration"))
+    var timeout: String = "1s"
 
     @Option(name: .customLong("stats-json"), help: "Write progress and final figures as JSON to this file.")
     var statsJSON: String?
@@ -38,14 +39,13 @@ struct ReplicationOptions: ParsableArguments {
     @Flag(help: "Run without a key: anyone who can reach the primary can join or pose as it (prints a warning).")
     var insecure = false
 
-    @Flag(name: .customLong("no-status-line"), help: .hidden)
+    @Flag(name: .customLong("no-status-line"), help: "Draw no status line on the terminal (messages still appear).")
     var noStatusLine = false
 
     /// Usage errors: ArgumentParser exits 64 (EX_USAGE) for a `ValidationError`, with one line.
     func validate() throws {
-        guard (10...600_000).contains(timeout) else {
-            throw ValidationError("--timeout \(timeout): expected 10 to 600000 milliseconds")
-        }
+        _ = try timeoutDuration()
+        if let statsJSON { try OptionValues.checkOutputFile(statsJSON, option: "--stats-json") }
         guard LagBound(parsing: maxLag) != nil else {
             throw ValidationError("--max-lag \(maxLag): expected a duration with its unit (50ms, 0.2s, 500us; at most 3600s) or a number of epochs (at least 1)")
         }
@@ -55,6 +55,16 @@ struct ReplicationOptions: ParsableArguments {
         }
     }
 
+    /// `--timeout` (a bare number in milliseconds, its unit before durations took units).
+    func timeoutDuration() throws -> Duration {
+        try OptionValues.duration(timeout, option: "--timeout", bareUnit: .milliseconds(1),
+                                  range: .milliseconds(10) ... .seconds(600))
+    }
+
+    /// `--timeout` in whole milliseconds, as the replication settings take it.
+    var timeoutMilliseconds: Int {
+        Int((try? timeoutDuration()).map { DurationParser.nanoseconds($0) / 1_000_000 } ?? 1000)
+    }
     /// The soft error to inject (already checked by `validate`).
     var softError: SoftError? { injectFault.flatMap { try? SoftError(parsing: $0) } }
 
@@ -83,7 +93,7 @@ struct ReplicationOptions: ParsableArguments {
             URL(fileURLWithPath: setup.options.diskPath ?? setup.options.guestPath).deletingLastPathComponent().path
         }
         var settings = ReplicationSettings(arbiterDirectory: directory)
-        settings.timeoutMilliseconds = timeout
+        settings.timeoutMilliseconds = timeoutMilliseconds
         settings.maximumLag = LagBound(parsing: maxLag) ?? .defaultBound
         settings.digestInterval = digestEvery
         settings.compare = compare
@@ -93,7 +103,7 @@ struct ReplicationOptions: ParsableArguments {
     /// The same options as arguments, for starting a replica process (without the key options:
     /// `pair` gives its replicas a key of its own).
     var arguments: [String] {
-        ["--timeout", "\(timeout)", "--max-lag", "\(maxLag)", "--digest-every", "\(digestEvery)"]
+        ["--timeout", "\(timeoutMilliseconds)ms", "--max-lag", "\(maxLag)", "--digest-every", "\(digestEvery)"]
             + (compare ? ["--compare"] : []) + (injectFault.map { ["--inject-fault", $0] } ?? [])
             + arbiter.arguments
     }
@@ -112,16 +122,24 @@ struct ReplicationOptions: ParsableArguments {
 func runReplicaCommand(_ role: ReplicaRole, connection: ReplicationConnection, otherBackups: [ReplicationConnection] = [],
                        arbiter: Arbiter, context: ReplicaContext, network: ReplicationNetwork) throws
 {
+    try runReplicaCommand(context: context, network: network, connections: [connection] + otherBackups) {
+        try runReplica(role, connection: connection, otherBackups: otherBackups, arbiter: arbiter, context: context)
+    }
+}
+
+/// `runReplicaCommand` for any way of running the replica (`body`, on the machine thread);
+/// `connections` are closed once it ended.
+func runReplicaCommand(context: ReplicaContext, network: ReplicationNetwork, connections: [ReplicationConnection],
+                       _ body: @escaping @Sendable () throws -> ReplicaOutcome) throws
+{
     let result = DedicatedThread.run(name: "lockstep-machine") { () -> Result<ReplicaOutcome, CLIFailure> in
         do {
-            return .success(try runReplica(role, connection: connection, otherBackups: otherBackups, arbiter: arbiter,
-                                           context: context))
+            return .success(try body())
         } catch {
             return .failure(CLIFailure(error))
         }
     }
-    connection.close()
-    for other in otherBackups { other.close() }
+    for connection in connections { connection.close() }
     network.shutdown()
     switch result {
     case .success(let outcome):

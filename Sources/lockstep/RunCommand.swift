@@ -42,7 +42,8 @@ struct RunCommand: ParsableCommand {
         }
         let result = DedicatedThread.run(name: "lockstep-machine") { () -> Result<RunOutcome, CLIFailure> in
             do {
-                let console = HostConsole(input: .standardInput, output: .standardOutput)
+                let console = HostConsole(input: .standardInput, output: .standardOutput,
+                                          bufferLimit: HostConsole.defaultBufferLimit)
                 let environment = LocalEnvironment(host: HostIO(console: console, disk: try setup.openDisk()))
                 let reader = try plan.openRestore(for: setup)
                 let machine = try MachineFactory.make(setup, environment: environment)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Hypervisor
+import Logging
 import MachineCore
 
 /// `lockstep run`'s snapshot options.
@@ -101,10 +102,7 @@ struct SnapshotPlan: Sendable {
                                                 host: SnapshotHostState(epoch: epoch, pendingEvents: host.heldEvents),
                                                 to: save.path)
             } catch let error as SnapshotError {
-                switch error {
-                case .unsupported: throw CLIFailure(error.description, status: ExitStatus.usage)
-                default: throw CLIFailure(error.description, status: ExitStatus.internalError)
-                }
+                throw CLIFailure(error)
             }
             let ms = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
             note("saved \(save.path) at epoch \(epoch): \(summary.pages) pages, \(summary.bytes) bytes, \(String(format: "%.1f", ms)) ms")
@@ -121,6 +119,6 @@ struct SnapshotPlan: Sendable {
     }
 
     private func note(_ line: String) {
-        FileHandle.standardError.write(Data("lockstep: \(line)\n".utf8))
+        Logger(label: "lockstep.snapshot").notice("\(line)")
     }
 }

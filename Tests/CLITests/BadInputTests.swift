@@ -33,17 +33,17 @@ import Testing
     }
 
     @Test func missingGuestFile() throws {
-        expectOneLine(try Lockstep.run(["run", "/nonexistent/guest.elf"]), status: 65,
+        expectOneLine(try Lockstep.run(["run", "/nonexistent/guest.elf"]), status: 66,
                       mentioning: ["/nonexistent/guest.elf", "no such file"])
     }
 
     @Test func directoryAsGuest() throws {
-        expectOneLine(try Lockstep.run(["run", "/tmp"]), status: 65, mentioning: ["is a directory"])
+        expectOneLine(try Lockstep.run(["run", "/tmp"]), status: 66, mentioning: ["is a directory"])
     }
 
     @Test func notAnELF() throws {
         let path = try Self.file("notes.txt", Array("just some text\n".utf8))
-        expectOneLine(try Lockstep.run(["run", path]), status: 65, mentioning: [path, "not an ELF"])
+        expectOneLine(try Lockstep.run(["run", path]), status: 66, mentioning: [path, "not an ELF"])
     }
 
     @Test func elfForAnotherArchitecture() throws {
@@ -53,7 +53,7 @@ import Testing
         header[18] = 183  // EM_AARCH64
         header[20] = 1; header[52] = 64; header[54] = 56; header[58] = 64
         let path = try Self.file("arm64.elf", header)
-        expectOneLine(try Lockstep.run(["run", path]), status: 65, mentioning: ["AArch64"])
+        expectOneLine(try Lockstep.run(["run", path]), status: 66, mentioning: ["AArch64"])
     }
 
     @Test(arguments: ["0", "12", "1T", "-5", "lots", "64Q", "99999999999999999999"])
@@ -61,7 +61,7 @@ import Testing
         let guest = Lockstep.hasGuest("parisc", "hello") ? Lockstep.guest("parisc", "hello") : "/nonexistent"
         let result = try Lockstep.run(["run", "--memory", size, guest])
         #expect(!result.timedOut && !result.killedBySignal)
-        #expect(result.status == 64 || (guest == "/nonexistent" && result.status == 65), "\(result.stderr)")
+        #expect(result.status == 64 || (guest == "/nonexistent" && result.status == 66), "\(result.stderr)")
         #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
     }
 
@@ -76,7 +76,7 @@ import Testing
     @Test func missingDiskImage() throws {
         let guest = Lockstep.guest("parisc", "disk")
         try #require(Lockstep.hasGuest("parisc", "disk"), "guests are not built: run scripts/build-guests")
-        expectOneLine(try Lockstep.run(["run", "--disk", "/nonexistent/disk.img", guest]), status: 65,
+        expectOneLine(try Lockstep.run(["run", "--disk", "/nonexistent/disk.img", guest]), status: 66,
                       mentioning: ["/nonexistent/disk.img"])
     }
 
@@ -86,7 +86,7 @@ import Testing
         try #require(Lockstep.hasGuest("parisc", "hello"), "guests are not built: run scripts/build-guests")
         // Found when the replica starts, before it listens or connects: not at a failover.
         let notADirectory = try Self.file("plain-file", [0])
-        expectOneLine(try Lockstep.run(command + ["--arbiter-dir", notADirectory, guest]), status: 69,
+        expectOneLine(try Lockstep.run(command + ["--arbiter-dir", notADirectory, guest]), status: 68,
                       mentioning: ["arbiter", notADirectory, "--arbiter-dir"])
     }
 

@@ -210,6 +210,9 @@ import Glibc
         }
         defer { proxy?.close() }
         let stats = Scratch.path("fake-backup-\(UInt32.random(in: 0...UInt32.max)).json")
+        // The fake primary proves its arbiter as a real one does, so the backup joins.
+        let arbiter = try Replicas.publishProof(session: session, key: key)
+        defer { arbiter.release() }
         let backup = try Replicas.backup(port: port, guest: guest, cmdline: cmdline, key: key, timeout: timeout,
                                          extra: ["--stats-json", stats, "--arbiter-dir", FileManager.default.temporaryDirectory.path])
         let connection = try #require(listener.accept(until: Date(timeIntervalSinceNow: 10)), "the backup did not join")
@@ -315,6 +318,8 @@ import Glibc
                                           credentials: .init(key: try ReplicationKey(contentsOf: key),
                                                              identity: try Replicas.identity("cpu", cmdline: cmdline)),
                                           session: Array(repeating: 0x44, count: 16)) { _ in }
+        let arbiter = try Replicas.publishProof(session: Array(repeating: 0x44, count: 16), key: key)
+        defer { arbiter.release() }
         let backup = try Replicas.backup(port: listener.port, guest: "cpu", cmdline: cmdline, key: key, timeout: 2000,
                                          extra: ["--arbiter-dir", FileManager.default.temporaryDirectory.path])
         let connection = try #require(listener.accept(until: Date(timeIntervalSinceNow: 10)), "the backup did not join")

@@ -26,7 +26,7 @@ import Glibc
         try #require(Lockstep.hasGuest("parisc", "hello"), "guests are not built: run scripts/build-guests")
         bad.expectOneLine(try Lockstep.run(["primary", "--listen", "127.0.0.1:0", "--arbiter", "etcd://127.0.0.1:1",
                                             Lockstep.guest("parisc", "hello")]),
-                          status: 69, mentioning: ["cannot reach the arbiter at etcd://127.0.0.1:1/lockstep"])
+                          status: 68, mentioning: ["cannot reach the arbiter at etcd://127.0.0.1:1/lockstep"])
     }
 
     @Test(arguments: ["none", "directsync", "sometimes"])
@@ -35,7 +35,7 @@ import Glibc
                           status: 64, mentioning: ["--disk-cache \(mode)"])
     }
 
-    /// A second virtual machine on an image in use is refused with one line (69), whether it is a
+    /// A second virtual machine on an image in use is refused with one line (68), whether it is a
     /// plain run or a pair's primary; the first is not disturbed.
     @Test func anImageInUseIsRefused() throws {
         try #require(Lockstep.hasGuest("parisc", "echo"), "guests are not built: run scripts/build-guests")
@@ -57,7 +57,7 @@ import Glibc
         try #require(first.process.isRunning, "the first run stopped: \(first.stderr.snapshot())")
         for command in [["run"], ["primary", "--listen", "127.0.0.1:0"]] {
             bad.expectOneLine(try Lockstep.run(command + ["--disk", image, Lockstep.guest("parisc", "disk")]),
-                              status: 69, mentioning: [image, "disk image is in use by"])
+                              status: 68, mentioning: [image, "disk image is in use by"])
         }
         #expect(first.process.isRunning)
     }

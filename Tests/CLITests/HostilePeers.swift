@@ -96,6 +96,14 @@ enum Replicas {
         try Backup(port: port, guest: guest, cmdline: cmdline, key: key, timeout: timeout, extra: extra)
     }
 
+    /// What a real primary does before it listens, for a fake one: publishes the proof that the
+    /// backup shares its arbiter (the file arbiter in the temporary directory).
+    static func publishProof(session: [UInt8], key: String) throws -> Arbiter {
+        let arbiter = Arbiter(directory: FileManager.default.temporaryDirectory.path, session: session)
+        try arbiter.publish(nonce: SharingProof.arbiterNonce(key: try ReplicationKey(contentsOf: key), session: session))
+        return arbiter
+    }
+
     /// Waits for a process to exit, killing it after `seconds`; returns whether it exited by itself.
     @discardableResult
     static func wait(_ process: Process, seconds: Double = 60) -> Bool {

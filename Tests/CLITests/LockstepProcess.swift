@@ -90,6 +90,27 @@ enum Lockstep {
         return started
     }
 
+    /// Runs any program as `run` runs lockstep, but types `input` only once `prompt` has
+    /// appeared on its standard output, as a user at a terminal would.
+    static func runTyping(_ input: String, after prompt: String, _ executable: URL, _ arguments: [String],
+                          timeout: TimeInterval = 60) throws -> Result
+    {
+        let started = try start(executable, arguments, keepInputOpen: true)
+        let (process, out, err) = (started.process, started.stdout, started.stderr)
+        let deadline = Date(timeIntervalSinceNow: timeout)
+        while process.isRunning && Date() < deadline && !out.snapshot().contains(prompt) {
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        try? started.input?.write(contentsOf: Data(input.utf8))
+        try? started.input?.close()
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        let timedOut = process.isRunning
+        if timedOut { process.terminate() }
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: out.text(), stderr: err.text(),
+                      timedOut: timedOut, killedBySignal: process.terminationReason == .uncaughtSignal)
+    }
+
     /// Runs any program as `run` runs lockstep (from the package root).
     static func runProcess(_ executable: URL, _ arguments: [String], input: String = "",
                            environment: [String: String] = [:], timeout: TimeInterval = 60) throws -> Result

@@ -138,8 +138,10 @@ final class ReplicaProcesses {
 
     func frozenPrimaryWakesToFindItLost(_ c: FailoverCase) throws {
         try #require(c.available, "\(c): the guest is not built (scripts/build-guests)")
-        let reference = try Lockstep.run(["run"] + c.arguments(disk: try c.freshDisk("ref-s")), input: c.input)
+        let referenceDisk = try c.freshDisk("ref-s")
+        let reference = try Lockstep.run(["run"] + c.arguments(disk: referenceDisk), input: c.input)
         try #require(reference.status == 0, "the unreplicated run failed: \(reference.stderr)")
+        let referenceImage = try referenceDisk.map { try Data(contentsOf: URL(fileURLWithPath: $0)) }
         let disk = try c.freshDisk("frozen")
         let pair = try ReplicaProcesses(arguments: c.arguments(disk: disk), input: c.input, timeoutMilliseconds: 1000)
         pair.waitUntilReplicating()
@@ -150,7 +152,16 @@ final class ReplicaProcesses {
         while pair.backup.isRunning && pair.backupState != .live && Date() < deadline {
             Thread.sleep(forTimeInterval: 0.01)
         }
-        let primaryBefore = pair.primaryOutput.snapshot()
+        // The primary cannot write while it is stopped, but what it wrote before may still be in
+        // its pipe, not yet read by the collector: let the collector drain it, so that only what
+        // the primary writes after SIGCONT counts as "after".
+        var primaryBefore = pair.primaryOutput.snapshot()
+        while true {
+            Thread.sleep(forTimeInterval: 0.3)
+            let now = pair.primaryOutput.snapshot()
+            if now.count == primaryBefore.count { break }
+            primaryBefore = now
+        }
         kill(pair.primary.processIdentifier, SIGCONT)
         pair.wait()
         let primaryAfter = String(pair.primaryOutput.text().dropFirst(primaryBefore.count))
@@ -158,11 +169,15 @@ final class ReplicaProcesses {
         if pair.backupState == .finishedLive || !backupOutput.isEmpty {
             // The backup went live: the primary must not have produced anything after waking.
             #expect(primaryAfter.isEmpty, "the woken primary printed: \(primaryAfter)")
-            #expect(pair.primary.terminationStatus == 77, "primary: \(pair.primaryErrors.text()) backup: \(pair.backupErrors.text())")
+            #expect(pair.primary.terminationStatus == 78, "primary: \(pair.primaryErrors.text()) backup: \(pair.backupErrors.text())")
             #expect(pair.backup.terminationStatus == reference.status)
             #expect(OutputComparison.equalUpToOneRepeatedRecord(c.comparable(primaryBefore + backupOutput),
                                                                 c.comparable(reference.stdout)),
                     "output \(primaryBefore + backupOutput) differs from \(reference.stdout)")
+            // Nor written to the disk: the image ends as the fault-free run's.
+            if let disk {
+                #expect(try Data(contentsOf: URL(fileURLWithPath: disk)) == referenceImage, "the disk image differs")
+            }
         } else {
             // The run ended before the freeze mattered: the primary finished it.
             #expect(pair.primary.terminationStatus == reference.status, "primary: \(pair.primaryErrors.text()) backup: \(pair.backupErrors.text()) state \(pair.backupState.map { "\($0)" } ?? "none")")

@@ -111,7 +111,7 @@ import Testing
         try #require(saving.status == 0, "\(saving.stderr)")
         let good = try #require(FileManager.default.contents(atPath: file))
 
-        func refused(_ arguments: [String], status: Int32 = 65, saying text: String) throws {
+        func refused(_ arguments: [String], status: Int32 = 66, saying text: String) throws {
             let result = try Lockstep.run(["run"] + arguments)
             #expect(result.status == status, "\(arguments): \(result.stderr)")
             #expect(result.stderr.contains(text), "\(arguments): \(result.stderr)")

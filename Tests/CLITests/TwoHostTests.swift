@@ -44,7 +44,7 @@ struct TwoHostTests {
     }
 
     /// The link goes down past the timeout and comes back: the arbiter lets exactly one replica
-    /// go on; the other stops with 77, and the output is the fault-free one.
+    /// go on; the other stops with 78, and the output is the fault-free one.
     @Test func aPartitionLeavesExactlyOneReplicaLive() throws {
         let c = FailoverCase(arch: "parisc", guest: "ticks", cmdline: "ticks=150", input: "", usesDisk: false, hostClock: true)
         try #require(c.available, "\(c): the guest is not built (scripts/build-guests)")
@@ -63,7 +63,7 @@ struct TwoHostTests {
         pair.wait(seconds: 60)
         let statuses = [pair.primary.terminationStatus, pair.backup.terminationStatus].sorted()
         let report = "primary \(pair.primary.terminationStatus): \(pair.primaryErrors.text()) backup \(pair.backup.terminationStatus): \(pair.backupErrors.text())"
-        #expect(statuses == [0, 77], "\(report)")
+        #expect(statuses == [0, 78], "\(report)")
         let output = pair.primaryOutput.text() + pair.backupOutput.text()
         #expect(OutputComparison.equalUpToOneRepeatedLine(c.comparable(output), c.comparable(expected.result.stdout)),
                 "output \(output) differs from \(expected.result.stdout); \(report)")

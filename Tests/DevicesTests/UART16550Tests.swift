@@ -67,56 +67,88 @@ struct UART16550Tests {
         #expect(rig.sink.string == "hello\n!")
     }
 
+    @Test("enabling the FIFOs keeps the byte waiting in the holding register; disabling or FCR's clear bit clears")
+    func enablingTheFIFOsKeepsTheHeldByte() {
+        let rig = Rig()
+        #expect(rig.uart.receiveRoom == 1, "before any setup: the holding register")
+        rig.uart.receive([0x41])
+        rig.wr(R.fcr, 0x01)
+        #expect(rig.uart.receiveRoom == 15)
+        rig.uart.receive([0x42])
+        #expect(rig.drain() == [0x41, 0x42])
+
+        rig.uart.receive([0x43])
+        rig.wr(R.fcr, 0x00)
+        #expect(rig.drain() == [], "disabling the FIFOs clears them")
+        rig.uart.receive([0x44])
+        rig.wr(R.fcr, 0x03)
+        #expect(rig.drain() == [], "enabling with the clear bit clears")
+    }
+
     @Test("received bytes set LSR.DR and are read from RBR in order")
     func input() {
         let rig = Rig()
-        rig.uart.receive(Array("hi".utf8))
+        #expect(rig.rd(R.lsr) & 0x01 == 0)
+        #expect(rig.uart.receiveRoom == 1, "without FIFOs: the holding register")
+        rig.uart.receive(Array("h".utf8))
+        #expect(rig.uart.receiveRoom == 0)
         #expect(rig.rd(R.lsr) & 0x01 == 0x01)
         #expect(rig.rd(R.rbr) == UInt8(ascii: "h"))
-        #expect(rig.rd(R.lsr) & 0x01 == 0x01, "the second byte entered the holding register")
+        #expect(rig.uart.receiveRoom == 1)
+        rig.uart.receive(Array("i".utf8))
         #expect(rig.rd(R.rbr) == UInt8(ascii: "i"))
         #expect(rig.rd(R.lsr) & 0x01 == 0)
         #expect(rig.rd(R.rbr) == UInt8(ascii: "i"), "without FIFOs an empty RBR reads its last byte")
     }
 
-    @Test("without FIFOs only one byte is held; the rest waits and nothing is lost")
-    func nonFIFOPending() {
+    @Test("bytes beyond the room are lost to an overrun (only a faulty host sends them)")
+    func overrun() {
         let rig = Rig()
         rig.uart.receive([1, 2, 3])
         #expect(rig.uart.state.receiveFIFO == [1])
-        #expect(rig.uart.state.pendingInput.bytes == [2, 3])
-        #expect(rig.drain() == [1, 2, 3])
-        #expect(rig.rd(R.lsr) & 0x02 == 0, "no overrun")
+        #expect(rig.rd(R.lsr) & 0x03 == 0x03, "DR and OE")
+        #expect(rig.rd(R.lsr) & 0x02 == 0, "reading LSR cleared OE")
+        #expect(rig.drain() == [1])
+        #expect(rig.uart.misbehaviorCounts[.receiverOverrun] == 1)
     }
 
-    @Test("FIFO mode: 16-byte FIFO, IIR bits 6-7, overflow waits in the pending queue")
+    @Test("FIFO mode: a 16-byte FIFO, IIR bits 6-7, the room follows the guest's reads")
     func fifo() {
         let rig = Rig()
         rig.wr(R.fcr, 0x07)  // enable, clear both
         #expect(rig.rd(R.iir) == 0xC1)
-        let input = (0..<40).map { UInt8($0) }
+        #expect(rig.uart.receiveRoom == 16)
+        let input = (0..<16).map { UInt8($0) }
         rig.uart.receive(input)
-        #expect(rig.uart.state.receiveFIFO.count == 16)
-        #expect(rig.uart.state.pendingInput.count == 24)
-        #expect(rig.drain() == input)
-        #expect(rig.uart.state.pendingInput.isEmpty)
+        #expect(rig.uart.receiveRoom == 0)
+        #expect(rig.rd(R.rbr) == 0)
+        #expect(rig.uart.receiveRoom == 1)
+        #expect(rig.drain() == Array(input.dropFirst()))
+        #expect(rig.uart.receiveRoom == 16)
         #expect(rig.rd(R.rbr) == 0, "an empty FIFO reads 0")
+        #expect(rig.rd(R.lsr) & 0x02 == 0, "no overrun")
     }
 
-    @Test("a large paste arrives intact across many boundaries")
+    @Test("a large paste arrives intact when the host gives each boundary only the room")
     func largeInput() {
         let rig = Rig()
         rig.wr(R.fcr, 0x01)
-        var expected: [UInt8] = []
+        rig.wr(R.ier, 0x01)
+        var host = (0..<50_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 8) }
+        let expected = host
         var got: [UInt8] = []
-        for batch in 0..<50 {
-            let bytes = (0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ batch) }
-            expected += bytes
-            rig.uart.receive(bytes)
-            got += (0..<300).compactMap { _ in rig.rd(R.lsr) & 1 != 0 ? rig.rd(R.rbr) : nil }
+        var boundaries = 0
+        while !host.isEmpty || rig.rd(R.lsr) & 1 != 0 {
+            let batch = Array(host.prefix(rig.uart.receiveRoom))
+            host.removeFirst(batch.count)
+            rig.uart.receive(batch)
+            boundaries += 1
+            // A slow guest: at most 5 bytes between boundaries.
+            got += (0..<5).compactMap { _ in rig.rd(R.lsr) & 1 != 0 ? rig.rd(R.rbr) : nil }
         }
-        got += rig.drain()
         #expect(got == expected)
+        #expect(rig.uart.misbehaviorCounts[.receiverOverrun] == nil)
+        #expect(boundaries == 10_000)
     }
 
     @Test("trigger levels select data-available vs character-timeout")
@@ -142,19 +174,21 @@ struct UART16550Tests {
             #expect(rig.uart.triggerLevel == level)
         }
         rig.wr(R.fcr, 0x81)
-        rig.uart.receive([UInt8](repeating: 0, count: 20))
-        #expect(rig.rd(R.iir) == 0xC4, "16 bytes in the FIFO, 4 pending, trigger 8")
+        rig.uart.receive([UInt8](repeating: 0, count: 16))
+        #expect(rig.rd(R.iir) == 0xC4, "16 bytes in the FIFO, trigger 8")
         _ = rig.rd(R.rbr)
-        #expect(rig.uart.state.receiveFIFO.count == 16, "a pending byte refilled the FIFO")
+        #expect(rig.uart.receiveRoom == 1)
     }
 
-    @Test("FCR clears the receive FIFO; pending input then refills it")
+    @Test("FCR clears the receive FIFO, which makes room again")
     func fifoClear() {
         let rig = Rig()
         rig.wr(R.fcr, 0x01)
-        rig.uart.receive((1...20).map { UInt8($0) })
+        rig.wr(R.ier, 0x01)
+        rig.uart.receive((1...16).map { UInt8($0) })
         rig.wr(R.fcr, 0x03)
-        #expect(rig.drain() == [17, 18, 19, 20], "the 16 bytes in the FIFO were discarded")
+        #expect(rig.uart.receiveRoom == 16)
+        #expect(rig.drain() == [], "the 16 bytes in the FIFO were discarded")
         rig.uart.receive([9, 9])
         rig.wr(R.fcr, 0x00)  // disabling the FIFOs also clears them
         #expect(rig.rd(R.lsr) & 1 == 0)
@@ -206,9 +240,10 @@ struct UART16550Tests {
         #expect(rig.uart.pendingInterrupt == nil)
     }
 
-    @Test("loopback routes THR to RBR, MCR to MSR, and holds host input back")
+    @Test("loopback routes THR to RBR, MCR to MSR, and takes no host input")
     func loopback() {
         let rig = Rig()
+        rig.wr(R.ier, 0x01)
         rig.uart.receive([0x10])
         _ = rig.rd(R.rbr)
         rig.wr(R.mcr, 0x1A)  // Linux's autoconfig probe: LOOP | OUT2 | RTS
@@ -219,13 +254,12 @@ struct UART16550Tests {
         #expect(rig.rd(R.msr) & 0x0F == 0x04)
 
         rig.wr(R.fcr, 0x01)
-        rig.uart.receive(Array("host".utf8))
-        #expect(rig.rd(R.lsr) & 1 == 0, "serial input is disconnected in loopback")
+        #expect(rig.uart.receiveRoom == 0, "serial input is disconnected in loopback")
         for byte in Array("loop".utf8) { rig.wr(R.thr, byte) }
         #expect(rig.sink.bytes.isEmpty, "loopback output does not reach the sink")
         #expect(rig.drain() == Array("loop".utf8))
         rig.wr(R.mcr, 0x0B)
-        #expect(rig.drain() == Array("host".utf8), "host input was kept until loopback ended")
+        #expect(rig.uart.receiveRoom == 16, "the host's input flows again once loopback ends")
         rig.wr(R.thr, 0x21)
         #expect(rig.sink.bytes == [0x21])
     }
@@ -255,7 +289,7 @@ struct UART16550Tests {
         original.wr(R.ier, 0x03)
         original.wr(R.lcr, 0x03)
         original.wr(R.scr, 0x99)
-        original.uart.receive((0..<30).map { UInt8($0) })
+        original.uart.receive((0..<16).map { UInt8($0) })
         _ = original.rd(R.rbr)
 
         let saved = try roundTrip(original.uart.state)

@@ -46,6 +46,22 @@ func scratchImage(_ name: String, sectors: Int = 16) throws -> String {
         expectInUse(path, .exclusive)
     }
 
+    /// The backup's proof that it opened the primary's image, not a copy: the other replica's
+    /// locks are seen on the same file only (slot 0's token included: its probe byte differs).
+    @Test(arguments: [[UInt8](repeating: 0, count: 16), (0..<16).map { _ in UInt8.random(in: 0...255) }])
+    func theOtherReplicaIsSeenOnTheSameFileOnly(_ token: [UInt8]) throws {
+        let (path, copy) = (try scratchImage("proof"), try scratchImage("proof-copy"))
+        defer { unlink(path); unlink(copy) }
+        var primary: HostDisk? = try HostDisk(path: path, sharing: .pair(token: token))
+        let backup = try HostDisk(path: path, sharing: .pair(token: token))
+        let elsewhere = try HostDisk(path: copy, sharing: .pair(token: token))
+        #expect(backup.isOpenByPartner(ofPair: token) == true)
+        #expect(primary?.isOpenByPartner(ofPair: token) == true)
+        #expect(elsewhere.isOpenByPartner(ofPair: token) == false, "a copy is another file")
+        primary = nil
+        #expect(backup.isOpenByPartner(ofPair: token) == false, "the primary's locks went with it")
+    }
+
     @Test func aPairIsRefusedAnImageAPlainRunHolds() throws {
         let path = try scratchImage("run-then-pair")
         defer { unlink(path) }

@@ -55,7 +55,7 @@ struct BenchmarkRunner {
         while case .epochEnd = stop {
             stop = try machine.run(budget: 1_000_000)
             if stop == .epochEnd || stop == .idle {
-                try machine.applyBoundary(time: machine.clock.now, events: environment.takeEvents())
+                try machine.applyBoundary(time: machine.clock.now, events: environment.takeEvents(consoleRoom: machine.consoleInputRoom))
                 if stop == .idle { stop = .epochEnd }
             }
         }

@@ -111,6 +111,31 @@ struct HandshakeRun {
         #expect(try frames(in: run.primarySent).map(\.type) == [.handshake, .refusal])
     }
 
+    /// The backup stops for the proof of sharing before ready; a refusal from it reaches the
+    /// primary sealed, with the reason, and nothing about the guest was sent by the backup.
+    @Test func theBackupProvesSharingBeforeReadyAndARefusalReachesThePrimary() throws {
+        for verdict in [nil, "the arbiter is not shared: /b holds no nonce"] as [String?] {
+            var primary = HandshakeStateMachine(role: .primary, key: .insecure, identity: identity, session: testSession)
+            var backup = HandshakeStateMachine(role: .backup, key: .insecure, identity: identity, proof: .byCaller)
+            let answer = primary.receive(try frames(in: backup.start().send)[0]).send
+            let identityB = backup.receive(try frames(in: answer)[0]).send
+            let identityP = primary.receive(try frames(in: identityB)[0]).send
+            let pause = backup.receive(try frames(in: identityP)[0])
+            #expect(pause.verify == testSession, "the backup asks its caller to prove the primary's session")
+            #expect(pause.send.isEmpty && pause.outcome == nil && !backup.isFinished)
+            let step = backup.verified(refusal: verdict)
+            let last = primary.receive(try frames(in: step.send)[0])
+            switch (verdict, step.outcome, last.outcome) {
+            case (nil, .success?, .success?):
+                break
+            case (let reason?, .failure(.mismatch(let mine))?, .failure(.refusedByPeer(let theirs))?):
+                #expect(mine == reason && theirs == reason)
+            default:
+                Issue.record("\(String(describing: verdict)): \(String(describing: step.outcome)) \(String(describing: last.outcome))")
+            }
+        }
+    }
+
     @Test func anEchoOfThePrimarysAnswerIsRefused() throws {
         var primary = HandshakeStateMachine(role: .primary, key: .insecure, identity: identity, session: testSession)
         var backup = HandshakeStateMachine(role: .backup, key: .insecure, identity: identity)

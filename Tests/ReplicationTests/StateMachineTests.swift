@@ -11,18 +11,31 @@ let record1 = OutputRecord(sequence: 1, epoch: 0, kind: .console, digest: digest
     @Test func anOutputIsPerformedOnlyAfterTheBackupHoldsItsRecord() {
         var rules = PrimaryStateMachine(timeoutMilliseconds: 1000, maximumLag: 8)
         #expect(rules.commit(record1) == .log(record1))
-        let v1 = rules.receiptArrived(silence: 10 * ms, claimedBy: nil)
+        let v1 = rules.receiptArrived(sinceSent: 10 * ms, arbiter: .unclaimed)
         #expect(v1 == .perform)
         #expect(rules.logs)
     }
 
-    @Test func aPrimaryThatHasNotHeardItsBackupClaimsTheArbiterFirst() {
+    @Test func aReceiptOutsideTheOutputLeaseIsNotTrustedWithoutAnArbiterLease() {
         var rules = PrimaryStateMachine(timeoutMilliseconds: 1000, maximumLag: 8)
-        // Frozen past half the timeout: the backup may be taking over.
-        let v2 = rules.receiptArrived(silence: 501 * ms, claimedBy: nil)
-        #expect(v2 == .claimArbiter)
-        let v3 = rules.arbiterDecided(won: true, holder: "")
-        #expect(v3 == .perform)
+        #expect(rules.outputLease == 500 * ms)
+        #expect(rules.receiptArrived(sinceSent: 500 * ms, arbiter: .unclaimed) == .perform)
+        // Sent 501 ms ago (the primary was frozen, or the link is slow): the backup may be taking
+        // over. A file's stat is no lease, nor is a lapsed etcd lease: probe again.
+        #expect(rules.receiptArrived(sinceSent: 501 * ms, arbiter: .unclaimed) == .probe)
+        #expect(rules.receiptArrived(sinceSent: 5_000 * ms, arbiter: .lapsed) == .probe)
+        #expect(rules.logs, "a late receipt alone does not drop the backup")
+        // The probe's receipt came in time: perform.
+        #expect(rules.receiptArrived(sinceSent: 3 * ms, arbiter: .lapsed) == .perform)
+        // An arbiter lease that holds keeps the backup out: perform.
+        #expect(rules.receiptArrived(sinceSent: 5_000 * ms, arbiter: .leased) == .perform)
+    }
+
+    @Test func aLateReceiptThenALostBackupMeansTheArbiterDecides() {
+        var rules = PrimaryStateMachine(timeoutMilliseconds: 1000, maximumLag: 8)
+        #expect(rules.receiptArrived(sinceSent: 2_000 * ms, arbiter: .unclaimed) == .probe)
+        #expect(rules.backupLost(.peerClosed) == .claimArbiter)
+        #expect(rules.arbiterDecided(won: true, holder: "") == .perform)
         guard case .alone = rules.peer else { Issue.record("\(rules.peer)"); return }
         #expect(!rules.logs)
         #expect(rules.commit(record1) == .perform)
@@ -31,7 +44,7 @@ let record1 = OutputRecord(sequence: 1, epoch: 0, kind: .console, digest: digest
 
     @Test func aClaimedArbiterStopsEverything() {
         var rules = PrimaryStateMachine(timeoutMilliseconds: 1000, maximumLag: 8)
-        let v4 = rules.receiptArrived(silence: 0, claimedBy: "backup pid 7")
+        let v4 = rules.receiptArrived(sinceSent: 0, arbiter: .claimed(holder: "backup pid 7"))
         #expect(v4 == .stop(holder: "backup pid 7"))
         #expect(rules.commit(record1) == .stop(holder: "backup pid 7"))
         let v5 = rules.backupLost(.peerClosed)

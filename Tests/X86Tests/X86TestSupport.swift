@@ -151,8 +151,9 @@ func onMachineThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) as
 }
 
 /// Drives a machine the way an unreplicated deterministic run does: epochs of `epochLength`,
-/// at each boundary the finished disk requests and whatever `input` returns for the output so
-/// far; an idle guest warps virtual time to its next timer. Stops when the guest exits or
+/// at each boundary the finished disk requests and what `input` typed for the output so far, as
+/// much of it as the UART has room for (`Machine.consoleInputRoom`; the rest waits for a later
+/// boundary); an idle guest warps virtual time to its next timer. Stops when the guest exits or
 /// crashes, or after `maxEpochs`.
 func drive(_ machine: X86Machine, _ environment: RecordingEnvironment, epochLength: UInt64 = 16,
            maxEpochs: Int = 200_000, input: (String) -> [UInt8]? = { _ in nil }) throws -> GuestResult
@@ -160,13 +161,19 @@ func drive(_ machine: X86Machine, _ environment: RecordingEnvironment, epochLeng
     var epochs = 0
     var stop = MachineStop.epochEnd
     var boundaries: [[UInt64]] = []
+    var typed: [UInt8] = []
     while epochs < maxEpochs {
         stop = try machine.run(budget: epochLength)
         epochs += 1
         if case .exited = stop { break }
         if case .crashed = stop { break }
         var events = environment.takeCompletions()
-        if let bytes = input(environment.text), !bytes.isEmpty { events.append(.consoleInput(bytes)) }
+        if let bytes = input(environment.text) { typed += bytes }
+        let delivered = Array(typed.prefix(machine.consoleInputRoom))
+        if !delivered.isEmpty {
+            events.append(.consoleInput(delivered))
+            typed.removeFirst(delivered.count)
+        }
         var time = machine.clock.now
         if stop == .idle, events.isEmpty {
             guard let deadline = machine.nextTimerDeadline else {

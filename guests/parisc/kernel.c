@@ -51,9 +51,12 @@ static uint32_t eiem;
 static int blk_eirr_bit = -1;
 static uintptr_t debugexit_addr;
 
+/* Console input ring, filled by the UART interrupt and drained by plat_console_getc. When it is
+ * full the rest stays in the UART's FIFO with the receive interrupt off (rx_stopped) until
+ * plat_console_getc has emptied half of it: input is never dropped. */
 #define RX_RING_SIZE 1024
 static volatile uint8_t rx_ring[RX_RING_SIZE];
-static volatile uint32_t rx_head, rx_tail;
+static volatile uint32_t rx_head, rx_tail, rx_stopped;
 
 static char cmdline[CMDLINE_MAX];
 static int cmdline_truncated;
@@ -68,9 +71,17 @@ int plat_cmdline_truncated(void) { return cmdline_truncated; }
 const char *plat_time_name(void) { return "cr16"; }
 
 /* ---- console ---- */
+/* Bytes the transmit FIFO still takes before LSR must be polled again: once LSR.THRE is seen,
+ * the 16-byte FIFO is empty (the FIFOs are on), so one poll covers 16 bytes. */
+static unsigned tx_room;
+
 void plat_console_putc(int c) {
-    while (!(uart_read(5) & 0x20)) {
+    if (tx_room == 0) {
+        while (!(uart_read(5) & 0x20)) {
+        }
+        tx_room = 16;
     }
+    tx_room--;
     uart_write(0, (uint8_t)c);
 }
 
@@ -90,17 +101,26 @@ int plat_console_getc(void) {
     int c = rx_ring[tail % RX_RING_SIZE];
     plat_barrier();
     rx_tail = tail + 1;
+    /* Resume the receive interrupt the handler stopped on a full ring, once it is half empty. */
+    if (rx_stopped && rx_head - (tail + 1) <= RX_RING_SIZE / 2) {
+        rx_stopped = 0;
+        uart_write(1, 0x01);
+    }
     return c;
 }
 
+/* Drains the UART's FIFO into the ring; on a full ring, leaves the rest in the FIFO and turns
+ * the receive interrupt off. */
 static void uart_receive(void) {
     while (uart_read(5) & 1) {
-        uint8_t c = uart_read(0);
         uint32_t head = rx_head;
-        if (head - rx_tail < RX_RING_SIZE) {
-            rx_ring[head % RX_RING_SIZE] = c;
-            rx_head = head + 1;
+        if (head - rx_tail >= RX_RING_SIZE) {
+            rx_stopped = 1;
+            uart_write(1, 0x00); /* IER: no receive interrupt until the ring has room */
+            return;
         }
+        rx_ring[head % RX_RING_SIZE] = uart_read(0);
+        rx_head = head + 1;
     }
 }
 
@@ -218,6 +238,28 @@ void parisc_trap(int n, struct parisc_frame *f) {
     }
 }
 
+/* Turns the UART's FIFOs on (trigger level 1), so that a host feeding the UART only as fast as
+ * the guest reads (Lockstep) delivers 16 bytes at a time and putc polls LSR once per 16 bytes.
+ * Input typed before this waits in the holding register, and QEMU clears it when the FIFOs are
+ * enabled (Lockstep keeps it) and refills it as soon as it is read: so every byte waiting goes
+ * into the ring first, until none has come for 100 us; if the ring fills, the FIFOs stay off. */
+static void console_fifo_on(void) {
+    uint64_t quiet_since = 0;
+    int took = 0;
+    for (;;) {
+        if (uart_read(5) & 1) {
+            if (rx_head - rx_tail >= RX_RING_SIZE) return;
+            rx_ring[rx_head % RX_RING_SIZE] = uart_read(0);
+            rx_head++;
+            took = 1;
+            quiet_since = plat_time_read();
+        } else if (!took || plat_time_read() - quiet_since > CR16_HZ / 10000) {
+            break;
+        }
+    }
+    uart_write(2, 0x01);
+}
+
 /* ---- boot ---- */
 __attribute__((noreturn)) void parisc_main(const char *boot_cmdline);
 void parisc_main(const char *boot_cmdline) {
@@ -234,6 +276,7 @@ void parisc_main(const char *boot_cmdline) {
         debugexit_addr = (uintptr_t)addr;
 
     uart_write(1, 0x00); /* IER: no interrupts yet */
+    console_fifo_on();
     uart_write(3, 0x03); /* 8N1 */
     uart_write(4, 0x0b); /* DTR | RTS | OUT2 */
 

@@ -12,6 +12,7 @@
 /* ---- state shared with the CPL3 platform code ---- */
 volatile uint8_t x86_rx_ring[RX_RING_SIZE];
 volatile uint32_t x86_rx_head, x86_rx_tail;
+volatile uint32_t x86_rx_stopped;
 volatile uint32_t x86_irq_count;
 volatile uint32_t x86_timer_ticks;
 volatile int32_t x86_blk_irq = -1;
@@ -86,17 +87,20 @@ __attribute__((interrupt)) static void irq_timer(struct iframe *f) {
     eoi(0);
 }
 
-/* IRQ4: COM1 receive. Moves every received byte into the ring (dropping bytes when it is full),
- * which also deasserts the UART interrupt. */
+/* IRQ4: COM1 receive. Drains the UART's FIFO into the ring, which deasserts the interrupt. If
+ * the ring fills first, the rest stays in the FIFO and the receive interrupt is turned off until
+ * plat_console_getc has made room: no byte is dropped. */
 __attribute__((interrupt)) static void irq_com1(struct iframe *f) {
     (void)f;
     while (inb(COM1 + 5) & 1) {
-        uint8_t c = inb(COM1);
         uint32_t head = x86_rx_head;
-        if (head - x86_rx_tail < RX_RING_SIZE) {
-            x86_rx_ring[head % RX_RING_SIZE] = c;
-            x86_rx_head = head + 1;
+        if (head - x86_rx_tail >= RX_RING_SIZE) {
+            x86_rx_stopped = 1;
+            outb(COM1 + 1, 0x00); /* IER: no receive interrupt until the ring has room */
+            break;
         }
+        x86_rx_ring[head % RX_RING_SIZE] = inb(COM1);
+        x86_rx_head = head + 1;
     }
     x86_irq_count++;
     eoi(4);

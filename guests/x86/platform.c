@@ -14,6 +14,28 @@ const char *plat_cmdline(void) { return cmdline; }
 int plat_cmdline_truncated(void) { return cmdline_truncated; }
 const char *plat_time_name(void) { return "tsc"; }
 
+/* Turns the UART's FIFOs on (trigger level 1), so that a host feeding the UART only as fast as
+ * the guest reads (Lockstep) delivers 16 bytes at a time and putc polls LSR once per 16 bytes.
+ * Input typed before this waits in the holding register, and QEMU clears it when the FIFOs are
+ * enabled (Lockstep keeps it) and refills it as soon as it is read: so every byte waiting goes
+ * into the ring first, until none has come for 100 us; if the ring fills, the FIFOs stay off. */
+static void console_fifo_on(void) {
+    uint64_t quiet_since = 0;
+    int took = 0;
+    for (;;) {
+        if (inb(COM1 + 5) & 1) {
+            if (x86_rx_head - x86_rx_tail >= RX_RING_SIZE) return;
+            x86_rx_ring[x86_rx_head % RX_RING_SIZE] = inb(COM1);
+            x86_rx_head++;
+            took = 1;
+            quiet_since = plat_time_read();
+        } else if (!took || plat_time_read() - quiet_since > 100000) { /* TSC ticks: ~100 us */
+            break;
+        }
+    }
+    outb(COM1 + 2, 0x01);
+}
+
 void x86_workload_entry(void) {
     /* Copy the command line out of the Multiboot area. */
     const char *src = x86_boot_cmdline;
@@ -21,17 +43,25 @@ void x86_workload_entry(void) {
     for (; src[i] && i < CMDLINE_MAX - 1; i++) cmdline[i] = src[i];
     cmdline[i] = 0;
     cmdline_truncated = src[i] != 0;
-    /* COM1: no interrupts yet, 8N1, DTR|RTS|OUT2. FCR is left alone: enabling the FIFO would
-     * flush input that may already be waiting. */
+    /* COM1: no interrupts yet, FIFOs on (see console_fifo_on), 8N1, DTR|RTS|OUT2. */
     outb(COM1 + 1, 0x00);
+    console_fifo_on();
     outb(COM1 + 3, 0x03);
     outb(COM1 + 4, 0x0b);
     runtime_main();
 }
 
+/* Bytes the transmit FIFO still takes before LSR must be polled again: once LSR.THRE is seen,
+ * the 16-byte FIFO is empty (the FIFOs are on), so one poll covers 16 bytes. */
+static unsigned tx_room;
+
 void plat_console_putc(int c) {
-    while (!(inb(COM1 + 5) & 0x20)) {
+    if (tx_room == 0) {
+        while (!(inb(COM1 + 5) & 0x20)) {
+        }
+        tx_room = 16;
     }
+    tx_room--;
     outb(COM1, (uint8_t)c);
 }
 
@@ -46,6 +76,12 @@ int plat_console_getc(void) {
     int c = x86_rx_ring[tail % RX_RING_SIZE];
     plat_barrier();
     x86_rx_tail = tail + 1;
+    /* The handler stopped the UART's receive interrupt on a full ring: resume it once the ring is
+     * half empty. (Racing the handler is harmless: at worst it stops the interrupt again.) */
+    if (x86_rx_stopped && x86_rx_head - (tail + 1) <= RX_RING_SIZE / 2) {
+        x86_rx_stopped = 0;
+        outb(COM1 + 1, 0x01);
+    }
     return c;
 }
 

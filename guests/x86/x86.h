@@ -29,10 +29,15 @@ static inline uint8_t inb(uint16_t port) {
     return v;
 }
 
-/* Console input ring: filled by the IRQ4 handler (CPL0), drained by plat_console_getc (CPL3). */
+/* Console input ring: filled by the IRQ4 handler (CPL0), drained by plat_console_getc (CPL3).
+ * When the ring is full the handler leaves the rest in the UART's FIFO and turns the UART's
+ * receive interrupt off (x86_rx_stopped); plat_console_getc turns it back on once the ring is
+ * half empty. Input is never dropped: the UART holds what the ring cannot, and the host holds
+ * what the UART cannot. */
 #define RX_RING_SIZE 1024
 extern volatile uint8_t x86_rx_ring[RX_RING_SIZE];
 extern volatile uint32_t x86_rx_head, x86_rx_tail;
+extern volatile uint32_t x86_rx_stopped;
 
 extern volatile uint32_t x86_irq_count;   /* every interrupt */
 extern volatile uint32_t x86_timer_ticks; /* IRQ0 */

@@ -74,6 +74,14 @@ public final class Arbiter: Sendable {
         }
     }
 
+    /// Where the proof-of-sharing nonce lives (for messages).
+    public var proofLocation: String {
+        switch backend {
+        case .file(let file): file.noncePath
+        case .etcd(let etcd): "etcd://\(etcd.endpoint.urlHost):\(etcd.endpoint.port)\(etcd.nonceKey)"
+        }
+    }
+
     /// The primary, before replicating: registers as the pair's running replica.
     @discardableResult
     public func register(claimant: String) throws(ArbiterError) -> FencingToken {
@@ -103,6 +111,15 @@ public final class Arbiter: Sendable {
     }
 
     public static let maximumNonceBytes = 64
+
+    /// The primary, as it exits: removes the nonce it published (the file; etcd's goes with the
+    /// primary's lease). The claim, if any, stays.
+    public func withdrawNonce() {
+        switch backend {
+        case .file(let file): file.withdrawNonce()
+        case .etcd: break
+        }
+    }
 
     /// Test-and-set: claims the arbiter for `claimant` unless someone already has. With etcd,
     /// waits (and reports it) while etcd is unreachable or the primary's lease still runs.
@@ -176,6 +193,25 @@ public final class Arbiter: Sendable {
         switch backend {
         case .file(let file): file.release()
         case .etcd(let etcd): etcd.release()
+        }
+    }
+
+    /// Releases every session of one `lockstep pair` run once none of its replicas runs: the
+    /// first session and those a replica that led after a failover made (they keep the first's
+    /// first four bytes, `ImageLock`'s slot). File: the claim and nonce files whose names start
+    /// with those bytes; etcd: every key under `PREFIX/` and those 8 hexadecimal digits (the
+    /// leases then expire on their own).
+    public static func releaseSessions(_ specification: ArbiterSpecification, sharingSlotWith session: [UInt8]) {
+        let stem = session.prefix(4).map { String(format: "%02x", $0) }.joined()
+        switch specification {
+        case .directory(let directory):
+            let prefix = ".lockstep-arbiter-" + stem
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+            for name in names where name.hasPrefix(prefix) {
+                unlink((directory as NSString).appendingPathComponent(name))
+            }
+        case .etcd(let endpoint):
+            EtcdArbiter.deleteKeys(endpoint, prefix: endpoint.prefix + "/" + stem)
         }
     }
 

@@ -252,15 +252,25 @@ final class EtcdArbiter: Sendable {
     /// Deletes the session's keys and revokes the lease (one attempt each).
     func release() {
         stopRenewing()
-        var end = Array(sessionPrefix.utf8)
-        end[end.count - 1] += 1  // "/" + 1 = "0": every key under the prefix
-        _ = try? client.callAndWait("/v3/kv/deleterange",
-                                    EtcdDeleteRangeRequest(key: EtcdBytes(sessionPrefix), rangeEnd: EtcdBytes(end)),
-                                    as: EtcdIgnoredResponse.self)
+        Self.deleteKeys(using: client, prefix: sessionPrefix)
         if let lease = standing.withLock({ $0.lease }) {
             _ = try? client.callAndWait("/v3/lease/revoke", EtcdLeaseRequest(id: EtcdInteger(lease)),
                                         as: EtcdIgnoredResponse.self)
         }
+    }
+
+    /// Deletes every key that starts with `prefix` (one attempt).
+    static func deleteKeys(_ endpoint: EtcdEndpoint, prefix: String) {
+        deleteKeys(using: EtcdClient(endpoint: endpoint), prefix: prefix)
+    }
+
+    private static func deleteKeys(using client: EtcdClient, prefix: String) {
+        var end = Array(prefix.utf8)
+        guard let last = end.last, last < 0xFF else { return }
+        end[end.count - 1] = last + 1  // the first key after every key with this prefix
+        _ = try? client.callAndWait("/v3/kv/deleterange",
+                                    EtcdDeleteRangeRequest(key: EtcdBytes(prefix), rangeEnd: EtcdBytes(end)),
+                                    as: EtcdIgnoredResponse.self)
     }
 
     // MARK: - Retrying

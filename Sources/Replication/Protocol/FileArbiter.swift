@@ -103,6 +103,8 @@ final class FileArbiter: Sendable {
     /// Whether anyone holds the arbiter.
     var isClaimed: Bool { FileManager.default.fileExists(atPath: path) }
 
+    func withdrawNonce() { unlink(noncePath) }
+
     func release() {
         unlink(path)
         unlink(noncePath)

@@ -675,7 +675,7 @@ final class BackupReplica {
         let uncertain = machine.outstandingBlockRequests.map {
             BoundaryEvent.blockCompletion(BlockCompletion(id: $0, status: .ioError))
         }
-        let events = environment.host.takeEvents()
+        let events = environment.host.takeEvents(consoleRoom: machine.consoleInputRoom)
         try machine.applyBoundary(time: timing.time(for: machine), events: uncertain + events)
         status.backups(0)
         if var intake = context.intake {
@@ -696,6 +696,11 @@ final class BackupReplica {
         }
         let session = LocalSession(machine: machine, environment: environment,
                                    epochLength: context.setup.epochLength, timing: timing)
+        // Live, the epochs go on counting in the status (`lockstep pair` shows them advance).
+        session.boundaryObserver = { [status] epochs in
+            status.progress(epoch: epochs, lag: 0)
+            return .proceed
+        }
         return try session.run(epochs: rules.epoch + 1)
     }
 }

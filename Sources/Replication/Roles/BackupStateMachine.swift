@@ -107,7 +107,8 @@ public struct BackupStateMachine: Sendable, Equatable {
         case .transferPages, .transferState:
             throw .protocolViolation("a \(message.type) message to a backup that already follows")
         case .environmentValues(let values):
-            try checkReceiving(message)
+            // An empty one is the primary's probe (its output lease): it may follow a comparison.
+            if values.count > 0 { try checkReceiving(message) }
             let n = UInt64(values.count)
             guard n <= perEpochLimit - valuesInEpoch else {
                 throw .protocolViolation("epoch \(epoch) carries more than \(perEpochLimit) environment values")

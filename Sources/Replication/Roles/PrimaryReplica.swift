@@ -246,7 +246,7 @@ final class PrimaryReplica {
                 logger.notice("the guest waits for console input, and input is closed: stopping")
                 return try finish(.idle, inputClosed: true)
             }
-            let events = environment.host.takeEvents(byteLimit: MessageLimits.eventBytes)
+            let events = environment.host.takeEvents(consoleRoom: machine.consoleInputRoom, byteLimit: MessageLimits.eventBytes)
             if rules.logs {
                 // With --compare the backup reports its fingerprint instead (in its verdict).
                 let digest = fingerprintDue && !context.settings.compare ? try machine.stateDigest() : nil
@@ -348,7 +348,7 @@ final class PrimaryReplica {
         logger.debug("rollback \(request.attempt): \(pages) pages written back")
         environment.outputs = checkpoint.outputs
         _ = environment.takeValueCount()
-        _ = environment.host.takeEvents(byteLimit: MessageLimits.eventBytes)
+        _ = environment.host.takeEvents(consoleRoom: machine.consoleInputRoom, byteLimit: MessageLimits.eventBytes)
         epoch = checkpoint.epoch
         environment.epoch = epoch
         consoleBytesDelivered = checkpoint.consoleBytesDelivered
@@ -496,37 +496,15 @@ final class PrimaryReplica {
                 case .log where compared:
                     // The backup computed the same output: it holds the log up to it.
                     if index == 0 { fault(.acknowledged) }
-                    let silence = following.map { $0.connection.silence() }.max() ?? 0
-                    step = rules.receiptArrived(silence: silence,
-                                                claimedBy: arbiter.isClaimed ? (arbiter.holder ?? "the backup") : nil)
+                    // When the comparison's answer was sent is not measured here: it renews no
+                    // output lease, so an arbiter lease or a probe's timely receipt must.
+                    step = rules.receiptArrived(sinceSent: .max, arbiter: arbiter.view)
                 case .log(let record):
                     environment.writer.output(record)
-                    guard let ends = try flush() else {
-                        step = rules.commit(record)
-                        continue
-                    }
-                    for (peer, end) in ends where peer.rules.isFollowing {
-                        if let failure = try awaitReceipt(from: peer, covering: end) { try lose(peer, failure) }
-                    }
-                    if index == 0 { fault(.acknowledged) }
-                    guard rules.logs else {
-                        step = rules.commit(record)
-                        continue
-                    }
-                    // Among several backups, one silent for too long is dropped; the last one's
-                    // silence is the arbiter's business.
-                    for peer in following where following.count > 1
-                        && peer.connection.silence() > rules.entitlementSilence
-                    {
-                        try lose(peer, .timeout(milliseconds: Int(rules.entitlementSilence * 2 / 1_000_000)))
-                    }
-                    guard rules.logs else {
-                        step = rules.commit(record)
-                        continue
-                    }
-                    let silence = following.map { $0.connection.silence() }.max() ?? 0
-                    step = rules.receiptArrived(silence: silence,
-                                                claimedBy: arbiter.isClaimed ? (arbiter.holder ?? "the backup") : nil)
+                    step = try sendAndAwaitReceipt(acknowledged: index == 0) ?? rules.commit(record)
+                case .probe:
+                    environment.writer.probe()
+                    step = try sendAndAwaitReceipt(acknowledged: false) ?? rules.commit(output.record)
                 case .claimArbiter:
                     step = try claimArbiter()
                 case .stop(let holder):
@@ -539,6 +517,31 @@ final class PrimaryReplica {
                 }
             }
         }
+    }
+
+    /// Sends the batch (ending with an output record or a probe) and waits for every following
+    /// backup's receipt of it; the lease is measured from just before the batch was handed to
+    /// the connections, by this replica's monotonic clock, to when the last receipt was seen.
+    /// Nil when no backup follows any more (the loss is then settled: `rules.commit` says what
+    /// to do).
+    private func sendAndAwaitReceipt(acknowledged: Bool) throws -> PrimaryStateMachine.CommitStep? {
+        let sentAt = ContinuousClock.now
+        guard let ends = try flush() else { return nil }
+        for (peer, end) in ends where peer.rules.isFollowing {
+            if let failure = try awaitReceipt(from: peer, covering: end) { try lose(peer, failure) }
+        }
+        if acknowledged { fault(.acknowledged) }
+        guard rules.logs else { return nil }
+        // Among several backups, one silent for too long is dropped; the last one's silence is
+        // the output lease's business.
+        for peer in following where following.count > 1 && peer.connection.silence() > rules.outputLease {
+            try lose(peer, .timeout(milliseconds: Int(rules.outputLease * 2 / 1_000_000)))
+        }
+        guard rules.logs else { return nil }
+        let elapsed = ContinuousClock.now - sentAt
+        let nanoseconds = UInt64(elapsed.components.seconds) &* 1_000_000_000
+            &+ UInt64(elapsed.components.attoseconds / 1_000_000_000)
+        return rules.receiptArrived(sinceSent: nanoseconds, arbiter: arbiter.view)
     }
 
     /// Waits until `peer` holds its stream up to `end`, taking its reports meanwhile (so a
@@ -592,7 +595,7 @@ final class PrimaryReplica {
             switch step {
             case .claimArbiter: step = try claimArbiter()
             case .stop(let holder): throw ReplicationError.lostArbiter(holder: holder)
-            case .perform, .log: return
+            case .perform, .log, .probe: return
             }
         }
     }
@@ -836,5 +839,19 @@ final class PrimaryReplica {
 
     private func fault(_ phase: KillPoint.Phase) {
         context.faults?.hook(phase, epoch)
+    }
+}
+
+extension Arbiter {
+    /// What the arbiter says now, for the primary's output rule, without waiting: a lease that
+    /// holds by this replica's clock (etcd), nothing seen (a file's stat), a lapsed lease, or
+    /// another replica's claim.
+    var view: PrimaryStateMachine.ArbiterView {
+        switch entitlement {
+        case .entitled(_, let until): until == nil ? .unclaimed : .leased
+        case .lapsed: .lapsed
+        case .lost(let holder): .claimed(holder: holder)
+        case .unclaimed: holder.map { .claimed(holder: $0) } ?? .unclaimed
+        }
     }
 }

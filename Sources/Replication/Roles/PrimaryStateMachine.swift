@@ -12,9 +12,14 @@
 ///       |                                v
 ///       +--- arbiter claimed ------> [deposed]: nothing more is performed
 /// ```
-/// An output is performed only when the backup holds its record (receipt) and the primary is
-/// still entitled (arbiter unclaimed, backup heard from within half the timeout), or when the
-/// primary has won the arbiter.
+/// An output is performed only when the backup holds its record and the primary is still
+/// entitled, or when the primary has won the arbiter. Entitled means the output lease holds:
+/// the backup's receipt arrived within `outputLease` of when the record (or a later probe) was
+/// SENT, by the primary's own monotonic clock, and the arbiter is not claimed by another. A
+/// receipt that came later (the primary was frozen, or the link is slow) is not trusted: with
+/// etcd the primary's own lease on the arbiter still entitles it; otherwise it sends a probe and
+/// performs only once a receipt of the probe comes within the lease (see "Output leases" in
+/// docs/protocol.md).
 public struct PrimaryStateMachine: Sendable, Equatable {
     /// Who the primary replicates to.
     public enum Peer: Sendable, Equatable {
@@ -38,19 +43,39 @@ public struct PrimaryStateMachine: Sendable, Equatable {
         case claimArbiter
         /// Stop without output: the arbiter belongs to `holder`.
         case stop(holder: String)
+        /// The receipt came outside the output lease: send a probe, wait for its receipt, and
+        /// report it with `receiptArrived` again (measured from the probe's sending).
+        case probe
+    }
+
+    /// What the arbiter says now, without waiting for anyone.
+    public enum ArbiterView: Sendable, Equatable {
+        /// A lease on the arbiter holds by this replica's clock (etcd): the backup cannot go
+        /// live before it expires.
+        case leased
+        /// Nobody holds the arbiter, as far as a look shows (a file's stat): no lease.
+        case unclaimed
+        /// This replica's arbiter lease lapsed by its own clock (etcd slow or unreachable).
+        case lapsed
+        /// Another replica holds it.
+        case claimed(holder: String)
     }
 
     public private(set) var peer: Peer = .backup
     /// Epochs the backup has reported executed.
     public private(set) var backupExecuted: UInt64 = 0
-    /// The backup must be heard from within this many nanoseconds before an output is performed.
-    let entitlementSilence: UInt64
+    /// The output lease (ns): a receipt counts only if it arrived within this long of when what
+    /// it covers was sent. Half the backup's failure timeout: the backup, which held the record
+    /// at or after it was sent, cannot declare the primary failed for a whole timeout after
+    /// that, so the other half is the margin for the moment between the check and the write
+    /// and for the two clocks' rates.
+    public let outputLease: UInt64
     let maximumLag: UInt64
 
     /// - Parameter peer: `.backup` for a primary that starts with its backups; `.alone` for a
     ///   replica that leads without one (a backup that went live and takes on new backups).
     public init(timeoutMilliseconds: Int, maximumLag: UInt64, peer: Peer = .backup) {
-        entitlementSilence = UInt64(timeoutMilliseconds) * 1_000_000 / 2
+        outputLease = UInt64(timeoutMilliseconds) * 1_000_000 / 2
         self.maximumLag = max(1, maximumLag)
         self.peer = peer
     }
@@ -77,19 +102,16 @@ public struct PrimaryStateMachine: Sendable, Equatable {
         }
     }
 
-    /// The backup holds the record. `silence` is how long (ns) since the backup was last heard
-    /// from; `claimedBy` who holds the arbiter, if anyone does.
-    public mutating func receiptArrived(silence: UInt64, claimedBy holder: String?) -> CommitStep {
-        if let holder {
+    /// The backup holds what was sent `sinceSent` ns ago (the output's record, or a probe
+    /// sent for it); `arbiter` is what the arbiter says now.
+    public mutating func receiptArrived(sinceSent: UInt64, arbiter: ArbiterView) -> CommitStep {
+        if case .claimed(let holder) = arbiter {
             peer = .deposed(holder: holder)
             return .stop(holder: holder)
         }
         guard case .backup = peer else { return commitAgain() }
-        if silence > entitlementSilence {
-            peer = .claiming(.timeout(milliseconds: Int(entitlementSilence * 2 / 1_000_000)))
-            return .claimArbiter
-        }
-        return .perform
+        if sinceSent <= outputLease || arbiter == .leased { return .perform }
+        return .probe
     }
 
     /// The connection to the backup ended (noticed while waiting, or at a flush).

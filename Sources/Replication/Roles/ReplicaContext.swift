@@ -153,6 +153,21 @@ public func runReplica(_ role: ReplicaRole, connection: ReplicationConnection, o
     }
 }
 
+/// Runs the guest from boot, live, on the calling thread (a dedicated thread): the backup whose
+/// primary died before it joined, once it won the arbiter. Nothing of this run was output: a
+/// primary runs its guest only once a backup joined (and checks the arbiter before it does).
+public func runAlone(context: ReplicaContext) throws -> ReplicaOutcome {
+    let disk = try context.disk.map(\.value) ?? context.setup.openDisk()
+    let environment = BackupEnvironment(host: HostIO(console: context.console, disk: disk))
+    environment.mode = .live
+    let machine = try context.makeMachine(context.setup, environment)
+    context.status.set(state: .live)
+    let session = LocalSession(machine: machine, environment: environment, epochLength: context.setup.epochLength,
+                               timing: BoundaryTiming(mode: context.setup.options.clockMode))
+    let outcome = try session.run()
+    return ReplicaOutcome(run: outcome, finalState: .finishedLive, digest: try machine.stateDigest(), primaryDigest: nil)
+}
+
 extension ReplicaIdentity {
     /// The identity of a replica of `setup`.
     public init(setup: GuestSetup) {

@@ -102,6 +102,9 @@ public struct HandshakeStateMachine: Sendable {
         case identified(sealer: FrameSealer, opener: FrameOpener)
         /// Primary: its identity is sent; the backup's ready must follow.
         case awaitingReady(sealer: FrameSealer, opener: FrameOpener, peer: IdentityMessage, purpose: JoinPurpose)
+        /// Backup: the primary's identity matched; the caller proves the arbiter and the disk
+        /// are shared (`SharingProof`) before ready or a refusal goes out.
+        case verifying(sealer: FrameSealer, opener: FrameOpener, peer: IdentityMessage)
         case done
     }
 
@@ -111,6 +114,8 @@ public struct HandshakeStateMachine: Sendable {
         public var send: [UInt8] = []
         /// Set when the handshake is over.
         public var outcome: Result<EstablishedSession, HandshakeFailure>?
+        /// Backup: the primary's session, to be proven shared; answer with `verified(refusal:)`.
+        public var verify: [UInt8]?
     }
 
     public let role: ReplicaRole
@@ -121,13 +126,24 @@ public struct HandshakeStateMachine: Sendable {
     private let randomness: HandshakeRandomness
     /// The backup's purpose (what it offers); the primary learns the peer's from the offer.
     private let purpose: JoinPurpose
+    /// Backup: whether the caller proves sharing before ready (`Step.verify`).
+    private let proof: SharingCheck
     private var state: State = .initial
+
+    /// Whether a backup's handshake stops for the proof of sharing before sending ready.
+    public enum SharingCheck: Sendable {
+        /// Ready follows the identity check at once (in-process tests).
+        case none
+        /// `Step.verify` asks the caller; `verified(refusal:)` answers.
+        case byCaller
+    }
 
     /// - Parameters:
     ///   - role: `.backup` connects and speaks first; `.primary` answers.
     ///   - session: the primary's 16 bytes (ignored at the backup).
     public init(role: ReplicaRole, key: ReplicationKey, identity: ReplicaIdentity, session: [UInt8] = [],
-                purpose: JoinPurpose = .replicateFromBoot, randomness: HandshakeRandomness = .fresh())
+                purpose: JoinPurpose = .replicateFromBoot, randomness: HandshakeRandomness = .fresh(),
+                proof: SharingCheck = .none)
     {
         self.purpose = purpose
         precondition(role == .backup || session.count == IdentityMessage.sessionSize, "a primary names its session with 16 bytes")
@@ -136,6 +152,7 @@ public struct HandshakeStateMachine: Sendable {
         self.identity = identity
         self.session = role == .primary ? session : []
         self.randomness = randomness
+        self.proof = role == .backup ? proof : .none
     }
 
     /// Whether the handshake is over (either way).
@@ -182,12 +199,13 @@ public struct HandshakeStateMachine: Sendable {
             if let reason = identity.refusal(of: peer, expecting: .primary) {
                 return refuse(reason, sealer: &sealer)
             }
-            var out = ByteBufferAllocator().buffer(capacity: 64)
-            do { try sealer.seal(.ready, [], into: &out) } catch { return fail(.malformed(error), alert: nil) }
-            state = .done
-            return Step(send: Array(out.readableBytesView),
-                        outcome: .success(EstablishedSession(sealer: sealer, opener: opener, peer: peer, session: peer.session,
-                                                                     purpose: purpose)))
+            switch proof {
+            case .none:
+                return ready(sealer: &sealer, opener: opener, peer: peer)
+            case .byCaller:
+                state = .verifying(sealer: sealer, opener: opener, peer: peer)
+                return Step(verify: peer.session)
+            }
         case (.awaitingReady(let sealer, var opener, let peer, let purpose), .ready):
             guard (try? opener.open(frame)) != nil else { return fail(.authenticationFailed, alert: nil) }
             state = .done
@@ -202,6 +220,22 @@ public struct HandshakeStateMachine: Sendable {
         default:
             return fail(.malformed(.unexpectedFrame(frame.type)), alert: .protocolError)
         }
+    }
+
+    /// Backup: the caller's verdict on `Step.verify`: nil sends ready, a reason refuses.
+    public mutating func verified(refusal: String?) -> Step {
+        guard case .verifying(var sealer, let opener, let peer) = state else { return Step() }
+        if let refusal { return refuse(refusal, sealer: &sealer) }
+        return ready(sealer: &sealer, opener: opener, peer: peer)
+    }
+
+    private mutating func ready(sealer: inout FrameSealer, opener: FrameOpener, peer: IdentityMessage) -> Step {
+        var out = ByteBufferAllocator().buffer(capacity: 64)
+        do { try sealer.seal(.ready, [], into: &out) } catch { return fail(.malformed(error), alert: nil) }
+        state = .done
+        return Step(send: Array(out.readableBytesView),
+                    outcome: .success(EstablishedSession(sealer: sealer, opener: opener, peer: peer, session: peer.session,
+                                                         purpose: purpose)))
     }
 
     private mutating func receive(_ message: HandshakeMessage, in current: State) -> Step {

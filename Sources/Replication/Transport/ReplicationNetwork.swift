@@ -49,11 +49,18 @@ public final class ReplicationNetwork: Sendable {
         public var identity: ReplicaIdentity
         /// Observed by each connection: a stuck machine thread makes it go silent.
         public var watchdog: MachineWatchdog?
+        /// Backup: proves that the primary's arbiter and disk are this replica's too, given the
+        /// session learnt in the handshake (nil: shared; otherwise the refusal). Called off the
+        /// event loop, before ready is sent; nil: no proof (in-process tests).
+        public var verifySharing: (@Sendable (_ session: [UInt8]) -> String?)?
 
-        public init(key: ReplicationKey, identity: ReplicaIdentity, watchdog: MachineWatchdog? = nil) {
+        public init(key: ReplicationKey, identity: ReplicaIdentity, watchdog: MachineWatchdog? = nil,
+                    verifySharing: (@Sendable (_ session: [UInt8]) -> String?)? = nil)
+        {
             self.key = key
             self.identity = identity
             self.watchdog = watchdog
+            self.verifySharing = verifySharing
         }
     }
 
@@ -95,9 +102,16 @@ public final class ReplicationNetwork: Sendable {
     /// Connects to a primary at `endpoint` and runs the handshake, connecting again after a
     /// failure that says nothing about the primary (refused or broken connection, timeout, busy)
     /// until `deadline`. Throws `HandshakeFailure` (or the last connection error) otherwise.
+    /// With `giveUpAfter`, throws `PrimaryUnreachable` once that long has passed without any
+    /// attempt reaching a live primary (only a primary's "busy" shows it alive without a
+    /// handshake): the backup then asks the arbiter whether its primary died before it joined.
     public func connect(to endpoint: Endpoint, timing: ConnectionTiming, credentials: Credentials,
-                        purpose: JoinPurpose = .replicateFromBoot, until deadline: Date) throws -> ReplicationConnection
+                        purpose: JoinPurpose = .replicateFromBoot, until deadline: Date,
+                        giveUpAfter silence: TimeInterval? = nil,
+                        waiting: ((any Error) -> Void)? = nil) throws -> ReplicationConnection
     {
+        var told = false
+        var lastContact = Date()
         while true {
             let box = ResultBox<Result<ReplicationConnection, HandshakeFailure>>()
             let bootstrap = ClientBootstrap(group: group)
@@ -107,8 +121,10 @@ public final class ReplicationNetwork: Sendable {
                 .connectTimeout(.seconds(2))
                 .channelInitializer { channel in
                     let machine = HandshakeStateMachine(role: .backup, key: credentials.key, identity: credentials.identity,
-                                                        purpose: purpose)
-                    let handler = SealedChannelHandler(handshake: machine, timing: timing, watchdog: credentials.watchdog) {
+                                                        purpose: purpose,
+                                                        proof: credentials.verifySharing == nil ? .none : .byCaller)
+                    let handler = SealedChannelHandler(handshake: machine, timing: timing, watchdog: credentials.watchdog,
+                                                       verifySharing: credentials.verifySharing) {
                         box.put($0)
                     }
                     return channel.eventLoop.makeCompletedFuture {
@@ -129,9 +145,31 @@ public final class ReplicationNetwork: Sendable {
             } catch {
                 failure = error
             }
-            if Date() >= deadline { throw failure }
+            if Date() >= deadline || NetworkErrorText.isPermanent(failure) { throw failure }
+            if let handshake = failure as? HandshakeFailure, handshake == .busy || handshake == .alert(.busy) {
+                lastContact = Date()
+            }
+            if let silence, Date().timeIntervalSince(lastContact) >= silence {
+                throw PrimaryUnreachable(endpoint: endpoint, seconds: silence, lastFailure: "\(failure)")
+            }
+            // The first failure that will be retried is told (a backup started before its primary).
+            if !told {
+                told = true
+                waiting?(failure)
+            }
             Thread.sleep(forTimeInterval: 0.05)
         }
+    }
+}
+
+/// No attempt to connect reached a live primary for a while (`connect`'s `giveUpAfter`).
+public struct PrimaryUnreachable: Error, Sendable, CustomStringConvertible {
+    public let endpoint: Endpoint
+    public let seconds: TimeInterval
+    public let lastFailure: String
+
+    public var description: String {
+        "the primary at \(endpoint) has not answered for \(String(format: "%.1f", seconds)) s (\(lastFailure))"
     }
 }
 

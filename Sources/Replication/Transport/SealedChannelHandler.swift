@@ -40,10 +40,14 @@ final class SealedChannelHandler: ChannelDuplexHandler {
     private var context: ChannelHandlerContext?
     private var ticker: RepeatedTask?
     private var handshakeDeadline: Scheduled<Void>?
+    /// Backup: proves the arbiter and the disk shared for a session (blocking: run off the loop).
+    private let verifySharing: (@Sendable (_ session: [UInt8]) -> String?)?
 
     init(handshake: HandshakeStateMachine, timing: ConnectionTiming, watchdog: MachineWatchdog?,
+         verifySharing: (@Sendable (_ session: [UInt8]) -> String?)? = nil,
          onHandshake: @escaping (Result<ReplicationConnection, HandshakeFailure>) -> Void)
     {
+        self.verifySharing = verifySharing
         phase = .handshaking(handshake)
         role = handshake.role
         self.timing = timing
@@ -193,9 +197,14 @@ final class SealedChannelHandler: ChannelDuplexHandler {
         guard case .handshaking(var machine) = phase else { return }
         let step = machine.receive(frame)
         phase = .handshaking(machine)
+        apply(step, context: context)
+    }
+
+    private func apply(_ step: HandshakeStateMachine.Step, context: ChannelHandlerContext) {
         switch step.outcome {
         case nil:
             write(step.send, context: context)
+            if let session = step.verify { verify(session, context: context) }
         case .failure(let failure):
             // The alert or refusal goes out before the connection closes.
             handshakeFailed(failure, farewell: step.send)
@@ -203,6 +212,25 @@ final class SealedChannelHandler: ChannelDuplexHandler {
             write(step.send, context: context)
             establish(session, context: context)
         }
+    }
+
+    /// Runs the proof of sharing off the event loop (it reads the arbiter, which may be etcd
+    /// over the network, and opens the disk), then gives the state machine the verdict.
+    private func verify(_ session: [UInt8], context: ChannelHandlerContext) {
+        let check = verifySharing
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let loop = context.eventLoop
+        DispatchQueue.global().async {
+            let refusal = check?(session)
+            loop.execute { bound.value.verified(refusal: refusal) }
+        }
+    }
+
+    private func verified(refusal: String?) {
+        guard let context, case .handshaking(var machine) = phase else { return }
+        let step = machine.verified(refusal: refusal)
+        phase = .handshaking(machine)
+        apply(step, context: context)
     }
 
     private func establish(_ session: EstablishedSession, context: ChannelHandlerContext) {

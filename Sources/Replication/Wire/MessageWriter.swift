@@ -69,6 +69,13 @@ public struct MessageWriter: Sendable {
         buffer.writeBytes(o.digest.bytes)
     }
 
+    /// An empty environment-values message: a probe whose receipt, measured from when it was
+    /// sent, renews the primary's output lease (the backup logs no values for it).
+    public mutating func probe() {
+        closeValues()
+        header(.environmentValues, 0)
+    }
+
     public mutating func outputDone(_ sequence: UInt64) {
         closeValues()
         header(.outputDone, 8)

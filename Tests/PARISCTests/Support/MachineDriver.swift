@@ -52,11 +52,14 @@ final class TestEnvironment: GuestEnvironment {
         completions.append(.blockCompletion(completion))
     }
 
-    func takeEvents() -> [BoundaryEvent] {
+    /// The events for a boundary: at most `consoleRoom` bytes of input (what the UART can take,
+    /// `Machine.consoleInputRoom`; the rest waits), then the disk completions.
+    func takeEvents(consoleRoom: Int) -> [BoundaryEvent] {
         var events: [BoundaryEvent] = []
-        if !pendingInput.isEmpty {
-            events.append(.consoleInput(pendingInput))
-            pendingInput = []
+        let input = Array(pendingInput.prefix(consoleRoom))
+        if !input.isEmpty {
+            events.append(.consoleInput(input))
+            pendingInput.removeFirst(input.count)
         }
         events += completions
         completions = []
@@ -119,7 +122,7 @@ struct MachineDriver {
                     inputSent = true
                 }
                 var time = machine.clock.now
-                if stop == .idle, environment.pendingInput.isEmpty,
+                if stop == .idle, environment.pendingInput.isEmpty || machine.consoleInputRoom == 0,
                    machine.outstandingBlockRequests.isEmpty
                 {
                     guard let deadline = machine.nextTimerDeadline else {
@@ -128,7 +131,7 @@ struct MachineDriver {
                     }
                     time = max(time, deadline)
                 }
-                try machine.applyBoundary(time: time, events: environment.takeEvents())
+                try machine.applyBoundary(time: time, events: environment.takeEvents(consoleRoom: machine.consoleInputRoom))
             }
         }
         return .crashed(reason: "instruction limit reached")
