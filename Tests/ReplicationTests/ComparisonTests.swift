@@ -157,6 +157,19 @@ func agreeing(_ epoch: UInt64, _ records: [OutputRecord], fingerprint: StateDige
         }
     }
 
+    @Test func theLeaseProbeIsTakenAfterAComparison() throws {
+        // The primary probes (an empty values message) when a verdict came after its output
+        // lease: it carries nothing for the epoch, and the compared epoch still ends as compared.
+        var r = rules()
+        let request = CompareRequest(epoch: 0, progress: 50, stop: .epochEnd, wantsFingerprint: false)
+        _ = try r.receive(.compare(request), progress: 0)
+        #expect(try r.receive(.environmentValues(LoggedValues([])), progress: 50) == .log(LoggedValues([])))
+        #expect(r.stage == .compared(progress: 50, stop: .epochEnd))
+        guard case .execute = try r.receive(end(0, at: 50), progress: 50) else {
+            Issue.record("not executed"); return
+        }
+    }
+
     @Test func aComparedEpochTakesNothingMoreAndEndsWhereItWasCompared() throws {
         let request = CompareRequest(epoch: 0, progress: 50, stop: .epochEnd, wantsFingerprint: false)
         let hostile: [(String, Message)] = [

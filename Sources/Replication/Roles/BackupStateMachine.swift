@@ -107,8 +107,10 @@ public struct BackupStateMachine: Sendable, Equatable {
         case .transferPages, .transferState:
             throw .protocolViolation("a \(message.type) message to a backup that already follows")
         case .environmentValues(let values):
-            // An empty one is the primary's probe (its output lease): it may follow a comparison.
-            if values.count > 0 { try checkReceiving(message) }
+            // An empty one is the primary's probe (output leases, protocol.md): it carries
+            // nothing for the epoch, so it may come at any stage, after a comparison too.
+            if values.count == 0 { return .log(values) }
+            try checkReceiving(message)
             let n = UInt64(values.count)
             guard n <= perEpochLimit - valuesInEpoch else {
                 throw .protocolViolation("epoch \(epoch) carries more than \(perEpochLimit) environment values")

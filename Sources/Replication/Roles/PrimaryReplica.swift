@@ -121,6 +121,8 @@ final class PrimaryReplica {
     private var softError: SoftError?
     /// Output comparison (`--compare`): what was asked of the backup, and its verdicts.
     private var comparison = ComparisonStateMachine()
+    /// How long after its batch was sent the last comparison's verdict arrived (nanoseconds).
+    private var comparedWithin: UInt64?
     /// Output comparison's checkpoint (the start of the epoch after the last agreed output),
     /// the epoch whose start is to be checkpointed next, and whether console input was
     /// delivered since the checkpoint (it could not be delivered again: no rollback then).
@@ -379,11 +381,16 @@ final class PrimaryReplica {
             fingerprint: fingerprint ? try machine.stateDigest() : nil,
             ending: stop == .ended ? ending.flatMap(OutputDigest.ending) : nil))
         guard !outputs.isEmpty || stop == .ended else { return false }
+        let sentAt = ContinuousClock.now
+        comparedWithin = nil
         guard try flush() != nil else { return false }
         while comparison.isAwaiting(epoch), rules.logs, let peer = comparingPeer {
             try readReports(from: peer, wait: true)
         }
         try checkComparison()
+        // The verdict is the backup's answer to this batch, sent after it ran the epoch: it
+        // renews the output lease as a receipt does, measured from the send.
+        comparedWithin = Self.nanoseconds(ContinuousClock.now - sentAt)
         if stop != .ended { checkpointDue = epoch + 1 }
         return rules.logs
     }
@@ -496,9 +503,9 @@ final class PrimaryReplica {
                 case .log where compared:
                     // The backup computed the same output: it holds the log up to it.
                     if index == 0 { fault(.acknowledged) }
-                    // When the comparison's answer was sent is not measured here: it renews no
-                    // output lease, so an arbiter lease or a probe's timely receipt must.
-                    step = rules.receiptArrived(sinceSent: .max, arbiter: arbiter.view)
+                    // The verdict came within `comparedWithin` of the send; if that is past the
+                    // lease, an arbiter lease or a probe's timely receipt must do.
+                    step = rules.receiptArrived(sinceSent: comparedWithin ?? .max, arbiter: arbiter.view)
                 case .log(let record):
                     environment.writer.output(record)
                     step = try sendAndAwaitReceipt(acknowledged: index == 0) ?? rules.commit(record)
@@ -538,10 +545,11 @@ final class PrimaryReplica {
             try lose(peer, .timeout(milliseconds: Int(rules.outputLease * 2 / 1_000_000)))
         }
         guard rules.logs else { return nil }
-        let elapsed = ContinuousClock.now - sentAt
-        let nanoseconds = UInt64(elapsed.components.seconds) &* 1_000_000_000
-            &+ UInt64(elapsed.components.attoseconds / 1_000_000_000)
-        return rules.receiptArrived(sinceSent: nanoseconds, arbiter: arbiter.view)
+        return rules.receiptArrived(sinceSent: Self.nanoseconds(ContinuousClock.now - sentAt), arbiter: arbiter.view)
+    }
+
+    private static func nanoseconds(_ elapsed: Duration) -> UInt64 {
+        UInt64(elapsed.components.seconds) &* 1_000_000_000 &+ UInt64(elapsed.components.attoseconds / 1_000_000_000)
     }
 
     /// Waits until `peer` holds its stream up to `end`, taking its reports meanwhile (so a
