@@ -19,7 +19,7 @@ import Glibc
         [
             FailoverCase(arch: arch, guest: "ticks", cmdline: "ticks=160 hz=20", input: "", usesDisk: false,
                          hostClock: true),
-            FailoverCase(arch: arch, guest: "disk", cmdline: arch == "parisc" ? "blocks=300" : "blocks=6000", input: "",
+            FailoverCase(arch: arch, guest: "disk", cmdline: arch == "parisc" ? "blocks=300" : "blocks=12000", input: "",
                          usesDisk: true),
             FailoverCase(arch: arch, guest: "echo", cmdline: "",
                          input: (1...30).map { "line number \($0) of the re-protection test\n" }.joined() + "quit\n",
