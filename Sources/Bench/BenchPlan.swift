@@ -49,6 +49,9 @@ struct BenchPlan: Sendable {
     var failoverMainTimeout: Int
     var failoverTrials: Int
     var failoverSweepTrials: Int
+    /// SIGKILL trials per guest and engine for the guests other than ticks (whose are the
+    /// main timeout's `failoverTrials`).
+    var failoverGuestTrials: Int
     /// Seconds of replication before the primary is killed or frozen.
     var failoverDelay: Double
 
@@ -77,7 +80,8 @@ struct BenchPlan: Sendable {
                 sealingEpochs: 20_000,
                 diskBlocks: [8, 32], diskEpochLengths: [nil],
                 failoverTimeouts: [200], failoverMainTimeout: 200,
-                failoverTrials: failoverTrials ?? 1, failoverSweepTrials: 1, failoverDelay: 0.1,
+                failoverTrials: failoverTrials ?? 1, failoverSweepTrials: 1, failoverGuestTrials: failoverTrials ?? 1,
+                failoverDelay: 0.1,
                 qemuHPPARounds: (1, 4), pariscLockstepRounds: (1, 2), instructionCountRounds: (1, 2),
                 x86Rounds: (1, 256), x86Ring0Rounds: nil, qemuPC: false)
         }
@@ -92,7 +96,8 @@ struct BenchPlan: Sendable {
             sealingEpochs: 1_000_000,
             diskBlocks: [64, 512, 2048], diskEpochLengths: [4096, nil],
             failoverTimeouts: [100, 250, 500, 1000, 2000], failoverMainTimeout: 1000,
-            failoverTrials: trials, failoverSweepTrials: max(2, (trials + 4) / 7), failoverDelay: 0.25,
+            failoverTrials: trials, failoverSweepTrials: max(2, (trials + 4) / 7), failoverGuestTrials: trials,
+            failoverDelay: 0.25,
             qemuHPPARounds: (64, 1024), pariscLockstepRounds: (4, 84), instructionCountRounds: (1, 3),
             x86Rounds: (64, 8192), x86Ring0Rounds: (1, 2), qemuPC: true)
     }

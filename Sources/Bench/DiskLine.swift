@@ -15,4 +15,9 @@ struct DiskLine: Codable, Sendable {
     var channelBytesPerRequest: Double?
     /// (requests, fastest seconds) for each block count.
     var fastest: [[Double]]
+    /// KVM (run only): `KVM_RUN` calls per request, from `lockstep run --stats-json` (exits
+    /// are deterministic: the slope between the smallest and largest block counts).
+    var exitsPerRequest: Double? = nil
+    /// KVM (run only): interrupts injected per request.
+    var interruptsPerRequest: Double? = nil
 }

@@ -1,8 +1,9 @@
 import Foundation
 
-/// Summary of the trials of one engine, failure kind and timeout.
+/// Summary of the trials of one engine, guest, failure kind and timeout.
 struct FailoverPoint: Codable, Sendable {
     var engine: String
+    var guest: String
     var failure: String
     var timeoutMilliseconds: Int
     var trials: Int

@@ -4,6 +4,8 @@ import Foundation
 /// frozen, the backup's statistics file read for when it noticed and when it went live.
 struct FailoverTrial: Codable, Sendable {
     var engine: String
+    /// The bundled guest.
+    var guest: String
     /// "SIGKILL" (the primary dies; its TCP connection closes) or "SIGSTOP" (it freezes and
     /// goes silent, as a hung host or a partition would).
     var failure: String

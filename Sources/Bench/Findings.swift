@@ -78,8 +78,8 @@ enum Findings {
         }
         if let points = r.failover {
             for engine in Set(points.map(\.engine)).sorted() {
-                let kill = points.filter { $0.engine == engine && $0.failure == "SIGKILL" }.compactMap { p in p.live.map { (p, $0) } }
-                let stop = points.filter { $0.engine == engine && $0.failure == "SIGSTOP" }.compactMap { p in p.live.map { (p, $0) } }
+                let kill = points.filter { $0.engine == engine && $0.guest == "ticks" && $0.failure == "SIGKILL" }.compactMap { p in p.live.map { (p, $0) } }
+                let stop = points.filter { $0.engine == engine && $0.guest == "ticks" && $0.failure == "SIGSTOP" }.compactMap { p in p.live.map { (p, $0) } }
                 if let killLive = Summary(kill.map(\.1.median)), let worst = kill.map(\.1.maximum).max() {
                     let perTimeout = kill.map { "\($0.0.timeoutMilliseconds) ms: \(f.milliseconds($0.1.median))" }.joined(separator: ", ")
                     // Independent of the timeout when every median stays far below the shortest timeout.
@@ -87,6 +87,18 @@ enum Findings {
                     let independent = kill.allSatisfy { $0.1.median < shortest / 4 }
                     out.append("Failover, \(engine), SIGKILL: the backup is live \(f.milliseconds(killLive.median)) ms after the kill (median of the per-timeout medians; worst single trial \(f.milliseconds(worst)) ms); per timeout: \(perTimeout)"
                         + (independent ? ". That is far below every timeout: the kernel closes the dead primary's connection, and the backup sees it at once." : "."))
+                }
+                let guests = points.filter { $0.engine == engine && $0.guest != "ticks" && $0.failure == "SIGKILL" }
+                if !guests.isEmpty {
+                    let parts = guests.map { p in
+                        p.live.map { "\(p.guest) \(f.milliseconds($0.median)) / \(f.milliseconds($0.p99)) ms (\(p.succeeded)/\(p.trials) ok)" }
+                            ?? "\(p.guest): no trial went live"
+                    }
+                    let under = guests.allSatisfy { p in
+                        p.succeeded == p.trials && (p.live.map { $0.median < FailoverExperiment.targetSeconds && $0.p99 < FailoverExperiment.targetSeconds } ?? false)
+                    }
+                    out.append("Failover, \(engine), SIGKILL per guest, median / p99: " + parts.joined(separator: ", ")
+                        + (under ? ": every guest under 100 ms." : ": not every guest under 100 ms."))
                 }
                 if !stop.isEmpty {
                     let over = stop.map { ($0.1.median - Double($0.0.timeoutMilliseconds) / 1000) }

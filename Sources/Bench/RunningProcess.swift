@@ -16,9 +16,14 @@ final class RunningProcess: @unchecked Sendable {
     let startedAtWall: Double
     private let record = ExitRecord()
 
-    /// Starts `executable` with `arguments`; standard input is `input` (then closed) or empty.
+    /// Standard input while it is kept open (`keepsInputOpen`): `type(_:)` writes to it.
+    private let inputWriter: FileHandle?
+
+    /// Starts `executable` with `arguments`; standard input is `input` (then closed) or empty,
+    /// or, with `keepsInputOpen`, a pipe the bench writes to with `type(_:)` until
+    /// `closeInput()`.
     /// - Parameter marker: a string whose first appearance on standard output is timed.
-    init(executable: String, arguments: [String], input: Data? = nil,
+    init(executable: String, arguments: [String], input: Data? = nil, keepsInputOpen: Bool = false,
                 environment: [String: String]? = nil, directory: String? = nil, marker: String? = nil) throws
     {
         command = [executable] + arguments
@@ -29,7 +34,8 @@ final class RunningProcess: @unchecked Sendable {
         let outPipe = Pipe(), errPipe = Pipe()
         process.standardOutput = outPipe
         process.standardError = errPipe
-        let inPipe: Pipe? = input == nil ? nil : Pipe()
+        let inPipe: Pipe? = input == nil && !keepsInputOpen ? nil : Pipe()
+        inputWriter = keepsInputOpen ? inPipe?.fileHandleForWriting : nil
         process.standardInput = inPipe ?? FileHandle.nullDevice
         stdout = OutputCollector(outPipe.fileHandleForReading, marker: marker)
         stderr = OutputCollector(errPipe.fileHandleForReading, marker: nil)
@@ -44,13 +50,24 @@ final class RunningProcess: @unchecked Sendable {
         // The child has its copies of the pipe ends now.
         try? outPipe.fileHandleForWriting.close()
         try? errPipe.fileHandleForWriting.close()
-        if let inPipe, let input {
+        if let inPipe, let input, !keepsInputOpen {
             let writer = inPipe.fileHandleForWriting
             Thread.detachNewThread {
                 try? writer.write(contentsOf: input)
                 try? writer.close()
             }
         }
+    }
+
+    /// Writes `text` to the process's standard input (kept open); a process that stopped
+    /// reading is not an error here (its outcome tells).
+    func type(_ text: String) {
+        try? inputWriter?.write(contentsOf: Data(text.utf8))
+    }
+
+    /// Closes a standard input kept open.
+    func closeInput() {
+        try? inputWriter?.close()
     }
 
     /// The process ID (for signals).

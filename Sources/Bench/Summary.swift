@@ -7,6 +7,8 @@ struct Summary: Codable, Sendable, Equatable {
     let minimum: Double
     let maximum: Double
     let mean: Double
+    /// The 99th percentile, nearest rank (of 20 values, the largest; of 200, the second largest).
+    let p99: Double
 
     /// nil for no values.
     init?(_ values: [Double]) {
@@ -18,5 +20,6 @@ struct Summary: Codable, Sendable, Equatable {
         minimum = sorted[0]
         maximum = sorted[sorted.count - 1]
         mean = sorted.reduce(0, +) / Double(sorted.count)
+        p99 = sorted[(99 * sorted.count + 99) / 100 - 1]  // rank ceil(0.99 n)
     }
 }

@@ -1,4 +1,10 @@
 extension VirtioMMIOBlock {
+    /// The QueueNotify register's offset (a hypervisor may defer writes to it: they start
+    /// requests, whose effects the driver observes only through the used ring and interrupts).
+    public static let queueNotifyOffset: UInt64 = 0x050
+    /// The InterruptACK register's offset.
+    public static let interruptACKOffset: UInt64 = 0x064
+
     /// The virtio-mmio (version 2) register at an offset into the device's window.
     /// Virtio 1.2, section 4.2.2 "MMIO Device Register Layout".
     public enum Register: Equatable, Sendable {
@@ -89,9 +95,9 @@ extension VirtioMMIOBlock {
             case 0x03c: self = .legacyQueueAlign
             case 0x040: self = .legacyQueuePFN
             case 0x044: self = .queueReady
-            case 0x050: self = .queueNotify
+            case VirtioMMIOBlock.queueNotifyOffset: self = .queueNotify
             case 0x060: self = .interruptStatus
-            case 0x064: self = .interruptACK
+            case VirtioMMIOBlock.interruptACKOffset: self = .interruptACK
             case 0x070: self = .status
             case 0x080: self = .queueDescriptorLow
             case 0x084: self = .queueDescriptorHigh

@@ -29,7 +29,8 @@ public enum MachineFactory {
             return try X86Machine(
                 image: setup.image, memorySize: setup.options.memorySize,
                 commandLine: setup.options.commandLine, diskSectors: setup.diskSectors,
-                epochClock: setup.epochClock, environment: environment)
+                epochClock: setup.epochClock, environment: environment,
+                coalescing: setup.options.coalescedWrites)
         } catch {
             switch error {
             case .kvmUnavailable, .epochClockUnavailable:

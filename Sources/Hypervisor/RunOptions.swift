@@ -57,6 +57,10 @@ public struct RunOptions: Hashable, Sendable, Codable {
     public var engine: EngineKind?
     /// When the disk's writes count as done (host-side only: replicas may differ).
     public var diskCache: DiskCacheMode
+    /// x86: let KVM buffer the writes Lockstep defers (virtio QueueNotify and InterruptACK, the
+    /// 8259's EOI) in its coalesced MMIO/PIO ring instead of exiting for each (host-side only:
+    /// the guest sees the same run either way, so replicas may differ).
+    public var coalescedWrites: Bool
     /// How the PA-RISC emulator runs guest code; nil: the fastest engine this host runs. Not part
     /// of the pair's configuration check: every emulator engine gives the same results.
     public var emulator: PARISCEngine?
@@ -67,7 +71,7 @@ public struct RunOptions: Hashable, Sendable, Codable {
                 commandLine: String = "", diskPath: String? = nil,
                 clockMode: ClockMode = .deterministic, epochClock: EpochClockChoice = .auto,
                 epochLength: UInt64? = nil, engine: EngineKind? = nil, diskCache: DiskCacheMode = .default,
-                emulator: PARISCEngine? = nil)
+                coalescedWrites: Bool = true, emulator: PARISCEngine? = nil)
     {
         self.guestPath = guestPath
         self.memorySize = memorySize
@@ -78,6 +82,7 @@ public struct RunOptions: Hashable, Sendable, Codable {
         self.epochLength = epochLength
         self.engine = engine
         self.diskCache = diskCache
+        self.coalescedWrites = coalescedWrites
         self.emulator = emulator
     }
 }

@@ -45,26 +45,29 @@ extension VirtualMachine {
 extension VCPU {
     /// Takes every buffered write out of the VM's coalesced MMIO/PIO ring, oldest first.
     ///
-    /// The ring is page `KVM_CAP_COALESCED_MMIO` (2 on x86) of the vCPU mapping, a
+    /// The ring is page `KVM_CAP_COALESCED_MMIO` (2 on x86) of the vCPU mapping (looked up once,
+    /// when the vCPU is created), a
     /// `struct kvm_coalesced_mmio_ring`; the kernel produces at `last`, this consumes at `first`.
     /// Call it on the vCPU thread at an exit, before handling the exit (the writes happened
     /// before it).
     public func drainCoalescedAccesses() -> [CoalescedAccess] {
-        let page = Int(vm.checkExtension(.coalescedMMIO))
-        guard page > 0, (page + 1) * 4096 <= mmapSize else { return [] }
+        let page = coalescedRingPage
+        guard page > 0 else { return [] }
         let entrySize = MemoryLayout<kvm_coalesced_mmio>.stride
         let header = MemoryLayout<kvm_coalesced_mmio_ring>.size
         let capacity = UInt32((4096 - header) / entrySize)
-        // SAFETY: the ring page lies inside the vCPU mapping (checked above); `first` and `last`
-        // are the ring's first two u32 fields; entries are read only at indices < capacity,
-        // which fit in the page; the mapping outlives this call.
+        // SAFETY: the ring page lies inside the vCPU mapping (checked in init); `first` and
+        // `last` are the ring's first two u32 fields; entries are read only at indices <
+        // capacity, which fit in the page; the mapping outlives this call.
         let ring = UnsafeMutableRawPointer(kvmRun) + page * 4096
         let firstPointer = ring.assumingMemoryBound(to: UInt32.self)
         let lastPointer = (ring + 4).assumingMemoryBound(to: UInt32.self)
         var first = ckvm_load_acquire_u32(firstPointer)
         let last = ckvm_load_acquire_u32(lastPointer)
+        // Indices outside the ring are not the kernel's: leave them alone rather than loop.
+        guard first != last, first < capacity, last < capacity else { return [] }
         var accesses: [CoalescedAccess] = []
-        while first != last && first < capacity {
+        while first != last {
             // SAFETY: `first` < capacity, so the entry lies inside the ring page (see above).
             let entry = (ring + header + Int(first) * entrySize).assumingMemoryBound(to: kvm_coalesced_mmio.self)
             let length = min(Int(entry.pointee.len), 8)

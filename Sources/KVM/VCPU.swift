@@ -30,6 +30,9 @@ public final class VCPU {
     /// The size of the `kvm_run` mapping (`KVM_GET_VCPU_MMAP_SIZE`).
     public let mmapSize: Int
     let kvmRun: UnsafeMutablePointer<kvm_run>
+    /// The page of the mapping that holds the coalesced MMIO/PIO ring (`KVM_CAP_COALESCED_MMIO`),
+    /// or 0 where KVM has none.
+    let coalescedRingPage: Int
     let kickState = KickState()
     /// The last exit `run()` returned, for checking completions.
     public private(set) var lastExit: VCPUExit?
@@ -52,6 +55,8 @@ public final class VCPU {
         self.id = id
         self.vm = vm
         self.mmapSize = mmapSize
+        let ringPage = Int(vm.checkExtension(.coalescedMMIO))
+        coalescedRingPage = ringPage > 0 && (ringPage + 1) * 4096 <= mmapSize ? ringPage : 0
         // SAFETY: the mapping starts with a struct kvm_run (the KVM ABI) and is page aligned.
         self.kvmRun = pointer.bindMemory(to: kvm_run.self, capacity: 1)
     }

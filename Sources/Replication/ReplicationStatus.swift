@@ -19,6 +19,9 @@ public final class ReplicationStatus: @unchecked Sendable {
         public var state: ReplicaState
         public var epoch: UInt64
         public var backupLag: UInt64
+        /// The primary's guest time in the epochs the backup has not reported executed (what a
+        /// failover would replay), in seconds.
+        public var backupLagSeconds: Double = 0
         public var bytesSent: UInt64
         public var bytesReceived: UInt64
         public var sendBytesPerSecond: Double
@@ -40,7 +43,7 @@ public final class ReplicationStatus: @unchecked Sendable {
         public var transfers: [TransferFigures] = []
 
         private enum CodingKeys: String, CodingKey {
-            case role, state, epoch, backupLag, bytesSent, bytesReceived, sendBytesPerSecond, elapsedSeconds
+            case role, state, epoch, backupLag, backupLagSeconds, bytesSent, bytesReceived, sendBytesPerSecond, elapsedSeconds
             case status, stateEnteredAt, stateEnteredAtEpoch, finalDigest, primaryFinalDigest
             case backups, unprotectedSince, protectedAgainAfter, transfers
         }
@@ -67,6 +70,7 @@ public final class ReplicationStatus: @unchecked Sendable {
             state = try c.decode(ReplicaState.self, forKey: .state)
             epoch = try c.decode(UInt64.self, forKey: .epoch)
             backupLag = try c.decode(UInt64.self, forKey: .backupLag)
+            backupLagSeconds = try c.decodeIfPresent(Double.self, forKey: .backupLagSeconds) ?? 0
             bytesSent = try c.decode(UInt64.self, forKey: .bytesSent)
             bytesReceived = try c.decode(UInt64.self, forKey: .bytesReceived)
             sendBytesPerSecond = try c.decode(Double.self, forKey: .sendBytesPerSecond)
@@ -90,6 +94,7 @@ public final class ReplicationStatus: @unchecked Sendable {
             try c.encode(state, forKey: .state)
             try c.encode(epoch, forKey: .epoch)
             try c.encode(backupLag, forKey: .backupLag)
+            try c.encode(backupLagSeconds, forKey: .backupLagSeconds)
             try c.encode(bytesSent, forKey: .bytesSent)
             try c.encode(bytesReceived, forKey: .bytesReceived)
             try c.encode(sendBytesPerSecond, forKey: .sendBytesPerSecond)
@@ -158,6 +163,7 @@ public final class ReplicationStatus: @unchecked Sendable {
     private let start = Date()
     private let epochWord = Atomic<UInt64>(0)
     private let lagWord = Atomic<UInt64>(0)
+    private let lagTimeWord = Atomic<UInt64>(0)
     // Guarded by `lock`.
     private var snapshot: Snapshot
     private var connection: ReplicationConnection?
@@ -177,9 +183,10 @@ public final class ReplicationStatus: @unchecked Sendable {
 
     /// Records the machine thread's progress: two atomic stores.
     @inline(__always)
-    public func progress(epoch: UInt64, lag: UInt64) {
+    public func progress(epoch: UInt64, lag: UInt64, lagNanoseconds: UInt64 = 0) {
         epochWord.store(epoch, ordering: .relaxed)
         lagWord.store(lag, ordering: .relaxed)
+        lagTimeWord.store(lagNanoseconds, ordering: .relaxed)
     }
 
     /// The connection whose traffic the status shows (nil once it is gone).
@@ -281,6 +288,7 @@ public final class ReplicationStatus: @unchecked Sendable {
     private func write(_ now: Date) {
         snapshot.epoch = epochWord.load(ordering: .relaxed)
         snapshot.backupLag = lagWord.load(ordering: .relaxed)
+        snapshot.backupLagSeconds = Double(lagTimeWord.load(ordering: .relaxed)) / 1e9
         if let connection {
             let stats = connection.statistics
             snapshot.bytesSent = stats.sent
@@ -290,7 +298,8 @@ public final class ReplicationStatus: @unchecked Sendable {
         snapshot.sendBytesPerSecond = snapshot.elapsedSeconds > 0
             ? Double(snapshot.bytesSent) / snapshot.elapsedSeconds : 0
         if interactive {
-            let lag = snapshot.role == .primary ? String(format: " · backups %llu epochs behind", snapshot.backupLag) : ""
+            let lag = snapshot.role == .primary
+                ? String(format: " · backups %llu epochs (%.1f ms) behind", snapshot.backupLag, snapshot.backupLagSeconds * 1000) : ""
             var line = String(format: "%@ %@ · epoch %llu%@ · tx %.1f KiB/s · rx %.1f KiB/s",
                               snapshot.role.description, snapshot.state.rawValue, snapshot.epoch, lag,
                               snapshot.sendBytesPerSecond / 1024,

@@ -104,6 +104,10 @@ extension X86Machine {
             // An exit's virtual time (the TSC it may read) is that of the exiting instruction.
             counter.value = count &- clock.base
             if source.countsOnlyInterpretedCode { try requireCPL0() }
+            // A deferred write's exit is a precise stop, but not handled here (and not an
+            // injection point): the write waits for the next exit or the boundary.
+            if deferIfDeferredWrite(exit) { continue }
+            applyDeferredWrites()
             if case .stop(let machineStop) = try handle(exit) {
                 return machineStop
             }

@@ -44,7 +44,8 @@ extension X86Machine {
         if case .debug = exit {
             atInjectionPoint = false
         } else {
-            atInjectionPoint = exit.isDeterministic
+            // A deferred write's exit is not one every replica makes (its host may buffer it).
+            atInjectionPoint = exit.isDeterministic && deferredWrites.write(in: exit) == nil
         }
         if !exit.isDeterministic { statistics.interrupted += 1 }
         return exit
@@ -63,8 +64,9 @@ extension X86Machine {
     func runCountingExits(until target: UInt64) throws -> MachineStop {
         while true {
             let exit = try enterGuest()
-            guard exit.isDeterministic else { continue }
+            guard exit.isDeterministic, !deferIfDeferredWrite(exit) else { continue }
             counter.value += 1
+            applyDeferredWrites()
             if case .stop(let stop) = try handle(exit) { return stop }
             if counter.value >= target { return .epochEnd }
         }
@@ -83,12 +85,7 @@ extension X86Machine {
                 try simulate(match.site, resumingAt: match.next)
                 return .proceed
             }
-            for item in 0..<count {
-                let value = littleEndianValue(data, offset: item * size, size: size)
-                if !devices.ports.write(UInt64(port), size: size, value: value, cpuOrder: .little) {
-                    noteUnknown(bus: devices.ports.name, address: UInt64(port), write: true)
-                }
-            }
+            writePort(port, size: size, count: count, data: data)
             if let status = devices.debugExit.guestStatus {
                 return .stop(.exited(status: status))
             }
@@ -111,15 +108,7 @@ extension X86Machine {
             return .proceed
         case .mmioWrite(let address, let data):
             statistics.mmio += 1
-            let size = data.count
-            if [1, 2, 4, 8].contains(size) {
-                let value = littleEndianValue(data, offset: 0, size: size)
-                if !devices.mmio.write(address, size: size, value: value, cpuOrder: .little) {
-                    noteUnknown(bus: devices.mmio.name, address: address, write: true)
-                }
-            } else if unknownAccesses.record(bus: devices.mmio.name, address: address) {
-                logger.warning("x86: the guest wrote \(size) bytes at once to \(devices.mmio.name) \(hex(address)); only 1, 2, 4 or 8-byte accesses reach a device, so it is ignored (logged once per address)")
-            }
+            writeMMIO(address, data: data)
             return .proceed
         case .hlt:
             statistics.halts += 1
@@ -170,6 +159,29 @@ extension X86Machine {
             return .stop(.crashed(reason: "unsupported KVM exit \(exit) at RIP \(currentRIP)"))
         case .interrupted, .irqWindowOpen:
             return .proceed
+        }
+    }
+
+    /// An OUT of `count` items of `size` bytes to `port`.
+    func writePort(_ port: UInt16, size: Int, count: Int, data: [UInt8]) {
+        for item in 0..<count {
+            let value = littleEndianValue(data, offset: item * size, size: size)
+            if !devices.ports.write(UInt64(port), size: size, value: value, cpuOrder: .little) {
+                noteUnknown(bus: devices.ports.name, address: UInt64(port), write: true)
+            }
+        }
+    }
+
+    /// An MMIO write of `data` (1, 2, 4 or 8 bytes reach a device) at `address`.
+    func writeMMIO(_ address: UInt64, data: [UInt8]) {
+        let size = data.count
+        if [1, 2, 4, 8].contains(size) {
+            let value = littleEndianValue(data, offset: 0, size: size)
+            if !devices.mmio.write(address, size: size, value: value, cpuOrder: .little) {
+                noteUnknown(bus: devices.mmio.name, address: address, write: true)
+            }
+        } else if unknownAccesses.record(bus: devices.mmio.name, address: address) {
+            logger.warning("x86: the guest wrote \(size) bytes at once to \(devices.mmio.name) \(hex(address)); only 1, 2, 4 or 8-byte accesses reach a device, so it is ignored (logged once per address)")
         }
     }
 

@@ -44,6 +44,9 @@ extension X86Machine {
         // returned from the next interrupt to the HLT itself. The counter-driven clocks never
         // single-step a HLT, so every idle boundary is a HLT exit, which a snapshot carries.)
         try completeLastExit()
+        // `run` applies every deferred write before it returns, and completing the exit runs no
+        // guest code, so KVM's ring is empty too.
+        precondition(deferredWrites.pending.isEmpty, "a deferred write is pending at a boundary")
         let window = interruptWindowAtBoundary ?? vcpu.canInjectInterrupt
         let vcpuState: VCPUSnapshot
         do { vcpuState = try vcpu.snapshot() } catch { throw X86Error.kvm(error) }

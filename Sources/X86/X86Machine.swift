@@ -34,7 +34,7 @@ public final class X86Machine: Machine {
     }
 
     /// Counters of what the machine did (diagnostics and benchmarks; not replicated state).
-    public struct Statistics: Hashable, Sendable {
+    public struct Statistics: Hashable, Sendable, Codable {
         /// `KVM_RUN` calls.
         public var runs: UInt64 = 0
         /// Port I/O exits (the trap port included).
@@ -63,6 +63,10 @@ public final class X86Machine: Machine {
         public var interruptsInjected: UInt64 = 0
         /// `KVM_RUN` returns that were kicks or other non-deterministic exits (never counted).
         public var interrupted: UInt64 = 0
+        /// Writes to deferred registers applied (`DeferredWrites`), buffered or exited.
+        public var deferredWrites: UInt64 = 0
+        /// Of those, the ones KVM buffered in its coalesced ring (no exit).
+        public var coalescedWrites: UInt64 = 0
     }
 
     public let architecture = GuestArchitecture.x86_64
@@ -98,6 +102,9 @@ public final class X86Machine: Machine {
     public internal(set) var statistics = Statistics()
     /// Unknown ports and MMIO addresses the guest touched (each logged once).
     public internal(set) var unknownAccesses = UnknownAccessLog()
+    /// How many deferred-write zones KVM buffers in its coalesced ring (0: every deferred write
+    /// exits; see `DeferredWrites`).
+    public let coalescedZones: Int
 
     let environment: any GuestEnvironment
     let system: KVMSystem
@@ -123,6 +130,8 @@ public final class X86Machine: Machine {
     var stepTranslation: AddressTranslation?
     /// The counter-driven clocks' counter (single-step, emulation-counter, pmu).
     var counterClock: CounterClock?
+    /// Writes to device registers that take effect at the next deterministic exit.
+    var deferredWrites: DeferredWrites
     /// Whether the vCPU could take an interrupt at the boundary where the state was last
     /// captured or restored: capturing completes the exit the vCPU stopped at, which rewrites
     /// `kvm_run`'s interrupt window, so the next entry decides on this value instead (once).
@@ -141,9 +150,13 @@ public final class X86Machine: Machine {
     ///     (needs a host PMU with a known retired-conditional-branch event; refused elsewhere).
     ///   - environment: where environment values, console output and disk requests go.
     ///   - kvmPath: the KVM device.
+    ///   - coalescing: let KVM buffer writes to the deferred registers (`DeferredWrites`) in its
+    ///     coalesced MMIO/PIO ring where the host offers it; off, they exit. The guest sees the
+    ///     same either way (progress, interrupts, results): only the cost differs.
     public init(image: ELFImage, memorySize: UInt64, commandLine: String = "",
                 diskSectors: UInt64? = nil, epochClock: EpochClock = .deterministicExits,
-                environment: any GuestEnvironment, kvmPath: String = X86Machine.defaultKVMPath)
+                environment: any GuestEnvironment, kvmPath: String = X86Machine.defaultKVMPath,
+                coalescing: Bool = true)
         throws(X86Error)
     {
         var branchEvent: RetiredBranchEvent?
@@ -186,6 +199,9 @@ public final class X86Machine: Machine {
                 try vm.enableUserSpaceMSR(.filter)
                 try vm.setMSRFilter(MSRFilter(ranges: [.deny([.read, .write], msr: X86Platform.tscMSR)]))
             }
+            let zones = DeferredWrites.zones(hasDisk: diskSectors != nil)
+            deferredWrites = DeferredWrites(zones: zones)
+            coalescedZones = coalescing ? Self.registerCoalescedZones(zones, vm: vm) : 0
             vcpu = try vm.createVCPU(id: 0)
             try vcpu.setCPUID(CPUIDTable().kvmEntries(supported: try system.supportedCPUID()))
         } catch {
@@ -232,6 +248,8 @@ public final class X86Machine: Machine {
         case .singleStep, .emulationCounter, .performanceCounter: stop = try runCounting(until: target)
         case .recoveryCounter: preconditionFailure("X86Machine.init refuses the recovery-counter clock")
         }
+        // A boundary (or the end) holds no deferred write: they take effect here at the latest.
+        applyDeferredWrites()
         switch stop {
         case .exited, .crashed: finalStop = stop
         case .epochEnd, .idle: break

@@ -37,6 +37,9 @@ struct GuestOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Force the engine: kvm or emulator (default: from the ELF's machine type).", valueName: "engine"))
     var engine: String?
 
+    @Flag(name: .customLong("coalesced-writes"), inversion: .prefixedNo,
+          help: "x86: KVM buffers writes to the virtio notify and 8259 EOI registers without exits where it can (off: each exits; the guest sees the same run).")
+    var coalescedWrites = true
     @Option(help: "How the PA-RISC emulator runs guest code: jit, threaded (block cache) or interpreter (default: the fastest this host runs).")
     var emulator: String?
 
@@ -84,7 +87,8 @@ struct GuestOptions: ParsableArguments {
         }
         return RunOptions(guestPath: guest, memorySize: size, commandLine: cmdline, diskPath: disk,
                           clockMode: clockMode, epochClock: epochClockChoice, epochLength: length,
-                          engine: engineKind, diskCache: cache, emulator: emulatorEngine)
+                          engine: engineKind, diskCache: cache, coalescedWrites: coalescedWrites,
+                          emulator: emulatorEngine)
     }
 
     /// The checked options and the loaded guest.
@@ -98,6 +102,7 @@ struct GuestOptions: ParsableArguments {
         if let disk { args += ["--disk", disk, "--disk-cache", diskCache] }
         if let epochLength { args += ["--epoch-length", epochLength] }
         if let engine { args += ["--engine", engine] }
+        if !coalescedWrites { args.append("--no-coalesced-writes") }
         if let emulator { args += ["--emulator", emulator] }
         return args + ["--", guest]
     }

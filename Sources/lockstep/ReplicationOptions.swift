@@ -15,8 +15,9 @@ struct ReplicationOptions: ParsableArguments {
     @Option(name: .customLong("stats-json"), help: "Write progress and final figures as JSON to this file.")
     var statsJSON: String?
 
-    @Option(name: .customLong("max-lag"), help: "The primary waits when the backup is this many epochs behind.")
-    var maxLag: UInt64 = 256
+    @Option(name: .customLong("max-lag"),
+            help: "The primary waits when the backup is this far behind: a duration of guest time (50ms, 0.2s, 500us) or a number of epochs.")
+    var maxLag: String = LagBound.defaultBound.description
 
     @Option(name: .customLong("digest-every"),
             help: "Compare full state digests every this many epochs (0: only at the end).")
@@ -45,7 +46,9 @@ struct ReplicationOptions: ParsableArguments {
     func validate() throws {
         _ = try timeoutDuration()
         if let statsJSON { try OptionValues.checkOutputFile(statsJSON, option: "--stats-json") }
-        guard maxLag >= 1 else { throw ValidationError("--max-lag must be at least 1") }
+        guard LagBound(parsing: maxLag) != nil else {
+            throw ValidationError("--max-lag \(maxLag): expected a duration with its unit (50ms, 0.2s, 500us; at most 3600s) or a number of epochs (at least 1)")
+        }
         if keyFile != nil && insecure { throw ValidationError("--key-file and --insecure cannot be combined") }
         if let injectFault {
             do { _ = try SoftError(parsing: injectFault) } catch { throw ValidationError(error.description) }
@@ -91,7 +94,7 @@ struct ReplicationOptions: ParsableArguments {
         }
         var settings = ReplicationSettings(arbiterDirectory: directory)
         settings.timeoutMilliseconds = timeoutMilliseconds
-        settings.maximumLag = maxLag
+        settings.maximumLag = LagBound(parsing: maxLag) ?? .defaultBound
         settings.digestInterval = digestEvery
         settings.compare = compare
         return settings

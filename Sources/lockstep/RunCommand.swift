@@ -17,11 +17,22 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var guest: GuestOptions
     @OptionGroup var snapshot: SnapshotOptions
 
+    @Option(name: .customLong("stats-json"),
+            help: ArgumentHelp("At the end, write the run's figures (epochs, progress, x86 exits) as JSON to this file.", valueName: "file"))
+    var statsJSON: String?
     @Option(name: .customLong("inject-fault"),
             help: "Flip one bit at an epoch boundary (a soft error): primary:EPOCH:TARGET, TARGET reg:NAME:BIT, mem:ADDRESS:BIT or sym:SYMBOL[+OFFSET]:BIT.")
     var injectFault: String?
 
     func run() throws {
+        let statsPath = statsJSON
+        if let statsPath {
+            // Found out now, not after the guest ran.
+            let directory = URL(fileURLWithPath: statsPath).deletingLastPathComponent().path
+            guard !statsPath.isEmpty, FileManager.default.isWritableFile(atPath: directory) else {
+                throw CLIFailure("--stats-json \(statsPath): cannot create a file there", status: ExitStatus.usage)
+            }
+        }
         let setup = try guest.setup()
         let plan = try snapshot.plan()
         let printDigest = snapshot.printStateDigest
@@ -51,6 +62,13 @@ struct RunCommand: ParsableCommand {
                 }
                 let outcome = try session.run(epochs: firstEpoch)
                 plan.report(outcome)
+                if let statsPath {
+                    do {
+                        try RunFigures(outcome: outcome, machine: machine).write(to: statsPath)
+                    } catch {
+                        throw CLIFailure("--stats-json \(statsPath): cannot write it: \(error.localizedDescription)", status: ExitStatus.internalError)
+                    }
+                }
                 if printDigest {
                     let digest = try machine.stateDigest()
                     FileHandle.standardError.write(Data("lockstep: final state digest \(digest) after \(outcome.epochs) epochs\n".utf8))

@@ -67,7 +67,7 @@ import Testing
 
     @Test func badOptionValues() throws {
         for arguments in [["--clock", "sundial"], ["--epoch-clock", "sundial"], ["--epoch-length", "0"],
-                          ["--engine", "bochs"]] {
+                          ["--engine", "bochs"], ["--stats-json", "/nonexistent/figures.json"]] {
             expectOneLine(try Lockstep.run(["run"] + arguments + ["/nonexistent"]), status: 64,
                           mentioning: [arguments[0]])
         }
@@ -91,6 +91,7 @@ import Testing
     }
 
     @Test(arguments: [["pair", "--timeout", "5"], ["primary", "--listen", "127.0.0.1:0", "--max-lag", "0"],
+                      ["primary", "--listen", "127.0.0.1:0", "--max-lag", "50 ms"], ["pair", "--max-lag", "2h"],
                       ["backup", "--connect", "127.0.0.1:9", "--timeout", "700000"]])
     func badReplicationOptions(_ arguments: [String]) throws {
         expectOneLine(try Lockstep.run(arguments + ["/nonexistent"]), status: 64, mentioning: [arguments[arguments.count - 2]])

@@ -285,9 +285,11 @@ import Glibc
     @Test(.enabled(if: Replicas.available, "\(skip)"))
     func aSixteenMebibyteRecordOverATwentyMegabitLinkCausesNoTakeover() throws {
         // 16 MiB take 6.7 s at 20 Mbit/s, against a 1 s failure-detection timeout. The record is
-        // valid: the cpu guest's first 1000 instructions, and 16 MiB of console input.
+        // valid: the cpu guest's first epoch (a whole epoch length: the backup runs each epoch
+        // as the primary does, before its record arrives), and 16 MiB of console input.
+        let length = try GuestSetup(RunOptions(guestPath: Lockstep.guest(Replicas.arch, "cpu"), commandLine: "rounds=2")).epochLength
         let record = Self.batch {
-            $0.epochEnd(EpochRecord(epoch: 0, progress: 1000, stop: .epochEnd, time: VirtualTime(nanoseconds: 1000),
+            $0.epochEnd(EpochRecord(epoch: 0, progress: length, stop: .epochEnd, time: VirtualTime(nanoseconds: 1000),
                                     events: [.consoleInput([UInt8](repeating: 0x61, count: 16 << 20))],
                                     environmentCount: 0, outputCount: 0, stateDigest: nil))
         }

@@ -102,6 +102,33 @@ final class ReplicaProcesses {
         #expect(c.comparable(pair.primaryOutput.text()) == c.comparable(reference.stdout))
     }
 
+    /// Under the exits clock the x86 cpu guest's whole computation is one epoch (it makes no
+    /// exit): before the backup ran epochs alongside the primary, a killed primary left it to
+    /// replay up to that whole epoch before going live (a median 1.48 s in issue 16).
+    @Test("primary killed inside a long x86 epoch: the backup is live at once and finishes the run",
+          .enabled(if: Lockstep.hasKVM, "needs a usable /dev/kvm"))
+    func killedInsideALongEpoch() throws {
+        let c = FailoverCase(arch: "x86", guest: "cpu", cmdline: "rounds=5000", input: "", usesDisk: false,
+                             extraArguments: ["--epoch-clock", "exits"])
+        try #require(c.available, "\(c): the guest is not built (scripts/build-guests)")
+        let reference = try Lockstep.run(["run"] + c.arguments(disk: nil), input: "")
+        try #require(reference.status == 0, "the unreplicated run failed: \(reference.stderr)")
+        let pair = try ReplicaProcesses(arguments: c.arguments(disk: nil), input: "", timeoutMilliseconds: 1000)
+        pair.waitUntilReplicating()
+        Thread.sleep(forTimeInterval: 0.3)
+        let killedAt = Date().timeIntervalSince1970
+        kill(pair.primary.processIdentifier, SIGKILL)
+        pair.wait()
+        let stats = try #require(ReplicationStatus.Snapshot.load(pair.backupStats), "no backup statistics: \(pair.backupErrors.text())")
+        let live = try #require(stats.stateEnteredAt[.live], "the backup never went live: \(pair.backupErrors.text())")
+        #expect(pair.backup.terminationStatus == 0, "\(pair.backupErrors.text())")
+        #expect(pair.backupOutput.text() == reference.stdout)
+        // The computation lasts about 1.7 s here: replaying it would take far longer than this.
+        let seconds = live - killedAt
+        #expect(seconds < 0.4, "live \(seconds) s after the kill")
+        print("ReplicaFailureTests: x86 cpu, exits clock: live \(Int(seconds * 1000)) ms after the kill, \(stats.epoch) epochs")
+    }
+
     @Test("frozen primary wakes to find it lost on the emulator", arguments: cases.filter { $0.arch == "parisc" })
     func frozenPrimaryWakesToFindItLostOnTheEmulator(_ c: FailoverCase) throws { try frozenPrimaryWakesToFindItLost(c) }
 

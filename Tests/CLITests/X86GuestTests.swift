@@ -53,6 +53,35 @@ struct X86GuestTests {
         #expect(bytes.dropFirst(24 * 512).allSatisfy { $0 == 0 })
     }
 
+    @Test("disk with and without --no-coalesced-writes: the same output and final state, fewer KVM exits with (--stats-json)")
+    func diskCoalescedWrites() throws {
+        let image = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-x86-coalesce-\(getpid()).img")
+        let stats = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-x86-coalesce-\(getpid()).json")
+        defer {
+            try? FileManager.default.removeItem(at: image)
+            try? FileManager.default.removeItem(at: stats)
+        }
+        var runs: [(stdout: String, digest: String, figures: [String: Any])] = []
+        for flag in [[], ["--no-coalesced-writes"]] {
+            try Data(count: 128 * 512).write(to: image)
+            let result = try Lockstep.run(["run", "--disk", image.path, "--cmdline", "blocks=64", "--print-state-digest",
+                                           "--stats-json", stats.path] + flag + [guest("disk")])
+            expectClean(result)
+            let object = try JSONSerialization.jsonObject(with: Data(contentsOf: stats)) as? [String: Any]
+            let figures = try #require(object?["x86"] as? [String: Any], "\(String(describing: object))")
+            #expect(object?["exitStatus"] as? Int == 0)
+            runs.append((result.stdout, result.stderr, figures))
+        }
+        #expect(runs[0].stdout == runs[1].stdout)
+        #expect(runs[0].digest.contains("final state digest") && runs[0].digest == runs[1].digest)
+        let withRing = try #require(runs[0].figures["runs"] as? Int), without = try #require(runs[1].figures["runs"] as? Int)
+        #expect(runs[1].figures["coalescedWrites"] as? Int == 0)
+        #expect(runs[0].figures["deferredWrites"] as? Int == runs[1].figures["deferredWrites"] as? Int)
+        if let buffered = runs[0].figures["coalescedWrites"] as? Int, buffered > 0 {
+            #expect(withRing == without - buffered, "every buffered write is an exit saved")
+        }
+    }
+
     @Test("two deterministic runs of ticks and cpu are byte-identical",
           arguments: [("ticks", "ticks=6 hz=250"), ("cpu", "rounds=3"), ("ticks", "ring0 ticks=3")])
     func deterministic(name: String, commandLine: String) throws {

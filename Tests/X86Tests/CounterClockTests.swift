@@ -77,6 +77,29 @@ struct CounterClockTests {
         print("X86Tests: \(name): backup followed \(primary.boundaries.count) boundaries; primary \(primary.statistics.boundedRuns) bounded runs (largest \(primary.statistics.largestBoundedRun)), \(primary.statistics.freeRuns) free runs, \(primary.statistics.steps) steps; backup \(backup.statistics.boundedRuns) bounded runs (largest \(backup.statistics.largestBoundedRun)), \(backup.statistics.freeRuns) free runs, \(backup.statistics.steps) steps")
     }
 
+    @Test("a backup whose KVM exits on the deferred writes stops where a primary whose KVM buffers them did (disk, emulation-counter)")
+    func backupWithoutCoalescing() async throws {
+        let (commandLine, sectors, length): (String, UInt64, UInt64) = ("ring0 blocks=2 seed=3", 8, 4096)
+        let primary = try await runGuest("disk", commandLine: commandLine, epochClock: .emulationCounter, epochLength: length,
+                                         diskSectors: sectors, memorySize: 16 << 20, coalescing: true)
+        #expect(primary.stop == .exited(status: 0), "\(primary.stop): \(primary.output)")
+        let backup = try await onMachineThread { () -> GuestResult in
+            let environment = RecordingEnvironment(disk: try TemporaryDisk(sectors: sectors))
+            let machine = try X86Machine(image: try Guests.image("disk"), memorySize: 16 << 20, commandLine: commandLine,
+                                         diskSectors: sectors, epochClock: .emulationCounter, environment: environment,
+                                         coalescing: false)
+            return try follow(machine, environment, primary: primary)
+        }
+        #expect(backup.boundaries == primary.boundaries)
+        #expect(backup.stop == primary.stop)
+        #expect(backup.output == primary.output)
+        #expect(backup.digest == primary.digest)
+        #expect(backup.statistics.deferredWrites == primary.statistics.deferredWrites)
+        #expect(backup.statistics.coalescedWrites == 0)
+        if try GuestTests.hostCoalescesWrites() { #expect(primary.statistics.coalescedWrites > 0) }
+        print("X86Tests: disk: \(primary.boundaries.count) boundaries equal; \(primary.statistics.deferredWrites) deferred writes, \(primary.statistics.coalescedWrites) of them buffered by the primary's KVM; KVM_RUN calls \(primary.statistics.runs) primary, \(backup.statistics.runs) backup")
+    }
+
     @Test("the emulation-counter clock on a CPL3 guest stops with one clear line")
     func cpl3Guest() async throws {
         do {

@@ -252,6 +252,40 @@ struct MachineTests {
         }
     }
 
+    @Test("deferred writes: 300 to the 8259's command port (more than KVM's ring holds), then an initialization; applied in guest order, the same run whether KVM buffers them or not")
+    func deferredWrites() async throws {
+        let code: [UInt8] = [
+            0xB9, 0x2C, 0x01, 0x00, 0x00,  // mov $300, %ecx
+            0xB0, 0x0B,                    // mov $0x0b, %al        OCW3: read ISR
+            0xE6, 0x20,                    // 1: out %al, $0x20     (deferred)
+            0xFF, 0xC9,                    // dec %ecx
+            0x75, 0xFA,                    // jnz 1b
+            0xB0, 0x11, 0xE6, 0x20,        // ICW1 (deferred; clears IMR)
+            0xB0, 0x30, 0xE6, 0x21,        // ICW2: an exit, which applies ICW1 first
+            0xB0, 0x04, 0xE6, 0x21,        // ICW3
+            0xB0, 0x01, 0xE6, 0x21,        // ICW4
+            0xE4, 0x21,                    // in $0x21, %al         IMR: 0 after ICW1
+            0xE6, 0xF4,                    // out %al, $0xf4        isa-debug-exit with IMR
+            0xF4,
+        ]
+        let (coalesced, _) = try await runProgram(code, coalescing: true)
+        let (exiting, _) = try await runProgram(code, coalescing: false)
+        for result in [coalesced, exiting] {
+            #expect(result.stop == .exited(status: 0), "ICW1 was applied before ICW2-4")
+            #expect(result.statistics.deferredWrites == 301)
+        }
+        #expect(exiting.statistics.coalescedWrites == 0)
+        #expect(exiting.statistics.runs == 306, "301 deferred writes, ICW2-4, IN and the debug exit")
+        if try GuestTests.hostCoalescesWrites() {
+            // A full ring makes the write exit; it is queued behind the buffered ones.
+            #expect(coalesced.statistics.coalescedWrites > 150 && coalesced.statistics.coalescedWrites < 301)
+            #expect(coalesced.statistics.runs == 5 + 301 - coalesced.statistics.coalescedWrites)
+        }
+        #expect(coalesced.progress == exiting.progress && coalesced.progress == 5)
+        #expect(coalesced.digest == exiting.digest)
+        #expect(coalesced.boundaries == exiting.boundaries)
+    }
+
     @Test("HLT with IF=1 and nothing pending is idle (counted), with IF=0 a clean exit")
     func idle() async throws {
         try await onMachineThread {

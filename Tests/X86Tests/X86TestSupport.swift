@@ -193,7 +193,7 @@ func drive(_ machine: X86Machine, _ environment: RecordingEnvironment, epochLeng
 /// Creates a machine for a bundled guest and runs it to its end, on a machine thread.
 func runGuest(_ name: String, commandLine: String = "", epochClock: EpochClock = .deterministicExits,
               epochLength: UInt64 = 16, maxEpochs: Int = 200_000, diskSectors: UInt64? = nil,
-              memorySize: UInt64 = 64 << 20,
+              memorySize: UInt64 = 64 << 20, coalescing: Bool = true,
               input: @escaping @Sendable (String) -> [UInt8]? = { _ in nil },
               answer: @escaping @Sendable (EnvironmentRead, UInt64) -> UInt64 = { $1 },
               inspectDisk: @escaping @Sendable ([UInt8]) -> Void = { _ in }) async throws -> GuestResult
@@ -204,7 +204,7 @@ func runGuest(_ name: String, commandLine: String = "", epochClock: EpochClock =
         environment.answer = answer
         let machine = try X86Machine(image: try Guests.image(name), memorySize: memorySize,
                                      commandLine: commandLine, diskSectors: diskSectors,
-                                     epochClock: epochClock, environment: environment)
+                                     epochClock: epochClock, environment: environment, coalescing: coalescing)
         let result = try drive(machine, environment, epochLength: epochLength, maxEpochs: maxEpochs, input: input)
         if let disk { inspectDisk(disk.contents) }
         return result
@@ -247,6 +247,7 @@ let multibootHeader: [UInt8] = Array(littleEndianBytes(0x1BAD_B002).prefix(4)) +
 
 /// Runs a tiny machine-code program to its end on a machine thread.
 func runProgram(_ code: [UInt8], elf32Multiboot: Bool = false, epochClock: EpochClock = .deterministicExits,
+                coalescing: Bool = true,
                 answer: @escaping @Sendable (EnvironmentRead, UInt64) -> UInt64 = { $1 })
     async throws -> (result: GuestResult, registers: Registers)
 {
@@ -257,7 +258,7 @@ func runProgram(_ code: [UInt8], elf32Multiboot: Bool = false, epochClock: Epoch
             ? try tinyELF(code: multibootHeader + code, address: 0x10_0000, entry: 0x10_000C, elf32: true)
             : try tinyELF(code: code)
         let machine = try X86Machine(image: image, memorySize: 16 << 20, epochClock: epochClock,
-                                     environment: environment)
+                                     environment: environment, coalescing: coalescing)
         let result = try drive(machine, environment, maxEpochs: 1000)
         return (result, try machine.registers())
     }

@@ -72,8 +72,8 @@ public struct KillPoint: Sendable, Hashable, CustomStringConvertible {
 public struct ReplicationSettings: Sendable {
     /// Failure detection: the peer is declared failed after this long without a frame.
     public var timeoutMilliseconds: Int = 1000
-    /// The primary waits when the backup is this many epochs behind.
-    public var maximumLag: UInt64 = 256
+    /// How far behind the primary lets the backup fall before it waits (`--max-lag`).
+    public var maximumLag: LagBound = .defaultBound
     /// The primary sends a full state digest every this many epochs (0: only at the end).
     public var digestInterval: UInt64 = 0
     /// Where the arbiter file lives (next to the disk image, or the guest).

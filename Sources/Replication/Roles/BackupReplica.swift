@@ -37,8 +37,15 @@ public final class BackupEnvironment: SessionEnvironment {
     private(set) var consumed: UInt64 = 0
     var outputs = OutputLog()
     var epoch: UInt64 = 0
+    /// Called while replaying when the guest needs a value the log does not hold yet: takes more
+    /// of the log (waiting for it) until it does, or switches `mode` to `.takingOver` when the
+    /// primary is gone. Nil: the values of the epoch were all received before it ran.
+    var refill: (() throws(EnvironmentError) -> Void)?
 
     public init(host: HostIO) { self.host = host }
+
+    /// Whether a logged value is waiting to be used.
+    var holdsValue: Bool { consumed < loggedCount }
 
     /// Values for the epoch being received.
     func log(_ values: LoggedValues) {
@@ -66,12 +73,16 @@ public final class BackupEnvironment: SessionEnvironment {
         -> UInt64
     {
         if case .leading(let leader) = mode { return try leader.environmentValue(read, proposed: proposed) }
-        if mode != .live, let value = nextLogged() {
-            guard value.read == read else {
-                throw EnvironmentError("the guest executed a \(read) read where the primary's executed a \(value.read) read")
+        while mode != .live {
+            if let value = nextLogged() {
+                guard value.read == read else {
+                    throw EnvironmentError("the guest executed a \(read) read where the primary's executed a \(value.read) read")
+                }
+                consumed += 1
+                return value.value
             }
-            consumed += 1
-            return value.value
+            guard mode == .replaying, let refill else { break }
+            try refill()
         }
         switch mode {
         case .replaying:
@@ -104,10 +115,14 @@ public final class BackupEnvironment: SessionEnvironment {
     }
 }
 
-/// The backup's side of the protocol: executes each epoch after the primary has logged it,
-/// checks that it stays in the same state, and takes over when the primary fails. Every message
-/// passes `BackupStateMachine`'s checks before anything is executed. Runs on the calling thread,
-/// which must be a dedicated thread.
+/// The backup's side of the protocol: runs each epoch as soon as the previous boundary is
+/// applied, as the primary does, taking the primary's logged values as the guest needs them
+/// (waiting for those not yet received), then checks the epoch against the primary's record;
+/// takes over when the primary fails. Running alongside the primary rather than after it keeps
+/// the backup's lag to the log's delivery delay even in an epoch that lasts seconds (the exits
+/// clock on a guest that does not exit), so a failover replays little (docs/architecture.md,
+/// "Lag bound"). Every message passes `BackupStateMachine`'s checks before it is used. Runs on
+/// the calling thread, which must be a dedicated thread.
 final class BackupReplica {
     let machine: any Machine
     let environment: BackupEnvironment
@@ -131,9 +146,20 @@ final class BackupReplica {
     private(set) var primaryFinalDigest: StateDigest?
     /// Whether this replica went live.
     private(set) var tookOver = false
+    /// Who claims the arbiter at a failover: this thread, or the watcher while the guest runs.
+    private let claim = TakeoverClaim()
+    /// The message that ends the epoch being executed (its record, or the run's end), once taken.
+    private var ending: BackupStateMachine.Action?
+    /// The machine's progress when the epoch being executed started.
+    private var epochStart: UInt64 = 0
+    /// A failure found while the guest ran (taking the log for a value), thrown once it returns.
+    private var failure: (any Error)?
+    /// Executed epochs are reported at least this often (ns) under a duration `--max-lag`.
+    private let reportEvery: UInt64?
+    private var lastReport: UInt64 = 0
     /// The soft error still to inject into this replica.
     private var softError: SoftError?
-    /// The epoch being received, once a `compare` ran it: how it stopped and its outputs.
+    /// The epoch being executed, once a `compare` checked it: how it stopped and its outputs.
     private var compared: (stop: MachineStop, outputs: [PendingOutput])?
     /// Output comparison's checkpoint: this replica's state at the start of the epoch after the
     /// last one whose outputs the primary compared and released.
@@ -159,11 +185,14 @@ final class BackupReplica {
         self.context = context
         watchdog = context.watchdog
         status = context.status
+        let lag = context.settings.maximumLag.epochLimit
         rules = connection.purpose == .joinRunning
-            ? .joining(epochLength: context.setup.epochLength, maximumLag: context.settings.maximumLag)
-            : BackupStateMachine(epochLength: context.setup.epochLength, maximumLag: context.settings.maximumLag)
+            ? .joining(epochLength: context.setup.epochLength, maximumLag: lag)
+            : BackupStateMachine(epochLength: context.setup.epochLength, maximumLag: lag)
+        if case .duration(let ns) = context.settings.maximumLag { reportEvery = max(ns / 4, 1) } else { reportEvery = nil }
         timing = BoundaryTiming(mode: context.setup.options.clockMode)
         softError = context.softError.flatMap { $0.replica == .backup(1) ? $0 : nil }
+        environment.refill = { [unowned self] () throws(EnvironmentError) in try self.refill() }
     }
 
 
@@ -175,80 +204,224 @@ final class BackupReplica {
             status.set(state: .joining)
             // The transfer carries every page that is not zero: the freshly loaded image goes.
             for page in try machine.memoryDigest.nonZeroPages() { machine.memory.zeroPage(page) }
+            // The primary's state first; then the guest runs.
+            while case .joining = rules.phase {
+                try takeReceived()
+                if case .joining = rules.phase, try !waitForLog() { throw ReplicationError.channel(connection.closed ?? .closedLocally) }
+            }
         } else {
             status.set(state: .replaying)
         }
         if context.settings.compare, case .replaying = rules.phase { try takeCheckpoint() }
+        startWatcher()
+        defer {
+            claim.end()
+            environment.refill = nil
+        }
+        let epochLength = context.setup.epochLength
         while true {
+            epochStart = machine.progress
+            environment.epoch = rules.epoch
+            do {
+                if let outcome = try runAndCheckEpoch(budget: epochLength) { return outcome }
+            } catch let diverged as DivergedAwaitingRollback {
+                ending = nil
+                try awaitRollback(diverged.error)
+            }
+        }
+    }
+
+    /// Runs one epoch and checks it against the primary's log (with `--compare`, first tells the
+    /// primary what its outputs came to); nil when the next epoch is to run.
+    private func runAndCheckEpoch(budget: UInt64) throws -> RunOutcome? {
+        try takeReceived()
+        let stop = try runEpoch(budget: budget)
+        // The primary was found gone while the guest waited for a value: this epoch was the
+        // failover epoch, its values taken from the log while it lasted.
+        if environment.mode == .takingOver { return try takeOver(after: stop) }
+        while true {
+            guard try awaitEnding() else { return try takeOver(after: stop) }
+            let action = ending
+            ending = nil
+            switch action {
+            case .execute(let record)?:
+                try check(record, stop: stop)
+                return nil
+            case .finish(let record)?:
+                return try finish(record, stop: stop)
+            case .compare(let request)?:
+                try compare(request, stop: stop)
+            case .rollBack(let request)?:
+                // The primary found the replicas disagree on this epoch's outputs.
+                try rollBack(request)
+                return nil
+            case .log, .announce, .performed, .writePages, .restore, nil:
+                preconditionFailure("takeReceived stops only at an epoch's end")
+            }
+        }
+    }
+
+    /// Takes every complete message received so far, up to the one that ends the epoch being
+    /// executed (kept in `ending`).
+    private func takeReceived() throws {
+        while ending == nil {
             let message: Message?
             do {
                 message = try parser.next()
             } catch {
                 throw stop(.channel(.protocolError(error)), refusal: "\(error)")
             }
-            if let message {
-                do {
-                    if let outcome = try handle(message) { return outcome }
-                } catch let diverged as DivergedAwaitingRollback {
-                    try awaitRollback(diverged.error)
-                }
-                continue
+            guard let message else { return }
+            let action: BackupStateMachine.Action
+            do {
+                action = try rules.receive(message, progress: epochStart)
+            } catch {
+                rules.violated()
+                throw stop(error, refusal: error.description)
             }
-            // Caught up with the log: report how far it got (the primary may wait for that).
-            if let executed = rules.reportBeforeWaiting() { report(executed) }
-            watchdog.enter(.waitingForPeer)
-            let received = connection.receive(holding: parser.bufferedBytes, wait: true)
-            watchdog.enter(.host)
-            switch received {
-            case .data(let chunks):
-                for chunk in chunks { parser.append(chunk) }
-            case .closed(let reason):
-                rules.connectionEnded(reason)
-                if case .takingOver = rules.phase { return try takeOver(reason) }
-                // A frame that does not authenticate, or a message out of range: the log can no
-                // longer be trusted, and the primary may well be alive. Never take over on it.
-                throw ReplicationError.channel(reason)
+            switch action {
+            case .log(let values):
+                environment.log(values)
+            case .announce(let record):
+                announced.append(record)
+            case .performed(let through):
+                pending.removeAll { $0.record.sequence <= through }
+            case .execute, .finish, .compare, .rollBack:
+                ending = action
+            case .writePages(let pages):
+                let pageCount = UInt64(machine.memory.pageCount)
+                try pages.forEach { page, data in
+                    guard page < pageCount else {
+                        rules.violated()
+                        throw stop(.protocolViolation("page \(page) is outside the \(pageCount) pages of RAM"),
+                                   refusal: "page \(page) is outside RAM")
+                    }
+                    machine.memory.writePage(Int(page), from: data)
+                }
+            case .restore(let state):
+                try restore(state)
+                epochStart = machine.progress
+                // The rest of the batch belongs to the first epoch the guest runs here.
+                return
             }
         }
     }
 
-    private func handle(_ message: Message) throws -> RunOutcome? {
-        let action: BackupStateMachine.Action
+    /// Waits for more of the log. Returns false if the connection ended in a way that calls
+    /// for a takeover; throws if it ended in a way that forbids one.
+    private func waitForLog() throws -> Bool {
+        // Caught up with the log: report how far it got (the primary may wait for that).
+        if let executed = rules.reportBeforeWaiting() { report(executed) }
+        watchdog.enter(.waitingForPeer)
+        let received = connection.receive(holding: parser.bufferedBytes, wait: true)
+        watchdog.enter(.host)
+        switch received {
+        case .data(let chunks):
+            for chunk in chunks { parser.append(chunk) }
+            return true
+        case .closed(let reason):
+            rules.connectionEnded(reason)
+            if case .takingOver = rules.phase { return false }
+            // A frame that does not authenticate, or a message out of range: the log can no
+            // longer be trusted, and the primary may well be alive. Never take over on it.
+            throw ReplicationError.channel(reason)
+        }
+    }
+
+    /// Takes the log until the message that ends the epoch just run. False if the connection
+    /// ended first.
+    private func awaitEnding() throws -> Bool {
+        while true {
+            try takeReceived()
+            if ending != nil { return true }
+            guard try waitForLog() else { return false }
+        }
+    }
+
+    /// Runs the guest for one epoch. While it runs with every complete message taken, the
+    /// watcher may claim the arbiter the moment the connection ends.
+    private func runEpoch(budget: UInt64) throws -> MachineStop {
+        claim.setAtHead(ending == nil)
+        defer { claim.setAtHead(false) }
+        softError = try context.injectSoftError(softError, into: machine, epoch: rules.epoch)
         do {
-            action = try rules.receive(message, progress: machine.progress)
-        } catch {
-            rules.violated()
-            throw stop(error, refusal: error.description)
-        }
-        switch action {
-        case .log(let values):
-            environment.log(values)
-        case .announce(let record):
-            announced.append(record)
-        case .performed(let through):
-            pending.removeAll { $0.record.sequence <= through }
-        case .execute(let record):
-            try execute(record)
-        case .finish(let record):
-            return try finish(record)
-        case .compare(let request):
-            try compare(request)
-        case .rollBack(let request):
-            try rollBack(request)
-        case .writePages(let pages):
-            let pageCount = UInt64(machine.memory.pageCount)
-            try pages.forEach { page, data in
-                guard page < pageCount else {
-                    rules.violated()
-                    throw stop(.protocolViolation("page \(page) is outside the \(pageCount) pages of RAM"),
-                               refusal: "page \(page) is outside RAM")
-                }
-                machine.memory.writePage(Int(page), from: data)
+            watchdog.enter(.guest)
+            defer { watchdog.enter(.host) }
+            return try machine.run(budget: budget)
+        } catch let error as EnvironmentError {
+            if let failure {
+                self.failure = nil
+                throw failure
             }
-        case .restore(let state):
-            try restore(state)
+            throw divergence(error.message)
         }
-        return nil
+    }
+
+    /// The guest needs a value not received yet (called by the environment inside the run):
+    /// takes the log until one is there. If the primary is gone, claims the arbiter at once (the
+    /// backup has consumed the whole log: the rest of this epoch is the failover epoch) and lets
+    /// the guest go on with its own values.
+    private func refill() throws(EnvironmentError) {
+        claim.setAtHead(false)
+        watchdog.enter(.host)
+        defer { watchdog.enter(.guest) }
+        do {
+            while true {
+                try takeReceived()
+                if environment.holdsValue {
+                    claim.setAtHead(ending == nil)
+                    return
+                }
+                if ending != nil {
+                    throw divergence("the guest executed more environment instructions than the primary's in this epoch")
+                }
+                if try !waitForLog() {
+                    environment.mode = .takingOver
+                    try claimArbiter()
+                    return
+                }
+            }
+        } catch {
+            failure = error
+            throw EnvironmentError("\(error)")
+        }
+    }
+
+    /// Claims the arbiter, or takes the verdict of the watcher's claim; marks the replica live
+    /// if it won.
+    private func claimArbiter() throws {
+        if claim.begin(.machineThread) {
+            let reason: String = if case .takingOver(let r) = rules.phase { "\(r)" } else { "connection ended" }
+            status.message("primary failed (\(reason)) with \(rules.epoch) epochs executed here; taking over")
+            status.set(state: .takingOver)
+            let claimant = "backup pid \(getpid())"
+            claim.decide(Result { () throws(ArbiterError) in try arbiter.acquire(claimant: claimant) })
+            if case (_, .success(.won))? = claim.verdict() { status.set(state: .live) }
+        }
+        guard let (_, verdict) = claim.verdict() else { throw ReplicationError.channel(.closedLocally) }
+        switch try verdict.get() {
+        case .won: tookOver = true
+        case .lost(let holder): throw ReplicationError.lostArbiter(holder: holder)
+        }
+    }
+
+    /// Waits on another thread for the connection to end while the guest runs: with the whole
+    /// log consumed, the backup can claim at once rather than when a long epoch returns.
+    private func startWatcher() {
+        let connection = connection, claim = claim, arbiter = arbiter, status = status
+        Thread.detachNewThread {
+            let (reason, unreceived) = connection.waitForEnd()
+            switch reason {
+            case .peerClosed, .timeout, .ioError: break
+            case .protocolError, .refusedByPeer, .closedLocally: return
+            }
+            guard !unreceived, claim.begin(.watcher) else { return }
+            status.message("primary failed (\(reason)) while the guest ran at the head of the log; taking over")
+            status.set(state: .takingOver)
+            let verdict = Result { () throws(ArbiterError) in try arbiter.acquire(claimant: "backup pid \(getpid())") }
+            claim.decide(verdict)
+            if case .success(.won) = verdict { status.set(state: .live) }
+        }
     }
 
     /// Saves this replica's state at the start of the epoch being received.
@@ -310,6 +483,7 @@ final class BackupReplica {
         announced.removeAll()
         pending = checkpoint.pending
         compared = nil
+        ending = nil
         consoleBytesDelivered = checkpoint.consoleBytesDelivered
         writer.rolledBack(attempt: request.attempt)
         _ = connection.send(writer.take())
@@ -358,15 +532,15 @@ final class BackupReplica {
         return stop(.divergence(epoch: rules.epoch, detail: detail), refusal: "divergence at epoch \(rules.epoch): \(detail)")
     }
 
-    /// Executes one epoch exactly as the primary did.
-    private func execute(_ record: EpochRecord) throws {
+    /// Checks the epoch just run against the primary's record, then applies the boundary.
+    private func check(_ record: EpochRecord, stop: MachineStop) throws {
         let mine: [PendingOutput]
         if let compared {
-            // A comparison ran the epoch and reported its outputs; the primary judged them.
+            // A comparison checked the epoch and reported its outputs; the primary judged them.
             mine = compared.outputs
             self.compared = nil
         } else {
-            mine = try runEpoch(to: record.progress, stop: record.stop == .idle ? .idle : .epochEnd).1
+            mine = try endEpoch(stop: stop, at: record.progress, expected: record.stop == .idle ? .idle : .epochEnd)
             for (own, theirs) in zip(mine, announced) where own.record != theirs {
                 throw divergence("output \(theirs.sequence) differs from the primary's")
             }
@@ -384,18 +558,22 @@ final class BackupReplica {
         try machine.applyBoundary(time: record.time, events: record.events)
         for case .consoleInput(let bytes) in record.events { consoleBytesDelivered += UInt64(bytes.count) }
         let checkpointDue = context.settings.compare && !mine.isEmpty && rules.stage != .receiving
-        if let executed = rules.executed() { report(executed) }
+        if let executed = rules.executed() {
+            report(executed)
+        } else if let reportEvery {
+            let now = NIODeadline.now().uptimeNanoseconds
+            if now &- lastReport >= reportEvery, let executed = rules.reportBeforeWaiting() { report(executed) }
+        }
         // The primary released this compared epoch's outputs: they agreed. Checkpoint here, as
         // the primary does.
         if checkpointDue { try takeCheckpoint() }
         status.progress(epoch: rules.epoch, lag: 0)
     }
 
-    /// Runs the epoch being received to the primary's boundary and checks it stopped there alike
-    /// with as many outputs; returns its output records.
-    private func runEpoch(to progress: UInt64, stop expectedStop: CompareStop) throws -> (MachineStop, [PendingOutput]) {
+    /// Checks that the epoch just run stopped where and as the primary's did, with as many
+    /// outputs; returns its output records.
+    private func endEpoch(stop: MachineStop, at progress: UInt64, expected expectedStop: CompareStop) throws -> [PendingOutput] {
         let epoch = rules.epoch
-        let stop = try runToward(progress: progress)
         let stoppedAlike = switch (stop, expectedStop) {
         case (.epochEnd, .epochEnd), (.idle, .idle), (.exited, .ended), (.crashed, .ended): true
         default: false
@@ -412,13 +590,14 @@ final class BackupReplica {
         guard mine.count == announced.count else {
             throw divergence("the primary's epoch produced \(announced.count) outputs, the backup's \(mine.count)")
         }
-        return (stop, mine)
+        return mine
     }
 
-    /// Output comparison: runs the epoch to the requested boundary and tells the primary what
-    /// this replica's outputs (and state) came to. A difference is the primary's to judge.
-    private func compare(_ request: CompareRequest) throws {
-        let (stop, mine) = try runEpoch(to: request.progress, stop: request.stop)
+    /// Output comparison: the epoch just run is to end at the requested boundary; tells the
+    /// primary what this replica's outputs (and state) came to. A difference is the primary's to
+    /// judge.
+    private func compare(_ request: CompareRequest, stop: MachineStop) throws {
+        let mine = try endEpoch(stop: stop, at: request.progress, expected: request.stop)
         guard environment.consumed == environment.loggedCount else {
             throw divergence("the primary's epoch used \(environment.loggedCount) environment values, the backup's \(environment.consumed)")
         }
@@ -435,29 +614,13 @@ final class BackupReplica {
 
     /// Tells the primary how many epochs this replica has executed.
     private func report(_ executed: UInt64) {
+        if reportEvery != nil { lastReport = NIODeadline.now().uptimeNanoseconds }
         writer.executed(executed)
         _ = connection.send(writer.take())
     }
 
-    /// Runs until `progress`, or until the guest stops earlier.
-    private func runToward(progress target: UInt64) throws -> MachineStop {
-        environment.epoch = rules.epoch
-        softError = try context.injectSoftError(softError, into: machine, epoch: rules.epoch)
-        guard target > machine.progress else { return .epochEnd }
-        do {
-            watchdog.enter(.guest)
-            defer { watchdog.enter(.host) }
-            return try machine.run(budget: target - machine.progress)
-        } catch let error as EnvironmentError {
-            throw divergence(error.message)
-        }
-    }
-
-    /// The primary's guest stopped: finish the last epoch and compare final states.
-    private func finish(_ record: FinishedRecord) throws -> RunOutcome {
-        let stop = if let compared { compared.stop } else {
-            machine.progress < record.progress ? try runToward(progress: record.progress) : .epochEnd
-        }
+    /// The primary's guest stopped: compare how the last epoch ended, and the final states.
+    private func finish(_ record: FinishedRecord, stop: MachineStop) throws -> RunOutcome {
         let stoppedAlike: Bool = switch stop {
         case .crashed: record.ending == .crashed
         case .exited(let status): record.ending == .exited && status == record.status
@@ -484,28 +647,17 @@ final class BackupReplica {
                           epochs: rules.epoch + 1, progress: machine.progress)
     }
 
-    /// The primary failed: finish its last epoch from the log, win the arbiter, deliver
-    /// uncertain completions for outstanding disk requests (P8), perform the outputs whose
-    /// completion notice never came, and go on live.
-    private func takeOver(_ reason: CloseReason) throws -> RunOutcome {
-        status.message("primary failed (\(reason)) with \(rules.epoch) epochs executed here; taking over")
-        status.set(state: .takingOver)
+    /// The primary failed after the backup ran the epoch that ended with `stop` (the failover
+    /// epoch: the primary's last, from its log while that lasted, then with the backup's own
+    /// values): win the arbiter (unless that was done already), deliver uncertain completions for
+    /// outstanding disk requests (P8), perform the outputs whose completion notice never came,
+    /// and go on live.
+    private func takeOver(after stop: MachineStop) throws -> RunOutcome {
         environment.mode = .takingOver
-        let (end, overflow) = machine.progress.addingReportingOverflow(context.setup.epochLength)
-        let stop: MachineStop = switch compared?.stop {
-        case .exited(let status): .exited(status: status)
-        case .crashed(let reason): .crashed(reason: reason)
-        case .epochEnd, .idle, nil: try runToward(progress: overflow ? .max : end)
-        }
-        switch try arbiter.acquire(claimant: "backup pid \(getpid())") {
-        case .won: break
-        case .lost(let holder): throw ReplicationError.lostArbiter(holder: holder)
-        }
-        tookOver = true
+        try claimArbiter()
         connection.close()
         status.attach(nil)
         environment.mode = .live
-        status.set(state: .live)
         environment.outputs.finish(rules.epoch)
         if let compared { pending += compared.outputs }
         pending += environment.outputs.take()
@@ -535,6 +687,7 @@ final class BackupReplica {
             let leader = PrimaryEnvironment(host: environment.host)
             leader.outputs = OutputLog(nextSequence: environment.outputs.nextSequence, partialLine: [])
             environment.mode = .leading(leader)
+            let reason: CloseReason = if case .takingOver(let r) = rules.phase { r } else { .peerClosed }
             let primary = PrimaryReplica(machine: machine, environment: leader, backups: [], arbiter: arbiter,
                                          context: leading,
                                          start: .init(epoch: rules.epoch + 1, consoleBytesDelivered: consoleBytesDelivered,

@@ -114,6 +114,9 @@ final class PrimaryReplica {
     private let timing: BoundaryTiming
     private var transferWriter = MessageWriter(capacity: 1 << 20)
     private let logger = Logger(label: "lockstep.primary")
+    /// The backup's lag in guest time, and the bound on it (`--max-lag` as a duration).
+    private var lagMeter = LagMeter()
+    private let lagBound: UInt64?
     /// The soft error still to inject into this replica.
     private var softError: SoftError?
     /// Output comparison (`--compare`): what was asked of the backup, and its verdicts.
@@ -161,8 +164,9 @@ final class PrimaryReplica {
         status = context.status
         peers = backups.map { BackupPeer(connection: $0, rules: .following()) }
         rules = PrimaryStateMachine(timeoutMilliseconds: context.settings.timeoutMilliseconds,
-                                    maximumLag: context.settings.maximumLag,
+                                    maximumLag: context.settings.maximumLag.epochLimit,
                                     peer: backups.isEmpty ? .alone(start.aloneReason) : .backup)
+        if case .duration(let ns) = context.settings.maximumLag { lagBound = ns } else { lagBound = nil }
         timing = BoundaryTiming(mode: context.setup.options.clockMode)
         epoch = start.epoch
         consoleBytesDelivered = start.consoleBytesDelivered
@@ -213,8 +217,11 @@ final class PrimaryReplica {
             environment.epoch = epoch
             softError = try context.injectSoftError(softError, into: machine, epoch: epoch)
             watchdog.enter(.guest)
+            let started = NIODeadline.now().uptimeNanoseconds
             let stop = try machine.run(budget: epochLength)
+            let ended = NIODeadline.now().uptimeNanoseconds
             watchdog.enter(.host)
+            lagMeter.ended(count: epoch + 1, ran: ended &- started)
             fault(.boundary)
             switch stop {
             case .exited, .crashed:
@@ -262,9 +269,10 @@ final class PrimaryReplica {
             // Both replicas checkpoint at the start of the epoch after one whose outputs they
             // agreed on (the backup: after applying that epoch's end record).
             if checkpointDue == epoch, rules.logs { try takeCheckpoint() }
-            status.progress(epoch: epoch, lag: rules.logs ? epoch.saturatingSubtract(rules.backupExecuted) : 0)
-            try flushIfDue()
-            if rules.lagTarget(epoch: epoch) != nil { try throttle() }
+            status.progress(epoch: epoch, lag: rules.logs ? epoch.saturatingSubtract(rules.backupExecuted) : 0,
+                            lagNanoseconds: rules.logs ? lagMeter.lag(count: epoch, executed: rules.backupExecuted) : 0)
+            try flushIfDue(now: ended)
+            if lagging { try throttle() }
             try serveBackups()
             return nil
         }
@@ -411,9 +419,8 @@ final class PrimaryReplica {
     // MARK: Batches
 
     /// Sends the batch if it is large or old enough.
-    private func flushIfDue() throws {
+    private func flushIfDue(now: UInt64) throws {
         guard rules.logs, !environment.writer.isEmpty else { return }
-        let now = NIODeadline.now().uptimeNanoseconds
         let started = batchStartedAt ?? now
         batchStartedAt = started
         if environment.writer.count >= Self.batchBytes || now &- started >= Self.batchAge { try flush() }
@@ -744,10 +751,18 @@ final class PrimaryReplica {
         if let slowest = following.compactMap(\.rules.executedEpochs).min() { rules.backupExecuted(slowest) }
     }
 
-    /// Keeps the backups within `--max-lag` epochs: reads their executed reports, and waits for them.
+    /// Whether the slowest backup is further behind than `--max-lag` allows: in epochs, or in the
+    /// guest time of the epochs it has not executed.
+    private var lagging: Bool {
+        if rules.lagTarget(epoch: epoch) != nil { return true }
+        guard let lagBound, rules.logs else { return false }
+        return lagMeter.lag(count: epoch, executed: rules.backupExecuted) > lagBound
+    }
+
+    /// Keeps the backups within `--max-lag`: reads their executed reports, and waits for them.
     private func throttle() throws {
         for peer in following { try readReports(from: peer, wait: false) }
-        while rules.lagTarget(epoch: epoch) != nil {
+        while lagging {
             guard try flush() != nil else { return }
             guard let slowest = following.min(by: { ($0.rules.executedEpochs ?? 0) < ($1.rules.executedEpochs ?? 0) })
             else { return }

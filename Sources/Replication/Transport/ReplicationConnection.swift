@@ -95,6 +95,9 @@ public final class ReplicationConnection: @unchecked Sendable {
     }
 
     private let condition = NSCondition()
+    /// Signalled once when the connection ends (for `waitForEnd`, which must not wake at every
+    /// broadcast of `condition`: data and receipts arrive many times per epoch).
+    private let ended = DispatchSemaphore(value: 0)
     // Guarded by `condition`.
     private var inbox = CircularBuffer<ByteBuffer>()
     private var inboxBytes = 0
@@ -211,6 +214,16 @@ public final class ReplicationConnection: @unchecked Sendable {
         return true
     }
 
+    /// Waits until the connection ends. Returns why, and whether received data was still
+    /// waiting in the inbox then (data the machine thread had not taken).
+    public func waitForEnd() -> (reason: CloseReason, unreceived: Bool) {
+        ended.wait()
+        ended.signal()  // for any other waiter
+        condition.lock()
+        defer { condition.unlock() }
+        return (closeReason ?? .closedLocally, !inbox.isEmpty)
+    }
+
     /// Why the connection ended, if it has.
     /// Plaintext handed to the connection and not yet sealed and written: a sender that must not
     /// block (a state transfer beside a running guest) sends more only while this is small.
@@ -306,6 +319,7 @@ public final class ReplicationConnection: @unchecked Sendable {
         guard closeReason == nil else { return false }
         closeReason = reason
         condition.broadcast()
+        ended.signal()
         return true
     }
 }
