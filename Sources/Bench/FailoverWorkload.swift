@@ -78,7 +78,10 @@ struct FailoverWorkload: Sendable, CustomStringConvertible {
             }
             times.append(outcome.seconds)
         }
-        // A host too noisy to show a slope: at least a microsecond per unit.
-        return max((times[1] - times[0]) / Double(high - low), 1e-6)
+        // A host too noisy to show a slope (the two runs take about as long, or the larger one
+        // less) would size an endless run: the slope is taken as at least a quarter of the larger
+        // run's whole time per unit (start-up included, so that bound errs towards shorter runs).
+        let slope = (times[1] - times[0]) / Double(high - low)
+        return max(slope, times[1] / Double(high) / 4, 1e-6)
     }
 }

@@ -22,4 +22,25 @@ struct Summary: Codable, Sendable, Equatable {
         mean = sorted.reduce(0, +) / Double(sorted.count)
         p99 = sorted[(99 * sorted.count + 99) / 100 - 1]  // rank ceil(0.99 n)
     }
+
+    private enum CodingKeys: String, CodingKey { case count, median, minimum, maximum, mean, p99 }
+
+    /// Results written before the p99 was recorded lack it: up to 100 values their nearest-rank
+    /// p99 is the maximum, which they hold. Beyond that it cannot be known.
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        count = try c.decode(Int.self, forKey: .count)
+        median = try c.decode(Double.self, forKey: .median)
+        minimum = try c.decode(Double.self, forKey: .minimum)
+        maximum = try c.decode(Double.self, forKey: .maximum)
+        mean = try c.decode(Double.self, forKey: .mean)
+        if let p99 = try c.decodeIfPresent(Double.self, forKey: .p99) {
+            self.p99 = p99
+        } else if count <= 100 {
+            p99 = maximum
+        } else {
+            throw DecodingError.keyNotFound(CodingKeys.p99, .init(codingPath: c.codingPath,
+                                                                  debugDescription: "no p99 for \(count) values"))
+        }
+    }
 }
