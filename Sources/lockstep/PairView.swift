@@ -87,6 +87,10 @@ struct PairView {
                 // The primary failed before this display saw it replicate.
                 phase = .leading(leader: 0)
                 events.append(failover(from: 0, end: o.previousLeaderEnd, noticed: nil, o))
+            } else if let end = o.leaderEnd, Self.abnormal(end), let successor = o.successor {
+                // The primary failed before this display saw it replicate, and its successor
+                // went live (and maybe finished) before the fleet switched leaders.
+                events.append(failover(from: 0, end: end, noticed: nil, o, to: successor))
             } else if let state = o.leader?.state, !state.awaitsBackup {
                 phase = .leading(leader: o.leaderNumber)
             }
