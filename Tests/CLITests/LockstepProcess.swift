@@ -96,13 +96,18 @@ enum Lockstep {
                           timeout: TimeInterval = 60) throws -> Result
     {
         let started = try start(executable, arguments, keepInputOpen: true)
-        let (process, out, err) = (started.process, started.stdout, started.stderr)
         let deadline = Date(timeIntervalSinceNow: timeout)
-        while process.isRunning && Date() < deadline && !out.snapshot().contains(prompt) {
+        while started.process.isRunning && Date() < deadline && !started.stdout.snapshot().contains(prompt) {
             Thread.sleep(forTimeInterval: 0.01)
         }
         try? started.input?.write(contentsOf: Data(input.utf8))
         try? started.input?.close()
+        return finish(started, deadline: deadline)
+    }
+
+    /// Waits for `started` until `deadline` (then terminates it) and collects what it did.
+    private static func finish(_ started: Started, deadline: Date) -> Result {
+        let (process, out, err) = (started.process, started.stdout, started.stderr)
         while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
         let timedOut = process.isRunning
         if timedOut { process.terminate() }
@@ -116,14 +121,7 @@ enum Lockstep {
                            environment: [String: String] = [:], timeout: TimeInterval = 60) throws -> Result
     {
         let started = try start(executable, arguments, input: input, environment: environment)
-        let (process, out, err) = (started.process, started.stdout, started.stderr)
-        let deadline = Date(timeIntervalSinceNow: timeout)
-        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
-        let timedOut = process.isRunning
-        if timedOut { process.terminate() }
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: out.text(), stderr: err.text(),
-                      timedOut: timedOut, killedBySignal: process.terminationReason == .uncaughtSignal)
+        return finish(started, deadline: Date(timeIntervalSinceNow: timeout))
     }
 }
 

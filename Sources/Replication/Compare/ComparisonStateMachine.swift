@@ -196,4 +196,18 @@ public struct ComparisonStateMachine: Sendable, Equatable {
 enum Checkpointing {
     case available
     case unavailable(String)
+
+    /// The machine's state for a checkpoint; nil once checkpoints are unavailable (the first
+    /// capture that cannot be made says so on `status` and turns them off for the run).
+    mutating func capture(_ machine: any Machine, status: ReplicationStatus) throws -> MachineState? {
+        if case .unavailable = self { return nil }
+        do {
+            return try machine.captureState()
+        } catch let error as SnapshotError {
+            // The pmu clock's counter cannot be captured: compare without rollback.
+            self = .unavailable("\(error)")
+            status.message("rollback unavailable (\(error)): a mismatch will stop the pair")
+            return nil
+        }
+    }
 }

@@ -312,20 +312,12 @@ final class BackupReplica {
     private func waitForLog() throws -> Bool {
         // Caught up with the log: report how far it got (the primary may wait for that).
         if let executed = rules.reportBeforeWaiting() { report(executed) }
-        watchdog.enter(.waitingForPeer)
-        let received = connection.receive(holding: parser.bufferedBytes, wait: true)
-        watchdog.enter(.host)
-        switch received {
-        case .data(let chunks):
-            for chunk in chunks { parser.append(chunk) }
-            return true
-        case .closed(let reason):
-            rules.connectionEnded(reason)
-            if case .takingOver = rules.phase { return false }
-            // A frame that does not authenticate, or a message out of range: the log can no
-            // longer be trusted, and the primary may well be alive. Never take over on it.
-            throw ReplicationError.channel(reason)
-        }
+        guard let reason = receiveMore() else { return true }
+        rules.connectionEnded(reason)
+        if case .takingOver = rules.phase { return false }
+        // A frame that does not authenticate, or a message out of range: the log can no
+        // longer be trusted, and the primary may well be alive. Never take over on it.
+        throw ReplicationError.channel(reason)
     }
 
     /// Takes the log until the message that ends the epoch just run. False if the connection
@@ -426,16 +418,7 @@ final class BackupReplica {
 
     /// Saves this replica's state at the start of the epoch being received.
     private func takeCheckpoint() throws {
-        if case .unavailable = checkpointing { return }
-        let state: MachineState
-        do {
-            state = try machine.captureState()
-        } catch let error as SnapshotError {
-            // The pmu clock's counter cannot be captured: compare without rollback.
-            checkpointing = .unavailable("\(error)")
-            status.message("rollback unavailable (\(error)): a mismatch will stop the pair")
-            return
-        }
+        guard let state = try checkpointing.capture(machine, status: status) else { return }
         if let ram = checkpoint?.ram { try ram.save() }
         checkpoint = Checkpoint(ram: try checkpoint?.ram ?? RAMCheckpoint(memory: machine.memory, tracker: machine.dirtyPages),
                                 state: state, rules: rules, outputs: environment.outputs, pending: pending,
@@ -454,16 +437,25 @@ final class BackupReplica {
                 try rollBack(request)
                 return
             }
-            watchdog.enter(.waitingForPeer)
-            let received = connection.receive(holding: parser.bufferedBytes, wait: true)
-            watchdog.enter(.host)
-            switch received {
-            case .data(let chunks):
-                for chunk in chunks { parser.append(chunk) }
-            case .closed:
+            if receiveMore() != nil {
                 rules.violated()
                 throw stop(diverged, refusal: diverged.description)
             }
+        }
+    }
+
+    /// Waits for more of the primary's stream and hands it to the parser. Returns why the
+    /// connection ended, if it did.
+    private func receiveMore() -> CloseReason? {
+        watchdog.enter(.waitingForPeer)
+        let received = connection.receive(holding: parser.bufferedBytes, wait: true)
+        watchdog.enter(.host)
+        switch received {
+        case .data(let chunks):
+            for chunk in chunks { parser.append(chunk) }
+            return nil
+        case .closed(let reason):
+            return reason
         }
     }
 

@@ -297,25 +297,11 @@ final class PrimaryReplica {
     /// Saves this replica's state at the start of `epoch`: the machine, its RAM (incrementally)
     /// and the output numbering.
     private func takeCheckpoint() throws {
-        if case .unavailable = checkpointing { return }
-        let state: MachineState
-        do {
-            state = try machine.captureState()
-        } catch let error as SnapshotError {
-            // The pmu clock's counter cannot be captured: compare without rollback.
-            checkpointing = .unavailable("\(error)")
-            status.message("rollback unavailable (\(error)): a mismatch will stop the pair")
-            return
-        }
-        if let ram = checkpoint?.ram { try ram.save() } else {
-            checkpoint = Checkpoint(ram: try RAMCheckpoint(memory: machine.memory, tracker: machine.dirtyPages),
-                                    state: state, epoch: epoch, outputs: environment.outputs,
-                                    consoleBytesDelivered: consoleBytesDelivered)
-        }
-        checkpoint?.state = state
-        checkpoint?.epoch = epoch
-        checkpoint?.outputs = environment.outputs
-        checkpoint?.consoleBytesDelivered = consoleBytesDelivered
+        guard let state = try checkpointing.capture(machine, status: status) else { return }
+        if let ram = checkpoint?.ram { try ram.save() }
+        checkpoint = Checkpoint(ram: try checkpoint?.ram ?? RAMCheckpoint(memory: machine.memory, tracker: machine.dirtyPages),
+                                state: state, epoch: epoch, outputs: environment.outputs,
+                                consoleBytesDelivered: consoleBytesDelivered)
         inputSinceCheckpoint = false
         checkpointDue = nil
         comparison.checkpointed(at: epoch)
