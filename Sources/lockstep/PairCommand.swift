@@ -55,9 +55,6 @@ struct PairCommand: ParsableCommand {
         guard (1...ReplicationOptions.maximumBackups).contains(backups) else {
             throw CLIFailure("--backups \(backups): expected 1 to \(ReplicationOptions.maximumBackups)", status: ExitStatus.usage)
         }
-        if replication.compare && backups > 1 {
-            throw CLIFailure("--compare with --backups \(backups): voting among several backups (TMR) is not built yet; compare with one backup", status: ExitStatus.usage)
-        }
         guard killPrimaryTimes >= 1 else {
             throw CLIFailure("--kill-primary-times must be at least 1", status: ExitStatus.usage)
         }

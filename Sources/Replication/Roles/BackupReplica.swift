@@ -191,7 +191,7 @@ final class BackupReplica {
             : BackupStateMachine(epochLength: context.setup.epochLength, maximumLag: lag)
         if case .duration(let ns) = context.settings.maximumLag { reportEvery = max(ns / 4, 1) } else { reportEvery = nil }
         timing = BoundaryTiming(mode: context.setup.options.clockMode)
-        softError = context.softError.flatMap { $0.replica == .backup(1) ? $0 : nil }
+        softError = context.softError.flatMap { $0.replica == .backup(context.backupNumber) ? $0 : nil }
         environment.refill = { [unowned self] () throws(EnvironmentError) in try self.refill() }
     }
 
