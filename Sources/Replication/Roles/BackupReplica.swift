@@ -255,7 +255,7 @@ final class BackupReplica {
                 // The primary found the replicas disagree on this epoch's outputs.
                 try rollBack(request)
                 return nil
-            case .log, .announce, .performed, .writePages, .restore, nil:
+            case .log, .announce, .performed, .writePages, .restore, .member, nil:
                 preconditionFailure("takeReceived stops only at an epoch's end")
             }
         }
@@ -288,6 +288,8 @@ final class BackupReplica {
                 pending.removeAll { $0.record.sequence <= through }
             case .execute, .finish, .compare, .rollBack:
                 ending = action
+            case .member(let generation):
+                claim.membership = generation
             case .writePages(let pages):
                 let pageCount = UInt64(machine.memory.pageCount)
                 try pages.forEach { page, data in
@@ -387,7 +389,8 @@ final class BackupReplica {
             status.message("primary failed (\(reason)) with \(rules.epoch) epochs executed here; taking over")
             status.set(state: .takingOver)
             let claimant = "backup pid \(getpid())"
-            claim.decide(Result { () throws(ArbiterError) in try arbiter.acquire(claimant: claimant) })
+            let generation = claim.membership
+            claim.decide(Result { () throws(ArbiterError) in try arbiter.acquire(claimant: claimant, membership: generation) })
             if case (_, .success(.won))? = claim.verdict() { status.set(state: .live) }
         }
         guard let (_, verdict) = claim.verdict() else { throw ReplicationError.channel(.closedLocally) }
@@ -410,7 +413,10 @@ final class BackupReplica {
             guard !unreceived, claim.begin(.watcher) else { return }
             status.message("primary failed (\(reason)) while the guest ran at the head of the log; taking over")
             status.set(state: .takingOver)
-            let verdict = Result { () throws(ArbiterError) in try arbiter.acquire(claimant: "backup pid \(getpid())") }
+            let generation = claim.membership
+            let verdict = Result { () throws(ArbiterError) in
+                try arbiter.acquire(claimant: "backup pid \(getpid())", membership: generation)
+            }
             claim.decide(verdict)
             if case .success(.won) = verdict { status.set(state: .live) }
         }

@@ -129,6 +129,9 @@ final class PrimaryReplica {
     private var comparison: ComparisonStateMachine
     /// The number the next backup that joins gets.
     private var nextPeerID: Int
+    /// The generation of the pair's membership: one more each time a following backup is
+    /// dropped while others remain (the arbiter then accepts claims only from the others).
+    private var membership: UInt64 = 0
     /// How long after its batch was sent the last comparison's verdict arrived (nanoseconds).
     private var comparedWithin: UInt64?
     /// Output comparison's checkpoint (the start of the epoch after the last agreed output),
@@ -501,6 +504,7 @@ final class PrimaryReplica {
             status.attach(following.first?.connection)
             status.backups(remaining)
             updateSlowest()
+            try newMembership()
         } else {
             peer.connection.close()
             try settle(rules.backupLost(reason))
@@ -520,7 +524,23 @@ final class PrimaryReplica {
         status.attach(following.first?.connection)
         status.backups(remaining)
         updateSlowest()
-        if remaining == 0 { try settle(rules.backupLost(.closedLocally)) }
+        if remaining == 0 { try settle(rules.backupLost(.closedLocally)) } else { try newMembership() }
+    }
+
+    /// A following backup was dropped while others remain, alive or not (behind a partition it
+    /// may still claim the arbiter later): the membership moves to a new generation. The
+    /// remaining backups learn it first, in their stream; then the arbiter records it, before
+    /// any output is released without the dropped backup. From then on the arbiter accepts a
+    /// claim only from a backup that learnt it. (If the primary fails between the two, the
+    /// dropped backup may still win: no output was released without it.)
+    private func newMembership() throws {
+        guard rules.logs else { return }
+        membership += 1
+        let generation = membership
+        environment.writer.membership(generation: generation)
+        try flush()
+        try arbiter.recordMembership(generation)
+        logger.debug("membership generation \(generation) recorded: \(following.count) backups")
     }
 
     // MARK: Output commit
@@ -753,6 +773,8 @@ final class PrimaryReplica {
             epoch: epoch, nextOutput: environment.outputs.nextSequence, consoleBytesDelivered: consoleBytesDelivered,
             partialLine: environment.outputs.heldLine, ramDigest: try machine.memoryDigest.digest(),
             machine: state.encoded))
+        // A joiner belongs to the current membership generation.
+        if membership > 0 { transferWriter.membership(generation: membership) }
         let rounds = peer.rules.rounds
         guard try send(transferWriter.take(), to: peer) else { return }
         let pauseEnd = NIODeadline.now().uptimeNanoseconds
