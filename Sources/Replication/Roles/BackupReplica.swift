@@ -396,7 +396,13 @@ final class BackupReplica {
         guard let (_, verdict) = claim.verdict() else { throw ReplicationError.channel(.closedLocally) }
         switch try verdict.get() {
         case .won: tookOver = true
-        case .lost(let holder): throw ReplicationError.lostArbiter(holder: holder)
+        case .lost(let holder):
+            // A losing backup does not re-join the winner itself: `lockstep pair` starts a
+            // fresh backup that joins it by state transfer (docs/protocol.md, "Several backups").
+            if context.intake != nil {
+                status.message("another replica holds the arbiter: this backup stops; re-protection joins a new backup to the leader by state transfer")
+            }
+            throw ReplicationError.lostArbiter(holder: holder)
         }
     }
 
