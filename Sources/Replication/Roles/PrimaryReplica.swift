@@ -628,6 +628,7 @@ final class PrimaryReplica {
     /// Tests and sets the arbiter, and tells the rules the verdict.
     private func claimArbiter() throws -> PrimaryStateMachine.CommitStep {
         for peer in peers {
+            if peer.rules.isFollowing { comparison.leave(peer.id) }
             peer.rules.lost(.closedLocally)
             if let consumer = peer.consumer { machine.dirtyPages.unregister(consumer) }
             peer.connection.close()
