@@ -354,13 +354,14 @@ final class PrimaryReplica {
             throw ReplicationError.mismatch(disagreement)
         }
         status.message("\(disagreement); rolling \(following.count == 1 ? "both replicas" : "every replica") back to epoch \(request.epoch) and running again", level: .warning)
+        // What the batch holds belongs to the epochs being undone.
+        _ = environment.writer.take()
         // A backup that joined after the checkpoint holds none to go back to: re-protection
         // replaces it.
         for peer in following where (peer.joinedAt ?? 0) > request.epoch {
             try drop(peer, refusal: "a rollback to epoch \(request.epoch), before this backup joined",
                      message: "dropped the backup at \(peer.connection.remoteAddress): it joined at epoch \(peer.joinedAt ?? 0), after the checkpoint")
         }
-        _ = environment.writer.take()
         environment.writer.rollback(request)
         let pages = try checkpoint.ram.restore()
         try machine.restoreState(checkpoint.state)
