@@ -108,6 +108,18 @@ import Testing
           ])
     func kvm(_ c: Case) throws { try outvoted(c) }
 
+    @Test("a fault for a backup the pair does not have is one line, exit 64")
+    func faultForAMissingBackup() throws {
+        try #require(Lockstep.hasGuest("parisc", "cpu"), "the cpu guest is not built (scripts/build-guests)")
+        for (backups, replica) in [("2", "backup3"), ("1", "backup2")] {
+            let run = try Lockstep.run(["pair", "--compare", "--backups", backups, "--inject-fault", "\(replica):5:reg:gr3:1",
+                                        Lockstep.guest("parisc", "cpu")])
+            #expect(run.status == 64, "\(run.stderr)")
+            #expect(run.stderr == "lockstep: --inject-fault names \(replica), and the pair has \(backups) backup\(backups == "1" ? "" : "s")\n")
+            #expect(run.stdout.isEmpty)
+        }
+    }
+
     func outvoted(_ c: Case) throws {
         try #require(Lockstep.hasGuest(c.arch, c.guest), "the \(c.guest) guest is not built (scripts/build-guests)")
         let guest = Lockstep.guest(c.arch, c.guest)
