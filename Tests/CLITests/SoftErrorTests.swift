@@ -63,6 +63,33 @@ import Testing
         #expect(compared.status == 0, "\(compared.stderr)")
         #expect(compared.stdout.contains(line))
     }
+
+    /// A rollback after console input: the `echo` guest's line buffer flipped in the primary
+    /// while it reads piped lines. The replicas roll back over input already delivered, the
+    /// primary delivers that input again, and every line is answered once, as without a fault;
+    /// also when the primary is then killed during the re-execution (the backup's console must
+    /// still hold the input the rollback gave again).
+    @Test("a rollback over delivered console input delivers it again", arguments: ["parisc", "x86"])
+    func rollbackOverConsoleInput(_ arch: String) throws {
+        try #require(Lockstep.hasGuest(arch, "echo"), "the echo guest is not built (scripts/build-guests)")
+        if arch == "x86" && !Lockstep.hasKVM {
+            print("SoftErrorDetectionTests: x86 skipped: KVM is not usable here")
+            return
+        }
+        let guest = Lockstep.guest(arch, "echo")
+        let input = (1...12).map { "line number \($0) of the echo test\n" }.joined() + "quit\n"
+        let clean = try Lockstep.run(["run", guest], input: input, timeout: 120)
+        try #require(clean.status == 0, "the fault-free run failed: \(clean.stderr)")
+        let epoch = arch == "parisc" ? 40 : 30
+        for kill in [[], ["--kill-primary-at-epoch", "\(epoch + 30)"]] {
+            let pair = try Lockstep.run(["pair", "--no-status-line", "--compare", "--inject-fault", "primary:\(epoch):sym:line.0+2:1"]
+                                        + kill + [guest], input: input, timeout: 180)
+            #expect(pair.status == 0, "\(kill): \(pair.stderr)")
+            #expect(pair.stdout == clean.stdout, "\(kill): \(pair.stdout)")
+            #expect(pair.stderr.contains("it was withheld; rolling both replicas back to epoch"), "\(kill): \(pair.stderr)")
+            if !kill.isEmpty { #expect(pair.stderr.contains("lockstep pair: failover at"), "\(pair.stderr)") }
+        }
+    }
 }
 
 /// COVERT's TMR done-means with real processes: `lockstep pair --compare --backups 2`, the same

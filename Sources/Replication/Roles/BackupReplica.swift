@@ -437,6 +437,7 @@ final class BackupReplica {
         checkpoint = Checkpoint(ram: try checkpoint?.ram ?? RAMCheckpoint(memory: machine.memory, tracker: machine.dirtyPages),
                                 state: state, rules: rules, outputs: environment.outputs, pending: pending,
                                 consoleBytesDelivered: consoleBytesDelivered)
+        discardDeliveredInput()
     }
 
     /// This replica diverged from the primary's log: drop the rest of the log until the
@@ -497,10 +498,14 @@ final class BackupReplica {
 
     /// Drops from this replica's console the input the primary's log delivered to the guest, as
     /// it is delivered: what the console holds stays bounded by what the guest has not taken.
-    private func discardDeliveredInput() {
-        guard consoleBytesDelivered > consoleBytesDiscarded else { return }
-        environment.host.console.discardInput(count: consoleBytesDelivered - consoleBytesDiscarded)
-        consoleBytesDiscarded = consoleBytesDelivered
+    /// With output comparison a rollback takes the count back to the checkpoint's (the primary
+    /// delivers those bytes again), so input is dropped only as far as the checkpoint until this
+    /// replica takes over (`all`).
+    private func discardDeliveredInput(all: Bool = false) {
+        let through = context.settings.compare && !all ? (checkpoint?.consoleBytesDelivered ?? 0) : consoleBytesDelivered
+        guard through > consoleBytesDiscarded else { return }
+        environment.host.console.discardInput(count: through - consoleBytesDiscarded)
+        consoleBytesDiscarded = through
     }
 
     /// The end of the state transfer: the RAM must add up to the primary's digest, then the
@@ -685,7 +690,7 @@ final class BackupReplica {
             }
         }
         pending.removeAll()
-        discardDeliveredInput()
+        discardDeliveredInput(all: true)
         switch stop {
         case .exited, .crashed:
             return RunOutcome(stop: stop, epochs: rules.epoch + 1, progress: machine.progress)

@@ -148,7 +148,9 @@ final class PrimaryReplica {
     /// Whether this machine can be checkpointed at all.
     private var checkpointing = Checkpointing.available
     private var checkpointDue: UInt64?
-    private var inputSinceCheckpoint = false
+    /// The console input delivered since the checkpoint (kept only with a checkpoint): a
+    /// rollback delivers it again.
+    private var inputSinceCheckpoint: [UInt8] = []
 
     /// A batch is flushed at a boundary once it holds this much ...
     static let batchBytes = 64 << 10
@@ -276,7 +278,7 @@ final class PrimaryReplica {
             try machine.applyBoundary(time: time, events: events)
             for case .consoleInput(let bytes) in events {
                 consoleBytesDelivered += UInt64(bytes.count)
-                inputSinceCheckpoint = true
+                if checkpoint != nil { inputSinceCheckpoint += bytes }
             }
             epoch += 1
             // Both replicas checkpoint at the start of the epoch after one whose outputs they
@@ -320,7 +322,7 @@ final class PrimaryReplica {
         checkpoint = Checkpoint(ram: try checkpoint?.ram ?? RAMCheckpoint(memory: machine.memory, tracker: machine.dirtyPages),
                                 state: state, epoch: epoch, outputs: environment.outputs,
                                 consoleBytesDelivered: consoleBytesDelivered)
-        inputSinceCheckpoint = false
+        inputSinceCheckpoint.removeAll()
         checkpointDue = nil
         comparison.checkpointed(at: epoch)
     }
@@ -336,8 +338,7 @@ final class PrimaryReplica {
                      message: "\(disagreement); the other replicas agree: dropped it, a replacement joins by state transfer")
         }
         guard case .disagreed(let disagreement) = comparison.state else { return }
-        let recovery: ComparisonStateMachine.Recovery? = inputSinceCheckpoint || checkpoint == nil
-            ? .stop(disagreement) : comparison.recover()
+        let recovery: ComparisonStateMachine.Recovery? = checkpoint == nil ? .stop(disagreement) : comparison.recover()
         switch recovery {
         case .stop(let final)?:
             for peer in peers { peer.connection.close(refusal: final.description) }
@@ -368,7 +369,10 @@ final class PrimaryReplica {
         logger.debug("rollback \(request.attempt): \(pages) pages written back")
         environment.outputs = checkpoint.outputs
         _ = environment.takeValueCount()
-        _ = environment.host.takeEvents(consoleRoom: machine.consoleInputRoom, byteLimit: MessageLimits.eventBytes)
+        // The guest takes the input it was given since the checkpoint again, at the boundaries
+        // its re-execution reaches (the backup follows the new log).
+        environment.host.rollBack(redelivering: inputSinceCheckpoint)
+        inputSinceCheckpoint.removeAll()
         epoch = checkpoint.epoch
         environment.epoch = epoch
         consoleBytesDelivered = checkpoint.consoleBytesDelivered
