@@ -40,6 +40,7 @@ struct BackupCommand: ParsableCommand {
     var portFile: String?
 
     @OptionGroup var replication: ReplicationOptions
+    @OptionGroup var consoleFraming: ConsoleFramingOption
     @OptionGroup var guest: GuestOptions
 
     func validate() throws {
@@ -74,8 +75,8 @@ struct BackupCommand: ParsableCommand {
         let settings = try replication.settings(for: setup)
         let status = ReplicationStatus(role: .backup, statsPath: replication.statsJSON,
                                        statusLine: !replication.noStatusLine && !guest.log.quiet,
-                                       messages: guest.log.level <= .warning)
-        let key = try replication.key { status.message($0) }
+                                       messageLevel: guest.log.level)
+        let key = try replication.key { status.message($0, level: .warning) }
         let watchdog = MachineWatchdog()
         let network = ReplicationNetwork()
         let timing = ConnectionTiming(timeoutMilliseconds: replication.timeoutMilliseconds)
@@ -93,7 +94,7 @@ struct BackupCommand: ParsableCommand {
             if let refusal = SharingProof.checkArbiter(arbiter, key: key, session: session) { return refusal }
             let disk: HostDisk?
             do { disk = try setup.openDisk(sharing: .pair(token: session)) } catch { return CLIFailure(error).message }
-            if let disk, let refusal = SharingProof.checkDisk(disk, session: session, warn: { status.message($0) }) {
+            if let disk, let refusal = SharingProof.checkDisk(disk, session: session, warn: { status.message($0, level: .warning) }) {
                 return refusal
             }
             proven.withLock { $0 = (session, DiskHandoff(disk)) }
@@ -152,7 +153,7 @@ struct BackupCommand: ParsableCommand {
                     let listener = try network.listen(
                         on: endpoint, timing: timing,
                         credentials: .init(key: key, identity: ReplicaIdentity(setup: setup), watchdog: watchdog),
-                        session: session) { status.message($0) }
+                        session: session) { status.message($0, level: .warning) }
                     status.message("taking new backups on \(endpoint.host):\(listener.port)")
                     if let portFile {
                         try Data("\(listener.port)\n".utf8).write(to: URL(fileURLWithPath: portFile), options: .atomic)
@@ -168,7 +169,7 @@ struct BackupCommand: ParsableCommand {
                 })
         }
         let context = ReplicaContext(setup: setup, settings: settings, status: status, watchdog: watchdog,
-                                     console: HostConsole(input: .standardInput, output: .standardOutput), disk: disk,
+                                     console: consoleFraming.console, disk: disk,
                                      intake: intake, softError: replication.softError)
         try runReplicaCommand(.backup, connection: connection, arbiter: arbiter, context: context, network: network)
     }
@@ -180,7 +181,7 @@ struct BackupCommand: ParsableCommand {
                                        setup: GuestSetup, settings: ReplicationSettings, status: ReplicationStatus,
                                        watchdog: MachineWatchdog, network: ReplicationNetwork) throws
     {
-        status.message("\(unreachable) before this backup joined; asking the arbiter")
+        status.message("\(unreachable) before this backup joined; asking the arbiter", level: .warning)
         status.set(state: .takingOver)
         switch try arbiter.acquire(claimant: "backup pid \(getpid())") {
         case .won: break
@@ -188,11 +189,11 @@ struct BackupCommand: ParsableCommand {
             network.shutdown()
             throw CLIFailure(ReplicationError.lostArbiter(holder: holder))
         }
-        status.message("holding the arbiter: starting the guest here, without a primary")
+        status.message("holding the arbiter: starting the guest here, without a primary", level: .notice)
         let disk = DiskHandoff(try setup.openDisk(sharing: .pair(token: session)))
         status.startRefreshing()
         let context = ReplicaContext(setup: setup, settings: settings, status: status, watchdog: watchdog,
-                                     console: HostConsole(input: .standardInput, output: .standardOutput), disk: disk)
+                                     console: consoleFraming.console, disk: disk)
         try runReplicaCommand(context: context, network: network, connections: []) { try runAlone(context: context) }
     }
 }

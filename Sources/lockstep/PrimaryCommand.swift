@@ -24,6 +24,7 @@ struct PrimaryCommand: ParsableCommand {
     var backups: Int = 1
 
     @OptionGroup var replication: ReplicationOptions
+    @OptionGroup var consoleFraming: ConsoleFramingOption
     @OptionGroup var guest: GuestOptions
 
     func run() throws {
@@ -39,7 +40,7 @@ struct PrimaryCommand: ParsableCommand {
         let settings = try replication.settings(for: setup)
         let status = ReplicationStatus(role: .primary, statsPath: replication.statsJSON,
                                        statusLine: !replication.noStatusLine && !guest.log.quiet,
-                                       messages: guest.log.level <= .warning)
+                                       messageLevel: guest.log.level)
         let watchdog = MachineWatchdog()
         let network = ReplicationNetwork()
         let timing = ConnectionTiming(timeoutMilliseconds: replication.timeoutMilliseconds)
@@ -48,7 +49,7 @@ struct PrimaryCommand: ParsableCommand {
         let session = (0..<IdentityMessage.sessionSize).map { _ in UInt8.random(in: 0...255, using: &generator) }
         // The image is locked now, for this pair (the backup shares it with the same token).
         let disk = DiskHandoff(try setup.openDisk(sharing: .pair(token: session)))
-        let key = try replication.key { status.message($0) }
+        let key = try replication.key { status.message($0, level: .warning) }
         let arbiter = Arbiter(replication.arbiter.specification(for: setup), session: session, status: status)
         try arbiter.register(claimant: "primary pid \(getpid())")
         // The session must be new to the arbiter: a claim already there is someone else's run.
@@ -63,7 +64,7 @@ struct PrimaryCommand: ParsableCommand {
             listener = try network.listen(
                 on: endpoint, timing: timing,
                 credentials: .init(key: key, identity: ReplicaIdentity(setup: setup), watchdog: watchdog),
-                session: session) { status.message($0) }
+                session: session) { status.message($0, level: .warning) }
         } catch {
             throw CLIFailure("cannot listen on \(endpoint): \(NetworkErrorText.describe(error))", status: ExitStatus.unavailable)
         }
@@ -109,7 +110,7 @@ struct PrimaryCommand: ParsableCommand {
             })
         let context = ReplicaContext(
             setup: setup, settings: settings, status: status, watchdog: watchdog,
-            console: HostConsole(input: .standardInput, output: .standardOutput), disk: disk, intake: intake,
+            console: consoleFraming.console, disk: disk, intake: intake,
             faults: killPoint.map { FaultInjection.kill(at: $0, status: status) }, softError: replication.softError)
         try runReplicaCommand(.primary, connection: connections[0], otherBackups: Array(connections.dropFirst()),
                               arbiter: arbiter, context: context, network: network)

@@ -206,7 +206,7 @@ enum Checkpointing {
         } catch let error as SnapshotError {
             // The pmu clock's counter cannot be captured: compare without rollback.
             self = .unavailable("\(error)")
-            status.message("rollback unavailable (\(error)): a mismatch will stop the pair")
+            status.message("rollback unavailable (\(error)): a mismatch will stop the pair", level: .warning)
             return nil
         }
     }

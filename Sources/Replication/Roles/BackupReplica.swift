@@ -141,6 +141,8 @@ final class BackupReplica {
     private var pending: [PendingOutput] = []
     /// Console input bytes delivered to the guest from the primary's log.
     private var consoleBytesDelivered: UInt64 = 0
+    /// How many of those this replica's own console has dropped (it reads the same input).
+    private var consoleBytesDiscarded: UInt64 = 0
     private let timing: BoundaryTiming
     /// The primary's final state digest, once it finished.
     private(set) var primaryFinalDigest: StateDigest?
@@ -384,7 +386,7 @@ final class BackupReplica {
     private func claimArbiter() throws {
         if claim.begin(.machineThread) {
             let reason: String = if case .takingOver(let r) = rules.phase { "\(r)" } else { "connection ended" }
-            status.message("primary failed (\(reason)) with \(rules.epoch) epochs executed here; taking over")
+            status.message("primary failed (\(reason)) with \(rules.epoch) epochs executed here; taking over", level: .warning)
             status.set(state: .takingOver)
             let claimant = "backup pid \(getpid())"
             claim.decide(Result { () throws(ArbiterError) in try arbiter.acquire(claimant: claimant) })
@@ -408,7 +410,7 @@ final class BackupReplica {
             case .protocolError, .refusedByPeer, .closedLocally: return
             }
             guard !unreceived, claim.begin(.watcher) else { return }
-            status.message("primary failed (\(reason)) while the guest ran at the head of the log; taking over")
+            status.message("primary failed (\(reason)) while the guest ran at the head of the log; taking over", level: .warning)
             status.set(state: .takingOver)
             let verdict = Result { () throws(ArbiterError) in try arbiter.acquire(claimant: "backup pid \(getpid())") }
             claim.decide(verdict)
@@ -466,7 +468,7 @@ final class BackupReplica {
             throw stop(.protocolViolation("a rollback to epoch \(request.epoch), where this replica holds no checkpoint"),
                        refusal: "no checkpoint at epoch \(request.epoch) (give --compare to the backup too)")
         }
-        status.message("the primary found the replicas disagree: rolling back to epoch \(request.epoch) and running again")
+        status.message("the primary found the replicas disagree: rolling back to epoch \(request.epoch) and running again", level: .warning)
         try checkpoint.ram.restore()
         try machine.restoreState(checkpoint.state)
         do { try rules.rolledBack(to: checkpoint.rules) } catch { throw stop(error, refusal: error.description) }
@@ -479,6 +481,14 @@ final class BackupReplica {
         consoleBytesDelivered = checkpoint.consoleBytesDelivered
         writer.rolledBack(attempt: request.attempt)
         _ = connection.send(writer.take())
+    }
+
+    /// Drops from this replica's console the input the primary's log delivered to the guest, as
+    /// it is delivered: what the console holds stays bounded by what the guest has not taken.
+    private func discardDeliveredInput() {
+        guard consoleBytesDelivered > consoleBytesDiscarded else { return }
+        environment.host.console.discardInput(count: consoleBytesDelivered - consoleBytesDiscarded)
+        consoleBytesDiscarded = consoleBytesDelivered
     }
 
     /// The end of the state transfer: the RAM must add up to the primary's digest, then the
@@ -496,10 +506,11 @@ final class BackupReplica {
         }
         environment.outputs = OutputLog(nextSequence: transfer.nextOutput, partialLine: transfer.partialLine)
         consoleBytesDelivered = transfer.consoleBytesDelivered
+        discardDeliveredInput()
         environment.epoch = transfer.epoch
         status.progress(epoch: transfer.epoch, lag: 0)
         status.set(state: .replaying)
-        status.message("joined the running primary at epoch \(transfer.epoch); following it")
+        status.message("joined the running primary at epoch \(transfer.epoch); following it", level: .notice)
     }
 
     /// Ends replication for `error`, telling the primary why.
@@ -518,7 +529,7 @@ final class BackupReplica {
         writer.verdict(.diverged(epoch: rules.epoch))
         _ = connection.send(writer.take())
         if context.settings.compare, checkpoint != nil {
-            status.message("divergence at epoch \(rules.epoch): \(detail); waiting for the primary's rollback")
+            status.message("divergence at epoch \(rules.epoch): \(detail); waiting for the primary's rollback", level: .warning)
             return DivergedAwaitingRollback(error: .divergence(epoch: rules.epoch, detail: detail))
         }
         return stop(.divergence(epoch: rules.epoch, detail: detail), refusal: "divergence at epoch \(rules.epoch): \(detail)")
@@ -548,7 +559,10 @@ final class BackupReplica {
             guard own == digest else { throw divergence("state digest \(own) differs from the primary's \(digest)") }
         }
         try machine.applyBoundary(time: record.time, events: record.events)
-        for case .consoleInput(let bytes) in record.events { consoleBytesDelivered += UInt64(bytes.count) }
+        for case .consoleInput(let bytes) in record.events {
+            consoleBytesDelivered += UInt64(bytes.count)
+            discardDeliveredInput()
+        }
         let checkpointDue = context.settings.compare && !mine.isEmpty && rules.stage != .receiving
         if let executed = rules.executed() {
             report(executed)
@@ -654,10 +668,12 @@ final class BackupReplica {
         if let compared { pending += compared.outputs }
         pending += environment.outputs.take()
         for output in pending where output.record.sequence > rules.performedThrough {
-            if case .console(let bytes) = output.action { environment.host.console.write(bytes) }
+            if case .console(let bytes) = output.action {
+                environment.host.console.write(bytes, sequence: output.record.sequence)
+            }
         }
         pending.removeAll()
-        environment.host.console.discardInput(count: consoleBytesDelivered)
+        discardDeliveredInput()
         switch stop {
         case .exited, .crashed:
             return RunOutcome(stop: stop, epochs: rules.epoch + 1, progress: machine.progress)

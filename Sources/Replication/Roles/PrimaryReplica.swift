@@ -54,7 +54,7 @@ public final class PrimaryEnvironment: SessionEnvironment {
     func perform(_ output: PendingOutput) {
         switch output.action {
         case .console(let bytes):
-            host.console.write(bytes)
+            host.console.write(bytes, sequence: output.record.sequence)
         case .disk(let request):
             host.perform(request)
         }
@@ -328,7 +328,7 @@ final class PrimaryReplica {
         guard let checkpoint, checkpoint.epoch == request.epoch else {
             throw ReplicationError.mismatch(disagreement)
         }
-        status.message("\(disagreement); rolling both replicas back to epoch \(request.epoch) and running again")
+        status.message("\(disagreement); rolling both replicas back to epoch \(request.epoch) and running again", level: .warning)
         _ = environment.writer.take()
         environment.writer.rollback(request)
         let pages = try checkpoint.ram.restore()
@@ -460,13 +460,13 @@ final class PrimaryReplica {
         let remaining = following.count
         guard wasFollowing else {
             peer.connection.close(refusal: "the state transfer ended: \(reason)")
-            status.message("the backup joining from \(peer.connection.remoteAddress) left during the state transfer (\(reason)); the guest runs on")
+            status.message("the backup joining from \(peer.connection.remoteAddress) left during the state transfer (\(reason)); the guest runs on", level: .warning)
             return
         }
         if remaining > 0 {
             // A refusal tells a backup that is still alive that this primary is, too.
             peer.connection.close(refusal: "the primary dropped this backup: \(reason)")
-            status.message("dropped the backup at \(peer.connection.remoteAddress) (\(reason)); \(remaining) backup\(remaining == 1 ? "" : "s") remain")
+            status.message("dropped the backup at \(peer.connection.remoteAddress) (\(reason)); \(remaining) backup\(remaining == 1 ? "" : "s") remain", level: .warning)
             status.attach(following.first?.connection)
             status.backups(remaining)
             updateSlowest()
@@ -573,7 +573,7 @@ final class PrimaryReplica {
             _ = environment.writer.take()
             status.attach(nil)
             status.set(state: .alone)
-            status.message("lost the backup (\(reason)); carrying on alone")
+            status.message("lost the backup (\(reason)); carrying on alone", level: .warning)
             status.backups(0)
             try leadNewPair()
             return rules.arbiterDecided(won: true, holder: "")
@@ -736,7 +736,8 @@ final class PrimaryReplica {
         status.transferred(figures)
         status.message(String(format: "the backup at %@ follows from epoch %llu: %d pages in %d rounds, %.1f MiB, final pause %.2f ms (capture %.2f)",
                               peer.connection.remoteAddress, epoch, figures.pages, rounds,
-                              Double(figures.bytes) / 1048576, figures.pauseMilliseconds, Double(captured - capturing) / 1e6))
+                              Double(figures.bytes) / 1048576, figures.pauseMilliseconds, Double(captured - capturing) / 1e6),
+                       level: .notice)
     }
 
     // MARK: Flow control
