@@ -255,7 +255,8 @@ enum ReprotectExperiment {
                 (SIGKILL) twice, each time 0.3 s after a backup follows it; the backup that takes over \
                 leads, and `pair` starts a backup that joins it (`backup --join`). The primary's \
                 `--stats-json` records each transfer: the pause is the time the guest is stopped for \
-                the final copy (capture, last dirty pages, state handed to the connection); re-protect \
+                the final copy (from the harvest that ends the last round: capture, last dirty pages, \
+                state handed to the connection; a baseline binary may count from the capture); re-protect \
                 is from the new leader's takeover to the new backup following. \
                 \(context.plan.repetitions) run(s) per configuration\(binaries.count > 1 ? "; \"baseline\" is the binary given with `--baseline`, run in turn with this one" : "").
 
