@@ -344,7 +344,8 @@ final class PairConsole: @unchecked Sendable {
             throw CLIFailure("cannot create a file for the console input in \(FileManager.default.temporaryDirectory.path): \(String(cString: strerror(errno)))",
                              status: ExitStatus.hostIO)
         }
-        unlink(String(cString: template))
+        // The corresponding C call is unlink(2) of the name mkstemp(3) wrote into the array.
+        _ = template.withUnsafeBufferPointer { unlink($0.baseAddress!) }
         backlog = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
     }
 
