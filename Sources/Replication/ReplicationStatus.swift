@@ -195,11 +195,17 @@ public final class ReplicationStatus: @unchecked Sendable {
     private var snapshot: Snapshot
     private var connection: ReplicationConnection?
     private var timer: (any DispatchSourceTimer)?
+    /// How messages name this replica, when not by its role (`backup2`).
+    public let name: String?
 
     /// - Parameter statusLine: whether to draw the status line (only ever on a terminal).
     /// - Parameter messageLevel: the least level of `message` lines shown (`--log-level`; with
     ///   `--quiet`, errors only: those end the command with their own line).
-    public init(role: ReplicaRole, statsPath: String?, statusLine: Bool = true, messageLevel: Logger.Level = .info) {
+    /// - Parameter name: how messages name this replica (`backup2` among several backups);
+    ///   nil: by its role.
+    public init(role: ReplicaRole, statsPath: String?, statusLine: Bool = true, messageLevel: Logger.Level = .info,
+                name: String? = nil) {
+        self.name = name
         self.statsPath = statsPath
         self.messageLevel = messageLevel
         interactive = statusLine && isatty(STDERR_FILENO) != 0
@@ -305,7 +311,7 @@ public final class ReplicationStatus: @unchecked Sendable {
     private func show(_ text: String, level: Logger.Level) {
         guard level >= messageLevel else { return }
         // On a terminal the status has a row of its own, and messages go above the cursor's line.
-        let line = "lockstep \(snapshot.role): \(text)"
+        let line = "lockstep \(name ?? snapshot.role.description): \(text)"
         if !terminal.message(line) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
     }
 

@@ -32,6 +32,11 @@ struct BackupCommand: ParsableCommand {
             help: "After taking over, take new backups (lockstep backup --join) on this HOST:PORT (port 0 picks one).")
     var leadOn: String?
 
+    @Option(name: .customLong("backup-number"),
+            help: ArgumentHelp("Which backup of a pair of several this is (from 1): `--inject-fault backupN` names it, and its messages say backupN.",
+                               visibility: .hidden))
+    var backupNumber: Int?
+
     @Option(help: "With --lead-on: the backups to keep after taking over.")
     var backups: Int = 1
 
@@ -47,6 +52,9 @@ struct BackupCommand: ParsableCommand {
         _ = try connectTimeoutDuration()
         if let session, Self.parseSession(session) == nil {
             throw ValidationError("--session \(session): expected \(2 * IdentityMessage.sessionSize) hexadecimal digits")
+        }
+        if let backupNumber, !(1...9999).contains(backupNumber) {
+            throw ValidationError("--backup-number \(backupNumber): expected 1 to 9999")
         }
         if session != nil && join {
             // A running primary has output already: a joiner must never start the guest from boot.
@@ -75,7 +83,7 @@ struct BackupCommand: ParsableCommand {
         let settings = try replication.settings(for: setup)
         let status = ReplicationStatus(role: .backup, statsPath: replication.statsJSON,
                                        statusLine: !replication.noStatusLine && !guest.log.quiet,
-                                       messageLevel: guest.log.level)
+                                       messageLevel: guest.log.level, name: backupNumber.map { "backup\($0)" })
         let key = try replication.key { status.message($0, level: .warning) }
         let watchdog = MachineWatchdog()
         let network = ReplicationNetwork()
@@ -168,9 +176,10 @@ struct BackupCommand: ParsableCommand {
                     return arbiter
                 })
         }
-        let context = ReplicaContext(setup: setup, settings: settings, status: status, watchdog: watchdog,
+        var context = ReplicaContext(setup: setup, settings: settings, status: status, watchdog: watchdog,
                                      console: consoleFraming.console, disk: disk,
                                      intake: intake, softError: replication.softError)
+        context.backupNumber = backupNumber ?? 1
         try runReplicaCommand(.backup, connection: connection, arbiter: arbiter, context: context, network: network)
     }
 

@@ -55,8 +55,8 @@ struct PairCommand: ParsableCommand {
         guard (1...ReplicationOptions.maximumBackups).contains(backups) else {
             throw CLIFailure("--backups \(backups): expected 1 to \(ReplicationOptions.maximumBackups)", status: ExitStatus.usage)
         }
-        if replication.compare && backups > 1 {
-            throw CLIFailure("--compare with --backups \(backups): voting among several backups (TMR) is not built yet; compare with one backup", status: ExitStatus.usage)
+        if case .backup(let number)? = replication.softError?.replica, number > backups {
+            throw CLIFailure("--inject-fault names backup\(number), and the pair has \(backups) backup\(backups == 1 ? "" : "s")", status: ExitStatus.usage)
         }
         guard killPrimaryTimes >= 1 else {
             throw CLIFailure("--kill-primary-times must be at least 1", status: ExitStatus.usage)

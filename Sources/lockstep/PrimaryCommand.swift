@@ -32,9 +32,6 @@ struct PrimaryCommand: ParsableCommand {
         guard (1...ReplicationOptions.maximumBackups).contains(backups) else {
             throw CLIFailure("--backups \(backups): expected 1 to \(ReplicationOptions.maximumBackups)", status: ExitStatus.usage)
         }
-        if replication.compare && backups > 1 {
-            throw CLIFailure("--compare with --backups \(backups): voting among several backups (TMR) is not built yet; compare with one backup", status: ExitStatus.usage)
-        }
         let killPoint = try killAtEpoch.map { try ReplicationOptions.killPoint($0, option: "--kill-at-epoch") }
         let setup = try guest.setup()
         let settings = try replication.settings(for: setup)

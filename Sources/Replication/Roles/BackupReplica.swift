@@ -193,7 +193,7 @@ final class BackupReplica {
             : BackupStateMachine(epochLength: context.setup.epochLength, maximumLag: lag)
         if case .duration(let ns) = context.settings.maximumLag { reportEvery = max(ns / 4, 1) } else { reportEvery = nil }
         timing = BoundaryTiming(mode: context.setup.options.clockMode)
-        softError = context.softError.flatMap { $0.replica == .backup(1) ? $0 : nil }
+        softError = context.softError.flatMap { $0.replica == .backup(context.backupNumber) ? $0 : nil }
         environment.refill = { [unowned self] () throws(EnvironmentError) in try self.refill() }
     }
 
@@ -257,7 +257,7 @@ final class BackupReplica {
                 // The primary found the replicas disagree on this epoch's outputs.
                 try rollBack(request)
                 return nil
-            case .log, .announce, .performed, .writePages, .restore, nil:
+            case .log, .announce, .performed, .writePages, .restore, .member, nil:
                 preconditionFailure("takeReceived stops only at an epoch's end")
             }
         }
@@ -290,6 +290,8 @@ final class BackupReplica {
                 pending.removeAll { $0.record.sequence <= through }
             case .execute, .finish, .compare, .rollBack:
                 ending = action
+            case .member(let generation):
+                claim.membership = generation
             case .writePages(let pages):
                 let pageCount = UInt64(machine.memory.pageCount)
                 try pages.forEach { page, data in
@@ -389,13 +391,20 @@ final class BackupReplica {
             status.message("primary failed (\(reason)) with \(rules.epoch) epochs executed here; taking over", level: .warning)
             status.set(state: .takingOver)
             let claimant = "backup pid \(getpid())"
-            claim.decide(Result { () throws(ArbiterError) in try arbiter.acquire(claimant: claimant) })
+            let generation = claim.membership
+            claim.decide(Result { () throws(ArbiterError) in try arbiter.acquire(claimant: claimant, membership: generation) })
             if case (_, .success(.won))? = claim.verdict() { status.set(state: .live) }
         }
         guard let (_, verdict) = claim.verdict() else { throw ReplicationError.channel(.closedLocally) }
         switch try verdict.get() {
         case .won: tookOver = true
-        case .lost(let holder): throw ReplicationError.lostArbiter(holder: holder)
+        case .lost(let holder):
+            // A losing backup does not re-join the winner itself: `lockstep pair` starts a
+            // fresh backup that joins it by state transfer (docs/protocol.md, "Several backups").
+            if context.intake != nil {
+                status.message("another replica holds the arbiter: this backup stops; re-protection joins a new backup to the leader by state transfer", level: .notice)
+            }
+            throw ReplicationError.lostArbiter(holder: holder)
         }
     }
 
@@ -412,7 +421,10 @@ final class BackupReplica {
             guard !unreceived, claim.begin(.watcher) else { return }
             status.message("primary failed (\(reason)) while the guest ran at the head of the log; taking over", level: .warning)
             status.set(state: .takingOver)
-            let verdict = Result { () throws(ArbiterError) in try arbiter.acquire(claimant: "backup pid \(getpid())") }
+            let generation = claim.membership
+            let verdict = Result { () throws(ArbiterError) in
+                try arbiter.acquire(claimant: "backup pid \(getpid())", membership: generation)
+            }
             claim.decide(verdict)
             if case .success(.won) = verdict { status.set(state: .live) }
         }

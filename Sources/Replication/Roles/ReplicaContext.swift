@@ -78,6 +78,9 @@ public struct ReplicaContext: Sendable {
     public var faults: FaultInjection?
     /// A soft error to inject into this replica (`--inject-fault`), if it names this replica.
     public var softError: SoftError?
+    /// Which backup this replica is (`--inject-fault backupN` names it): 1 unless a pair of
+    /// several backups numbers them.
+    public var backupNumber = 1
     /// New backups: nil, a primary keeps the backups it started with and a backup that goes live
     /// runs alone.
     public var intake: BackupIntake?
