@@ -716,7 +716,7 @@ final class BackupReplica {
             let primary = PrimaryReplica(machine: machine, environment: leader, backups: [], arbiter: arbiter,
                                          context: leading,
                                          start: .init(epoch: rules.epoch + 1, consoleBytesDelivered: consoleBytesDelivered,
-                                                      aloneReason: reason))
+                                                      aloneReason: reason, origin: .successor(pendingFault: softError)))
             return try primary.run()
         }
         let session = LocalSession(machine: machine, environment: environment,

@@ -187,7 +187,10 @@ final class PrimaryReplica {
         consoleBytesDelivered = start.consoleBytesDelivered
         session = context.intake?.session ?? []
         if backups.isEmpty { environment.recording = .off }
-        softError = context.softError.flatMap { $0.replica == .primary ? $0 : nil }
+        softError = switch start.origin {
+        case .primary: context.softError.flatMap { $0.replica == .primary ? $0 : nil }
+        case .successor(let pending): pending
+        }
     }
 
     /// Where a primary's run stands when it starts.
@@ -196,6 +199,16 @@ final class PrimaryReplica {
         var consoleBytesDelivered: UInt64 = 0
         /// Why a replica that starts without backups is alone.
         var aloneReason: CloseReason = .closedLocally
+        var origin: Origin = .primary
+    }
+
+    /// Which replica this is, for a soft error injected into one replica (`--inject-fault`).
+    enum Origin {
+        /// The replica started as the primary: it takes the primary's fault.
+        case primary
+        /// A backup that took over and leads: it keeps its own fault still to come (a fault
+        /// meant for the primary stays with the primary, dead or not).
+        case successor(pendingFault: SoftError?)
     }
 
     private var following: [BackupPeer] { peers.filter { $0.rules.isFollowing } }
