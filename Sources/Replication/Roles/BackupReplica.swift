@@ -241,9 +241,8 @@ final class BackupReplica {
         if environment.mode == .takingOver { return try takeOver(after: stop) }
         while true {
             guard try awaitEnding() else { return try takeOver(after: stop) }
-            let action = ending
-            ending = nil
-            switch action {
+            // Moved out, not copied: an epoch-end record is a large enum payload.
+            switch ending.take() {
             case .execute(let record)?:
                 try check(record, stop: stop)
                 return nil

@@ -612,7 +612,9 @@ final class PrimaryReplica {
     /// At a boundary: takes the backups waiting to join, and sends each joining one the next
     /// part of the primary's state.
     private func serveBackups() throws {
-        guard let intake = context.intake, let listener else { return }
+        // The listener first: it is nil unless new backups may join, and copying the intake out
+        // of the context costs retains at every boundary.
+        guard let listener, let intake = context.intake else { return }
         while let connection = listener.accept(until: .distantPast) {
             guard connection.purpose == .joinRunning else {
                 connection.close(refusal: ReplicationListener.alreadyReplicating)
