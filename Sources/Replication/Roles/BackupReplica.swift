@@ -150,6 +150,15 @@ final class BackupReplica {
     private let claim = TakeoverClaim()
     /// The message that ends the epoch being executed (its record, or the run's end), once taken.
     private var ending: BackupStateMachine.Action?
+    /// Whether the message that ends the epoch being executed is taken: a look at the case, where
+    /// `ending == nil` copied the record out (an outlined copy and destroy of a large enum payload,
+    /// several times per epoch).
+    private var hasEnding: Bool {
+        switch ending {
+        case .none: false
+        case .some: true
+        }
+    }
     /// The machine's progress when the epoch being executed started.
     private var epochStart: UInt64 = 0
     /// A failure found while the guest ran (taking the log for a value), thrown once it returns.
@@ -263,7 +272,7 @@ final class BackupReplica {
     /// Takes every complete message received so far, up to the one that ends the epoch being
     /// executed (kept in `ending`).
     private func takeReceived() throws {
-        while ending == nil {
+        while !hasEnding {
             let message: Message?
             do {
                 message = try parser.next()
@@ -286,7 +295,7 @@ final class BackupReplica {
             case .performed(let through):
                 pending.removeAll { $0.record.sequence <= through }
             case .execute, .finish, .compare, .rollBack:
-                ending = action
+                ending = consume action
             case .writePages(let pages):
                 let pageCount = UInt64(machine.memory.pageCount)
                 try pages.forEach { page, data in
@@ -324,7 +333,7 @@ final class BackupReplica {
     private func awaitEnding() throws -> Bool {
         while true {
             try takeReceived()
-            if ending != nil { return true }
+            if hasEnding { return true }
             guard try waitForLog() else { return false }
         }
     }
@@ -332,7 +341,7 @@ final class BackupReplica {
     /// Runs the guest for one epoch. While it runs with every complete message taken, the
     /// watcher may claim the arbiter the moment the connection ends.
     private func runEpoch(budget: UInt64) throws -> MachineStop {
-        claim.setAtHead(ending == nil)
+        claim.setAtHead(!hasEnding)
         defer { claim.setAtHead(false) }
         softError = try context.injectSoftError(softError, into: machine, epoch: rules.epoch)
         do {
@@ -360,10 +369,10 @@ final class BackupReplica {
             while true {
                 try takeReceived()
                 if environment.holdsValue {
-                    claim.setAtHead(ending == nil)
+                    claim.setAtHead(!hasEnding)
                     return
                 }
-                if ending != nil {
+                if hasEnding {
                     throw divergence("the guest executed more environment instructions than the primary's in this epoch")
                 }
                 if try !waitForLog() {
