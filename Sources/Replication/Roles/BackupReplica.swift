@@ -244,6 +244,18 @@ final class BackupReplica {
     /// primary what its outputs came to); nil when the next epoch is to run.
     private func runAndCheckEpoch(budget: UInt64) throws -> RunOutcome? {
         try takeReceived()
+        // The primary is already gone and its whole log is consumed: the epoch about to run is
+        // the failover epoch. Claim before running it, as the watcher does when the end comes
+        // while it runs: under the exits clock an epoch may last seconds, and the watcher, which
+        // saw unconsumed log when the connection ended, has left the claim to this thread.
+        while !hasEnding, connection.closed != nil {
+            guard try waitForLog() else {
+                environment.mode = .takingOver
+                try claimArbiter()
+                break
+            }
+            try takeReceived()
+        }
         let stop = try runEpoch(budget: budget)
         // The primary was found gone while the guest waited for a value: this epoch was the
         // failover epoch, its values taken from the log while it lasted.
