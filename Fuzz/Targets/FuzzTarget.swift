@@ -141,6 +141,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
                     preconditionFailure("a state transfer was accepted by a backup that follows")
                 case .log?, .announce?, .performed?:
                     break
+                case .member(let generation)?:
+                    precondition(generation == rules.membership && generation > 0, "a membership generation that does not grow was accepted")
                 }
             }
         }

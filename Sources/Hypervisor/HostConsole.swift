@@ -15,7 +15,16 @@ public final class HostConsole: @unchecked Sendable {
     private var received: UInt64 = 0
     private var skip: UInt64 = 0
     private let output: FileHandle?
+    private let framing: Framing
     private let bufferLimit: Int?
+
+    /// How guest output is written.
+    public enum Framing: Sendable {
+        /// The bytes as they are.
+        case raw
+        /// Numbered frames (`ConsoleFrame`), for the console of `lockstep pair`.
+        case frames
+    }
 
     /// The buffer limit of a console whose input is taken only by the guest (`lockstep run`,
     /// a primary): 1 MiB.
@@ -24,8 +33,9 @@ public final class HostConsole: @unchecked Sendable {
     /// A console reading `input` (nil: no input, closed from the start) and writing `output`
     /// (nil: output is discarded), holding at most `bufferLimit` bytes of input not yet taken
     /// (nil: no limit, for a backup, which takes nothing until it is live).
-    public init(input: FileHandle?, output: FileHandle?, bufferLimit: Int? = nil) {
+    public init(input: FileHandle?, output: FileHandle?, framing: Framing = .raw, bufferLimit: Int? = nil) {
         self.output = output
+        self.framing = framing
         self.bufferLimit = bufferLimit
         if let input {
             let thread = Thread { [self] in readLoop(input) }
@@ -151,12 +161,16 @@ public final class HostConsole: @unchecked Sendable {
         return !pending.isEmpty
     }
 
-    /// Makes guest output visible. If standard output fails (a closed pipe, a full disk), the
+    /// Makes guest output visible: output record `sequence` (0: not a numbered record), which
+    /// only framed output carries. If standard output fails (a closed pipe, a full disk), the
     /// run goes on: the failure is reported once and the guest's further output is dropped.
-    public func write(_ bytes: [UInt8]) {
+    public func write(_ bytes: [UInt8], sequence: UInt64 = 0) {
         guard !bytes.isEmpty, let output, !outputFailed else { return }
         do {
-            try output.write(contentsOf: Data(bytes))
+            switch framing {
+            case .raw: try output.write(contentsOf: Data(bytes))
+            case .frames: try output.write(contentsOf: Data(ConsoleFrame.encode(sequence: sequence, bytes: bytes)))
+            }
         } catch {
             outputFailed = true
             if Self.posixCode(of: error) == EPIPE {

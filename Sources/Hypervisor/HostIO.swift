@@ -46,6 +46,16 @@ public final class HostIO {
         }
     }
 
+    /// A rollback to a checkpoint (output comparison): the completions and carried events held
+    /// belong to the epochs undone (the restored guest submits its requests again), and `input`,
+    /// the console bytes delivered since the checkpoint, is delivered again before anything else,
+    /// as fast as the UART takes it.
+    public func rollBack(redelivering input: [UInt8]) {
+        completions.removeAll()
+        carried.removeAll()
+        carriedInput = input + carriedInput
+    }
+
     /// The events for this boundary: console input, at most `consoleRoom` bytes (what the
     /// guest's UART can take now, `Machine.consoleInputRoom`: the rest waits, so no input is
     /// lost), then finished disk requests.

@@ -1,5 +1,6 @@
 import Foundation
 import Hypervisor
+import Logging
 import Synchronization
 
 #if canImport(Glibc)
@@ -162,7 +163,7 @@ public final class ReplicationStatus: @unchecked Sendable {
     private let fileWriter = DispatchQueue(label: "lockstep.status.file")
     private let statsPath: String?
     private let interactive: Bool
-    private let messages: Bool
+    private let messageLevel: Logger.Level
     /// The status row on a terminal (`TerminalStatus`: its own row, never mixed with the console).
     private let terminal: TerminalStatus
     private let start = Date()
@@ -173,13 +174,19 @@ public final class ReplicationStatus: @unchecked Sendable {
     private var snapshot: Snapshot
     private var connection: ReplicationConnection?
     private var timer: (any DispatchSourceTimer)?
+    /// How messages name this replica, when not by its role (`backup2`).
+    public let name: String?
 
     /// - Parameter statusLine: whether to draw the status line (only ever on a terminal).
-    /// - Parameter messages: whether `message` lines are shown (not with `--quiet`, which keeps
-    ///   errors only: those end the command with their own line).
-    public init(role: ReplicaRole, statsPath: String?, statusLine: Bool = true, messages: Bool = true) {
+    /// - Parameter messageLevel: the least level of `message` lines shown (`--log-level`; with
+    ///   `--quiet`, errors only: those end the command with their own line).
+    /// - Parameter name: how messages name this replica (`backup2` among several backups);
+    ///   nil: by its role.
+    public init(role: ReplicaRole, statsPath: String?, statusLine: Bool = true, messageLevel: Logger.Level = .info,
+                name: String? = nil) {
+        self.name = name
         self.statsPath = statsPath
-        self.messages = messages
+        self.messageLevel = messageLevel
         interactive = statusLine && isatty(STDERR_FILENO) != 0
         terminal = TerminalStatus(wanted: interactive)
         snapshot = Snapshot(role: role, state: .starting)
@@ -230,12 +237,11 @@ public final class ReplicationStatus: @unchecked Sendable {
         let now = Date().timeIntervalSince1970
         if count == 0, snapshot.unprotectedSince == nil {
             snapshot.unprotectedSince = now
-            FileHandle.standardError.write(Data("lockstep \(snapshot.role): unprotected since \(Self.clock(now))\n".utf8))
+            show("unprotected since \(Self.clock(now))", level: .warning)
         } else if count > 0, let since = snapshot.unprotectedSince {
             snapshot.unprotectedSince = nil
             snapshot.protectedAgainAfter.append(now - since)
-            FileHandle.standardError.write(Data(String(format: "lockstep %@: protected again after %.3f s\n",
-                                                       snapshot.role.description, now - since).utf8))
+            show(String(format: "protected again after %.3f s", now - since), level: .notice)
         }
         snapshot.backups = count
         write(Date())
@@ -274,13 +280,19 @@ public final class ReplicationStatus: @unchecked Sendable {
         fileWriter.sync {}
     }
 
-    /// One line on standard error, e.g. a warning.
-    public func message(_ text: String) {
+    /// One line on standard error: what the replica does (`info`), an event a user should know
+    /// of (`notice`: a takeover, a join), or a `warning`; shown from the `--log-level` up.
+    public func message(_ text: String, level: Logger.Level = .info) {
         lock.lock()
         defer { lock.unlock() }
-        guard messages else { return }
+        show(text, level: level)
+    }
+
+    /// `message`, with `lock` held.
+    private func show(_ text: String, level: Logger.Level) {
+        guard level >= messageLevel else { return }
         // On a terminal the status has a row of its own, and messages go above the cursor's line.
-        let line = "lockstep \(snapshot.role): \(text)"
+        let line = "lockstep \(name ?? snapshot.role.description): \(text)"
         if !terminal.message(line) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
     }
 

@@ -43,7 +43,7 @@ extension Arbiter {
     /// what it waits for.
     convenience init(_ specification: ArbiterSpecification, session: [UInt8], status: ReplicationStatus) {
         self.init(specification, session: session) { wait in
-            status.message(wait?.description ?? "the arbiter answered: waiting over")
+            status.message(wait?.description ?? "the arbiter answered: waiting over", level: .warning)
         }
     }
 }

@@ -32,6 +32,11 @@ struct BackupCommand: ParsableCommand {
             help: "After taking over, take new backups (lockstep backup --join) on this HOST:PORT (port 0 picks one).")
     var leadOn: String?
 
+    @Option(name: .customLong("backup-number"),
+            help: ArgumentHelp("Which backup of a pair of several this is (from 1): `--inject-fault backupN` names it, and its messages say backupN.",
+                               visibility: .hidden))
+    var backupNumber: Int?
+
     @Option(help: "With --lead-on: the backups to keep after taking over.")
     var backups: Int = 1
 
@@ -40,12 +45,16 @@ struct BackupCommand: ParsableCommand {
     var portFile: String?
 
     @OptionGroup var replication: ReplicationOptions
+    @OptionGroup var consoleFraming: ConsoleFramingOption
     @OptionGroup var guest: GuestOptions
 
     func validate() throws {
         _ = try connectTimeoutDuration()
         if let session, Self.parseSession(session) == nil {
             throw ValidationError("--session \(session): expected \(2 * IdentityMessage.sessionSize) hexadecimal digits")
+        }
+        if let backupNumber, !(1...9999).contains(backupNumber) {
+            throw ValidationError("--backup-number \(backupNumber): expected 1 to 9999")
         }
         if session != nil && join {
             // A running primary has output already: a joiner must never start the guest from boot.
@@ -74,8 +83,8 @@ struct BackupCommand: ParsableCommand {
         let settings = try replication.settings(for: setup)
         let status = ReplicationStatus(role: .backup, statsPath: replication.statsJSON,
                                        statusLine: !replication.noStatusLine && !guest.log.quiet,
-                                       messages: guest.log.level <= .warning)
-        let key = try replication.key { status.message($0) }
+                                       messageLevel: guest.log.level, name: backupNumber.map { "backup\($0)" })
+        let key = try replication.key { status.message($0, level: .warning) }
         let watchdog = MachineWatchdog()
         let network = ReplicationNetwork()
         let timing = ConnectionTiming(timeoutMilliseconds: replication.timeoutMilliseconds)
@@ -93,7 +102,7 @@ struct BackupCommand: ParsableCommand {
             if let refusal = SharingProof.checkArbiter(arbiter, key: key, session: session) { return refusal }
             let disk: HostDisk?
             do { disk = try setup.openDisk(sharing: .pair(token: session)) } catch { return CLIFailure(error).message }
-            if let disk, let refusal = SharingProof.checkDisk(disk, session: session, warn: { status.message($0) }) {
+            if let disk, let refusal = SharingProof.checkDisk(disk, session: session, warn: { status.message($0, level: .warning) }) {
                 return refusal
             }
             proven.withLock { $0 = (session, DiskHandoff(disk)) }
@@ -152,7 +161,7 @@ struct BackupCommand: ParsableCommand {
                     let listener = try network.listen(
                         on: endpoint, timing: timing,
                         credentials: .init(key: key, identity: ReplicaIdentity(setup: setup), watchdog: watchdog),
-                        session: session) { status.message($0) }
+                        session: session) { status.message($0, level: .warning) }
                     status.message("taking new backups on \(endpoint.host):\(listener.port)")
                     if let portFile {
                         try Data("\(listener.port)\n".utf8).write(to: URL(fileURLWithPath: portFile), options: .atomic)
@@ -167,9 +176,10 @@ struct BackupCommand: ParsableCommand {
                     return arbiter
                 })
         }
-        let context = ReplicaContext(setup: setup, settings: settings, status: status, watchdog: watchdog,
-                                     console: HostConsole(input: .standardInput, output: .standardOutput), disk: disk,
+        var context = ReplicaContext(setup: setup, settings: settings, status: status, watchdog: watchdog,
+                                     console: consoleFraming.console, disk: disk,
                                      intake: intake, softError: replication.softError)
+        context.backupNumber = backupNumber ?? 1
         try runReplicaCommand(.backup, connection: connection, arbiter: arbiter, context: context, network: network)
     }
 
@@ -180,7 +190,7 @@ struct BackupCommand: ParsableCommand {
                                        setup: GuestSetup, settings: ReplicationSettings, status: ReplicationStatus,
                                        watchdog: MachineWatchdog, network: ReplicationNetwork) throws
     {
-        status.message("\(unreachable) before this backup joined; asking the arbiter")
+        status.message("\(unreachable) before this backup joined; asking the arbiter", level: .warning)
         status.set(state: .takingOver)
         switch try arbiter.acquire(claimant: "backup pid \(getpid())") {
         case .won: break
@@ -188,11 +198,11 @@ struct BackupCommand: ParsableCommand {
             network.shutdown()
             throw CLIFailure(ReplicationError.lostArbiter(holder: holder))
         }
-        status.message("holding the arbiter: starting the guest here, without a primary")
+        status.message("holding the arbiter: starting the guest here, without a primary", level: .notice)
         let disk = DiskHandoff(try setup.openDisk(sharing: .pair(token: session)))
         status.startRefreshing()
         let context = ReplicaContext(setup: setup, settings: settings, status: status, watchdog: watchdog,
-                                     console: HostConsole(input: .standardInput, output: .standardOutput), disk: disk)
+                                     console: consoleFraming.console, disk: disk)
         try runReplicaCommand(context: context, network: network, connections: []) { try runAlone(context: context) }
     }
 }

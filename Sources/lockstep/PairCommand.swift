@@ -55,8 +55,8 @@ struct PairCommand: ParsableCommand {
         guard (1...ReplicationOptions.maximumBackups).contains(backups) else {
             throw CLIFailure("--backups \(backups): expected 1 to \(ReplicationOptions.maximumBackups)", status: ExitStatus.usage)
         }
-        if replication.compare && backups > 1 {
-            throw CLIFailure("--compare with --backups \(backups): voting among several backups (TMR) is not built yet; compare with one backup", status: ExitStatus.usage)
+        if case .backup(let number)? = replication.softError?.replica, number > backups {
+            throw CLIFailure("--inject-fault names backup\(number), and the pair has \(backups) backup\(backups == 1 ? "" : "s")", status: ExitStatus.usage)
         }
         guard killPrimaryTimes >= 1 else {
             throw CLIFailure("--kill-primary-times must be at least 1", status: ExitStatus.usage)
@@ -86,10 +86,10 @@ struct PairCommand: ParsableCommand {
 
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         var primaryArguments = ["primary", "--listen", "127.0.0.1:0", "--port-file", portFile,
-                                "--stats-json", primaryStats, "--no-status-line", "--key-file", keyFile,
+                                "--stats-json", primaryStats, "--no-status-line", "--console-frames", "--key-file", keyFile,
                                 "--backups", "\(backups)"]
         if let killPrimaryAtEpoch { primaryArguments += ["--kill-at-epoch", killPrimaryAtEpoch] }
-        let console = PairConsole(terminal: TerminalStatus(wanted: !replication.noStatusLine && !guest.log.quiet))
+        let console = try PairConsole(terminal: TerminalStatus(wanted: !replication.noStatusLine && !guest.log.quiet))
         let primary = try console.start(executable, primaryArguments + replication.arguments + guest.arguments)
 
         guard let (port, session) = waitForPort(portFile, while: primary) else {
@@ -104,7 +104,7 @@ struct PairCommand: ParsableCommand {
         defer { Arbiter.releaseSessions(specification, sharingSlotWith: session) }
         let fleet = PairFleet(work: work, executable: executable, console: console, backups: backups,
                               reprotect: !noReprotect,
-                              common: ["--no-status-line", "--key-file", keyFile] + replication.arguments,
+                              common: ["--no-status-line", "--console-frames", "--key-file", keyFile] + replication.arguments,
                               guest: guest.arguments)
         fleet.adopt(primary, stats: primaryStats, portFile: portFile)
         // Given the session, a backup whose primary dies before it joined starts the guest itself
@@ -301,22 +301,28 @@ final class ReplicaProcess: Process, @unchecked Sendable {
 }
 
 /// The shared console of a pair: standard input copied to every replica (one that starts
-/// later first gets everything read so far, so every replica sees the same input stream), their
-/// standard outputs copied to ours. A replica prints nothing until it is live, which is after
-/// every replica started before it has died or stopped; so each replica's output is copied only
-/// once the output of every replica started before it has ended, and output keeps its order.
-/// The replicas' messages (their standard error) and the pair's own come through here too, each
-/// on a line of its own: never glued to a line the guest has not finished.
+/// later first gets everything read so far, kept in a file, so every replica sees the same
+/// input stream), their standard outputs copied to ours. A replica prints nothing until it is
+/// live, which is after every replica started before it has died or stopped; so each replica's
+/// output is copied only once the output of every replica started before it has ended, and
+/// output keeps its order. Replicas write numbered frames (`--console-frames`), and a record
+/// that a failover performs again (docs/protocol.md, "Guarantees and their limits") is copied
+/// once. The replicas' messages (their standard error) and the pair's own come through here
+/// too, each on a line of its own: never glued to a line the guest has not finished.
 final class PairConsole: @unchecked Sendable {
     /// The status row, whose `message` puts lines above the cursor's while it is shown.
     let terminal: TerminalStatus
     private let outputLock = NSLock()
-    /// Where the terminal's cursor is after what was copied; guarded by `outputLock`.
+    // Guarded by `outputLock`.
+    /// Where the terminal's cursor is after what was copied.
     private var line = LinePosition.start
+    private var records = SequencedConsole()
     private let lock = NSLock()
     // Guarded by `lock`.
     private var inputs: [FileHandle] = []
-    private var backlog: [UInt8] = []
+    /// Every byte of input read so far (an unlinked temporary file: memory stays bounded).
+    private let backlog: FileHandle
+    private var backlogSize: UInt64 = 0
     private var inputEnded = false
     private var ended: [DispatchSemaphore] = []
     private let relaysDone = DispatchGroup()
@@ -330,8 +336,32 @@ final class PairConsole: @unchecked Sendable {
         case messageLine
     }
 
-    init(terminal: TerminalStatus) {
+    init(terminal: TerminalStatus) throws {
         self.terminal = terminal
+        var template = Array((FileManager.default.temporaryDirectory.path + "/lockstep-pair-input.XXXXXX").utf8CString)
+        let fd = mkstemp(&template)
+        guard fd >= 0 else {
+            throw CLIFailure("cannot create a file for the console input in \(FileManager.default.temporaryDirectory.path): \(String(cString: strerror(errno)))",
+                             status: ExitStatus.hostIO)
+        }
+        // The corresponding C call is unlink(2) of the name mkstemp(3) wrote into the array.
+        _ = template.withUnsafeBufferPointer { unlink($0.baseAddress!) }
+        backlog = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+    }
+
+    /// Writes the input read so far to `writer` (a new replica's standard input); under `lock`.
+    private func replayBacklog(to writer: FileHandle) throws {
+        var offset: UInt64 = 0
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while offset < backlogSize {
+            // The corresponding C call is pread(2) into the array's storage.
+            let count = pread(backlog.fileDescriptor, &chunk, min(chunk.count, Int(backlogSize - offset)), off_t(offset))
+            guard count > 0 else {
+                throw CLIFailure("the pair's console input file cannot be read: \(String(cString: strerror(errno)))", status: ExitStatus.hostIO)
+            }
+            try writer.write(contentsOf: chunk[0..<count])
+            offset += UInt64(count)
+        }
     }
 
     func start(_ executable: URL, _ arguments: [String]) throws -> ReplicaProcess {
@@ -346,7 +376,8 @@ final class PairConsole: @unchecked Sendable {
         let earlier: [DispatchSemaphore] = try lock.withLock {
             try process.run()
             let writer = input.fileHandleForWriting
-            if !backlog.isEmpty { try? writer.write(contentsOf: Data(backlog)) }
+            // A replica that exits at once closes its input: what it missed does not matter.
+            do { try replayBacklog(to: writer) } catch let failure as CLIFailure { throw failure } catch {}
             if inputEnded { try? writer.close() } else { inputs.append(writer) }
             defer { ended.append(mine) }
             return ended
@@ -356,6 +387,8 @@ final class PairConsole: @unchecked Sendable {
         let reader = output.fileHandleForReading
         let thread = Thread { [self] in
             var waited = earlier.isEmpty
+            var frames = ConsoleFrameReader()
+            var malformed = false
             while true {
                 let data = HostConsole.readChunk(from: reader, what: "a replica's output")
                 if data.isEmpty { break }
@@ -366,12 +399,25 @@ final class PairConsole: @unchecked Sendable {
                     }
                     waited = true
                 }
+                // A stream that is not frames is drained (the replica must not block on it).
+                guard !malformed else { continue }
+                let complete: [ConsoleFrame]
+                do { complete = try frames.append(data) } catch {
+                    malformed = true
+                    message("lockstep pair: \(error); the rest of it is not shown")
+                    continue
+                }
                 outputLock.withLock {
-                    if line == .messageLine { FileHandle.standardError.write(Data("\n".utf8)) }
-                    try? FileHandle.standardOutput.write(contentsOf: data)
-                    line = data.last == UInt8(ascii: "\n") ? .start : .guestLine
+                    for frame in complete {
+                        guard let bytes = records.accept(frame), !bytes.isEmpty else { continue }
+                        if line == .messageLine { FileHandle.standardError.write(Data("\n".utf8)) }
+                        try? FileHandle.standardOutput.write(contentsOf: bytes)
+                        line = bytes.last == UInt8(ascii: "\n") ? .start : .guestLine
+                    }
                 }
             }
+            // A frame cut short (a replica killed while writing it) is not shown: it was not
+            // performed, and the replica that takes over performs it.
             mine.signal()
             relaysDone.leave()
         }
@@ -420,7 +466,14 @@ final class PairConsole: @unchecked Sendable {
                 let data = HostConsole.readChunk(from: .standardInput, what: "standard input")
                 if data.isEmpty { break }
                 lock.withLock {
-                    backlog += data
+                    // A replica started later would miss these bytes: say so.
+                    do {
+                        try backlog.seekToEnd()
+                        try backlog.write(contentsOf: data)
+                        backlogSize += UInt64(data.count)
+                    } catch {
+                        relayMessage(Data("lockstep pair: the console input cannot be kept (\(error.localizedDescription)); new replicas would miss it\n".utf8))
+                    }
                     for target in inputs { try? target.write(contentsOf: data) }
                 }
             }

@@ -79,6 +79,8 @@ final class PairFleet: @unchecked Sendable {
         // A joiner that cannot reach its leader has nothing to wait for: the leader is gone.
         if join { arguments += ["--join", "--connect-timeout", "5"] }
         if let session, !join { arguments += ["--session", session] }
+        // Among several backups each is named (backupN, as `--inject-fault` names them).
+        if backups > 1 { arguments += ["--backup-number", "\(index)"] }
         if reprotect {
             arguments += ["--lead-on", "127.0.0.1:0", "--port-file", portFile, "--backups", "\(backups)"]
         }

@@ -24,6 +24,7 @@ struct PrimaryCommand: ParsableCommand {
     var backups: Int = 1
 
     @OptionGroup var replication: ReplicationOptions
+    @OptionGroup var consoleFraming: ConsoleFramingOption
     @OptionGroup var guest: GuestOptions
 
     func run() throws {
@@ -31,15 +32,12 @@ struct PrimaryCommand: ParsableCommand {
         guard (1...ReplicationOptions.maximumBackups).contains(backups) else {
             throw CLIFailure("--backups \(backups): expected 1 to \(ReplicationOptions.maximumBackups)", status: ExitStatus.usage)
         }
-        if replication.compare && backups > 1 {
-            throw CLIFailure("--compare with --backups \(backups): voting among several backups (TMR) is not built yet; compare with one backup", status: ExitStatus.usage)
-        }
         let killPoint = try killAtEpoch.map { try ReplicationOptions.killPoint($0, option: "--kill-at-epoch") }
         let setup = try guest.setup()
         let settings = try replication.settings(for: setup)
         let status = ReplicationStatus(role: .primary, statsPath: replication.statsJSON,
                                        statusLine: !replication.noStatusLine && !guest.log.quiet,
-                                       messages: guest.log.level <= .warning)
+                                       messageLevel: guest.log.level)
         let watchdog = MachineWatchdog()
         let network = ReplicationNetwork()
         let timing = ConnectionTiming(timeoutMilliseconds: replication.timeoutMilliseconds)
@@ -48,7 +46,7 @@ struct PrimaryCommand: ParsableCommand {
         let session = (0..<IdentityMessage.sessionSize).map { _ in UInt8.random(in: 0...255, using: &generator) }
         // The image is locked now, for this pair (the backup shares it with the same token).
         let disk = DiskHandoff(try setup.openDisk(sharing: .pair(token: session)))
-        let key = try replication.key { status.message($0) }
+        let key = try replication.key { status.message($0, level: .warning) }
         let arbiter = Arbiter(replication.arbiter.specification(for: setup), session: session, status: status)
         try arbiter.register(claimant: "primary pid \(getpid())")
         // The session must be new to the arbiter: a claim already there is someone else's run.
@@ -63,7 +61,7 @@ struct PrimaryCommand: ParsableCommand {
             listener = try network.listen(
                 on: endpoint, timing: timing,
                 credentials: .init(key: key, identity: ReplicaIdentity(setup: setup), watchdog: watchdog),
-                session: session) { status.message($0) }
+                session: session) { status.message($0, level: .warning) }
         } catch {
             throw CLIFailure("cannot listen on \(endpoint): \(NetworkErrorText.describe(error))", status: ExitStatus.unavailable)
         }
@@ -109,7 +107,7 @@ struct PrimaryCommand: ParsableCommand {
             })
         let context = ReplicaContext(
             setup: setup, settings: settings, status: status, watchdog: watchdog,
-            console: HostConsole(input: .standardInput, output: .standardOutput), disk: disk, intake: intake,
+            console: consoleFraming.console, disk: disk, intake: intake,
             faults: killPoint.map { FaultInjection.kill(at: $0, status: status) }, softError: replication.softError)
         try runReplicaCommand(.primary, connection: connections[0], otherBackups: Array(connections.dropFirst()),
                               arbiter: arbiter, context: context, network: network)

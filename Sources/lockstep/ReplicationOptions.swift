@@ -149,6 +149,8 @@ func runReplicaCommand(context: ReplicaContext, network: ReplicationNetwork, con
         throw try guestExit(outcome.run.stop)
     case .failure(let failure):
         context.status.finish(state: .failed, status: failure.status, finalDigest: nil)
+        // Among several backups, the line says which one failed.
+        if let name = context.status.name { throw CLIFailure("\(name): \(failure.message)", status: failure.status) }
         throw failure
     }
 }

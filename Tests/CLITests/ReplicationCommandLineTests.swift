@@ -101,6 +101,24 @@ import Testing
         #expect(Date().timeIntervalSince(started) < 60)
     }
 
+    /// `--log-level` reaches the replicas: at `warning`, what they do (listening, joined) is not
+    /// shown, and what went wrong (the primary failed, unprotected) is, in plain words.
+    @Test(.enabled(if: ready()))
+    func theLogLevelReachesTheReplicas() throws {
+        let result = try Lockstep.run(["pair", "--log-level", "warning", "--no-reprotect", "--kill-primary-at-epoch", "20",
+                                       Lockstep.guest("parisc", "ticks")], timeout: 120)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("ticks count=50"), "\(result.stdout)")
+        #expect(!result.stderr.contains("listening on") && !result.stderr.contains("joined"), "\(result.stderr)")
+        #expect(result.stderr.contains("lockstep backup: primary failed ("), "\(result.stderr)")
+        #expect(result.stderr.contains("lockstep backup: unprotected since"), "\(result.stderr)")
+        #expect(!result.stderr.contains("errno") && !result.stderr.contains("descriptor:"), "\(result.stderr)")
+        let quiet = try Lockstep.run(["pair", "--quiet", "--no-reprotect", "--kill-primary-at-epoch", "20",
+                                      Lockstep.guest("parisc", "ticks")], timeout: 120)
+        #expect(quiet.status == 0, "\(quiet.stderr)")
+        #expect(quiet.stderr.isEmpty, "\(quiet.stderr)")
+    }
+
     @Test(.enabled(if: ready()))
     func aKillPointPastTheEndIsReported() throws {
         let result = try Lockstep.run(["pair", "--kill-primary-at-epoch", "1000000", Self.hello], timeout: 120)

@@ -365,3 +365,84 @@ struct EtcdArbiterTests {
         #expect(try primary.revalidate() == .lost(holder: EtcdStanding.expiredHolder))
     }
 }
+
+/// Fencing a dropped backup: the primary records each new generation of the pair's membership
+/// before it releases an output without the dropped backup; a backup's claim names the
+/// generation it learnt from the primary's stream, and fails against a later one.
+@Suite struct MembershipFencingTests {
+    @Test func theFileArbiterRefusesAClaimFromAnEarlierGeneration() throws {
+        let directory = try FileArbiterTests().directory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let session = randomSession()
+        let primary = Arbiter(directory: directory, session: session)
+        try primary.register(claimant: "primary pid 1")
+        // No generation recorded: every backup of the first one may claim.
+        #expect(try Arbiter(directory: directory, session: session).acquire(claimant: "b", membership: 0) == .won)
+        primary.release()
+        try primary.recordMembership(1)
+        try primary.recordMembership(2)
+        let dropped = Arbiter(directory: directory, session: session)
+        guard case .lost(let holder) = try dropped.acquire(claimant: "backup pid 2", membership: 1) else {
+            Issue.record("a dropped backup claimed the arbiter"); return
+        }
+        #expect(holder.contains("generation 2") && holder.contains("dropped"))
+        #expect(!dropped.isClaimed, "a fenced claim leaves no claim file")
+        #expect(try Arbiter(directory: directory, session: session).acquire(claimant: "backup pid 3", membership: 2) == .won)
+        // A membership file that is not a number fences every backup (anyone may write there).
+        primary.release()
+        try Data("two\n".utf8).write(to: URL(fileURLWithPath: primary.path + ".members"))
+        #expect(try Arbiter(directory: directory, session: session).acquire(claimant: "b", membership: 9) != .won)
+        // The primary names no generation.
+        #expect(try primary.acquire(claimant: "primary pid 1") == .won)
+        primary.release()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty)
+    }
+
+    @Test func aBackupLearnsGenerationsThatOnlyGrowAndKeepsThemAcrossARollback() throws {
+        var r = BackupStateMachine(epochLength: 100, maximumLag: 4)
+        let checkpoint = r
+        #expect(try r.receive(.membership(generation: 1), progress: 0) == .member(generation: 1))
+        #expect(try r.receive(.membership(generation: 3), progress: 0) == .member(generation: 3))
+        #expect(r.membership == 3)
+        for stale: UInt64 in [3, 2] {
+            var copy = r
+            #expect(throws: ReplicationError.self) { _ = try copy.receive(.membership(generation: stale), progress: 0) }
+        }
+        try r.rolledBack(to: checkpoint)
+        #expect(r.membership == 3, "a rollback does not bring back an older membership")
+        // On the wire: version 1, a generation of at least 1, from the primary only.
+        #expect(try parse(stream([.membership(generation: 7), .membership(generation: .max)]))
+                == [.membership(generation: 7), .membership(generation: .max)])
+        let cases: [(String, [UInt8], ReplicaRole)] = [
+            ("generation 0", rawMessage(type: 13, payload: [1] + [UInt8](repeating: 0, count: 8)), .backup),
+            ("format version 2", rawMessage(type: 13, payload: [2, 1, 0, 0, 0, 0, 0, 0, 0]), .backup),
+            ("a truncated membership", rawMessage(type: 13, payload: [1, 1]), .backup),
+            ("trailing bytes", rawMessage(type: 13, payload: [1, 1, 0, 0, 0, 0, 0, 0, 0, 0]), .backup),
+            ("a membership at the primary", rawMessage(type: 13, payload: [1, 1, 0, 0, 0, 0, 0, 0, 0]), .primary),
+        ]
+        for (name, bytes, receiver) in cases {
+            #expect(throws: WireError.self, "\(name)") { _ = try parse(bytes, receiver: receiver) }
+        }
+    }
+}
+
+extension EtcdArbiterTests {
+    @Test func etcdRefusesAClaimFromAnEarlierGenerationInTheClaimsTransaction() throws {
+        let etcd = try EtcdServer()
+        defer { etcd.shutDown() }
+        let session = randomSession()
+        let primary = try arbiter(etcd, session)
+        try primary.register(claimant: "primary pid 1")
+        try primary.recordMembership(1)
+        try primary.recordMembership(2)
+        // The primary dies; once its lease expired, the dropped backup (generation 1) is
+        // refused, the member (generation 2) goes live.
+        primary.etcd!.stopRenewing()
+        guard case .lost(let holder) = try arbiter(etcd, session).acquire(claimant: "backup pid 2", membership: 1) else {
+            Issue.record("a dropped backup went live"); return
+        }
+        #expect(holder.contains("generation 2"))
+        #expect(try arbiter(etcd, session).acquire(claimant: "backup pid 3", membership: 2) == .won)
+        #expect(try arbiter(etcd, session).holder == "backup pid 3")
+    }
+}

@@ -224,9 +224,9 @@ func agreeing(_ epoch: UInt64, _ records: [OutputRecord], fingerprint: StateDige
         _ = c.expect(epoch: 6, progress: 60, stop: .epochEnd, records: [record1], fingerprint: nil)
         _ = try c.verdictArrived(agreeing(6, [record2]), currentEpoch: 6)
         #expect(c.recover() == .rollBack(RollbackRequest(epoch: 4, attempt: 1)))
-        #expect(c.discardsReports && c.awaiting.isEmpty)
+        #expect(c.discardsReports(from: 0) && c.awaiting.isEmpty)
         // Reports the backup sent before it rolled back are dropped; its confirmation ends that.
-        #expect(try c.verdictArrived(agreeing(6, [record1]), currentEpoch: 6) == .rollingBack(RollbackRequest(epoch: 4, attempt: 1)))
+        #expect(try c.verdictArrived(agreeing(6, [record1]), currentEpoch: 6) == .rollingBack(RollbackRequest(epoch: 4, attempt: 1), awaiting: [0]))
         #expect(throws: ReplicationError.self) { try c.rolledBack(attempt: 2) }
         try c.rolledBack(attempt: 1)
         #expect(c.state == .comparing && c.lastAgreed == 3)
@@ -266,5 +266,184 @@ func agreeing(_ epoch: UInt64, _ records: [OutputRecord], fingerprint: StateDige
         var ahead = BackupStateMachine(epochLength: 100, maximumLag: 4)
         #expect(throws: ReplicationError.self) { _ = try ahead.receive(.rollback(RollbackRequest(epoch: 1, attempt: 1)), progress: 0) }
         #expect(throws: ReplicationError.self) { _ = try ahead.receive(.rollback(RollbackRequest(epoch: .max, attempt: 1)), progress: 0) }
+    }
+}
+
+/// TMR: the vote among the primary and several backups (`ComparisonStateMachine` with more than
+/// one voter).
+@Suite struct VoteTests {
+    let digestC = StateDigest.of(Array("c".utf8))
+
+    /// A verdict whose outputs differ from `records` in output `sequence` (a flipped bit).
+    func differing(_ epoch: UInt64, _ records: [OutputRecord], at sequence: UInt64) -> Verdict {
+        var corrupt = records
+        if let index = corrupt.firstIndex(where: { $0.sequence == sequence }) { corrupt[index].digest = digestC }
+        var verdict = agreeing(epoch, corrupt)
+        verdict.firstDifference = sequence
+        return verdict
+    }
+
+    func tmr(_ voters: [Int] = [0, 1]) -> ComparisonStateMachine {
+        var c = ComparisonStateMachine(voters: voters)
+        c.checkpointed(at: 0)
+        return c
+    }
+
+    @Test func threeAgreeingReplicasReleaseTheEpoch() throws {
+        var c = tmr()
+        _ = c.expect(epoch: 2, progress: 20, stop: .epochEnd, records: [record1], fingerprint: digestA)
+        #expect(try c.verdictArrived(agreeing(2, [record1], fingerprint: digestA), from: 1, currentEpoch: 2) == .comparing)
+        #expect(c.isAwaiting(2) && c.voteDue == 0, "one vote is still missing")
+        #expect(try c.verdictArrived(agreeing(2, [record1], fingerprint: digestA), from: 0, currentEpoch: 2) == .comparing)
+        #expect(!c.isAwaiting(2) && c.lastAgreed == 2 && c.takeOutvoted().isEmpty && c.voters == [0, 1])
+    }
+
+    @Test(arguments: [0, 1]) func eachBackupCanBeOutvoted(_ faulty: Int) throws {
+        var c = tmr()
+        _ = c.expect(epoch: 3, progress: 30, stop: .epochEnd, records: [record1, record2], fingerprint: nil)
+        try c.verdictArrived(differing(3, [record1, record2], at: 2), from: faulty, currentEpoch: 3)
+        try c.verdictArrived(agreeing(3, [record1, record2]), from: 1 - faulty, currentEpoch: 3)
+        #expect(c.state == .comparing && c.lastAgreed == 3, "the majority's (the primary's) outputs are released")
+        let outvoted = c.takeOutvoted()
+        #expect(outvoted == [ComparisonStateMachine.Outvote(
+            voter: faulty, disagreement: Disagreement(epoch: 3, what: .outputs(sequence: 2, kind: .diskWrite), replica: "backup"))])
+        #expect(c.takeOutvoted().isEmpty, "taken once")
+        #expect(c.voters == [1 - faulty], "the outvoted backup votes no more")
+        // Its late verdicts are refused; the remaining pair compares as DMR.
+        _ = c.expect(epoch: 4, progress: 40, stop: .epochEnd, records: [record1], fingerprint: nil)
+        var copy = c
+        #expect(throws: ReplicationError.self) { try copy.verdictArrived(agreeing(4, [record1]), from: faulty, currentEpoch: 4) }
+        try c.verdictArrived(differing(4, [record1], at: 1), from: 1 - faulty, currentEpoch: 4)
+        guard case .disagreed(let d) = c.state else { Issue.record("two replicas that differ: no majority"); return }
+        #expect(d.replica == nil)
+        // The line names the epoch, the replica and what differed.
+        var named = outvoted[0].disagreement
+        named.replica = "backup at 127.0.0.1:5000"
+        #expect("\(named)" == "output mismatch at epoch 3: the backup at 127.0.0.1:5000 was outvoted: its version of output 2 (disk write) differed from the majority's")
+    }
+
+    @Test func theOutvotedPrimaryRollsEveryReplicaBack() throws {
+        var c = tmr()
+        c.checkpointed(at: 5)
+        _ = c.expect(epoch: 6, progress: 60, stop: .epochEnd, records: [record1], fingerprint: digestA)
+        try c.verdictArrived(agreeing(6, [record1], fingerprint: digestB), from: 0, currentEpoch: 6)
+        try c.verdictArrived(agreeing(6, [record1], fingerprint: digestB), from: 1, currentEpoch: 6)
+        #expect(c.state == .disagreed(Disagreement(epoch: 6, what: .fingerprint, replica: "primary")))
+        #expect("\(Disagreement(epoch: 6, what: .fingerprint, replica: "primary"))".contains("the primary was outvoted"))
+        #expect(c.takeOutvoted().isEmpty, "no backup is dropped")
+        #expect(c.recover() == .rollBack(RollbackRequest(epoch: 5, attempt: 1)))
+        #expect(c.discardsReports(from: 0) && c.discardsReports(from: 1))
+        try c.rolledBack(attempt: 1, from: 1)
+        #expect(c.discardsReports(from: 0) && !c.discardsReports(from: 1), "each backup's confirmation counts for it")
+        #expect(throws: ReplicationError.self) { var copy = c; try copy.rolledBack(attempt: 1, from: 1) }
+        try c.rolledBack(attempt: 1, from: 0)
+        #expect(c.state == .comparing && c.lastAgreed == 4)
+    }
+
+    @Test func noMajorityFallsBackToDMR() throws {
+        // All three differ.
+        var c = tmr()
+        _ = c.expect(epoch: 1, progress: 10, stop: .epochEnd, records: [record1], fingerprint: nil)
+        try c.verdictArrived(agreeing(1, [record2]), from: 0, currentEpoch: 1)
+        try c.verdictArrived(differing(1, [record1], at: 1), from: 1, currentEpoch: 1)
+        guard case .disagreed(let d) = c.state else { Issue.record("no majority, no decision"); return }
+        #expect(d.replica == nil && c.takeOutvoted().isEmpty)
+        #expect(c.recover() == .rollBack(RollbackRequest(epoch: 0, attempt: 1)))
+        // A tie of four: the primary and one backup against two.
+        var t = tmr([0, 1, 2])
+        _ = t.expect(epoch: 1, progress: 10, stop: .epochEnd, records: [record1], fingerprint: nil)
+        try t.verdictArrived(agreeing(1, [record1]), from: 0, currentEpoch: 1)
+        try t.verdictArrived(agreeing(1, [record2]), from: 1, currentEpoch: 1)
+        try t.verdictArrived(agreeing(1, [record2]), from: 2, currentEpoch: 1)
+        guard case .disagreed(let tie) = t.state else { Issue.record("a tie decided"); return }
+        #expect(tie.replica == nil, "a tie outvotes nobody")
+        // Three against one: the odd backup is outvoted.
+        var q = tmr([0, 1, 2])
+        _ = q.expect(epoch: 1, progress: 10, stop: .epochEnd, records: [record1], fingerprint: nil)
+        for voter in [0, 2] { try q.verdictArrived(agreeing(1, [record1]), from: voter, currentEpoch: 1) }
+        try q.verdictArrived(agreeing(1, [record2]), from: 1, currentEpoch: 1)
+        #expect(q.state == .comparing && q.takeOutvoted().map(\.voter) == [1])
+    }
+
+    @Test func votesArriveLateAndOutOfStepAcrossBackups() throws {
+        var c = tmr()
+        _ = c.expect(epoch: 1, progress: 10, stop: .epochEnd, records: [record1], fingerprint: nil)
+        _ = c.expect(epoch: 3, progress: 30, stop: .epochEnd, records: [record2], fingerprint: nil)
+        // Backup 0 is ahead: both its votes arrive before backup 1's first.
+        try c.verdictArrived(agreeing(1, [record1]), from: 0, currentEpoch: 3)
+        try c.verdictArrived(agreeing(3, [record2]), from: 0, currentEpoch: 3)
+        #expect(c.isAwaiting(1) && c.isAwaiting(3) && c.voteDue == 1)
+        // Backup 1 must answer in order.
+        var copy = c
+        #expect(throws: ReplicationError.self) { try copy.verdictArrived(agreeing(3, [record2]), from: 1, currentEpoch: 3) }
+        try c.verdictArrived(agreeing(1, [record1]), from: 1, currentEpoch: 3)
+        #expect(!c.isAwaiting(1) && c.isAwaiting(3) && c.lastAgreed == 1)
+        try c.verdictArrived(agreeing(3, [record2]), from: 1, currentEpoch: 3)
+        #expect(c.awaiting.isEmpty && c.lastAgreed == 3)
+        // A verdict from a backup that never voted.
+        #expect(throws: ReplicationError.self) { try c.verdictArrived(agreeing(3, [record2]), from: 7, currentEpoch: 3) }
+    }
+
+    @Test func aBackupDyingMidVoteLeavesTheOthersToDecide() throws {
+        // Its vote was the last missing: the two left agree, the epoch is released.
+        var c = tmr()
+        _ = c.expect(epoch: 2, progress: 20, stop: .epochEnd, records: [record1], fingerprint: nil)
+        try c.verdictArrived(agreeing(2, [record1]), from: 0, currentEpoch: 2)
+        c.leave(1)
+        #expect(c.state == .comparing && c.lastAgreed == 2 && c.voters == [0])
+        // The two left differ: DMR, no replica named.
+        var d = tmr()
+        _ = d.expect(epoch: 2, progress: 20, stop: .epochEnd, records: [record1], fingerprint: nil)
+        try d.verdictArrived(agreeing(2, [record2]), from: 0, currentEpoch: 2)
+        #expect(d.state == .comparing, "the vote waits for backup 1")
+        d.leave(1)
+        #expect(d.state == .disagreed(Disagreement(epoch: 2, what: .outputs(sequence: nil, kind: nil))))
+        // Dying during a rollback: the others' confirmations suffice.
+        #expect(d.recover() == .rollBack(RollbackRequest(epoch: 0, attempt: 1)))
+        #expect(d.state == .rollingBack(RollbackRequest(epoch: 0, attempt: 1), awaiting: [0]))
+        d.leave(0)
+        #expect(d.state == .comparing)
+        // Every backup gone with a vote pending: the primary alone decides nothing against itself.
+        var e = tmr()
+        _ = e.expect(epoch: 2, progress: 20, stop: .epochEnd, records: [record1], fingerprint: nil)
+        e.leave(0)
+        e.leave(1)
+        #expect(e.state == .comparing && e.awaiting.isEmpty)
+    }
+
+    @Test func aDivergedBackupIsOutvotedOnceAnotherFollowsThePrimary() throws {
+        var c = tmr()
+        _ = c.expect(epoch: 4, progress: 40, stop: .epochEnd, records: [record1], fingerprint: nil)
+        try c.verdictArrived(.diverged(epoch: 3), from: 1, currentEpoch: 4)
+        #expect(c.state == .comparing && c.diverged == [1: 3] && c.voteDue == 0, "waits for the other backup")
+        #expect(throws: ReplicationError.self, "nothing after a divergence") {
+            var copy = c; try copy.verdictArrived(agreeing(4, [record1]), from: 1, currentEpoch: 4)
+        }
+        try c.verdictArrived(agreeing(4, [record1]), from: 0, currentEpoch: 4)
+        #expect(c.state == .comparing && c.lastAgreed == 4)
+        #expect(c.takeOutvoted() == [ComparisonStateMachine.Outvote(
+            voter: 1, disagreement: Disagreement(epoch: 4, what: .execution, replica: "backup"))])
+        // Both backups leave the primary's log: the primary is the odd one, or nobody knows.
+        var d = tmr()
+        _ = d.expect(epoch: 4, progress: 40, stop: .epochEnd, records: [record1], fingerprint: nil)
+        try d.verdictArrived(.diverged(epoch: 4), from: 0, currentEpoch: 4)
+        try d.verdictArrived(.diverged(epoch: 4), from: 1, currentEpoch: 4)
+        #expect(d.state == .disagreed(Disagreement(epoch: 4, what: .execution)))
+    }
+
+    @Test func aJoinedBackupVotesFromTheNextRequestOn() throws {
+        var c = ComparisonStateMachine(voters: [0])
+        _ = c.expect(epoch: 3, progress: 30, stop: .epochEnd, records: [record1], fingerprint: nil)
+        c.join(1)
+        _ = c.expect(epoch: 5, progress: 50, stop: .epochEnd, records: [record2], fingerprint: nil)
+        var copy = c
+        #expect(throws: ReplicationError.self, "not asked about epoch 3") {
+            try copy.verdictArrived(agreeing(3, [record1]), from: 1, currentEpoch: 5)
+        }
+        try c.verdictArrived(agreeing(3, [record1]), from: 0, currentEpoch: 5)
+        try c.verdictArrived(agreeing(5, [record2]), from: 0, currentEpoch: 5)
+        #expect(c.isAwaiting(5) && c.voteDue == 1)
+        try c.verdictArrived(differing(5, [record2], at: 2), from: 1, currentEpoch: 5)
+        #expect(c.state == .comparing && c.takeOutvoted().map(\.voter) == [1], "three replicas now: the joiner is outvoted")
     }
 }

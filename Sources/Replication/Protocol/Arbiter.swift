@@ -123,11 +123,29 @@ public final class Arbiter: Sendable {
 
     /// Test-and-set: claims the arbiter for `claimant` unless someone already has. With etcd,
     /// waits (and reports it) while etcd is unreachable or the primary's lease still runs.
-    public func acquire(claimant: String) throws(ArbiterError) -> Outcome {
+    /// A backup names the generation of the pair's membership it belongs to (`membership`): the
+    /// claim fails if the primary recorded a later one, which excludes it (it was dropped, and
+    /// outputs may have been released without it). The primary names none.
+    public func acquire(claimant: String, membership: UInt64? = nil) throws(ArbiterError) -> Outcome {
         switch backend {
-        case .file(let file): try file.acquire(claimant: claimant)
-        case .etcd(let etcd): try etcd.acquire(claimant: claimant)
+        case .file(let file): try file.acquire(claimant: claimant, membership: membership)
+        case .etcd(let etcd): try etcd.acquire(claimant: claimant, membership: membership)
         }
+    }
+
+    /// The primary, after it dropped a backup and before it releases any output without it:
+    /// records `generation` of the pair's membership (the backups that follow learnt it from
+    /// the primary's stream first). Generations only grow; none recorded counts as 0.
+    public func recordMembership(_ generation: UInt64) throws(ArbiterError) {
+        switch backend {
+        case .file(let file): try file.recordMembership(generation)
+        case .etcd(let etcd): try etcd.recordMembership(generation)
+        }
+    }
+
+    /// What `acquire` answers a backup that a later membership generation excludes.
+    static func fenced(recorded: UInt64, own: UInt64) -> Outcome {
+        .lost(holder: "the pair's membership generation \(recorded) (this replica belongs to generation \(own): the primary dropped it)")
     }
 
     /// What this replica may do now, without asking anyone but its own clock (etcd) or the

@@ -23,6 +23,8 @@ final class EtcdArbiter: Sendable {
     let primaryKey: String
     let nonceKey: String
     let liveKey: String
+    /// The pair's membership: written once per generation (its version is the generation).
+    let membersKey: String
     private let report: @Sendable (ArbiterWait?) -> Void
 
     private let standing = Mutex(EtcdStanding())
@@ -45,6 +47,7 @@ final class EtcdArbiter: Sendable {
         primaryKey = sessionPrefix + "primary"
         nonceKey = sessionPrefix + "nonce"
         liveKey = sessionPrefix + "live"
+        membersKey = sessionPrefix + "members"
         self.report = report
     }
 
@@ -166,22 +169,42 @@ final class EtcdArbiter: Sendable {
 
     // MARK: - Going live
 
-    func acquire(claimant: String) throws(ArbiterError) -> Arbiter.Outcome {
+    /// The primary: writes the membership key once more, without a lease (it outlives the
+    /// primary); its version becomes `generation`.
+    func recordMembership(_ generation: UInt64) throws(ArbiterError) {
+        let request = EtcdPutRequest(key: EtcdBytes(membersKey), value: EtcdBytes("\(generation)"), lease: EtcdInteger(0))
+        _ = try retryingOrRefused { () throws(EtcdError) in
+            try client.callAndWait("/v3/kv/put", request, as: EtcdIgnoredResponse.self)
+        }
+    }
+
+    func acquire(claimant: String, membership: UInt64?) throws(ArbiterError) -> Arbiter.Outcome {
         switch standing.withLock({ $0.state }) {
         case .live: return .won
         case .lost(let holder): return .lost(holder: holder)
         case .unclaimed, .leased, .registered: break
         }
         let expectedPrimary = Int64(standing.withLock { $0.registration?.revision ?? 0 })
+        // A backup's claim holds only while no later membership generation than its own was
+        // recorded: in the same transaction, so no generation can slip in between.
+        let fence = membership.map { [EtcdCompare(key: EtcdBytes(membersKey), versionBelow: EtcdInteger(Int64(clamping: $0) &+ 1))] } ?? []
         let request = EtcdTransactionRequest(
             compare: [EtcdCompare(key: EtcdBytes(liveKey), createRevision: EtcdInteger(0)),
-                      EtcdCompare(key: EtcdBytes(primaryKey), createRevision: EtcdInteger(expectedPrimary))],
+                      EtcdCompare(key: EtcdBytes(primaryKey), createRevision: EtcdInteger(expectedPrimary))] + fence,
             success: [.put(EtcdPutRequest(key: EtcdBytes(liveKey), value: EtcdBytes(claimant), lease: EtcdInteger(0)))],
-            failure: [.range(EtcdRangeRequest(key: EtcdBytes(liveKey))), .range(EtcdRangeRequest(key: EtcdBytes(primaryKey)))])
+            failure: [.range(EtcdRangeRequest(key: EtcdBytes(liveKey))), .range(EtcdRangeRequest(key: EtcdBytes(primaryKey))),
+                      .range(EtcdRangeRequest(key: EtcdBytes(membersKey)))])
         var reportedLease: Int64?
         while true {
             let answer = try retryingOrRefused { () throws(EtcdError) in
                 try client.callAndWait("/v3/kv/txn", request, as: EtcdTransactionResponse.self)
+            }
+            if answer.succeeded != true, answer.found(0) == nil, let membership,
+               let recorded = answer.found(2)?.version?.value, recorded > 0, UInt64(recorded) > membership
+            {
+                standing.withLock { $0.lost(holder: "membership") }
+                say(nil)
+                return Arbiter.fenced(recorded: UInt64(recorded), own: membership)
             }
             let decision = EtcdStanding.decide(
                 succeeded: answer.succeeded == true, revision: answer.header?.revision?.value,

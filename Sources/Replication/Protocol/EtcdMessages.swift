@@ -65,9 +65,11 @@ struct EtcdKeyValue: Decodable, Sendable {
     let createRevision: EtcdInteger?
     let modRevision: EtcdInteger?
     let lease: EtcdInteger?
+    /// How many times the key was written since it was created.
+    var version: EtcdInteger? = nil
 
     enum CodingKeys: String, CodingKey {
-        case key, value, lease
+        case key, value, lease, version
         case createRevision = "create_revision"
         case modRevision = "mod_revision"
     }
@@ -106,12 +108,30 @@ struct EtcdDeleteRangeRequest: Encodable, Sendable {
 /// does not exist).
 struct EtcdCompare: Encodable, Sendable {
     let key: EtcdBytes
-    let createRevision: EtcdInteger
-    let target = "CREATE"
-    let result = "EQUAL"
+    let target: String
+    let result: String
+    let createRevision: EtcdInteger?
+    let version: EtcdInteger?
+
+    init(key: EtcdBytes, createRevision: EtcdInteger) {
+        self.key = key
+        target = "CREATE"
+        result = "EQUAL"
+        self.createRevision = createRevision
+        version = nil
+    }
+
+    /// `key` was written fewer than `limit` times (an absent key: 0 times).
+    init(key: EtcdBytes, versionBelow limit: EtcdInteger) {
+        self.key = key
+        target = "VERSION"
+        result = "LESS"
+        createRevision = nil
+        version = limit
+    }
 
     enum CodingKeys: String, CodingKey {
-        case key, target, result
+        case key, target, result, version
         case createRevision = "create_revision"
     }
 }

@@ -14,6 +14,8 @@ final class FileArbiter: Sendable {
     let path: String
     /// The proof-of-sharing file: `.lockstep-arbiter-SESSION.nonce`, the nonce in hexadecimal.
     let noncePath: String
+    /// The membership file: `.lockstep-arbiter-SESSION.members`, the generation in decimal.
+    let membersPath: String
 
     /// What this replica holds.
     private enum Claim {
@@ -28,6 +30,33 @@ final class FileArbiter: Sendable {
         let name = ".lockstep-arbiter-" + session.map { String(format: "%02x", $0) }.joined()
         path = (directory as NSString).appendingPathComponent(name)
         noncePath = path + ".nonce"
+        membersPath = path + ".members"
+    }
+
+    /// Replaces the membership file (a new file renamed over it, so a reader sees one
+    /// generation or the other, never a torn one), synced.
+    func recordMembership(_ generation: UInt64) throws(ArbiterError) {
+        let temporary = membersPath + ".\(getpid())"
+        let bytes = Array("\(generation)\n".utf8)
+        // The corresponding C calls are open(2), write(2), fsync(2), rename(2).
+        let fd = open(temporary, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw .directory(path: temporary, errno: errno) }
+        let written = write(fd, bytes, bytes.count) == bytes.count && fsync(fd) == 0
+        let error = errno
+        close(fd)
+        guard written, rename(temporary, membersPath) == 0 else {
+            unlink(temporary)
+            throw .directory(path: membersPath, errno: written ? errno : error)
+        }
+    }
+
+    /// The recorded generation: 0 if none; a file that is not one decimal number (anyone may
+    /// write there) counts as the largest, so no backup's claim passes it.
+    var recordedMembership: UInt64 {
+        guard let data = FileManager.default.contents(atPath: membersPath) else { return 0 }
+        let text = String(decoding: data.prefix(32), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard data.count <= 32, let generation = UInt64(text) else { return .max }
+        return generation
     }
 
     func register() -> FencingToken {
@@ -64,7 +93,10 @@ final class FileArbiter: Sendable {
         return bytes
     }
 
-    func acquire(claimant: String) throws(ArbiterError) -> Arbiter.Outcome {
+    func acquire(claimant: String, membership: UInt64?) throws(ArbiterError) -> Arbiter.Outcome {
+        if let membership, case let recorded = recordedMembership, recorded > membership {
+            return Arbiter.fenced(recorded: recorded, own: membership)
+        }
         // The corresponding C call is open(2) with O_CREAT | O_EXCL: atomic test-and-set.
         let fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o644)
         if fd < 0 {
@@ -83,6 +115,14 @@ final class FileArbiter: Sendable {
         let bytes = Array((claimant + "\n").utf8)
         guard write(fd, bytes, bytes.count) == bytes.count else {
             throw .directory(path: path, errno: errno)
+        }
+        // The primary may have recorded a new generation between the check and the create: then
+        // this claim is withdrawn (the primary, which stats the claim before each output, stops
+        // if it saw it; the members may then claim).
+        if let membership, case let recorded = recordedMembership, recorded > membership {
+            unlink(path)
+            claim.withLock { $0 = .none }
+            return Arbiter.fenced(recorded: recorded, own: membership)
         }
         return .won
     }
@@ -114,6 +154,7 @@ final class FileArbiter: Sendable {
     func release() {
         unlink(path)
         unlink(noncePath)
+        unlink(membersPath)
     }
 
     /// Checks that an arbiter file can be created in `directory` (by creating and removing a

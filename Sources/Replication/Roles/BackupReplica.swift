@@ -141,6 +141,8 @@ final class BackupReplica {
     private var pending: [PendingOutput] = []
     /// Console input bytes delivered to the guest from the primary's log.
     private var consoleBytesDelivered: UInt64 = 0
+    /// How many of those this replica's own console has dropped (it reads the same input).
+    private var consoleBytesDiscarded: UInt64 = 0
     private let timing: BoundaryTiming
     /// The primary's final state digest, once it finished.
     private(set) var primaryFinalDigest: StateDigest?
@@ -200,7 +202,7 @@ final class BackupReplica {
             : BackupStateMachine(epochLength: context.setup.epochLength, maximumLag: lag)
         if case .duration(let ns) = context.settings.maximumLag { reportEvery = max(ns / 4, 1) } else { reportEvery = nil }
         timing = BoundaryTiming(mode: context.setup.options.clockMode)
-        softError = context.softError.flatMap { $0.replica == .backup(1) ? $0 : nil }
+        softError = context.softError.flatMap { $0.replica == .backup(context.backupNumber) ? $0 : nil }
         environment.refill = { [unowned self] () throws(EnvironmentError) in try self.refill() }
     }
 
@@ -275,7 +277,7 @@ final class BackupReplica {
                 // The primary found the replicas disagree on this epoch's outputs.
                 try rollBack(request)
                 return nil
-            case .log, .announce, .performed, .writePages, .restore, nil:
+            case .log, .announce, .performed, .writePages, .restore, .member, nil:
                 preconditionFailure("takeReceived stops only at an epoch's end")
             }
         }
@@ -308,6 +310,8 @@ final class BackupReplica {
                 pending.removeAll { $0.record.sequence <= through }
             case .execute, .finish, .compare, .rollBack:
                 ending = consume action
+            case .member(let generation):
+                claim.membership = generation
             case .writePages(let pages):
                 let pageCount = UInt64(machine.memory.pageCount)
                 try pages.forEach { page, data in
@@ -404,16 +408,23 @@ final class BackupReplica {
     private func claimArbiter() throws {
         if claim.begin(.machineThread) {
             let reason: String = if case .takingOver(let r) = rules.phase { "\(r)" } else { "connection ended" }
-            status.message("primary failed (\(reason)) with \(rules.epoch) epochs executed here; taking over")
+            status.message("primary failed (\(reason)) with \(rules.epoch) epochs executed here; taking over", level: .warning)
             status.set(state: .takingOver)
             let claimant = "backup pid \(getpid())"
-            claim.decide(Result { () throws(ArbiterError) in try arbiter.acquire(claimant: claimant) })
+            let generation = claim.membership
+            claim.decide(Result { () throws(ArbiterError) in try arbiter.acquire(claimant: claimant, membership: generation) })
             if case (_, .success(.won))? = claim.verdict() { status.set(state: .live) }
         }
         guard let (_, verdict) = claim.verdict() else { throw ReplicationError.channel(.closedLocally) }
         switch try verdict.get() {
         case .won: tookOver = true
-        case .lost(let holder): throw ReplicationError.lostArbiter(holder: holder)
+        case .lost(let holder):
+            // A losing backup does not re-join the winner itself: `lockstep pair` starts a
+            // fresh backup that joins it by state transfer (docs/protocol.md, "Several backups").
+            if context.intake != nil {
+                status.message("another replica holds the arbiter: this backup stops; re-protection joins a new backup to the leader by state transfer", level: .notice)
+            }
+            throw ReplicationError.lostArbiter(holder: holder)
         }
     }
 
@@ -428,9 +439,12 @@ final class BackupReplica {
             case .protocolError, .refusedByPeer, .closedLocally: return
             }
             guard !unreceived, claim.begin(.watcher) else { return }
-            status.message("primary failed (\(reason)) while the guest ran at the head of the log; taking over")
+            status.message("primary failed (\(reason)) while the guest ran at the head of the log; taking over", level: .warning)
             status.set(state: .takingOver)
-            let verdict = Result { () throws(ArbiterError) in try arbiter.acquire(claimant: "backup pid \(getpid())") }
+            let generation = claim.membership
+            let verdict = Result { () throws(ArbiterError) in
+                try arbiter.acquire(claimant: "backup pid \(getpid())", membership: generation)
+            }
             claim.decide(verdict)
             if case .success(.won) = verdict { status.set(state: .live) }
         }
@@ -443,6 +457,7 @@ final class BackupReplica {
         checkpoint = Checkpoint(ram: try checkpoint?.ram ?? RAMCheckpoint(memory: machine.memory, tracker: machine.dirtyPages),
                                 state: state, rules: rules, outputs: environment.outputs, pending: pending,
                                 consoleBytesDelivered: consoleBytesDelivered)
+        discardDeliveredInput()
     }
 
     /// This replica diverged from the primary's log: drop the rest of the log until the
@@ -486,7 +501,7 @@ final class BackupReplica {
             throw stop(.protocolViolation("a rollback to epoch \(request.epoch), where this replica holds no checkpoint"),
                        refusal: "no checkpoint at epoch \(request.epoch) (give --compare to the backup too)")
         }
-        status.message("the primary found the replicas disagree: rolling back to epoch \(request.epoch) and running again")
+        status.message("the primary found the replicas disagree: rolling back to epoch \(request.epoch) and running again", level: .warning)
         try checkpoint.ram.restore()
         try machine.restoreState(checkpoint.state)
         do { try rules.rolledBack(to: checkpoint.rules) } catch { throw stop(error, refusal: error.description) }
@@ -499,6 +514,18 @@ final class BackupReplica {
         consoleBytesDelivered = checkpoint.consoleBytesDelivered
         writer.rolledBack(attempt: request.attempt)
         _ = connection.send(writer.take())
+    }
+
+    /// Drops from this replica's console the input the primary's log delivered to the guest, as
+    /// it is delivered: what the console holds stays bounded by what the guest has not taken.
+    /// With output comparison a rollback takes the count back to the checkpoint's (the primary
+    /// delivers those bytes again), so input is dropped only as far as the checkpoint until this
+    /// replica takes over (`all`).
+    private func discardDeliveredInput(all: Bool = false) {
+        let through = context.settings.compare && !all ? (checkpoint?.consoleBytesDelivered ?? 0) : consoleBytesDelivered
+        guard through > consoleBytesDiscarded else { return }
+        environment.host.console.discardInput(count: through - consoleBytesDiscarded)
+        consoleBytesDiscarded = through
     }
 
     /// The end of the state transfer: the RAM must add up to the primary's digest, then the
@@ -516,10 +543,11 @@ final class BackupReplica {
         }
         environment.outputs = OutputLog(nextSequence: transfer.nextOutput, partialLine: transfer.partialLine)
         consoleBytesDelivered = transfer.consoleBytesDelivered
+        discardDeliveredInput()
         environment.epoch = transfer.epoch
         status.progress(epoch: transfer.epoch, lag: 0)
         status.set(state: .replaying)
-        status.message("joined the running primary at epoch \(transfer.epoch); following it")
+        status.message("joined the running primary at epoch \(transfer.epoch); following it", level: .notice)
     }
 
     /// Ends replication for `error`, telling the primary why.
@@ -538,7 +566,7 @@ final class BackupReplica {
         writer.verdict(.diverged(epoch: rules.epoch))
         _ = connection.send(writer.take())
         if context.settings.compare, checkpoint != nil {
-            status.message("divergence at epoch \(rules.epoch): \(detail); waiting for the primary's rollback")
+            status.message("divergence at epoch \(rules.epoch): \(detail); waiting for the primary's rollback", level: .warning)
             return DivergedAwaitingRollback(error: .divergence(epoch: rules.epoch, detail: detail))
         }
         return stop(.divergence(epoch: rules.epoch, detail: detail), refusal: "divergence at epoch \(rules.epoch): \(detail)")
@@ -568,7 +596,10 @@ final class BackupReplica {
             guard own == digest else { throw divergence("state digest \(own) differs from the primary's \(digest)") }
         }
         try machine.applyBoundary(time: record.time, events: record.events)
-        for case .consoleInput(let bytes) in record.events { consoleBytesDelivered += UInt64(bytes.count) }
+        for case .consoleInput(let bytes) in record.events {
+            consoleBytesDelivered += UInt64(bytes.count)
+            discardDeliveredInput()
+        }
         let checkpointDue = context.settings.compare && !mine.isEmpty && rules.stage != .receiving
         if let executed = rules.executed() {
             report(executed)
@@ -674,10 +705,12 @@ final class BackupReplica {
         if let compared { pending += compared.outputs }
         pending += environment.outputs.take()
         for output in pending where output.record.sequence > rules.performedThrough {
-            if case .console(let bytes) = output.action { environment.host.console.write(bytes) }
+            if case .console(let bytes) = output.action {
+                environment.host.console.write(bytes, sequence: output.record.sequence)
+            }
         }
         pending.removeAll()
-        environment.host.console.discardInput(count: consoleBytesDelivered)
+        discardDeliveredInput(all: true)
         switch stop {
         case .exited, .crashed:
             return RunOutcome(stop: stop, epochs: rules.epoch + 1, progress: machine.progress)

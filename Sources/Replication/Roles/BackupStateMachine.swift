@@ -42,6 +42,8 @@ public struct BackupStateMachine: Sendable, Equatable {
         case compare(CompareRequest)
         /// Return to the checkpoint at the start of the request's epoch.
         case rollBack(RollbackRequest)
+        /// The backup now belongs to this generation of the pair's membership.
+        case member(generation: UInt64)
     }
 
     /// Where the epoch being received is.
@@ -57,6 +59,8 @@ public struct BackupStateMachine: Sendable, Equatable {
     public private(set) var stage: EpochStage = .receiving
     /// The epoch being received (the next one to execute).
     public private(set) var epoch: UInt64 = 0
+    /// The generation of the pair's membership this backup belongs to (0: the first).
+    public private(set) var membership: UInt64 = 0
     /// The last output sequence the primary announced, and the last it reported performed.
     public private(set) var announcedThrough: UInt64 = 0
     public private(set) var performedThrough: UInt64 = 0
@@ -165,6 +169,13 @@ public struct BackupStateMachine: Sendable, Equatable {
                 throw .protocolViolation("a rollback to epoch \(request.epoch), beyond epoch \(epoch)")
             }
             return .rollBack(request)
+        case .membership(let generation):
+            // Generations only grow: an older one would let a dropped backup claim again.
+            guard generation > membership else {
+                throw .protocolViolation("membership generation \(generation) after generation \(membership)")
+            }
+            membership = generation
+            return .member(generation: generation)
         case .executed, .verdict, .rolledBack:
             throw .protocolViolation("a \(message.type) message from the primary")
         }
@@ -175,7 +186,10 @@ public struct BackupStateMachine: Sendable, Equatable {
         guard case .replaying = phase, checkpoint.epoch <= epoch else {
             throw .protocolViolation("a rollback after replication ended")
         }
+        // The membership is not rolled back: a generation, once learnt, stays.
+        let generation = membership
         self = checkpoint
+        membership = generation
     }
 
     /// Values and outputs belong to an epoch that has not been run for a comparison yet.

@@ -54,7 +54,7 @@ public final class PrimaryEnvironment: SessionEnvironment {
     func perform(_ output: PendingOutput) {
         switch output.action {
         case .console(let bytes):
-            host.console.write(bytes)
+            host.console.write(bytes, sequence: output.record.sequence)
         case .disk(let request):
             host.perform(request)
         }
@@ -70,6 +70,8 @@ public final class PrimaryEnvironment: SessionEnvironment {
 /// One backup of a primary: its connection, the parser of its reports, and where it is in its
 /// own protocol (`BackupPeerStateMachine`).
 final class BackupPeer {
+    /// Its number among this primary's backups (its vote in output comparison).
+    let id: Int
     let connection: ReplicationConnection
     var parser = MessageParser(receiver: .primary)
     var rules: BackupPeerStateMachine
@@ -78,8 +80,12 @@ final class BackupPeer {
     /// When its transfer began (ns, uptime), and the bytes sent for it.
     var transferStarted: UInt64 = 0
     var transferBytes: UInt64 = 0
+    /// The epoch from which it follows, if it joined by state transfer (it holds no checkpoint
+    /// before that one).
+    var joinedAt: UInt64?
 
-    init(connection: ReplicationConnection, rules: BackupPeerStateMachine) {
+    init(id: Int, connection: ReplicationConnection, rules: BackupPeerStateMachine) {
+        self.id = id
         self.connection = connection
         self.rules = rules
     }
@@ -120,7 +126,12 @@ final class PrimaryReplica {
     /// The soft error still to inject into this replica.
     private var softError: SoftError?
     /// Output comparison (`--compare`): what was asked of the backup, and its verdicts.
-    private var comparison = ComparisonStateMachine()
+    private var comparison: ComparisonStateMachine
+    /// The number the next backup that joins gets.
+    private var nextPeerID: Int
+    /// The generation of the pair's membership: one more each time a following backup is
+    /// dropped while others remain (the arbiter then accepts claims only from the others).
+    private var membership: UInt64 = 0
     /// How long after its batch was sent the last comparison's verdict arrived (nanoseconds).
     private var comparedWithin: UInt64?
     /// Output comparison's checkpoint (the start of the epoch after the last agreed output),
@@ -137,7 +148,9 @@ final class PrimaryReplica {
     /// Whether this machine can be checkpointed at all.
     private var checkpointing = Checkpointing.available
     private var checkpointDue: UInt64?
-    private var inputSinceCheckpoint = false
+    /// The console input delivered since the checkpoint (kept only with a checkpoint): a
+    /// rollback delivers it again.
+    private var inputSinceCheckpoint: [UInt8] = []
 
     /// A batch is flushed at a boundary once it holds this much ...
     static let batchBytes = 64 << 10
@@ -162,7 +175,9 @@ final class PrimaryReplica {
         self.context = context
         watchdog = context.watchdog
         status = context.status
-        peers = backups.map { BackupPeer(connection: $0, rules: .following()) }
+        peers = backups.enumerated().map { BackupPeer(id: $0.offset, connection: $0.element, rules: .following()) }
+        nextPeerID = backups.count
+        comparison = ComparisonStateMachine(voters: Array(backups.indices))
         rules = PrimaryStateMachine(timeoutMilliseconds: context.settings.timeoutMilliseconds,
                                     maximumLag: context.settings.maximumLag.epochLimit,
                                     peer: backups.isEmpty ? .alone(start.aloneReason) : .backup)
@@ -263,7 +278,7 @@ final class PrimaryReplica {
             try machine.applyBoundary(time: time, events: events)
             for case .consoleInput(let bytes) in events {
                 consoleBytesDelivered += UInt64(bytes.count)
-                inputSinceCheckpoint = true
+                if checkpoint != nil { inputSinceCheckpoint += bytes }
             }
             epoch += 1
             // Both replicas checkpoint at the start of the epoch after one whose outputs they
@@ -289,9 +304,14 @@ final class PrimaryReplica {
     /// Thrown once both replicas are back at the checkpoint: the run loop starts over from it.
     private struct RollbackPerformed: Error {}
 
-    /// The backup outputs are compared with (`--compare` takes exactly one: DMR).
-    private var comparingPeer: BackupPeer? {
-        context.settings.compare ? following.first : nil
+    /// Whether `peer`'s reports are compared (`--compare`: every following backup votes).
+    private func compares(_ peer: BackupPeer) -> Bool {
+        context.settings.compare && peer.rules.isFollowing
+    }
+
+    /// The following backup with id `voter`.
+    private func peer(_ voter: ComparisonStateMachine.Voter) -> BackupPeer? {
+        following.first { $0.id == voter }
     }
 
     /// Saves this replica's state at the start of `epoch`: the machine, its RAM (incrementally)
@@ -302,7 +322,7 @@ final class PrimaryReplica {
         checkpoint = Checkpoint(ram: try checkpoint?.ram ?? RAMCheckpoint(memory: machine.memory, tracker: machine.dirtyPages),
                                 state: state, epoch: epoch, outputs: environment.outputs,
                                 consoleBytesDelivered: consoleBytesDelivered)
-        inputSinceCheckpoint = false
+        inputSinceCheckpoint.removeAll()
         checkpointDue = nil
         comparison.checkpointed(at: epoch)
     }
@@ -310,9 +330,15 @@ final class PrimaryReplica {
     /// The comparison found the replicas disagree: go back to the checkpoint once (both
     /// replicas), or stop the pair, withholding the output.
     private func checkComparison() throws {
+        for outvote in comparison.takeOutvoted() {
+            guard let peer = peer(outvote.voter) else { continue }
+            var disagreement = outvote.disagreement
+            disagreement.replica = "backup at \(peer.connection.remoteAddress)"
+            try drop(peer, refusal: "outvoted: \(disagreement)",
+                     message: "\(disagreement); the other replicas agree: dropped it, a replacement joins by state transfer")
+        }
         guard case .disagreed(let disagreement) = comparison.state else { return }
-        let recovery: ComparisonStateMachine.Recovery? = inputSinceCheckpoint || checkpoint == nil
-            ? .stop(disagreement) : comparison.recover()
+        let recovery: ComparisonStateMachine.Recovery? = checkpoint == nil ? .stop(disagreement) : comparison.recover()
         switch recovery {
         case .stop(let final)?:
             for peer in peers { peer.connection.close(refusal: final.description) }
@@ -328,22 +354,33 @@ final class PrimaryReplica {
         guard let checkpoint, checkpoint.epoch == request.epoch else {
             throw ReplicationError.mismatch(disagreement)
         }
-        status.message("\(disagreement); rolling both replicas back to epoch \(request.epoch) and running again")
+        status.message("\(disagreement); rolling \(following.count == 1 ? "both replicas" : "every replica") back to epoch \(request.epoch) and running again", level: .warning)
+        // What the batch holds belongs to the epochs being undone.
         _ = environment.writer.take()
+        // A backup that joined after the checkpoint holds none to go back to: re-protection
+        // replaces it.
+        for peer in following where (peer.joinedAt ?? 0) > request.epoch {
+            try drop(peer, refusal: "a rollback to epoch \(request.epoch), before this backup joined",
+                     message: "dropped the backup at \(peer.connection.remoteAddress): it joined at epoch \(peer.joinedAt ?? 0), after the checkpoint")
+        }
         environment.writer.rollback(request)
         let pages = try checkpoint.ram.restore()
         try machine.restoreState(checkpoint.state)
         logger.debug("rollback \(request.attempt): \(pages) pages written back")
         environment.outputs = checkpoint.outputs
         _ = environment.takeValueCount()
-        _ = environment.host.takeEvents(consoleRoom: machine.consoleInputRoom, byteLimit: MessageLimits.eventBytes)
+        // The guest takes the input it was given since the checkpoint again, at the boundaries
+        // its re-execution reaches (the backup follows the new log).
+        environment.host.rollBack(redelivering: inputSinceCheckpoint)
+        inputSinceCheckpoint.removeAll()
         epoch = checkpoint.epoch
         environment.epoch = epoch
         consoleBytesDelivered = checkpoint.consoleBytesDelivered
         checkpointDue = nil
         rules.rolledBack(to: epoch)
         guard try flush() != nil else { throw RollbackPerformed() }
-        while comparison.discardsReports, rules.logs, let peer = comparingPeer {
+        while case .rollingBack(_, let pending) = comparison.state, rules.logs,
+              let peer = following.first(where: { pending.contains($0.id) }) {
             try readReports(from: peer, wait: true)
         }
         throw RollbackPerformed()
@@ -354,7 +391,7 @@ final class PrimaryReplica {
     /// release, waits for the verdict. Returns whether the outputs were compared and agreed (they
     /// are then logged already); rolls back or throws `mismatch` if the replicas disagree.
     private func compare(_ outputs: [PendingOutput], stop: CompareStop, ending: MachineStop?) throws -> Bool {
-        guard rules.logs, comparingPeer != nil else { return false }
+        guard rules.logs, context.settings.compare, !following.isEmpty else { return false }
         // Outputs are released only with the state fingerprints equal too: a checkpoint is
         // taken only of a state both replicas verified, so a rollback never returns to a state
         // a fault had already corrupted.
@@ -370,7 +407,7 @@ final class PrimaryReplica {
         let sentAt = ContinuousClock.now
         comparedWithin = nil
         guard try flush() != nil else { return false }
-        while comparison.isAwaiting(epoch), rules.logs, let peer = comparingPeer {
+        while comparison.isAwaiting(epoch), rules.logs, let voter = comparison.voteDue, let peer = peer(voter) {
             try readReports(from: peer, wait: true)
         }
         try checkComparison()
@@ -444,7 +481,8 @@ final class PrimaryReplica {
         // A comparing primary whose backup refused it (the backup's execution left the log, or
         // it found the primary's messages wrong) never carries on alone: which replica is faulty
         // cannot be known, and the primary may be.
-        if peer === comparingPeer, case .refusedByPeer(let why) = reason {
+        // With other backups voting, the refusing one is outvoted and dropped.
+        if compares(peer), case .refusedByPeer(let why) = reason, following.count == 1 {
             let disagreement = Disagreement(epoch: epoch, what: .refused(PeerText.sanitized(why)))
             for peer in peers { peer.connection.close() }
             throw ReplicationError.mismatch(disagreement)
@@ -452,6 +490,7 @@ final class PrimaryReplica {
         guard let index = peers.firstIndex(where: { $0 === peer }) else { return }
         peers.remove(at: index)
         let wasFollowing = peer.rules.isFollowing
+        if wasFollowing { comparison.leave(peer.id) }
         peer.rules.lost(reason)
         if let consumer = peer.consumer {
             machine.dirtyPages.unregister(consumer)
@@ -460,20 +499,53 @@ final class PrimaryReplica {
         let remaining = following.count
         guard wasFollowing else {
             peer.connection.close(refusal: "the state transfer ended: \(reason)")
-            status.message("the backup joining from \(peer.connection.remoteAddress) left during the state transfer (\(reason)); the guest runs on")
+            status.message("the backup joining from \(peer.connection.remoteAddress) left during the state transfer (\(reason)); the guest runs on", level: .warning)
             return
         }
         if remaining > 0 {
             // A refusal tells a backup that is still alive that this primary is, too.
             peer.connection.close(refusal: "the primary dropped this backup: \(reason)")
-            status.message("dropped the backup at \(peer.connection.remoteAddress) (\(reason)); \(remaining) backup\(remaining == 1 ? "" : "s") remain")
+            status.message("dropped the backup at \(peer.connection.remoteAddress) (\(reason)); \(remaining) backup\(remaining == 1 ? "" : "s") remain", level: .warning)
             status.attach(following.first?.connection)
             status.backups(remaining)
             updateSlowest()
+            try newMembership()
         } else {
             peer.connection.close()
             try settle(rules.backupLost(reason))
         }
+    }
+
+    /// Drops a following backup while the primary runs on: it is told why (a refusal: it does
+    /// not take over), and re-protection replaces it. The last one's loss is settled as any.
+    private func drop(_ peer: BackupPeer, refusal: String, message: String) throws {
+        guard let index = peers.firstIndex(where: { $0 === peer }) else { return }
+        peers.remove(at: index)
+        comparison.leave(peer.id)
+        peer.rules.lost(.closedLocally)
+        peer.connection.close(refusal: refusal)
+        status.message(message, level: .warning)
+        let remaining = following.count
+        status.attach(following.first?.connection)
+        status.backups(remaining)
+        updateSlowest()
+        if remaining == 0 { try settle(rules.backupLost(.closedLocally)) } else { try newMembership() }
+    }
+
+    /// A following backup was dropped while others remain, alive or not (behind a partition it
+    /// may still claim the arbiter later): the membership moves to a new generation. The
+    /// remaining backups learn it first, in their stream; then the arbiter records it, before
+    /// any output is released without the dropped backup. From then on the arbiter accepts a
+    /// claim only from a backup that learnt it. (If the primary fails between the two, the
+    /// dropped backup may still win: no output was released without it.)
+    private func newMembership() throws {
+        guard rules.logs else { return }
+        membership += 1
+        let generation = membership
+        environment.writer.membership(generation: generation)
+        try flush()
+        try arbiter.recordMembership(generation)
+        logger.debug("membership generation \(generation) recorded: \(following.count) backups")
     }
 
     // MARK: Output commit
@@ -561,6 +633,7 @@ final class PrimaryReplica {
     /// Tests and sets the arbiter, and tells the rules the verdict.
     private func claimArbiter() throws -> PrimaryStateMachine.CommitStep {
         for peer in peers {
+            if peer.rules.isFollowing { comparison.leave(peer.id) }
             peer.rules.lost(.closedLocally)
             if let consumer = peer.consumer { machine.dirtyPages.unregister(consumer) }
             peer.connection.close()
@@ -573,7 +646,7 @@ final class PrimaryReplica {
             _ = environment.writer.take()
             status.attach(nil)
             status.set(state: .alone)
-            status.message("lost the backup (\(reason)); carrying on alone")
+            status.message("lost the backup (\(reason)); carrying on alone", level: .warning)
             status.backups(0)
             try leadNewPair()
             return rules.arbiterDecided(won: true, holder: "")
@@ -632,7 +705,8 @@ final class PrimaryReplica {
             }
             let consumer = try machine.dirtyPages.register()
             let pages = try machine.memoryDigest.nonZeroPages()
-            let peer = BackupPeer(connection: connection, rules: .joining(pages: pages))
+            let peer = BackupPeer(id: nextPeerID, connection: connection, rules: .joining(pages: pages))
+            nextPeerID += 1
             peer.consumer = consumer
             peer.transferStarted = NIODeadline.now().uptimeNanoseconds
             peers.append(peer)
@@ -707,12 +781,16 @@ final class PrimaryReplica {
             epoch: epoch, nextOutput: environment.outputs.nextSequence, consoleBytesDelivered: consoleBytesDelivered,
             partialLine: environment.outputs.heldLine, ramDigest: try machine.memoryDigest.digest(),
             machine: state.encoded))
+        // A joiner belongs to the current membership generation.
+        if membership > 0 { transferWriter.membership(generation: membership) }
         let rounds = peer.rules.rounds
         guard try send(transferWriter.take(), to: peer) else { return }
         let pauseEnd = NIODeadline.now().uptimeNanoseconds
         machine.dirtyPages.unregister(consumer)
         peer.consumer = nil
         peer.rules.transferred(finalPages: sorted.count, epoch: epoch)
+        peer.joinedAt = epoch
+        comparison.join(peer.id)
         let wasAlone = !rules.logs
         rules.backupJoined(at: epoch)
         if wasAlone {
@@ -729,14 +807,16 @@ final class PrimaryReplica {
         status.transferred(figures)
         status.message(String(format: "the backup at %@ follows from epoch %llu: %d pages in %d rounds, %.1f MiB, final pause %.2f ms",
                               peer.connection.remoteAddress, epoch, figures.pages, rounds,
-                              Double(figures.bytes) / 1048576, figures.pauseMilliseconds))
+                              Double(figures.bytes) / 1048576, figures.pauseMilliseconds), level: .notice)
     }
 
     // MARK: Flow control
 
     /// The slowest following backup's executed epochs, for the lag limit.
     private func updateSlowest() {
-        if let slowest = following.compactMap(\.rules.executedEpochs).min() { rules.backupExecuted(slowest) }
+        // A backup whose execution diverged reports nothing until the vote drops it.
+        let counted = following.filter { comparison.diverged[$0.id] == nil }
+        if let slowest = counted.compactMap(\.rules.executedEpochs).min() { rules.backupExecuted(slowest) }
     }
 
     /// Whether the slowest backup is further behind than `--max-lag` allows: in epochs, or in the
@@ -752,7 +832,7 @@ final class PrimaryReplica {
         for peer in following { try readReports(from: peer, wait: false) }
         while lagging {
             guard try flush() != nil else { return }
-            guard let slowest = following.min(by: { ($0.rules.executedEpochs ?? 0) < ($1.rules.executedEpochs ?? 0) })
+            guard let slowest = following.filter({ comparison.diverged[$0.id] == nil }).min(by: { ($0.rules.executedEpochs ?? 0) < ($1.rules.executedEpochs ?? 0) })
             else { return }
             try readReports(from: slowest, wait: true)
         }
@@ -771,19 +851,19 @@ final class PrimaryReplica {
             for chunk in chunks { peer.parser.append(chunk) }
             do {
                 while let message = try peer.parser.next() {
-                    let comparing = peer === comparingPeer
+                    let comparing = compares(peer)
+                    let stale = comparing && comparison.discardsReports(from: peer.id)
                     switch message {
                     case .rolledBack(let attempt) where comparing:
-                        try comparison.rolledBack(attempt: attempt)
+                        try comparison.rolledBack(attempt: attempt, from: peer.id)
                         _ = peer.rules.rolledBack(to: epoch)
-                    case .executed where comparing && comparison.discardsReports,
-                         .verdict where comparing && comparison.discardsReports:
+                    case .executed where stale, .verdict where stale:
                         continue // sent before the backup rolled back
                     // A backup cannot have executed more than it was sent (the final epoch included).
                     case .executed(let executed) where executed <= epoch &+ 1:
                         _ = peer.rules.executed(executed)
                     case .verdict(let verdict) where comparing:
-                        _ = try comparison.verdictArrived(verdict, currentEpoch: epoch)
+                        try comparison.verdictArrived(verdict, from: peer.id, currentEpoch: epoch)
                     default:
                         throw ReplicationError.protocolViolation("the backup reports \(message) at epoch \(epoch)")
                     }
@@ -797,7 +877,7 @@ final class PrimaryReplica {
                 peer.connection.close(refusal: "\(error)")
                 try lose(peer, reason)
             }
-            if peer === comparingPeer { try checkComparison() }
+            if context.settings.compare { try checkComparison() }
         }
     }
 

@@ -19,7 +19,7 @@ public struct FaultInjection: Sendable {
     public static func kill(at point: KillPoint, status: ReplicationStatus) -> FaultInjection {
         FaultInjection { phase, epoch in
             guard epoch >= point.epoch, phase == point.phase else { return }
-            status.message("fault injection: killing the primary at epoch \(epoch), phase \(phase.rawValue)")
+            status.message("fault injection: killing the primary at epoch \(epoch), phase \(phase.rawValue)", level: .notice)
             Glibc.kill(getpid(), SIGKILL)
         }
     }
@@ -78,6 +78,9 @@ public struct ReplicaContext: Sendable {
     public var faults: FaultInjection?
     /// A soft error to inject into this replica (`--inject-fault`), if it names this replica.
     public var softError: SoftError?
+    /// Which backup this replica is (`--inject-fault backupN` names it): 1 unless a pair of
+    /// several backups numbers them.
+    public var backupNumber = 1
     /// New backups: nil, a primary keeps the backups it started with and a backup that goes live
     /// runs alone.
     public var intake: BackupIntake?
@@ -105,7 +108,7 @@ public struct ReplicaContext: Sendable {
     /// still to come (nil once injected).
     func injectSoftError(_ pending: SoftError?, into machine: any Machine, epoch: UInt64) throws -> SoftError? {
         guard let pending, pending.epoch == epoch else { return pending }
-        status.message(try pending.inject(into: machine, image: setup.image))
+        status.message(try pending.inject(into: machine, image: setup.image), level: .notice)
         return nil
     }
 

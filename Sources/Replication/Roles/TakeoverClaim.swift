@@ -22,6 +22,13 @@ final class TakeoverClaim: @unchecked Sendable {
 
     private let condition = NSCondition()
     private var state = State.following(atHead: false)
+    private var generation: UInt64 = 0
+
+    /// The generation of the pair's membership this backup belongs to: its claim names it.
+    var membership: UInt64 {
+        get { condition.lock(); defer { condition.unlock() }; return generation }
+        set { condition.lock(); generation = newValue; condition.unlock() }
+    }
 
     /// The machine thread starts running the guest with every complete message consumed (true),
     /// or stops doing so to take messages or handle a boundary (false).

@@ -22,7 +22,7 @@ public enum CloseReason: Error, Equatable, Sendable, CustomStringConvertible {
         case .timeout(let ms): "nothing heard from the peer for \(ms) ms"
         case .protocolError(let e): "replication protocol error: \(e)"
         case .refusedByPeer(let why): "the peer ended replication: \(why)"
-        case .ioError(let e): "replication channel I/O error: \(e)"
+        case .ioError(let e): "the replication channel failed: \(e)"
         case .closedLocally: "closed"
         }
     }

@@ -103,7 +103,8 @@ final class SealedChannelHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        end(.ioError("\(error)"), handshake: .closed("\(error)"))
+        let text = NetworkErrorText.describe(error)
+        end(.ioError(text), handshake: .closed(text))
         context.close(promise: nil)
     }
 

@@ -37,13 +37,16 @@ public enum MessageType: UInt16, Sendable, CaseIterable, CustomStringConvertible
     case rollback = 11
     /// Backup to primary: it returned to the checkpoint (the rollback's attempt number).
     case rolledBack = 12
+    /// Primary to backup: the generation of the pair's membership the backup belongs to (the
+    /// arbiter accepts a claim only from a member of the current one).
+    case membership = 13
 
     /// Who sends messages of this type.
     public var sender: ReplicaRole? {
         switch self {
         case .invalid: nil
         case .environmentValues, .epochEnd, .output, .outputDone, .finished, .transferPages, .transferState,
-             .compare, .rollback: .primary
+             .compare, .rollback, .membership: .primary
         case .executed, .verdict, .rolledBack: .backup
         }
     }
@@ -63,6 +66,7 @@ public enum MessageType: UInt16, Sendable, CaseIterable, CustomStringConvertible
         case .verdict: "verdict"
         case .rollback: "rollback"
         case .rolledBack: "rolled-back"
+        case .membership: "membership"
         }
     }
 }
@@ -205,6 +209,8 @@ public enum Message: Equatable, Sendable {
     case verdict(Verdict)
     case rollback(RollbackRequest)
     case rolledBack(attempt: UInt32)
+    /// Format version 1: `u8` version, `u64` generation (at least 1).
+    case membership(generation: UInt64)
 
     public var type: MessageType {
         switch self {
@@ -220,6 +226,7 @@ public enum Message: Equatable, Sendable {
         case .verdict: .verdict
         case .rollback: .rollback
         case .rolledBack: .rolledBack
+        case .membership: .membership
         }
     }
 }

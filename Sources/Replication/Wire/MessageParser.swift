@@ -199,6 +199,12 @@ public struct MessageParser: Sendable {
             let version = try r.u8()
             guard version == RollbackRequest.formatVersion else { throw .badMessage(type, "format version \(version)") }
             message = .rolledBack(attempt: try r.u32())
+        case .membership:
+            let version = try r.u8()
+            guard version == 1 else { throw .badMessage(type, "format version \(version)") }
+            let generation = try r.u64()
+            guard generation > 0 else { throw .badMessage(type, "generation 0") }
+            message = .membership(generation: generation)
         }
         try r.finish()
         return message

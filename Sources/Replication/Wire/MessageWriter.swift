@@ -170,6 +170,12 @@ public struct MessageWriter: Sendable {
         buffer.writeMultipleIntegers(RollbackRequest.formatVersion, attempt, endianness: .little)
     }
 
+    public mutating func membership(generation: UInt64) {
+        closeValues()
+        header(.membership, 1 + 8)
+        buffer.writeMultipleIntegers(UInt8(1), generation, endianness: .little)
+    }
+
     /// Any message, for tests and tools (environment values as one message).
     public mutating func write(_ message: Message) {
         switch message {
@@ -194,6 +200,7 @@ public struct MessageWriter: Sendable {
         case .verdict(let v): verdict(v)
         case .rollback(let r): rollback(r)
         case .rolledBack(let attempt): rolledBack(attempt: attempt)
+        case .membership(let generation): membership(generation: generation)
         }
     }
 

@@ -1,13 +1,12 @@
 import Foundation
 import Hypervisor
-import Replication
 
 /// How a replica's process ended, as `lockstep pair` saw it.
-enum ReplicaEnd: Equatable, Sendable, CustomStringConvertible {
+public enum ReplicaEnd: Equatable, Sendable, CustomStringConvertible {
     case exited(Int32)
     case killed(signal: Int32)
 
-    var description: String {
+    public var description: String {
         switch self {
         case .exited(let status): "exited with status \(status)"
         case .killed(let signal): "was killed by \(Self.name(signal))"
@@ -15,14 +14,14 @@ enum ReplicaEnd: Equatable, Sendable, CustomStringConvertible {
     }
 
     /// Shorter, for the status line.
-    var brief: String {
+    public var brief: String {
         switch self {
         case .exited(let status): "exited (\(status))"
         case .killed(let signal): "killed (\(Self.name(signal)))"
         }
     }
 
-    static func name(_ signal: Int32) -> String {
+    public static func name(_ signal: Int32) -> String {
         switch signal {
         case SIGKILL: "SIGKILL"
         case SIGTERM: "SIGTERM"
@@ -32,39 +31,46 @@ enum ReplicaEnd: Equatable, Sendable, CustomStringConvertible {
         default: "signal \(signal)"
         }
     }
-
-    /// How `process` ended, if it did.
-    static func of(_ process: ReplicaProcess) -> ReplicaEnd? {
-        guard process.exitedAt != nil else { return nil }
-        return process.terminationReason == .uncaughtSignal ? .killed(signal: process.terminationStatus) : .exited(process.terminationStatus)
-    }
 }
 
 /// One look at the pair: the leading replica (its number, 0 for the primary started first, its
 /// statistics, how its process ended if it did), how the previous leader ended, and how many
 /// other replicas run.
-struct PairObservation: Sendable {
-    var leaderNumber: Int
-    var leader: ReplicationStatus.Snapshot?
-    var leaderEnd: ReplicaEnd?
-    var previousLeaderEnd: ReplicaEnd?
+public struct PairObservation: Sendable {
+    public var leaderNumber: Int
+    public var leader: ReplicationStatus.Snapshot?
+    public var leaderEnd: ReplicaEnd?
+    public var previousLeaderEnd: ReplicaEnd?
     /// Another replica that has gone live (it took over), before the fleet has made it the leader
     /// (or when the run ended first): its number and statistics.
-    var successor: (number: Int, stats: ReplicationStatus.Snapshot)?
-    var others: Int
+    public var successor: (number: Int, stats: ReplicationStatus.Snapshot)?
+    public var others: Int
     /// When the pair started and when this look was taken (seconds since 1970).
-    var started: Double
-    var now: Double
+    public var started: Double
+    public var now: Double
+
+    public init(leaderNumber: Int, leader: ReplicationStatus.Snapshot?, leaderEnd: ReplicaEnd?, previousLeaderEnd: ReplicaEnd?,
+                successor: (number: Int, stats: ReplicationStatus.Snapshot)?, others: Int, started: Double, now: Double)
+    {
+        self.leaderNumber = leaderNumber
+        self.leader = leader
+        self.leaderEnd = leaderEnd
+        self.previousLeaderEnd = previousLeaderEnd
+        self.successor = successor
+        self.others = others
+        self.started = started
+        self.now = now
+    }
 
     /// Seconds since the pair started at `time` (seconds since 1970).
-    func since(_ time: Double) -> Double { max(0, time - started) }
+    public func since(_ time: Double) -> Double { max(0, time - started) }
 }
 
 /// What `lockstep pair` shows of its replicas: a state machine fed with observations, which gives
 /// the status line (who is live, the backups' lag in epochs, the channel's rate) and, when the
 /// leader changes, the event to print as a line of its own (time, epoch, what happened).
-struct PairView {
-    enum Phase: Equatable {
+public struct PairView {
+    public enum Phase: Equatable, Sendable {
         /// The primary has not started running the guest with its backups yet.
         case starting
         /// Replica `leader` is live (0: the primary).
@@ -73,13 +79,15 @@ struct PairView {
         case failingOver(from: Int, end: ReplicaEnd?, at: Double)
     }
 
-    private(set) var phase: Phase = .starting
-    private(set) var failovers = 0
+    public private(set) var phase: Phase = .starting
+    public private(set) var failovers = 0
 
-    static func name(_ number: Int) -> String { number == 0 ? "primary" : "backup \(number)" }
+    public init() {}
+
+    public static func name(_ number: Int) -> String { number == 0 ? "primary" : "backup \(number)" }
 
     /// Takes one observation; returns the events it shows, one line each.
-    mutating func observe(_ o: PairObservation) -> [String] {
+    public mutating func observe(_ o: PairObservation) -> [String] {
         var events: [String] = []
         switch phase {
         case .starting:
@@ -141,7 +149,7 @@ struct PairView {
     }
 
     /// The status line for `o`.
-    func statusLine(_ o: PairObservation) -> String {
+    public func statusLine(_ o: PairObservation) -> String {
         let clock = Self.seconds(o.since(o.now))
         let history = failovers == 0 ? "" : " · \(failovers) failover\(failovers == 1 ? "" : "s")"
         switch phase {
@@ -177,66 +185,3 @@ struct PairView {
     }
 }
 
-/// The pair's status on the terminal's last row (`TerminalStatus`), refreshed four times a second
-/// from the fleet's replicas (statistics files and processes), and the pair's events as lines of
-/// their own through the console. Events are printed with or without a terminal; the status row
-/// only on one.
-final class PairStatusDisplay: @unchecked Sendable {
-    private let fleet: PairFleet
-    private let console: PairConsole
-    private let terminal: TerminalStatus
-    private let eventsWanted: Bool
-    private let started = Date().timeIntervalSince1970
-    private let lock = NSLock()
-    // Guarded by `lock`.
-    private var view = PairView()
-    private var timer: (any DispatchSourceTimer)?
-    private var previousLeader: ReplicaProcess?
-    private var currentLeader: (Int, ReplicaProcess)?
-
-    init(fleet: PairFleet, console: PairConsole, events: Bool) {
-        self.fleet = fleet
-        self.console = console
-        terminal = console.terminal
-        eventsWanted = events
-    }
-
-    func start() {
-        let source = DispatchSource.makeTimerSource(queue: .global())
-        source.schedule(deadline: .now(), repeating: 0.25)
-        source.setEventHandler { [weak self] in self?.refresh() }
-        lock.withLock { timer = source }
-        source.resume()
-    }
-
-    /// One last look (the final event, if any), then the status row is given back.
-    func stop() {
-        lock.withLock {
-            timer?.cancel()
-            timer = nil
-        }
-        refresh(final: true)
-        terminal.finish()
-    }
-
-    private func refresh(final: Bool = false) {
-        lock.withLock {
-            guard final || timer != nil, let (number, member) = fleet.leader else { return }
-            if let current = currentLeader, current.0 != number { previousLeader = current.1 }
-            if currentLeader == nil && number > 0 { previousLeader = fleet.members.first?.process }
-            currentLeader = (number, member.process)
-            let others = fleet.members.filter { $0.process !== member.process && $0.process.isRunning }.count
-            let members = fleet.members
-            let successor = members.indices.lazy.filter { $0 > number }.compactMap { index -> (number: Int, stats: ReplicationStatus.Snapshot)? in
-                guard let stats = ReplicationStatus.Snapshot.load(members[index].stats), stats.stateEnteredAt[.live] != nil else { return nil }
-                return (index, stats)
-            }.first
-            let observation = PairObservation(
-                leaderNumber: number, leader: ReplicationStatus.Snapshot.load(member.stats),
-                leaderEnd: ReplicaEnd.of(member.process), previousLeaderEnd: previousLeader.flatMap(ReplicaEnd.of),
-                successor: successor, others: others, started: started, now: Date().timeIntervalSince1970)
-            for event in view.observe(observation) where eventsWanted { console.message("lockstep pair: \(event)") }
-            if !final { terminal.show(view.statusLine(observation)) }
-        }
-    }
-}
