@@ -12,7 +12,7 @@ import Glibc
 ///
 /// The machine thread only stores its epoch and lag in atomic words (no lock, no clock per
 /// epoch); a timer refreshes the display and the file five times a second. A change of state is
-/// written at once.
+/// written at once (queued to the file's own writer, which keeps the order; `finish` waits for it).
 public final class ReplicationStatus: @unchecked Sendable {
     /// The JSON document written to `--stats-json`.
     public struct Snapshot: Codable, Sendable, Equatable {
@@ -216,7 +216,7 @@ public final class ReplicationStatus: @unchecked Sendable {
         source.resume()
     }
 
-    /// A change of state is written at once.
+    /// A change of state is written at once (queued: the caller never waits for the disk).
     public func set(state: ReplicaState) {
         lock.lock()
         defer { lock.unlock() }
