@@ -34,6 +34,7 @@ struct CLIFailure: Error, CustomStringConvertible {
             switch e {
             case .lostArbiter: self.init(e.description, status: ExitStatus.lostArbiter)
             case .mismatch: self.init(e.description, status: ExitStatus.outputMismatch)
+            case .outvoted: self.init(e.description, status: ExitStatus.outvoted)
             default: self.init(e.description, status: ExitStatus.replicationFailed)
             }
         case let e as HandshakeFailure:

@@ -205,7 +205,7 @@ struct PairCommand: ParsableCommand {
     /// The guest's status: the primary's if it finished the run, else the backup's.
     static func status(primary: ReplicaProcess, backup: ReplicaProcess) -> Int32 {
         let primaryFinished = primary.terminationReason == .exit
-            && primary.terminationStatus != ExitStatus.lostArbiter
+            && !ExitStatus.gaveWay(primary.terminationStatus)
         if primaryFinished && (primary.terminationStatus != ExitStatus.replicationFailed
                                || backup.terminationStatus == ExitStatus.replicationFailed) {
             return primary.terminationStatus
