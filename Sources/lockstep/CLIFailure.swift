@@ -36,6 +36,10 @@ struct CLIFailure: Error, CustomStringConvertible {
             case .mismatch: self.init(e.description, status: ExitStatus.outputMismatch)
             default: self.init(e.description, status: ExitStatus.replicationFailed)
             }
+        case let e as RejoinBehind:
+            self.init(e.description, status: ExitStatus.lostArbiter)
+        case let e as BackupLostArbiter:
+            self.init(e.description, status: ExitStatus.lostArbiter)
         case let e as HandshakeFailure:
             self.init("replication handshake failed: \(e)", status: ExitStatus.replicationFailed)
         case let e as SoftErrorSyntaxError:
