@@ -263,6 +263,7 @@ struct BackupCommand: ParsableCommand {
         }
         guard let announced, let host = announced.host else { preconditionFailure("an announcement has a host") }
         let winner = Endpoint(host: host, port: announced.port)
+        status.rejoining()
         status.message("re-joining the winner at \(winner)", level: .notice)
         do {
             return try network.connect(
