@@ -27,6 +27,35 @@ public struct FPUState: Hashable, Sendable, Codable {
     /// The reset state (FCW 0x37F, MXCSR 0x1F80, registers zero).
     public init() {}
 
+    private enum CodingKeys: String, CodingKey { case fpr, fcw, fsw, ftwx, lastOpcode, lastIP, lastDP, xmm, mxcsr }
+
+    /// The registers as hexadecimal strings (see `HexCoding`), the rest as numbers.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encodeHex(rows: fpr, forKey: .fpr)
+        try c.encode(fcw, forKey: .fcw)
+        try c.encode(fsw, forKey: .fsw)
+        try c.encode(ftwx, forKey: .ftwx)
+        try c.encode(lastOpcode, forKey: .lastOpcode)
+        try c.encode(lastIP, forKey: .lastIP)
+        try c.encode(lastDP, forKey: .lastDP)
+        try c.encodeHex(rows: xmm, forKey: .xmm)
+        try c.encode(mxcsr, forKey: .mxcsr)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        fpr = try c.decodeHexRows(forKey: .fpr)
+        fcw = try c.decode(UInt16.self, forKey: .fcw)
+        fsw = try c.decode(UInt16.self, forKey: .fsw)
+        ftwx = try c.decode(UInt8.self, forKey: .ftwx)
+        lastOpcode = try c.decode(UInt16.self, forKey: .lastOpcode)
+        lastIP = try c.decode(UInt64.self, forKey: .lastIP)
+        lastDP = try c.decode(UInt64.self, forKey: .lastDP)
+        xmm = try c.decodeHexRows(forKey: .xmm)
+        mxcsr = try c.decode(UInt32.self, forKey: .mxcsr)
+    }
+
     init(_ c: kvm_fpu) {
         var c = c
         // SAFETY: fpr is 8 × 16 bytes and xmm 16 × 16 bytes (C arrays imported as tuples);

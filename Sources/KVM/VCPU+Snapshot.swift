@@ -19,8 +19,8 @@ extension VCPU {
     /// calls, after completing any pending IN/MMIO read).
     public func snapshot() throws(KVMError) -> VCPUSnapshot {
         let indices = try snapshotMSRIndices()
-        let hasXSAVE = vm.checkExtension(.xsave) > 0
-        let hasXCRS = vm.checkExtension(.xcrs) > 0
+        let hasXSAVE = stateExtensions.xsave
+        let hasXCRS = stateExtensions.xcrs
         return VCPUSnapshot(
             registers: try registers(),
             specialRegisters: try specialRegisters(),

@@ -53,14 +53,12 @@ extension VCPU {
 
     /// The size of this VM's XSAVE area: `KVM_CHECK_EXTENSION(KVM_CAP_XSAVE2)` on the VM fd, or
     /// `sizeof(struct kvm_xsave)` (4096) on kernels without it.
-    public var xsaveSize: Int {
-        max(Int(vm.checkExtension(.xsave2)), MemoryLayout<kvm_xsave>.size)
-    }
+    public var xsaveSize: Int { stateExtensions.xsaveSize }
 
     /// The XSAVE area. The corresponding ioctl is `KVM_GET_XSAVE2` (or `KVM_GET_XSAVE` when the
     /// kernel lacks `KVM_CAP_XSAVE2`).
     public func xsave() throws(KVMError) -> XSAVEState {
-        let hasXSAVE2 = vm.checkExtension(.xsave2) > 0
+        let hasXSAVE2 = stateExtensions.xsave2
         var bytes = [UInt8](repeating: 0, count: xsaveSize)
         let fd = self.fd
         // SAFETY: `bytes` has the size KVM_CAP_XSAVE2 reports (or sizeof(struct kvm_xsave)),
@@ -223,5 +221,24 @@ extension VCPU {
     public func setMPState(_ state: MPState) throws(KVMError) {
         var c = kvm_mp_state(mp_state: state.rawValue)
         try Syscall.ioctl(fd, ckvm_KVM_SET_MP_STATE, &c, name: "KVM_SET_MP_STATE")
+    }
+}
+
+/// The `KVM_CHECK_EXTENSION` answers the vCPU state ioctls depend on.
+struct StateExtensions {
+    /// `KVM_CAP_XSAVE`, `KVM_CAP_XSAVE2` (whose value is the XSAVE area's size) and `KVM_CAP_XCRS`.
+    let xsave: Bool
+    let xsave2: Bool
+    let xcrs: Bool
+    /// `KVM_CHECK_EXTENSION(KVM_CAP_XSAVE2)`, or `sizeof(struct kvm_xsave)` (4096) on kernels
+    /// without it.
+    let xsaveSize: Int
+
+    init(vm: VirtualMachine) {
+        let xsave2Size = Int(vm.checkExtension(.xsave2))
+        xsave = vm.checkExtension(.xsave) > 0
+        xsave2 = xsave2Size > 0
+        xcrs = vm.checkExtension(.xcrs) > 0
+        xsaveSize = max(xsave2Size, MemoryLayout<kvm_xsave>.size)
     }
 }

@@ -39,6 +39,9 @@ public final class VCPU {
     /// The guest-debug configuration last set with `setGuestDebug(_:)`.
     public internal(set) var guestDebug = GuestDebug.disabled
     var readableMSRs: [UInt32]?
+    /// What `KVM_CHECK_EXTENSION` says about the state ioctls, asked once: it cannot change for
+    /// a VM, and a snapshot taken while the guest waits should not ask again.
+    lazy var stateExtensions = StateExtensions(vm: vm)
     private var signalUnblockedOn: pthread_t?
 
     init(fd: Int32, id: UInt, mmapSize: Int, vm: VirtualMachine) throws(KVMError) {

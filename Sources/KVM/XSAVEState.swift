@@ -9,6 +9,18 @@ public struct XSAVEState: Hashable, Sendable, Codable {
     /// An area from raw bytes (`VCPU.xsaveSize` long).
     public init(bytes: [UInt8]) { self.bytes = bytes }
 
+    private enum CodingKeys: String, CodingKey { case bytes }
+
+    /// `{"bytes": "<hexadecimal>"}` (see `HexCoding`).
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encodeHex(bytes, forKey: .bytes)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        bytes = try decoder.container(keyedBy: CodingKeys.self).decodeHex(forKey: .bytes)
+    }
+
     /// Byte offset of XMM0 in the legacy FXSAVE region.
     public static let xmmOffset = 160
 

@@ -140,10 +140,36 @@ public final class ReplicationStatus: @unchecked Sendable {
         /// How long the guest was stopped for the final copy (ms), and the whole transfer (s).
         public var pauseMilliseconds: Double
         public var seconds: Double
+        /// Where the pause went (absent in the statistics of older binaries).
+        public var pauseSteps: PauseSteps?
+
+        /// The parts of the final-copy pause, in milliseconds.
+        public struct PauseSteps: Codable, Sendable, Equatable {
+            /// Ending the last round: the dirty pages' harvest, their digests, the batch owed
+            /// to the following backups.
+            public var lastRound: Double
+            /// `Machine.captureState()`: the machine's state and its digest.
+            public var capture: Double
+            /// The last dirty pages: the dirty log's harvest and their copy into messages.
+            public var pages: Double
+            /// The transfer-state message: the RAM digest, the state's encoding.
+            public var state: Double
+            /// Handing the messages to the connection.
+            public var send: Double
+
+            public init(lastRound: Double, capture: Double, pages: Double, state: Double, send: Double) {
+                self.lastRound = lastRound
+                self.capture = capture
+                self.pages = pages
+                self.state = state
+                self.send = send
+            }
+        }
 
         public init(epoch: UInt64, rounds: Int, pages: Int, finalPages: Int, bytes: UInt64, memoryBytes: UInt64,
-                    pauseMilliseconds: Double, seconds: Double)
+                    pauseMilliseconds: Double, seconds: Double, pauseSteps: PauseSteps? = nil)
         {
+            self.pauseSteps = pauseSteps
             self.epoch = epoch
             self.rounds = rounds
             self.pages = pages

@@ -22,6 +22,13 @@ extension X86Machine {
             registers = try vcpu.registers()
             sregs = try vcpu.specialRegisters()
         } catch { throw X86Error.kvm(error) }
+        return stateDigest(ram: ram, registers: registers, sregs: sregs, devices: devices.encodedStates())
+    }
+
+    /// The state digest from the vCPU's registers and the devices' encoded states already read
+    /// (a snapshot has them: it need not ask KVM again or encode the devices twice).
+    func stateDigest(ram: StateDigest, registers: Registers, sregs: SpecialRegisters,
+                     devices deviceStates: [(String, [UInt8])]) -> StateDigest {
         var hasher = StateHasher()
         hasher.add("ram", ram.bytes)
         for number in 0..<16 { hasher.add("gpr\(number)", registers[generalPurpose: number]) }
@@ -37,7 +44,7 @@ extension X86Machine {
         }
         hasher.add("fs.base", sregs.fs.base)
         hasher.add("gs.base", sregs.gs.base)
-        for (name, bytes) in devices.encodedStates() { hasher.add(name, bytes) }
+        for (name, bytes) in deviceStates { hasher.add(name, bytes) }
         let clockState = clock.state
         hasher.add("clock.base-time", clockState.baseTime.nanoseconds)
         hasher.add("clock.base-progress", clockState.baseProgress)

@@ -54,12 +54,17 @@ extension X86Machine {
                                      atDeterministicExit: atInjectionPoint, interruptWindow: window,
                                      stepStart: stepStart)
         let clockState = clock.state
+        let deviceStates = devices.encodedStates()
+        // From the registers and device states just read: KVM is not asked again, nor the
+        // devices encoded twice.
+        let digest = stateDigest(ram: try memoryDigest.digest(), registers: vcpuState.registers,
+                                 sregs: vcpuState.specialRegisters, devices: deviceStates)
         return MachineState(
             architecture: architecture, epochClock: epochClock, progress: progress,
             clockBaseTime: clockState.baseTime, clockBaseProgress: clockState.baseProgress,
             processor: DeviceState.encoding(record),
-            devices: devices.encodedStates().map { DeviceState(name: $0.0, bytes: $0.1) },
-            digest: try stateDigest())
+            devices: deviceStates.map { DeviceState(name: $0.0, bytes: $0.1) },
+            digest: digest)
     }
 
     /// KVM finishes an IN, MMIO read or MSR read (stores the value, advances RIP) only when the

@@ -229,6 +229,9 @@ public final class X86Machine: Machine {
             try vcpu.setRegisters(entryState.registers)
             // IA32_TSC_AUX = 0, what RDTSCP and RDPID report.
             try vcpu.setMSRs([MSREntry(index: 0xC000_0103, value: 0)])
+            // Which MSRs a snapshot reads (about 0.5 ms of probing here), found now rather than
+            // while the guest waits for a live state transfer's final copy.
+            _ = try vcpu.snapshotMSRIndices()
         } catch {
             throw .kvmUnavailable(error)
         }

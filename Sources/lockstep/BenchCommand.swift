@@ -43,7 +43,7 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .customLong("qemu-x86"), help: "The qemu-system-x86_64 to compare with (default: from PATH).")
     var qemuX86: String?
 
-    @Option(help: "Another lockstep binary the boundary experiment measures the same way, for before/after ratios.")
+    @Option(help: "Another lockstep binary the boundary and reprotect experiments measure the same way, for before/after ratios.")
     var baseline: String?
 
     @OptionGroup var log: LogOptions

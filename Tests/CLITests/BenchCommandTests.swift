@@ -104,6 +104,21 @@ import FoundationXML
             }
         }
 
+        // Re-protection: transfers without and with the guest's memory writer, per engine; the
+        // writer's runs carry its region (24 MiB at 32 MiB of RAM: 6144 pages).
+        let transfers = try CSV.load(output + "/reprotect.csv")
+        for engine in hasKVM ? ["emulator", "KVM"] : ["emulator"] {
+            let rows = transfers.rows.filter { $0["engine"] == engine }
+            #expect(rows.contains { $0["write_pages_per_second"] == "0" }, "no transfer without the writer on \(engine)")
+            let writing = rows.filter { (Int($0["write_pages_per_second"] ?? "") ?? 0) > 0 }
+            #expect(!writing.isEmpty, "no transfer with the writer on \(engine)")
+            for row in writing { #expect((Int(row["pages"] ?? "") ?? 0) >= 6144, "\(row)") }
+            for row in rows {
+                #expect((Double(row["pause_seconds"] ?? "") ?? 0) > 0 && (Int(row["bytes"] ?? "") ?? 0) > 0, "\(row)")
+                #expect((Int(row["rounds"] ?? "") ?? 0) >= 1, "\(row)")
+            }
+        }
+
         // Channel traffic from the replicated runs.
         let channel = try CSV.load(output + "/channel.csv")
         #expect(!channel.rows.isEmpty && channel.rows.allSatisfy { (Double($0["bytes_sent_per_epoch"] ?? "") ?? 0) > 0 })

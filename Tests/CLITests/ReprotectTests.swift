@@ -164,6 +164,38 @@ import Glibc
         print("joiner states seen when killed: \(statesSeen.map(\.rawValue).sorted()); transfers completed: \(final.transfers.count)")
     }
 
+    /// The ticks guest's memory writer (`dirty=P span=M`, what the bench's write-rate sweep
+    /// runs): it runs, replicates, and a backup joins it while it writes; the transfer carries
+    /// its region and records where the pause went.
+    @Test("the memory writer replicates and a backup joins it while it writes", arguments: ["parisc", "x86"])
+    func memoryWriterJoin(_ arch: String) throws {
+        if arch == "x86" && !Lockstep.hasKVM {
+            try Test.cancel("the x86 case needs a usable /dev/kvm (lockstep doctor fails here)")
+        }
+        let c = FailoverCase(arch: arch, guest: "ticks", cmdline: "ticks=80 hz=20 dirty=100 span=16", input: "",
+                             usesDisk: false, hostClock: true, extraArguments: ["--memory", "32M"])
+        try #require(c.available, "\(c): the guest is not built (scripts/build-guests)")
+        let reference = try Lockstep.run(["run"] + c.arguments(disk: nil))
+        try #require(reference.status == 0, "the unreplicated run failed: \(reference.stderr)")
+        #expect(reference.stdout.contains("ticks dirty=100 span=16\n"), "\(reference.stdout)")
+        let stats = Scratch.path("\(arch)-writer-reprotect.json")
+        let run = try Self.pair(["--timeout", "300", "--kill-primary-times", "1", "--kill-primary-after", "0.2",
+                                 "--stats-json", stats] + c.arguments(disk: nil), input: "", pacedBy: 0)
+        #expect(!run.timedOut, "the run hung: \(run.stderr)")
+        #expect(run.status == 0, "status \(run.status): \(run.stderr)")
+        #expect(c.comparable(run.stdout) == c.comparable(reference.stdout),
+                "output\n\(run.stdout)\ndiffers from\n\(reference.stdout)")
+        let data = try #require(FileManager.default.contents(atPath: stats), "no statistics")
+        let document = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let transfers = (document["replicas"] as? [[String: Any]] ?? []).compactMap { replica in
+            (replica["stats"] as? [String: Any]).flatMap { try? JSONSerialization.data(withJSONObject: $0) }
+                .flatMap { try? JSONDecoder().decode(ReplicationStatus.Snapshot.self, from: $0) }
+        }.flatMap(\.transfers)
+        // The region is 16 MiB, 4096 pages, every one written before the transfer began.
+        #expect(transfers.count == 1 && transfers.allSatisfy { $0.pages >= 4096 && $0.pauseSteps != nil },
+                "transfers: \(transfers)")
+    }
+
     // MARK: Support
 
     /// A fresh disk image large enough for the case's blocks.

@@ -1,3 +1,4 @@
+import Foundation
 import KVM
 import Testing
 
@@ -32,6 +33,31 @@ struct ValueTests {
         #expect(VCPUExit.decode(kvmRun: page) == .hlt)
         setReason(8)
         #expect(VCPUExit.decode(kvmRun: page) == .shutdown)
+    }
+
+    @Test("XSAVE and FPU bytes encode as hexadecimal, decode from it or from older arrays, and refuse anything else")
+    func vcpuByteStrings() throws {
+        let xsave = XSAVEState(bytes: (0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+        let encoded = try JSONEncoder().encode(xsave)
+        #expect(String(decoding: encoded, as: UTF8.self).hasPrefix("{\"bytes\":\"00070e15"))
+        #expect(try JSONDecoder().decode(XSAVEState.self, from: encoded) == xsave)
+        // Snapshots written before: arrays of numbers.
+        #expect(try JSONDecoder().decode(XSAVEState.self, from: Data(#"{"bytes":[1,2,255]}"#.utf8)).bytes == [1, 2, 255])
+        #expect(try JSONDecoder().decode(XSAVEState.self, from: Data(#"{"bytes":"0A0b"}"#.utf8)).bytes == [10, 11])
+        for hostile in [#"{"bytes":"abc"}"#, #"{"bytes":"zz"}"#, #"{"bytes":"0x"}"#, #"{"bytes":[256]}"#, #"{"bytes":7}"#, "{}"] {
+            #expect(throws: (any Error).self, "\(hostile)") { try JSONDecoder().decode(XSAVEState.self, from: Data(hostile.utf8)) }
+        }
+        var fpu = FPUState()
+        fpu.xmm[3] = Array(0..<16)
+        fpu.fpr[7] = Array(repeating: 0xFF, count: 16)
+        fpu.lastIP = 0x1234
+        let fpuEncoded = try JSONEncoder().encode(fpu)
+        #expect(String(decoding: fpuEncoded, as: UTF8.self).contains("000102030405060708090a0b0c0d0e0f"))
+        #expect(try JSONDecoder().decode(FPUState.self, from: fpuEncoded) == fpu)
+        // The synthesized encoding of before (arrays of arrays of numbers) still decodes.
+        let legacy = #"{"fpr":[[1]],"fcw":895,"fsw":0,"ftwx":0,"lastOpcode":0,"lastIP":5,"lastDP":0,"xmm":[[2,3]],"mxcsr":8064}"#
+        let old = try JSONDecoder().decode(FPUState.self, from: Data(legacy.utf8))
+        #expect(old.fpr == [[1]] && old.xmm == [[2, 3]] && old.lastIP == 5 && old.mxcsr == 0x1F80)
     }
 
     @Test("DirtyBitmap sets, clears and lists pages")

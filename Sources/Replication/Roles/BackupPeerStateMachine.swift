@@ -49,7 +49,10 @@ public struct BackupPeerStateMachine: Sendable, Equatable {
     }
 
     /// A backup that joins: its first round is `pages` (every page of RAM that is not zero).
-    public static func joining(pages: [Int], finalCopyPages: Int = 512, maximumRounds: Int = 8) -> BackupPeerStateMachine {
+    /// The final copy waits for at most `finalCopyPages` dirty pages (128: 512 KiB, about a
+    /// millisecond of hashing and copying here; 512 made a guest writing 1000 pages a second
+    /// pause 5-10 ms).
+    public static func joining(pages: [Int], finalCopyPages: Int = 128, maximumRounds: Int = 8) -> BackupPeerStateMachine {
         BackupPeerStateMachine(state: .transferring(Round(number: 1, pages: pages, sent: 0)),
                                finalCopyPages: finalCopyPages, maximumRounds: maximumRounds)
     }

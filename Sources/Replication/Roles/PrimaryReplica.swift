@@ -724,12 +724,14 @@ final class PrimaryReplica {
             if let reason = peer.connection.closed { return try lose(peer, reason) }
             let pages = peer.rules.nextPages(limit: TransferPages.maximumCount)
             if pages.isEmpty {
+                // If this round is the last, the guest's pause starts here.
+                let roundEnd = NIODeadline.now().uptimeNanoseconds
                 let dirty = try machine.dirtyPages.take(for: consumer).pages
                 // Keeps the RAM digest current while the guest runs: the final copy rehashes little.
                 _ = try machine.memoryDigest.digest()
                 switch peer.rules.roundEnded(dirty: dirty) {
                 case .nextRound: continue
-                case .finalCopy: return try finalCopy(to: peer, dirty: dirty)
+                case .finalCopy: return try finalCopy(to: peer, dirty: dirty, pauseStart: roundEnd)
                 }
             }
             transferWriter.transferPages(pages, of: machine.memory)
@@ -754,8 +756,9 @@ final class PrimaryReplica {
 
     /// The stop-and-copy at this boundary: the guest waits while the machine's state is captured
     /// and the last dirty pages and the state are handed to the connection; the new backup
-    /// follows from the next epoch.
-    private func finalCopy(to peer: BackupPeer, dirty: [Int]) throws {
+    /// follows from the next epoch. The pause counts from `pauseStart`, when the last round's
+    /// dirty pages were harvested (and their digests brought up to date).
+    private func finalCopy(to peer: BackupPeer, dirty: [Int], pauseStart: UInt64) throws {
         // What the following backups are owed goes first: the new one's stream starts here.
         try flush()
         guard peers.contains(where: { $0 === peer }), let consumer = peer.consumer else { return }
@@ -763,9 +766,10 @@ final class PrimaryReplica {
         case .backup, .alone: break
         case .claiming, .deposed: return try lose(peer, .closedLocally)
         }
-        let pauseStart = NIODeadline.now().uptimeNanoseconds
+        let capturing = NIODeadline.now().uptimeNanoseconds
         // The state first: on KVM capturing completes the last exit, which may write RAM.
         let state = try machine.captureState()
+        let captured = NIODeadline.now().uptimeNanoseconds
         var pages = Set(dirty)
         pages.formUnion(try machine.dirtyPages.take(for: consumer).pages)
         let sorted = pages.sorted()
@@ -775,12 +779,14 @@ final class PrimaryReplica {
                                          of: machine.memory)
             start += TransferPages.maximumCount
         }
+        let copied = NIODeadline.now().uptimeNanoseconds
         transferWriter.transferState(TransferState(
             epoch: epoch, nextOutput: environment.outputs.nextSequence, consoleBytesDelivered: consoleBytesDelivered,
             partialLine: environment.outputs.heldLine, ramDigest: try machine.memoryDigest.digest(),
             machine: state.encoded))
         // A joiner belongs to the current membership generation.
         if membership > 0 { transferWriter.membership(generation: membership) }
+        let encoded = NIODeadline.now().uptimeNanoseconds
         let rounds = peer.rules.rounds
         guard try send(transferWriter.take(), to: peer) else { return }
         let pauseEnd = NIODeadline.now().uptimeNanoseconds
@@ -801,11 +807,15 @@ final class PrimaryReplica {
             epoch: epoch, rounds: rounds, pages: peer.rules.pagesSent, finalPages: sorted.count,
             bytes: peer.transferBytes, memoryBytes: UInt64(machine.memory.pageCount) * GuestMemory.pageSize,
             pauseMilliseconds: Double(pauseEnd - pauseStart) / 1e6,
-            seconds: Double(pauseEnd - peer.transferStarted) / 1e9)
+            seconds: Double(pauseEnd - peer.transferStarted) / 1e9,
+            pauseSteps: .init(lastRound: Double(capturing - pauseStart) / 1e6,
+                              capture: Double(captured - capturing) / 1e6, pages: Double(copied - captured) / 1e6,
+                              state: Double(encoded - copied) / 1e6, send: Double(pauseEnd - encoded) / 1e6))
         status.transferred(figures)
-        status.message(String(format: "the backup at %@ follows from epoch %llu: %d pages in %d rounds, %.1f MiB, final pause %.2f ms",
+        status.message(String(format: "the backup at %@ follows from epoch %llu: %d pages in %d rounds, %.1f MiB, final pause %.2f ms (capture %.2f)",
                               peer.connection.remoteAddress, epoch, figures.pages, rounds,
-                              Double(figures.bytes) / 1048576, figures.pauseMilliseconds), level: .notice)
+                              Double(figures.bytes) / 1048576, figures.pauseMilliseconds, Double(captured - capturing) / 1e6),
+                       level: .notice)
     }
 
     // MARK: Flow control
