@@ -12,7 +12,7 @@ import Glibc
 ///
 /// The machine thread only stores its epoch and lag in atomic words (no lock, no clock per
 /// epoch); a timer refreshes the display and the file five times a second. A change of state is
-/// written at once.
+/// written at once (queued to the file's own writer, which keeps the order; `finish` waits for it).
 public final class ReplicationStatus: @unchecked Sendable {
     /// The JSON document written to `--stats-json`.
     public struct Snapshot: Codable, Sendable, Equatable {
@@ -182,6 +182,11 @@ public final class ReplicationStatus: @unchecked Sendable {
     }
 
     private let lock = NSLock()
+    /// Writes the statistics file, in the order the snapshots were taken, off the callers'
+    /// threads and outside `lock`: on a busy disk one atomic write (a rename) took hundreds of
+    /// milliseconds, and the machine thread takes `lock` on its way to a takeover (its message and
+    /// its state), so a write in progress delayed going live by that much.
+    private let fileWriter = DispatchQueue(label: "lockstep.status.file")
     private let statsPath: String?
     private let interactive: Bool
     private let messageLevel: Logger.Level
@@ -237,7 +242,7 @@ public final class ReplicationStatus: @unchecked Sendable {
         source.resume()
     }
 
-    /// A change of state is written at once.
+    /// A change of state is written at once (queued: the caller never waits for the disk).
     public func set(state: ReplicaState) {
         lock.lock()
         defer { lock.unlock() }
@@ -307,6 +312,8 @@ public final class ReplicationStatus: @unchecked Sendable {
         snapshot.primaryFinalDigest = primaryFinalDigest
         write(Date())
         if interactive { terminal.finish() }
+        // The final figures are on disk when this returns (the process exits next).
+        fileWriter.sync {}
     }
 
     /// One line on standard error: what the replica does (`info`), an event a user should know
@@ -359,7 +366,8 @@ public final class ReplicationStatus: @unchecked Sendable {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             if let data = try? encoder.encode(snapshot) {
-                try? data.write(to: URL(fileURLWithPath: statsPath), options: .atomic)
+                // Queued while `lock` is held: the writes keep the snapshots' order.
+                fileWriter.async { try? data.write(to: URL(fileURLWithPath: statsPath), options: .atomic) }
             }
         }
     }

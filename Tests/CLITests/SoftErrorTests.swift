@@ -64,6 +64,25 @@ import Testing
         #expect(compared.stdout.contains(line))
     }
 
+    /// A soft error belongs to a replica: one meant for the primary stays with the primary. The
+    /// backup that took over from a primary killed before the fault's epoch leads the run (and
+    /// its replacement backups) without it. (The campaign found a leading backup injecting the
+    /// primary's fault into itself, with no backup to compare with yet: a "silent" run that was
+    /// the injection's error.)
+    @Test("a fault meant for a killed primary is not injected into its successor")
+    func faultStaysWithItsReplica() throws {
+        try #require(Lockstep.hasGuest("parisc", "cpu"), "the cpu guest is not built (scripts/build-guests)")
+        let guest = Lockstep.guest("parisc", "cpu")
+        let clean = try Lockstep.run(["run", guest], timeout: 120)
+        try #require(clean.status == 0, "the fault-free run failed: \(clean.stderr)")
+        let pair = try Lockstep.run(["pair", "--no-status-line", "--compare", "--digest-every", "16", "--inject-fault",
+                                     "primary:230:reg:gr22:25", "--kill-primary-at-epoch", "5", guest], timeout: 180)
+        #expect(pair.status == 0, "\(pair.stderr)")
+        #expect(pair.stdout == clean.stdout, "\(pair.stdout)")
+        #expect(pair.stderr.contains("lockstep pair: failover at"), "\(pair.stderr)")
+        #expect(!pair.stderr.contains("flipped bit"), "\(pair.stderr)")
+    }
+
     /// A rollback after console input: the `echo` guest's line buffer flipped in the primary
     /// while it reads piped lines. The replicas roll back over input already delivered, the
     /// primary delivers that input again, and every line is answered once, as without a fault;

@@ -115,6 +115,28 @@ func rawMessage(type: UInt16, payload: [UInt8], length: UInt32? = nil) -> [UInt8
     }
 
     /// Every way a peer can get a message wrong is a clean error, never a trap.
+    /// The epoch-end record, byte for byte as docs/protocol.md lays it out (the writer stores its
+    /// fixed-width fields itself, so a round trip alone could not catch a shifted field).
+    @Test func anEpochEndHasTheDocumentedLayout() throws {
+        func le(_ v: UInt64, _ n: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
+        let record = EpochRecord(epoch: 0x0102_0304_0506_0708, progress: 0x1112_1314_1516_1718, stop: .idle,
+                                 time: VirtualTime(nanoseconds: 0x2122_2324_2526_2728),
+                                 events: [.consoleInput([0x41, 0x0A])],
+                                 environmentCount: 0x3132_3334_3536_3738, outputCount: 0x4142_4344_4546_4748,
+                                 stateDigest: digestA)
+        let payload = le(record.epoch, 8) + le(record.progress, 8) + [1] + le(record.time.nanoseconds, 8)
+            + le(record.environmentCount, 8) + le(record.outputCount, 8) + [1] + digestA.bytes
+            + le(1, 4) + [1] + le(2, 4) + [0x41, 0x0A]
+        #expect(stream([.epochEnd(record)]) == le(2, 2) + le(UInt64(payload.count), 4) + payload)
+        var plain = record
+        plain.stateDigest = nil
+        plain.events = []
+        let short = le(plain.epoch, 8) + le(plain.progress, 8) + [1] + le(plain.time.nanoseconds, 8)
+            + le(plain.environmentCount, 8) + le(plain.outputCount, 8) + [0] + le(0, 4)
+        #expect(stream([.epochEnd(plain)]) == le(2, 2) + le(UInt64(short.count), 4) + short)
+        #expect(try parse(stream([.epochEnd(record), .epochEnd(plain)])) == [.epochEnd(record), .epochEnd(plain)])
+    }
+
     @Test func hostileMessagesAreRefused() {
         let cases: [(String, [UInt8], ReplicaRole)] = [
             ("type 0", rawMessage(type: 0, payload: []), .backup),

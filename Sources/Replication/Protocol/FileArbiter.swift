@@ -127,8 +127,14 @@ final class FileArbiter: Sendable {
         }
         defer { close(fd) }
         claim.withLock { $0 = .won }
+        // The exclusive create above is the test-and-set; the name written into the file only
+        // tells the loser who won, and any process sees it at once (NFS at close). It is not
+        // fsync'd: on a busy disk an fsync here took up to hundreds of milliseconds, at every
+        // failover, before the backup could go live (and it never made the create durable: that
+        // would take an fsync of the directory). A host crash takes both replicas with it, or
+        // the NFS server commits the create before answering it.
         let bytes = Array((claimant + "\n").utf8)
-        guard write(fd, bytes, bytes.count) == bytes.count, fsync(fd) == 0 else {
+        guard write(fd, bytes, bytes.count) == bytes.count else {
             throw .directory(path: path, errno: errno)
         }
         // The primary may have recorded a new generation between the check and the create: then

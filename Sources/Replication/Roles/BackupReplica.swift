@@ -152,6 +152,15 @@ final class BackupReplica {
     private let claim = TakeoverClaim()
     /// The message that ends the epoch being executed (its record, or the run's end), once taken.
     private var ending: BackupStateMachine.Action?
+    /// Whether the message that ends the epoch being executed is taken: a look at the case, where
+    /// `ending == nil` copied the record out (an outlined copy and destroy of a large enum payload,
+    /// several times per epoch).
+    private var hasEnding: Bool {
+        switch ending {
+        case .none: false
+        case .some: true
+        }
+    }
     /// The machine's progress when the epoch being executed started.
     private var epochStart: UInt64 = 0
     /// A failure found while the guest ran (taking the log for a value), thrown once it returns.
@@ -240,15 +249,26 @@ final class BackupReplica {
     /// primary what its outputs came to); nil when the next epoch is to run.
     private func runAndCheckEpoch(budget: UInt64) throws -> RunOutcome? {
         try takeReceived()
+        // The primary is already gone and its whole log is consumed: the epoch about to run is
+        // the failover epoch. Claim before running it, as the watcher does when the end comes
+        // while it runs: under the exits clock an epoch may last seconds, and the watcher, which
+        // saw unconsumed log when the connection ended, has left the claim to this thread.
+        while !hasEnding, connection.closed != nil {
+            guard try waitForLog() else {
+                environment.mode = .takingOver
+                try claimArbiter()
+                break
+            }
+            try takeReceived()
+        }
         let stop = try runEpoch(budget: budget)
         // The primary was found gone while the guest waited for a value: this epoch was the
         // failover epoch, its values taken from the log while it lasted.
         if environment.mode == .takingOver { return try takeOver(after: stop) }
         while true {
             guard try awaitEnding() else { return try takeOver(after: stop) }
-            let action = ending
-            ending = nil
-            switch action {
+            // Moved out, not copied: an epoch-end record is a large enum payload.
+            switch ending.take() {
             case .execute(let record)?:
                 try check(record, stop: stop)
                 return nil
@@ -269,7 +289,7 @@ final class BackupReplica {
     /// Takes every complete message received so far, up to the one that ends the epoch being
     /// executed (kept in `ending`).
     private func takeReceived() throws {
-        while ending == nil {
+        while !hasEnding {
             let message: Message?
             do {
                 message = try parser.next()
@@ -292,7 +312,7 @@ final class BackupReplica {
             case .performed(let through):
                 pending.removeAll { $0.record.sequence <= through }
             case .execute, .finish, .compare, .rollBack:
-                ending = action
+                ending = consume action
             case .member(let generation):
                 claim.membership = generation
             case .writePages(let pages):
@@ -332,7 +352,7 @@ final class BackupReplica {
     private func awaitEnding() throws -> Bool {
         while true {
             try takeReceived()
-            if ending != nil { return true }
+            if hasEnding { return true }
             guard try waitForLog() else { return false }
         }
     }
@@ -340,7 +360,7 @@ final class BackupReplica {
     /// Runs the guest for one epoch. While it runs with every complete message taken, the
     /// watcher may claim the arbiter the moment the connection ends.
     private func runEpoch(budget: UInt64) throws -> MachineStop {
-        claim.setAtHead(ending == nil)
+        claim.setAtHead(!hasEnding)
         defer { claim.setAtHead(false) }
         softError = try context.injectSoftError(softError, into: machine, epoch: rules.epoch)
         do {
@@ -368,10 +388,10 @@ final class BackupReplica {
             while true {
                 try takeReceived()
                 if environment.holdsValue {
-                    claim.setAtHead(ending == nil)
+                    claim.setAtHead(!hasEnding)
                     return
                 }
-                if ending != nil {
+                if hasEnding {
                     throw divergence("the guest executed more environment instructions than the primary's in this epoch")
                 }
                 if try !waitForLog() {
@@ -727,7 +747,7 @@ final class BackupReplica {
             let primary = PrimaryReplica(machine: machine, environment: leader, backups: [], arbiter: arbiter,
                                          context: leading,
                                          start: .init(epoch: rules.epoch + 1, consoleBytesDelivered: consoleBytesDelivered,
-                                                      aloneReason: reason))
+                                                      aloneReason: reason, origin: .successor(pendingFault: softError)))
             return try primary.run()
         }
         let session = LocalSession(machine: machine, environment: environment,

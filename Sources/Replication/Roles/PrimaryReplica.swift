@@ -187,7 +187,10 @@ final class PrimaryReplica {
         consoleBytesDelivered = start.consoleBytesDelivered
         session = context.intake?.session ?? []
         if backups.isEmpty { environment.recording = .off }
-        softError = context.softError.flatMap { $0.replica == .primary ? $0 : nil }
+        softError = switch start.origin {
+        case .primary: context.softError.flatMap { $0.replica == .primary ? $0 : nil }
+        case .successor(let pending): pending
+        }
     }
 
     /// Where a primary's run stands when it starts.
@@ -196,6 +199,16 @@ final class PrimaryReplica {
         var consoleBytesDelivered: UInt64 = 0
         /// Why a replica that starts without backups is alone.
         var aloneReason: CloseReason = .closedLocally
+        var origin: Origin = .primary
+    }
+
+    /// Which replica this is, for a soft error injected into one replica (`--inject-fault`).
+    enum Origin {
+        /// The replica started as the primary: it takes the primary's fault.
+        case primary
+        /// A backup that took over and leads: it keeps its own fault still to come (a fault
+        /// meant for the primary stays with the primary, dead or not).
+        case successor(pendingFault: SoftError?)
     }
 
     private var following: [BackupPeer] { peers.filter { $0.rules.isFollowing } }
@@ -685,8 +698,10 @@ final class PrimaryReplica {
     /// At a boundary: takes the backups waiting to join, and sends each joining one the next
     /// part of the primary's state.
     private func serveBackups() throws {
-        guard let intake = context.intake, let listener else { return }
-        while let connection = listener.accept(until: .distantPast) {
+        guard let listener, let intake = context.intake else { return }
+        // `hasPending` first: a lock and a look, where `accept` builds a deadline and waits on
+        // it (about 800 host instructions at every boundary, with nobody joining).
+        while listener.hasPending, let connection = listener.accept(until: .distantPast) {
             guard connection.purpose == .joinRunning else {
                 connection.close(refusal: ReplicationListener.alreadyReplicating)
                 continue
