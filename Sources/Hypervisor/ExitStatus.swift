@@ -5,7 +5,7 @@
 /// |---|---|
 /// | 0 | the guest finished: a halt, a clean shutdown, a debug-exit write of 0, or a guest left waiting for console input after input closed |
 /// | odd, 1-255 | the guest wrote `value` to its debug-exit register: `(value << 1) \| 1`, modulo 256, as QEMU's isa-debug-exit |
-/// | even, 64-80 | Lockstep's own outcome (`Failure`), with one line on standard error |
+/// | even, 64-82 | Lockstep's own outcome (`Failure`), with one line on standard error |
 ///
 /// The only departure from QEMU is a debug-exit write of 0, which QEMU reports as 1: Lockstep
 /// reports it as 0, so that success is 0 on both architectures (the bundled x86 guests end
@@ -33,6 +33,9 @@ public enum ExitStatus {
         case lostArbiter = 78
         /// Output comparison (`--compare`) found the replicas disagree and withheld the output.
         case outputMismatch = 80
+        /// Output comparison with several backups outvoted this primary: it stepped down (its
+        /// output withheld) so that a backup of the majority takes over.
+        case outvoted = 82
 
         /// The name scripts read in `--stats-json` files (`outcome`).
         public var name: String {
@@ -46,6 +49,7 @@ public enum ExitStatus {
             case .replicationFailed: "replication-failed"
             case .lostArbiter: "lost-arbiter"
             case .outputMismatch: "output-mismatch"
+            case .outvoted: "outvoted"
             }
         }
 
@@ -119,4 +123,10 @@ public enum ExitStatus {
     public static let lostArbiter = Failure.lostArbiter.rawValue
     /// See `Failure.outputMismatch`.
     public static let outputMismatch = Failure.outputMismatch.rawValue
+    /// See `Failure.outvoted`.
+    public static let outvoted = Failure.outvoted.rawValue
+
+    /// Whether a replica that exited with `status` stopped so that another replica goes on (it
+    /// lost the arbiter, or the vote outvoted it): a failover, not the end of the run.
+    public static func gaveWay(_ status: Int32) -> Bool { status == lostArbiter || status == outvoted }
 }

@@ -14,6 +14,8 @@ public final class HostConsole: @unchecked Sendable {
     private var closed = false
     private var received: UInt64 = 0
     private var skip: UInt64 = 0
+    /// All the bytes `discardInput` was asked to drop.
+    private var discarded: UInt64 = 0
     private let output: FileHandle?
     private let framing: Framing
     private let bufferLimit: Int?
@@ -111,6 +113,15 @@ public final class HostConsole: @unchecked Sendable {
         let now = Int(min(count, UInt64(pending.count)))
         pending.removeFirst(now)
         skip += count - UInt64(now)
+        discarded += count
+    }
+
+    /// How many bytes of input `discardInput` has dropped in all: a backup that goes on to join
+    /// another replica with this console counts from there.
+    public var inputDiscarded: UInt64 {
+        condition.lock()
+        defer { condition.unlock() }
+        return discarded
     }
 
     /// Takes the bytes typed so far, at most `limit` of them (the rest wait for the next call).

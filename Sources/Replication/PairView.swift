@@ -8,6 +8,8 @@ public enum ReplicaEnd: Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
+        case .exited(ExitStatus.outvoted): "was outvoted and stepped down (status \(ExitStatus.outvoted))"
+        case .exited(ExitStatus.lostArbiter): "lost the arbiter (status \(ExitStatus.lostArbiter))"
         case .exited(let status): "exited with status \(status)"
         case .killed(let signal): "was killed by \(Self.name(signal))"
         }
@@ -112,8 +114,8 @@ public struct PairView {
             } else if let end = o.leaderEnd, let successor = o.successor, Self.abnormal(end) {
                 events.append(failover(from: leader, end: end, noticed: nil, o, to: successor))
             } else if let end = o.leaderEnd, o.others > 0 {
-                // A guest's own end (any exit but a lost arbiter) is no failure.
-                if case .exited(let status) = end, status != ExitStatus.lostArbiter { break }
+                // A guest's own end (any exit but giving way: a lost arbiter, outvoted) is no failure.
+                if case .exited(let status) = end, !ExitStatus.gaveWay(status) { break }
                 phase = .failingOver(from: leader, end: end, at: o.since(o.now))
             }
         case .failingOver(let from, let end, let at):
@@ -126,9 +128,9 @@ public struct PairView {
         return events
     }
 
-    /// Whether a leader's end is a failure (a signal, or a lost arbiter), not the guest's own end.
+    /// Whether a leader's end is a failure (a signal, a lost arbiter, outvoted), not the guest's own end.
     static func abnormal(_ end: ReplicaEnd) -> Bool {
-        if case .exited(let status) = end { return status == ExitStatus.lostArbiter }
+        if case .exited(let status) = end { return ExitStatus.gaveWay(status) }
         return true
     }
 

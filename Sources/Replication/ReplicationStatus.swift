@@ -255,6 +255,16 @@ public final class ReplicationStatus: @unchecked Sendable {
 
     public var state: ReplicaState { lock.withLock { snapshot.state } }
 
+    /// A backup that lost the arbiter re-joins the winner: its claim is over, so a later
+    /// takeover records its own time and epoch (the display times failovers by them).
+    public func rejoining() {
+        lock.lock()
+        defer { lock.unlock() }
+        snapshot.stateEnteredAt[.takingOver] = nil
+        snapshot.stateEnteredAtEpoch[.takingOver] = nil
+        write(Date())
+    }
+
     /// The number of backups following now. Going to none starts "unprotected since"; the first
     /// backup after that records how long the replica ran unprotected.
     public func backups(_ count: Int) {

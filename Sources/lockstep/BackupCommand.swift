@@ -94,22 +94,25 @@ struct BackupCommand: ParsableCommand {
         // primary's nonce, and the primary has this very disk image open. The disk opened for
         // the proof is the one the replica uses.
         let proven = Mutex<(session: [UInt8], disk: DiskHandoff)?>(nil)
-        let verify: @Sendable ([UInt8]) -> String? = { session in
-            if let knownSession, knownSession != session {
-                return "the primary runs another session than this backup's --session"
+        // `expected`: the session this backup was told to follow (a re-join follows another).
+        let verify: @Sendable ([UInt8]?) -> @Sendable ([UInt8]) -> String? = { expected in
+            { session in
+                if let expected, expected != session {
+                    return "the primary runs another session than this backup's --session"
+                }
+                let arbiter = Arbiter(specification, session: session, status: status)
+                if let refusal = SharingProof.checkArbiter(arbiter, key: key, session: session) { return refusal }
+                let disk: HostDisk?
+                do { disk = try setup.openDisk(sharing: .pair(token: session)) } catch { return CLIFailure(error).message }
+                if let disk, let refusal = SharingProof.checkDisk(disk, session: session, warn: { status.message($0, level: .warning) }) {
+                    return refusal
+                }
+                proven.withLock { $0 = (session, DiskHandoff(disk)) }
+                return nil
             }
-            let arbiter = Arbiter(specification, session: session, status: status)
-            if let refusal = SharingProof.checkArbiter(arbiter, key: key, session: session) { return refusal }
-            let disk: HostDisk?
-            do { disk = try setup.openDisk(sharing: .pair(token: session)) } catch { return CLIFailure(error).message }
-            if let disk, let refusal = SharingProof.checkDisk(disk, session: session, warn: { status.message($0, level: .warning) }) {
-                return refusal
-            }
-            proven.withLock { $0 = (session, DiskHandoff(disk)) }
-            return nil
         }
         let credentials = ReplicationNetwork.Credentials(key: key, identity: ReplicaIdentity(setup: setup),
-                                                         watchdog: watchdog, verifySharing: verify)
+                                                         watchdog: watchdog, verifySharing: verify(knownSession))
         let connectLimit = try connectTimeoutDuration()
         let deadline = Date(timeIntervalSinceNow: Double(DurationParser.nanoseconds(connectLimit)) / 1e9)
         let connection: ReplicationConnection
@@ -148,39 +151,131 @@ struct BackupCommand: ParsableCommand {
                 throw CLIFailure("cannot reach the primary at \(endpoint): \(NetworkErrorText.describe(error))", status: ExitStatus.unavailable)
             }
         }
-        let disk = try proven.withLock { $0 }.flatMap { $0.session == connection.session ? $0.disk : nil }
-            ?? DiskHandoff(setup.openDisk(sharing: .pair(token: connection.session)))
+        /// The disk this process proved it shares with the replica of `session`.
+        let provenDisk: @Sendable ([UInt8]) throws -> DiskHandoff = { session in
+            try proven.withLock { $0 }.flatMap { $0.session == session ? $0.disk : nil }
+                ?? DiskHandoff(setup.openDisk(sharing: .pair(token: session)))
+        }
         let arbiter = Arbiter(specification, session: connection.session, status: status)
         status.message(join ? "joining the running primary at \(endpoint)" : "following the primary at \(endpoint)")
         status.startRefreshing()
-        let portFile = portFile
-        let intake = leadEndpoint.map { endpoint in
-            BackupIntake(
-                maximumBackups: backups, session: connection.session,
-                listener: { session in
-                    let listener = try network.listen(
-                        on: endpoint, timing: timing,
-                        credentials: .init(key: key, identity: ReplicaIdentity(setup: setup), watchdog: watchdog),
-                        session: session) { status.message($0, level: .warning) }
-                    status.message("taking new backups on \(endpoint.host):\(listener.port)")
-                    if let portFile {
-                        try Data("\(listener.port)\n".utf8).write(to: URL(fileURLWithPath: portFile), options: .atomic)
-                    }
-                    return listener
-                },
-                arbiter: { next in
-                    let arbiter = Arbiter(specification, session: next, status: status)
-                    try arbiter.register(claimant: "backup pid \(getpid())")
-                    // New backups prove they share this arbiter, as with any primary.
-                    try arbiter.publish(nonce: SharingProof.arbiterNonce(key: key, session: next))
-                    return arbiter
-                })
+        let portFile = portFile, maximumBackups = backups
+        // With re-protection on: the intake of a backup that follows the pair of `session`. If it
+        // wins that pair's arbiter, it announces there where it takes new backups, for the
+        // backups that lost (they re-join it).
+        let intake: @Sendable ([UInt8]) -> BackupIntake? = { session in
+            leadEndpoint.map { endpoint in
+                BackupIntake(
+                    maximumBackups: maximumBackups, session: session,
+                    listener: { next in
+                        let listener = try network.listen(
+                            on: endpoint, timing: timing,
+                            credentials: .init(key: key, identity: ReplicaIdentity(setup: setup), watchdog: watchdog),
+                            session: next) { status.message($0, level: .warning) }
+                        status.message("taking new backups on \(endpoint.host):\(listener.port)")
+                        if let portFile {
+                            try Data("\(listener.port)\n".utf8).write(to: URL(fileURLWithPath: portFile), options: .atomic)
+                        }
+                        // Without it the losers stop (78) and re-protection replaces them: worth a
+                        // warning, not the run.
+                        do {
+                            try Arbiter(specification, session: session, status: status)
+                                .announceLeader(HostPort(host: endpoint.host, port: listener.port))
+                        } catch {
+                            status.message("cannot announce this replica's address in the arbiter (backups that lost it stop): \(error)",
+                                           level: .warning)
+                        }
+                        return listener
+                    },
+                    arbiter: { next in
+                        let arbiter = Arbiter(specification, session: next, status: status)
+                        try arbiter.register(claimant: "backup pid \(getpid())")
+                        // New backups prove they share this arbiter, as with any primary.
+                        try arbiter.publish(nonce: SharingProof.arbiterNonce(key: key, session: next))
+                        return arbiter
+                    })
+            }
         }
         var context = ReplicaContext(setup: setup, settings: settings, status: status, watchdog: watchdog,
-                                     console: consoleFraming.console, disk: disk,
-                                     intake: intake, softError: replication.softError)
+                                     console: consoleFraming.console, disk: nil,
+                                     intake: intake(connection.session), softError: replication.softError)
         context.backupNumber = backupNumber ?? 1
-        try runReplicaCommand(.backup, connection: connection, arbiter: arbiter, context: context, network: network)
+        guard leadEndpoint != nil else {
+            context.disk = try provenDisk(connection.session)
+            try runReplicaCommand(.backup, connection: connection, arbiter: arbiter, context: context, network: network)
+            return
+        }
+        // Re-protection is on: a backup that loses the arbiter to another backup re-joins the
+        // winner in this process, keeping its console and the input it read.
+        let first = connection
+        let rejoinCredentials = ReplicationNetwork.Credentials(key: key, identity: ReplicaIdentity(setup: setup),
+                                                               watchdog: watchdog, verifySharing: verify(nil))
+        // Held here only until the first run takes it: a re-join closes the old pair's disk first.
+        let firstDisk = Mutex<DiskHandoff?>(try provenDisk(connection.session))
+        let base = context
+        try runReplicaCommand(context: base, network: network, connections: [first]) {
+            var connection = first, arbiter = arbiter, context = base
+            context.disk = firstDisk.withLock { disk in
+                defer { disk = nil }
+                return disk
+            }
+            defer { connection.close() }
+            while true {
+                do {
+                    return try runReplica(.backup, connection: connection, arbiter: arbiter, context: context)
+                } catch let lost as BackupLostArbiter {
+                    connection.close()
+                    // The old pair's disk handle goes before the winner's pair opens the image.
+                    context.disk = nil
+                    proven.withLock { $0 = nil }
+                    connection = try Self.rejoinWinner(lostTo: lost.holder, arbiter: arbiter, wait: connectLimit, network: network,
+                                                       timing: timing, credentials: rejoinCredentials, status: status)
+                    arbiter = Arbiter(specification, session: connection.session, status: status)
+                    context.disk = try provenDisk(connection.session)
+                    context.intake = intake(connection.session)
+                }
+            }
+        }
+    }
+
+    /// A backup that lost its pair's arbiter to another backup: waits (at most `wait`) for the
+    /// winner's announcement of where it takes new backups, in the arbiter both share, then
+    /// joins it there by state transfer (the handshake and proof of sharing of any joiner).
+    static func rejoinWinner(lostTo holder: String, arbiter: Arbiter, wait: Duration, network: ReplicationNetwork,
+                             timing: ConnectionTiming, credentials: ReplicationNetwork.Credentials,
+                             status: ReplicationStatus) throws -> ReplicationConnection
+    {
+        let deadline = Date(timeIntervalSinceNow: Double(DurationParser.nanoseconds(wait)) / 1e9)
+        // The state stays "taking over" until the join starts: `lockstep pair` stops joiners
+        // that do not follow once their leader is gone.
+        // Nobody holds it (this backup was dropped by a primary that runs on): no winner to join.
+        guard arbiter.holder != nil else { throw CLIFailure(ReplicationError.lostArbiter(holder: holder)) }
+        var announced: HostPort?
+        while announced == nil {
+            announced = try arbiter.readLeader()
+            if announced == nil {
+                guard Date() < deadline else {
+                    throw CLIFailure("\(ReplicationError.lostArbiter(holder: holder)): the winner announced no address for new backups within \(DurationParser.describe(wait))",
+                                     status: ExitStatus.lostArbiter)
+                }
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+        }
+        guard let announced, let host = announced.host else { preconditionFailure("an announcement has a host") }
+        let winner = Endpoint(host: host, port: announced.port)
+        status.rejoining()
+        status.message("re-joining the winner at \(winner)", level: .notice)
+        do {
+            return try network.connect(
+                to: winner, timing: timing, credentials: credentials, purpose: .joinRunning, until: deadline,
+                waiting: { error in status.message("waiting for the winner at \(winner) (\(NetworkErrorText.describe(error)))") })
+        } catch let unreachable as PrimaryUnreachable {
+            throw CLIFailure("cannot re-join the winner at \(winner): \(unreachable.lastFailure)", status: ExitStatus.lostArbiter)
+        } catch let failure as HandshakeFailure {
+            throw CLIFailure("re-joining the winner at \(winner) failed: \(failure)", status: ExitStatus.lostArbiter)
+        } catch {
+            throw CLIFailure("cannot re-join the winner at \(winner): \(NetworkErrorText.describe(error))", status: ExitStatus.lostArbiter)
+        }
     }
 
     /// The primary started (its nonce is in the arbiter) and died before this backup joined: it

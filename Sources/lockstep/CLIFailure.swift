@@ -34,8 +34,13 @@ struct CLIFailure: Error, CustomStringConvertible {
             switch e {
             case .lostArbiter: self.init(e.description, status: ExitStatus.lostArbiter)
             case .mismatch: self.init(e.description, status: ExitStatus.outputMismatch)
+            case .outvoted: self.init(e.description, status: ExitStatus.outvoted)
             default: self.init(e.description, status: ExitStatus.replicationFailed)
             }
+        case let e as RejoinBehind:
+            self.init(e.description, status: ExitStatus.lostArbiter)
+        case let e as BackupLostArbiter:
+            self.init(e.description, status: ExitStatus.lostArbiter)
         case let e as HandshakeFailure:
             self.init("replication handshake failed: \(e)", status: ExitStatus.replicationFailed)
         case let e as SoftErrorSyntaxError:

@@ -11,7 +11,7 @@ struct Lockstep: ParsableCommand {
         discussion: """
             Exit status: 0 when the guest finished (a halt, a clean shutdown, a debug-exit write of 0); \
             (value << 1) | 1, an odd number, when the guest wrote value to its debug-exit register (QEMU's \
-            isa-debug-exit convention); an even number from 64 to 80 for Lockstep's own outcome, with one line \
+            isa-debug-exit convention); an even number from 64 to 82 for Lockstep's own outcome, with one line \
             on standard error: \(ExitStatus.Failure.allCases.map { "\($0.rawValue) \($0.name)" }.joined(separator: ", ")).
             """,
         version: version,

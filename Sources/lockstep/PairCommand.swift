@@ -205,7 +205,7 @@ struct PairCommand: ParsableCommand {
     /// The guest's status: the primary's if it finished the run, else the backup's.
     static func status(primary: ReplicaProcess, backup: ReplicaProcess) -> Int32 {
         let primaryFinished = primary.terminationReason == .exit
-            && primary.terminationStatus != ExitStatus.lostArbiter
+            && !ExitStatus.gaveWay(primary.terminationStatus)
         if primaryFinished && (primary.terminationStatus != ExitStatus.replicationFailed
                                || backup.terminationStatus == ExitStatus.replicationFailed) {
             return primary.terminationStatus
@@ -303,9 +303,9 @@ final class ReplicaProcess: Process, @unchecked Sendable {
 /// The shared console of a pair: standard input copied to every replica (one that starts
 /// later first gets everything read so far, kept in a file, so every replica sees the same
 /// input stream), their standard outputs copied to ours. A replica prints nothing until it is
-/// live, which is after every replica started before it has died or stopped; so each replica's
-/// output is copied only once the output of every replica started before it has ended, and
-/// output keeps its order. Replicas write numbered frames (`--console-frames`), and a record
+/// live, which is after every replica live before it has died or stopped; so each replica's
+/// output is copied only once the output of every replica that printed before it has ended,
+/// and output keeps its order. Replicas write numbered frames (`--console-frames`), and a record
 /// that a failover performs again (docs/protocol.md, "Guarantees and their limits") is copied
 /// once. The replicas' messages (their standard error) and the pair's own come through here
 /// too, each on a line of its own: never glued to a line the guest has not finished.
@@ -324,7 +324,8 @@ final class PairConsole: @unchecked Sendable {
     private let backlog: FileHandle
     private var backlogSize: UInt64 = 0
     private var inputEnded = false
-    private var ended: [DispatchSemaphore] = []
+    /// Each replica's end of output, its process, and whether it has printed (been live) yet.
+    private var ended: [(semaphore: DispatchSemaphore, process: ReplicaProcess, printed: Bool)] = []
     private let relaysDone = DispatchGroup()
 
     private enum LinePosition {
@@ -373,27 +374,37 @@ final class PairConsole: @unchecked Sendable {
         process.standardOutput = output
         process.standardError = errors
         let mine = DispatchSemaphore(value: 0)
-        let earlier: [DispatchSemaphore] = try lock.withLock {
+        let index: Int = try lock.withLock {
             try process.run()
             let writer = input.fileHandleForWriting
             // A replica that exits at once closes its input: what it missed does not matter.
             do { try replayBacklog(to: writer) } catch let failure as CLIFailure { throw failure } catch {}
             if inputEnded { try? writer.close() } else { inputs.append(writer) }
-            defer { ended.append(mine) }
-            return ended
+            defer { ended.append((mine, process, false)) }
+            return ended.count
         }
         relaysDone.enter()
         relaysDone.enter()
         let reader = output.fileHandleForReading
         let thread = Thread { [self] in
-            var waited = earlier.isEmpty
+            var waited = false
             var frames = ConsoleFrameReader()
             var malformed = false
             while true {
                 let data = HostConsole.readChunk(from: reader, what: "a replica's output")
                 if data.isEmpty { break }
                 if !waited {
-                    for other in earlier {
+                    // Copied once every other replica that printed (was live) before this one,
+                    // or has exited (it may have printed what is not read yet), has ended its
+                    // output. Not by start order: a backup that lost the arbiter and re-joined
+                    // the winner runs on, started before it, and prints only if it goes live
+                    // later, after this one.
+                    let before: [DispatchSemaphore] = lock.withLock {
+                        ended[index].printed = true
+                        return ended.indices.filter { $0 != index && (ended[$0].printed || !ended[$0].process.isRunning) }
+                            .map { ended[$0].semaphore }
+                    }
+                    for other in before {
                         other.wait()
                         other.signal()
                     }

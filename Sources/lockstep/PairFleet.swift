@@ -99,7 +99,7 @@ final class PairFleet: @unchecked Sendable {
             }
             if !leader.process.isRunning {
                 let normal = leader.process.terminationReason == .exit
-                    && leader.process.terminationStatus != ExitStatus.lostArbiter
+                    && !ExitStatus.gaveWay(leader.process.terminationStatus)
                 // Backups that were still joining the leader that is gone can never follow it.
                 stopJoinersNotFollowing(others)
                 if normal || stopped || others.isEmpty { return }
@@ -220,9 +220,21 @@ final class PairFleet: @unchecked Sendable {
     /// The guest's status: the leader's once it finished the run; while the first primary leads,
     /// as a pair of two always did.
     func status(primary: ReplicaProcess, backup: ReplicaProcess) -> Int32 {
-        let leader = lock.withLock { all[leaderIndex] }
-        if leader.process === primary { return PairCommand.status(primary: primary, backup: backup) }
-        let finished = leader.process.terminationReason == .exit && leader.process.terminationStatus != ExitStatus.lostArbiter
+        let (leader, members) = lock.withLock { (all[leaderIndex], all) }
+        if leader.process === primary {
+            // A primary that gave way (outvoted, or its arbiter lost) to a backup that finished
+            // the run before the fleet saw it lead: that backup's status is the run's.
+            if primary.terminationReason == .exit, ExitStatus.gaveWay(primary.terminationStatus),
+               let successor = members.dropFirst().first(where: {
+                   $0.process.terminationReason == .exit && !ExitStatus.gaveWay($0.process.terminationStatus)
+                       && ReplicationStatus.Snapshot.load($0.stats)?.stateEnteredAt[.live] != nil
+               })
+            {
+                return successor.process.terminationStatus
+            }
+            return PairCommand.status(primary: primary, backup: backup)
+        }
+        let finished = leader.process.terminationReason == .exit && !ExitStatus.gaveWay(leader.process.terminationStatus)
         return finished ? leader.process.terminationStatus : ExitStatus.internalError
     }
 

@@ -74,6 +74,39 @@ import Glibc
                 "output\n\(run.stdout)\ndiffers from\n\(reference.stdout)")
     }
 
+    /// With two backups and the leader killed twice, the backup that loses the arbiter re-joins
+    /// the winner itself each time, in the same process (its name stays; `pair` numbers each
+    /// process it starts), keeping the console input it read: typed lines arrive before, between
+    /// and after the failovers (a loser of the first may win the second, and then types on with
+    /// the console it kept), and the output is exactly the fault-free one.
+    @Test("two backups: the backup that loses the arbiter re-joins the winner in the same process")
+    func losingBackupRejoinsTheWinner() throws {
+        let c = FailoverCase(arch: "parisc", guest: "echo", cmdline: "",
+                             input: (1...14).map { "line \($0) typed around the failovers\n" }.joined() + "quit\n",
+                             usesDisk: false)
+        try #require(c.available, "\(c): the guest is not built (scripts/build-guests)")
+        let reference = try Self.paced(["run"] + c.arguments(disk: nil), input: c.input, pacedBy: 0.05)
+        try #require(reference.status == 0, "the unreplicated run failed: \(reference.stderr)")
+        let run = try Self.pair(["--backups", "2", "--timeout", "300", "--kill-primary-times", "2",
+                                 "--kill-primary-after", "0.2"] + c.arguments(disk: nil), input: c.input, pacedBy: 0.3)
+        #expect(!run.timedOut, "the run hung: \(run.stderr)")
+        #expect(run.status == reference.status, "status \(run.status): \(run.stderr)")
+        #expect(run.stderr.components(separatedBy: "killed the leading replica").count - 1 == 2, "\(run.stderr)")
+        let lines = run.stderr.split(separator: "\n").map(String.init)
+        let rejoining = lines.filter { $0.contains("this backup re-joins the winner") }
+        #expect(rejoining.count == 2, "\(run.stderr)")
+        // "lockstep backupN: ...": the same process then joins the winner and follows it.
+        for line in rejoining {
+            guard let name = line.split(separator: ":").first else { continue }
+            let after = lines.drop { $0 != line }
+            #expect(after.contains { $0.hasPrefix(name + ":") && $0.contains("joined the running primary") },
+                    "\(name) did not follow the winner: \(run.stderr)")
+            #expect(!after.contains { $0.hasPrefix(name + ":") && $0.contains("lost the arbiter") }, "\(run.stderr)")
+        }
+        #expect(c.comparable(run.stdout) == c.comparable(reference.stdout),
+                "output\n\(run.stdout)\ndiffers from\n\(reference.stdout)")
+    }
+
     /// A primary whose boot backup is gone runs alone; backups that join it are killed at
     /// moments spread over their handshake, transfer and first epochs; the primary runs on
     /// unharmed each time and takes the next one, and the last one follows it to the end.

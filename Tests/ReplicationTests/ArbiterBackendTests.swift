@@ -1,4 +1,5 @@
 import Foundation
+import Hypervisor
 import Synchronization
 import Testing
 import TestSupport
@@ -161,6 +162,57 @@ extension Arbiter {
     }
 }
 
+/// The winner's announcement of where it takes new backups, read back as hostile input.
+@Suite struct LeaderAnnouncementTests {
+    @Test(arguments: [
+        ("127.0.0.1:4711\n", "127.0.0.1", 4711),
+        ("replica-2.example:1", "replica-2.example", 1),
+        ("[::1]:65535\n", "::1", 65535),
+    ])
+    func anAnnouncementIsOneAddressWithAHostAndAPort(_ text: String, _ host: String, _ port: Int) {
+        #expect(Arbiter.parseAnnouncement(Array(text.utf8)) == HostPort(host: host, port: port))
+    }
+
+    @Test(arguments: [
+        "", "\n", ":4711", "host:0", "host:65536", "host:", "host", "host:47 11", "ho st:4711",
+        "host:4711\n\n", "host:4711\nsecond:1", "host:\u{1B}[2J", "hóst:4711", "::1:4711",
+        "[::1:4711", "[]:4711", "host:-1", "host:+1", "host:99999999999999999999999",
+        String(repeating: "h", count: 400) + ":1",
+    ])
+    func anythingElseIsNoAnnouncement(_ text: String) {
+        #expect(Arbiter.parseAnnouncement(Array(text.utf8)) == nil)
+    }
+
+    @Test func bytesThatAreNotUTF8AreNoAnnouncement() {
+        #expect(Arbiter.parseAnnouncement([0x68, 0xFF, 0x3A, 0x31]) == nil)
+        #expect(Arbiter.parseAnnouncement(Array(repeating: 0x00, count: 10)) == nil)
+    }
+
+    @Test func theFileBackendSharesTheAnnouncementAndReadsAHostileFileAsNone() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-leader-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: url) }
+        let session = randomSession()
+        let winner = Arbiter(directory: url.path, session: session)
+        let loser = Arbiter(directory: url.path, session: session)
+        #expect(try loser.readLeader() == nil)
+        try winner.announceLeader(HostPort(host: "127.0.0.1", port: 4711))
+        #expect(try loser.readLeader() == HostPort(host: "127.0.0.1", port: 4711))
+        #expect(try Arbiter(directory: url.path, session: randomSession()).readLeader() == nil)
+        // Replaced, not appended.
+        try winner.announceLeader(HostPort(host: "::1", port: 4712))
+        #expect(try loser.readLeader() == HostPort(host: "::1", port: 4712))
+        // Anyone may write there: a huge file is refused without being read whole, garbage is none.
+        let file = URL(fileURLWithPath: winner.path + ".leader")
+        try Data(("127.0.0.1:1" + String(repeating: "1", count: 10_000_000)).utf8).write(to: file)
+        #expect(try loser.readLeader() == nil)
+        try Data("evil\u{1B}[2J:1\n".utf8).write(to: file)
+        #expect(try loser.readLeader() == nil)
+        winner.release()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: url.path).isEmpty)
+    }
+}
+
 @Suite struct EtcdStandingTests {
     let clock = ContinuousClock()
 
@@ -256,6 +308,27 @@ extension Arbiter {
 struct EtcdArbiterTests {
     func arbiter(_ etcd: EtcdServer, _ session: [UInt8], _ log: WaitLog = WaitLog()) throws -> Arbiter {
         Arbiter(try ArbiterSpecification(parsing: "etcd://\(etcd.address)/test"), session: session, report: log.report)
+    }
+
+    @Test func theWinnersAnnouncementIsSharedAndAHostileValueIsNone() throws {
+        let etcd = try EtcdServer()
+        defer { etcd.shutDown() }
+        let session = randomSession()
+        let winner = try arbiter(etcd, session)
+        let loser = try arbiter(etcd, session)
+        #expect(try loser.readLeader() == nil)
+        try winner.announceLeader(HostPort(host: "127.0.0.1", port: 4711))
+        #expect(try loser.readLeader() == HostPort(host: "127.0.0.1", port: 4711))
+        #expect(try arbiter(etcd, randomSession()).readLeader() == nil)
+        // Anyone with access to etcd may write the key: what is not an announcement is none.
+        let raw = try #require(winner.etcd)
+        for hostile in [Array("evil\u{1B}[2J:1".utf8), Array(repeating: UInt8(0x31), count: 100_000), [0xFF, 0x3A, 0x31]] {
+            _ = try raw.client.callAndWait("/v3/kv/put", EtcdPutRequest(key: EtcdBytes(raw.leaderKey), value: EtcdBytes(hostile),
+                                                                          lease: EtcdInteger(0)), as: EtcdIgnoredResponse.self)
+            #expect(try loser.readLeader() == nil)
+        }
+        winner.release()
+        #expect(try loser.readLeader() == nil)
     }
 
     @Test func theRegistrationStaysValidBeyondItsTTLAndTheNonceIsShared() throws {

@@ -322,22 +322,20 @@ func agreeing(_ epoch: UInt64, _ records: [OutputRecord], fingerprint: StateDige
         #expect("\(named)" == "output mismatch at epoch 3: the backup at 127.0.0.1:5000 was outvoted: its version of output 2 (disk write) differed from the majority's")
     }
 
-    @Test func theOutvotedPrimaryRollsEveryReplicaBack() throws {
+    @Test func theOutvotedPrimaryStepsDown() throws {
         var c = tmr()
         c.checkpointed(at: 5)
         _ = c.expect(epoch: 6, progress: 60, stop: .epochEnd, records: [record1], fingerprint: digestA)
         try c.verdictArrived(agreeing(6, [record1], fingerprint: digestB), from: 0, currentEpoch: 6)
         try c.verdictArrived(agreeing(6, [record1], fingerprint: digestB), from: 1, currentEpoch: 6)
-        #expect(c.state == .disagreed(Disagreement(epoch: 6, what: .fingerprint, replica: "primary")))
-        #expect("\(Disagreement(epoch: 6, what: .fingerprint, replica: "primary"))".contains("the primary was outvoted"))
+        let outvoted = Disagreement(epoch: 6, what: .fingerprint, replica: "primary")
+        #expect(c.state == .outvoted(outvoted))
+        #expect("\(outvoted)".contains("the primary was outvoted"))
         #expect(c.takeOutvoted().isEmpty, "no backup is dropped")
-        #expect(c.recover() == .rollBack(RollbackRequest(epoch: 5, attempt: 1)))
-        #expect(c.discardsReports(from: 0) && c.discardsReports(from: 1))
-        try c.rolledBack(attempt: 1, from: 1)
-        #expect(c.discardsReports(from: 0) && !c.discardsReports(from: 1), "each backup's confirmation counts for it")
-        #expect(throws: ReplicationError.self) { var copy = c; try copy.rolledBack(attempt: 1, from: 1) }
-        try c.rolledBack(attempt: 1, from: 0)
-        #expect(c.state == .comparing && c.lastAgreed == 4)
+        #expect(c.lastAgreed == nil, "the epoch is not released")
+        #expect(c.recover() == .stepDown(outvoted))
+        #expect(c.recover() == .stepDown(outvoted), "stepping down is final")
+        #expect(throws: ReplicationError.self) { var copy = c; try copy.rolledBack(attempt: 1, from: 0) }
     }
 
     @Test func noMajorityFallsBackToDMR() throws {

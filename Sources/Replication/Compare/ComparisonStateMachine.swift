@@ -92,10 +92,11 @@ public struct Disagreement: Equatable, Sendable, CustomStringConvertible {
 ///                      |
 ///                      +--a strict majority holds the primary's version---> agreed through e,
 ///                      |                                       the other backups are outvoted
-///                      +--a strict majority holds another version---------> [disagreed]
-///                      |                               (the primary is outvoted: rollback)
+///                      +--a strict majority holds another version---------> [outvoted]
+///                      |                (the primary steps down: a majority backup takes over)
 ///                      +--no strict majority (two replicas, a tie)--------> [disagreed] (DMR)
 ///   [disagreed] --recover()--> [rollingBack] --every voter confirmed--> comparing
+///   [outvoted] --recover()--> step down (final)
 /// ```
 /// With one backup (DMR) no vote has a strict majority unless both replicas agree. Outputs of
 /// epoch e are released only once `agreed(through:)` covers e. Each backup's verdicts must come
@@ -128,6 +129,9 @@ public struct ComparisonStateMachine: Sendable, Equatable {
     public enum State: Sendable, Equatable {
         case comparing
         case disagreed(Disagreement)
+        /// A strict majority of backups holds another version than the primary's: the primary
+        /// steps down (final).
+        case outvoted(Disagreement)
         /// Every replica goes back to the checkpoint; a backup's reports are stale until it
         /// confirms this attempt (`awaiting`: those that have not yet).
         case rollingBack(RollbackRequest, awaiting: Set<Voter>)
@@ -139,6 +143,8 @@ public struct ComparisonStateMachine: Sendable, Equatable {
         case rollBack(RollbackRequest)
         /// Withhold the output and stop the pair.
         case stop(Disagreement)
+        /// Withhold the output and step down: the backups, a majority, take over.
+        case stepDown(Disagreement)
     }
 
     /// A backup that a majority (the primary and at least one other backup) outvoted: the
@@ -231,6 +237,7 @@ public struct ComparisonStateMachine: Sendable, Equatable {
     /// The replicas disagree: go back to the checkpoint once; a disagreement after going back to
     /// the same checkpoint (no agreement since) stops the pair.
     public mutating func recover() -> Recovery? {
+        if case .outvoted(let disagreement) = state { return .stepDown(disagreement) }
         guard case .disagreed(var disagreement) = state else { return nil }
         guard let checkpoint, !rolledBackToCheckpoint, attempts < UInt32.max else {
             if rolledBackToCheckpoint { disagreement.repeatedAfterRollbackTo = checkpoint }
@@ -357,8 +364,12 @@ public struct ComparisonStateMachine: Sendable, Equatable {
         let majority = versions.first { version in versions.count { $0 == version } * 2 > total }
         let witness = majority.flatMap { version in theirs.first { $0.1 == version }?.0 } ?? dissenters[0].0
         var disagreement = difference(expectation, expectation.verdicts[witness])
-        if majority != nil { disagreement.replica = "primary" }
-        state = .disagreed(disagreement)
+        if majority != nil {
+            disagreement.replica = "primary"
+            state = .outvoted(disagreement)
+        } else {
+            state = .disagreed(disagreement)
+        }
     }
 
     /// How `verdict` (nil: a divergence) differs from this replica's version of the epoch.

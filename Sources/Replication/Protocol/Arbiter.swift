@@ -1,4 +1,5 @@
 import Foundation
+import Hypervisor
 
 /// The arbiter of one pair, as one replica sees it: the test-and-set that decides which replica
 /// may go on alone when the two lose each other, as VMware FT does it, behind one interface with
@@ -119,6 +120,47 @@ public final class Arbiter: Sendable {
         case .file(let file): file.withdrawNonce()
         case .etcd: break
         }
+    }
+
+    /// The replica that went live, once it listens for new backups (`--lead-on`): leaves where
+    /// it takes them (`HOST:PORT`, the host as a joiner on another host dials it) where the
+    /// other replicas of the session look for it, replacing an older announcement. File: a
+    /// `.leader` file next to the claim, written and renamed over; etcd: `PREFIX/SESSION/leader`,
+    /// without a lease (it lasts as long as the claim). At most `maximumAnnouncementBytes`.
+    public func announceLeader(_ address: HostPort) throws(ArbiterError) {
+        let bytes = Array(address.description.utf8)
+        precondition(address.host != nil && bytes.count < Self.maximumAnnouncementBytes, "announcing \(address)")
+        switch backend {
+        case .file(let file): try file.announceLeader(bytes + [0x0A])
+        case .etcd(let etcd): try etcd.announceLeader(bytes)
+        }
+    }
+
+    /// A backup that lost the arbiter: where the winner takes new backups, if it announced it
+    /// (nil if nothing is there yet, or what is there is not an announcement: see
+    /// `parseAnnouncement`).
+    public func readLeader() throws(ArbiterError) -> HostPort? {
+        let bytes: [UInt8]? = switch backend {
+        case .file(let file): file.readAnnouncement()
+        case .etcd(let etcd): try etcd.readAnnouncement()
+        }
+        return bytes.flatMap(Self.parseAnnouncement)
+    }
+
+    public static let maximumAnnouncementBytes = 300
+
+    /// An announcement read back from the arbiter (hostile: anyone may write there): at most
+    /// `maximumAnnouncementBytes`, printable ASCII without spaces but for one final newline, a
+    /// `HOST:PORT` or `[IPV6]:PORT` with a host and a port from 1 to 65535. Anything else is
+    /// no announcement.
+    static func parseAnnouncement(_ bytes: [UInt8]) -> HostPort? {
+        guard bytes.count <= maximumAnnouncementBytes else { return nil }
+        let line = bytes.last == 0x0A ? bytes.dropLast() : bytes[...]
+        guard !line.isEmpty, line.allSatisfy({ (0x21...0x7E).contains($0) }) else { return nil }
+        guard case .success(let address) = HostPort.parse(String(decoding: line, as: UTF8.self)),
+              let host = address.host, !host.isEmpty, (1...65535).contains(address.port)
+        else { return nil }
+        return address
     }
 
     /// Test-and-set: claims the arbiter for `claimant` unless someone already has. With etcd,

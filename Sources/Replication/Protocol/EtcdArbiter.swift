@@ -25,6 +25,8 @@ final class EtcdArbiter: Sendable {
     let liveKey: String
     /// The pair's membership: written once per generation (its version is the generation).
     let membersKey: String
+    /// The winner's announcement of where it takes new backups, without a lease.
+    let leaderKey: String
     private let report: @Sendable (ArbiterWait?) -> Void
 
     private let standing = Mutex(EtcdStanding())
@@ -48,6 +50,7 @@ final class EtcdArbiter: Sendable {
         nonceKey = sessionPrefix + "nonce"
         liveKey = sessionPrefix + "live"
         membersKey = sessionPrefix + "members"
+        leaderKey = sessionPrefix + "leader"
         self.report = report
     }
 
@@ -165,6 +168,22 @@ final class EtcdArbiter: Sendable {
         }
         guard let bytes = answer.kvs?.first?.value?.bytes, bytes.count <= Arbiter.maximumNonceBytes else { return nil }
         return bytes
+    }
+
+    // MARK: - The winner's announcement
+
+    func announceLeader(_ bytes: [UInt8]) throws(ArbiterError) {
+        let request = EtcdPutRequest(key: EtcdBytes(leaderKey), value: EtcdBytes(bytes), lease: EtcdInteger(0))
+        _ = try retryingOrRefused { () throws(EtcdError) in
+            try client.callAndWait("/v3/kv/put", request, as: EtcdIgnoredResponse.self)
+        }
+    }
+
+    func readAnnouncement() throws(ArbiterError) -> [UInt8]? {
+        let answer = try retryingOrRefused { () throws(EtcdError) in
+            try client.callAndWait("/v3/kv/range", EtcdRangeRequest(key: EtcdBytes(leaderKey)), as: EtcdRangeResponse.self)
+        }
+        return answer.kvs?.first?.value?.bytes
     }
 
     // MARK: - Going live

@@ -16,6 +16,8 @@ final class FileArbiter: Sendable {
     let noncePath: String
     /// The membership file: `.lockstep-arbiter-SESSION.members`, the generation in decimal.
     let membersPath: String
+    /// The winner's announcement: `.lockstep-arbiter-SESSION.leader`, where it takes new backups.
+    let leaderPath: String
 
     /// What this replica holds.
     private enum Claim {
@@ -31,22 +33,41 @@ final class FileArbiter: Sendable {
         path = (directory as NSString).appendingPathComponent(name)
         noncePath = path + ".nonce"
         membersPath = path + ".members"
+        leaderPath = path + ".leader"
     }
 
     /// Replaces the membership file (a new file renamed over it, so a reader sees one
     /// generation or the other, never a torn one), synced.
     func recordMembership(_ generation: UInt64) throws(ArbiterError) {
-        let temporary = membersPath + ".\(getpid())"
-        let bytes = Array("\(generation)\n".utf8)
+        try replace(membersPath, with: Array("\(generation)\n".utf8))
+    }
+
+    /// Replaces the announcement file, as the membership file is replaced.
+    func announceLeader(_ bytes: [UInt8]) throws(ArbiterError) {
+        try replace(leaderPath, with: bytes)
+    }
+
+    /// The announcement file's bytes (at most one more than an announcement may hold: a longer
+    /// file is then refused by the parser without being read whole).
+    func readAnnouncement() -> [UInt8]? {
+        guard let handle = FileHandle(forReadingAtPath: leaderPath) else { return nil }
+        defer { try? handle.close() }
+        return (try? handle.read(upToCount: Arbiter.maximumAnnouncementBytes + 1)).map { [UInt8]($0 ?? Data()) }
+    }
+
+    /// Writes `bytes` to a new file renamed over `target` (a reader sees the old or the new
+    /// contents, never torn ones), synced.
+    private func replace(_ target: String, with bytes: [UInt8]) throws(ArbiterError) {
+        let temporary = target + ".\(getpid())"
         // The corresponding C calls are open(2), write(2), fsync(2), rename(2).
         let fd = open(temporary, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw .directory(path: temporary, errno: errno) }
         let written = write(fd, bytes, bytes.count) == bytes.count && fsync(fd) == 0
         let error = errno
         close(fd)
-        guard written, rename(temporary, membersPath) == 0 else {
+        guard written, rename(temporary, target) == 0 else {
             unlink(temporary)
-            throw .directory(path: membersPath, errno: written ? errno : error)
+            throw .directory(path: target, errno: written ? errno : error)
         }
     }
 
@@ -155,6 +176,7 @@ final class FileArbiter: Sendable {
         unlink(path)
         unlink(noncePath)
         unlink(membersPath)
+        unlink(leaderPath)
     }
 
     /// Checks that an arbiter file can be created in `directory` (by creating and removing a

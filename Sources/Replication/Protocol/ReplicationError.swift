@@ -16,6 +16,9 @@ public enum ReplicationError: Error, Equatable, Sendable, CustomStringConvertibl
     case channel(CloseReason)
     /// Output comparison found the replicas disagree: the output was withheld.
     case mismatch(Disagreement)
+    /// A majority of backups outvoted this primary: it stepped down, its output withheld, so
+    /// that one of them takes over.
+    case outvoted(Disagreement)
 
     public var description: String {
         switch self {
@@ -26,6 +29,7 @@ public enum ReplicationError: Error, Equatable, Sendable, CustomStringConvertibl
         case .protocolViolation(let why): "replication protocol violation: \(why)"
         case .channel(let reason): "replication ended: \(reason)"
         case .mismatch(let disagreement): "\(disagreement); stopping the pair"
+        case .outvoted(let disagreement): "\(disagreement); this primary stepped down"
         }
     }
 }

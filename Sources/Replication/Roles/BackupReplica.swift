@@ -203,6 +203,9 @@ final class BackupReplica {
         if case .duration(let ns) = context.settings.maximumLag { reportEvery = max(ns / 4, 1) } else { reportEvery = nil }
         timing = BoundaryTiming(mode: context.setup.options.clockMode)
         softError = context.softError.flatMap { $0.replica == .backup(context.backupNumber) ? $0 : nil }
+        // A backup that lost the arbiter and re-joins the winner keeps its console, which has
+        // dropped this much input already.
+        consoleBytesDiscarded = environment.host.console.inputDiscarded
         environment.refill = { [unowned self] () throws(EnvironmentError) in try self.refill() }
     }
 
@@ -419,10 +422,11 @@ final class BackupReplica {
         switch try verdict.get() {
         case .won: tookOver = true
         case .lost(let holder):
-            // A losing backup does not re-join the winner itself: `lockstep pair` starts a
-            // fresh backup that joins it by state transfer (docs/protocol.md, "Several backups").
+            // With re-protection on, `lockstep backup` then joins the winner by state transfer
+            // with this process's console (docs/protocol.md, "Losing backups re-join").
             if context.intake != nil {
-                status.message("another replica holds the arbiter: this backup stops; re-protection joins a new backup to the leader by state transfer", level: .notice)
+                status.message("another replica holds the arbiter (\(holder)): this backup re-joins the winner by state transfer", level: .notice)
+                throw BackupLostArbiter(holder: holder)
             }
             throw ReplicationError.lostArbiter(holder: holder)
         }
@@ -540,6 +544,13 @@ final class BackupReplica {
             try machine.restoreState(MachineState(encoded: transfer.machine))
         } catch {
             throw stop(.protocolViolation("the transferred machine state: \(error)"), refusal: "the transferred state is unusable")
+        }
+        // This console dropped input the transferred guest has not taken yet (a re-joining
+        // backup was further than the winner): it cannot be given to the guest again.
+        guard transfer.consoleBytesDelivered >= consoleBytesDiscarded else {
+            let behind = RejoinBehind(delivered: transfer.consoleBytesDelivered, discarded: consoleBytesDiscarded)
+            connection.close(refusal: behind.description)
+            throw behind
         }
         environment.outputs = OutputLog(nextSequence: transfer.nextOutput, partialLine: transfer.partialLine)
         consoleBytesDelivered = transfer.consoleBytesDelivered
@@ -748,4 +759,26 @@ final class BackupReplica {
         }
         return try session.run(epochs: rules.epoch + 1)
     }
+}
+
+/// A backup that lost the arbiter cannot re-join the winner exactly: its console already dropped
+/// input (as delivered by the failed primary's log) that the winner's guest has not taken.
+public struct RejoinBehind: Error, Equatable, Sendable, CustomStringConvertible {
+    /// Console bytes the winner's guest had taken at the transfer.
+    public let delivered: UInt64
+    /// Console bytes this replica's console had dropped.
+    public let discarded: UInt64
+
+    public var description: String {
+        "cannot re-join the winner: its guest took \(delivered) bytes of console input, this console already dropped \(discarded); stopping (the input would be lost)"
+    }
+}
+
+/// A backup with re-protection on (`--lead-on`) lost its pair's arbiter while following (not
+/// while leading a pair of its own): `lockstep backup` re-joins the winner. Otherwise it is
+/// `ReplicationError.lostArbiter`.
+public struct BackupLostArbiter: Error, Equatable, Sendable, CustomStringConvertible {
+    public let holder: String
+
+    public var description: String { ReplicationError.lostArbiter(holder: holder).description }
 }

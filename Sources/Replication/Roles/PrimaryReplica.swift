@@ -341,7 +341,8 @@ final class PrimaryReplica {
     }
 
     /// The comparison found the replicas disagree: go back to the checkpoint once (both
-    /// replicas), or stop the pair, withholding the output.
+    /// replicas), or stop the pair, withholding the output; outvoted by a majority of backups,
+    /// step down.
     private func checkComparison() throws {
         for outvote in comparison.takeOutvoted() {
             guard let peer = peer(outvote.voter) else { continue }
@@ -350,12 +351,24 @@ final class PrimaryReplica {
             try drop(peer, refusal: "outvoted: \(disagreement)",
                      message: "\(disagreement); the other replicas agree: dropped it, a replacement joins by state transfer")
         }
+        if case .outvoted = comparison.state, case .stepDown(let outvoted)? = comparison.recover() {
+            // The backups hold the majority's version of the withheld outputs and the state
+            // that produced them: they see their primary gone (no refusal: a failure, as a
+            // crash), one wins the arbiter, performs them and leads; re-protection replaces
+            // this replica by state transfer. Nothing this primary computed since the last
+            // agreement left the pair.
+            status.message("\(outvoted): stepping down; a backup of the majority takes over", level: .warning)
+            for peer in peers { peer.connection.close() }
+            throw ReplicationError.outvoted(outvoted)
+        }
         guard case .disagreed(let disagreement) = comparison.state else { return }
         let recovery: ComparisonStateMachine.Recovery? = checkpoint == nil ? .stop(disagreement) : comparison.recover()
         switch recovery {
         case .stop(let final)?:
             for peer in peers { peer.connection.close(refusal: final.description) }
             throw ReplicationError.mismatch(final)
+        case .stepDown?:
+            return
         case .rollBack(let request)?:
             try rollBack(request, because: disagreement)
         case nil:
