@@ -29,20 +29,12 @@ import Glibc
         let key = Scratch.path("fencing-key-\(backend)")
         try? FileManager.default.removeItem(atPath: key)
         #expect(try Lockstep.run(["keygen", key]).status == 0)
-        let portFile = Scratch.path("fencing-port-\(backend)")
-        try? FileManager.default.removeItem(atPath: portFile)
         let primaryStats = Scratch.path("fencing-primary-\(backend).json")
         try? FileManager.default.removeItem(atPath: primaryStats)
         let arbiter = etcd.map { ["--arbiter", "etcd://\($0.address)/fencing"] } ?? []
         let common = ["--key-file", key, "--timeout", "300", "--no-status-line"] + arbiter
-        let primary = try Lockstep.start(lockstep, ["primary", "--listen", "127.0.0.1:0", "--port-file", portFile, "--backups", "2",
-                                                    "--stats-json", primaryStats] + common + c.arguments(disk: nil))
-        var port: Int?
-        for _ in 0..<1000 where port == nil {
-            port = PairFleet_readPort(portFile)
-            Thread.sleep(forTimeInterval: 0.01)
-        }
-        let endpoint = "127.0.0.1:\(try #require(port, "the primary wrote no port"))"
+        let (primary, endpoint) = try startPrimary(lockstep, portFile: Scratch.path("fencing-port-\(backend)"),
+                                                   ["--backups", "2", "--stats-json", primaryStats] + common + c.arguments(disk: nil))
         let member = try Lockstep.start(lockstep, ["backup", "--connect", endpoint] + common + c.arguments(disk: nil))
         let dropped = try Lockstep.start(lockstep, ["backup", "--connect", endpoint] + common + c.arguments(disk: nil))
         try ReprotectTests.waitFor(primaryStats) { $0.state == .replicating && $0.backups == 2 && $0.epoch > 5 }

@@ -121,18 +121,10 @@ import Glibc
         let key = Scratch.path("reprotect-key")
         try? FileManager.default.removeItem(atPath: key)
         #expect(try Lockstep.run(["keygen", key]).status == 0)
-        let portFile = Scratch.path("reprotect-port")
-        try? FileManager.default.removeItem(atPath: portFile)
         let primaryStats = Scratch.path("reprotect-primary.json")
         let common = ["--key-file", key, "--timeout", "300", "--no-status-line"]
-        let primary = try Lockstep.start(lockstep, ["primary", "--listen", "127.0.0.1:0", "--port-file", portFile,
-                                                    "--stats-json", primaryStats] + common + c.arguments(disk: nil))
-        var port: Int?
-        for _ in 0..<1000 where port == nil {
-            port = PairFleet_readPort(portFile)
-            Thread.sleep(forTimeInterval: 0.01)
-        }
-        let endpoint = "127.0.0.1:\(try #require(port, "the primary wrote no port"))"
+        let (primary, endpoint) = try startPrimary(lockstep, portFile: Scratch.path("reprotect-port"),
+                                                   ["--stats-json", primaryStats] + common + c.arguments(disk: nil))
         // The boot backup, killed once it follows: the primary goes on alone.
         let boot = try Lockstep.start(lockstep, ["backup", "--connect", endpoint] + common + c.arguments(disk: nil))
         try Self.waitFor(primaryStats) { $0.state == .replicating && $0.epoch > 2 }
@@ -251,10 +243,17 @@ import Glibc
     }
 }
 
-/// The first line of a port file, as a number.
-func PairFleet_readPort(_ path: String) -> Int? {
-    guard let text = try? String(contentsOfFile: path, encoding: .utf8),
-          let first = text.split(separator: "\n").first
-    else { return nil }
-    return Int(first)
+/// Starts `lockstep primary --listen 127.0.0.1:0 --port-file PORTFILE ARGUMENTS` and waits
+/// (up to 10 s) for the port it writes; returns the process and the address to connect to.
+func startPrimary(_ lockstep: URL, portFile: String, _ arguments: [String]) throws -> (Lockstep.Started, String) {
+    try? FileManager.default.removeItem(atPath: portFile)
+    let primary = try Lockstep.start(lockstep, ["primary", "--listen", "127.0.0.1:0", "--port-file", portFile] + arguments)
+    var port: Int?
+    for _ in 0..<1000 where port == nil {
+        if let text = try? String(contentsOfFile: portFile, encoding: .utf8), let first = text.split(separator: "\n").first {
+            port = Int(first)
+        }
+        if port == nil { Thread.sleep(forTimeInterval: 0.01) }
+    }
+    return (primary, "127.0.0.1:\(try #require(port, "the primary wrote no port"))")
 }
