@@ -351,7 +351,18 @@ final class PrimaryReplica {
             try drop(peer, refusal: "outvoted: \(disagreement)",
                      message: "\(disagreement); the other replicas agree: dropped it, a replacement joins by state transfer")
         }
-        if case .outvoted = comparison.state, case .stepDown(let outvoted)? = comparison.recover() {
+        let disagreement: Disagreement
+        switch comparison.state {
+        case .outvoted(let d), .disagreed(let d): disagreement = d
+        case .comparing, .rollingBack: return
+        }
+        let recovery: ComparisonStateMachine.Recovery? = if case .disagreed = comparison.state, checkpoint == nil {
+            .stop(disagreement)
+        } else {
+            comparison.recover()
+        }
+        switch recovery {
+        case .stepDown(let outvoted)?:
             // The backups hold the majority's version of the withheld outputs and the state
             // that produced them: they see their primary gone (no refusal: a failure, as a
             // crash), one wins the arbiter, performs them and leads; re-protection replaces
@@ -360,15 +371,9 @@ final class PrimaryReplica {
             status.message("\(outvoted): stepping down; a backup of the majority takes over", level: .warning)
             for peer in peers { peer.connection.close() }
             throw ReplicationError.outvoted(outvoted)
-        }
-        guard case .disagreed(let disagreement) = comparison.state else { return }
-        let recovery: ComparisonStateMachine.Recovery? = checkpoint == nil ? .stop(disagreement) : comparison.recover()
-        switch recovery {
         case .stop(let final)?:
             for peer in peers { peer.connection.close(refusal: final.description) }
             throw ReplicationError.mismatch(final)
-        case .stepDown?:
-            return
         case .rollBack(let request)?:
             try rollBack(request, because: disagreement)
         case nil:
