@@ -89,16 +89,19 @@ struct BenchPlan: Sendable {
         return BenchPlan(
             repetitions: repetitions ?? 4, runTimeout: 600,
             instructionEpochLengths: [1024, 2048, 4096, 8192, 16384, 32768, 65536, 262_144, 1_048_576],
-            flowControlEpochLengths: [1024, 4096, 16384, 65536], emulatorRounds: (4, 44),
+            // The JIT runs a cpu round in about 0.25 ms: the larger round count must make the
+            // difference between the two last long (a quarter of a second or more, unreplicated)
+            // against process start-up and the scheduler's noise.
+            flowControlEpochLengths: [1024, 4096, 16384, 65536], emulatorRounds: (40, 1000),
             exitEpochLengths: [1, 4, 16, 64, 256], kvmRounds: (64, 8192),
             singleStepEpochLengths: [1024, 16384], singleStepRounds: (1, 1), singleStepRepetitions: 1,
-            boundaryEpochLengths: [1024, 4096, 32768], boundaryCallgrindRounds: (1, 3), boundaryTimingRounds: (4, 44),
+            boundaryEpochLengths: [1024, 4096, 32768], boundaryCallgrindRounds: (1, 3), boundaryTimingRounds: (100, 2000),
             sealingEpochs: 1_000_000,
             diskBlocks: [64, 512, 2048], diskEpochLengths: [4096, nil],
             failoverTimeouts: [100, 250, 500, 1000, 2000], failoverMainTimeout: 1000,
             failoverTrials: trials, failoverSweepTrials: max(2, (trials + 4) / 7), failoverGuestTrials: trials,
             failoverDelay: 0.25,
-            qemuHPPARounds: (64, 1024), pariscLockstepRounds: (4, 84), instructionCountRounds: (1, 3),
+            qemuHPPARounds: (64, 1024), pariscLockstepRounds: (40, 1000), instructionCountRounds: (1, 3),
             x86Rounds: (64, 8192), x86Ring0Rounds: (1, 2), qemuPC: true)
     }
 }

@@ -26,6 +26,9 @@ enum BoundaryExperiment {
         /// Replicated / unreplicated, time per round (slope over two round counts).
         var cpuRatio: Double?
         var wallRatio: Double?
+        /// Two unreplicated runs at once / one run, CPU time per round: what co-locating two
+        /// guests on this host costs before any replication (the floor of `cpuRatio` here).
+        var twoRunsCPURatio: Double?
     }
 
     /// Sealing cost per epoch, measured in process.
@@ -230,13 +233,17 @@ enum BoundaryExperiment {
                     measured.append(context.record(.boundary, series: series, mode: "pair", epochLength: length, work: rounds,
                                                    repetition: repetition, outcome: outcome, expectedOutput: expected))
                 }
+                if let outcome = try? subject.driver.runTwoAtOnce(arch: "parisc", guest: "cpu", cmdline: cmdline, options: options) {
+                    measured.append(context.record(.boundary, series: series, mode: "two runs", epochLength: length, work: rounds,
+                                                   repetition: repetition, outcome: outcome, expectedOutput: expected))
+                }
             }
         }
         let runs = measured.filter { $0.mode == "run" }, pairs = measured.filter { $0.mode == "pair" }
-        if let p = Measurement.bestSlope(pairs, low: r1, high: r2, cpu: true),
-           let r = Measurement.bestSlope(runs, low: r1, high: r2, cpu: true), r > 0
-        {
-            point.cpuRatio = p / r
+        let twoRuns = measured.filter { $0.mode == "two runs" }
+        if let r = Measurement.bestSlope(runs, low: r1, high: r2, cpu: true), r > 0 {
+            point.cpuRatio = Measurement.bestSlope(pairs, low: r1, high: r2, cpu: true).map { $0 / r }
+            point.twoRunsCPURatio = Measurement.bestSlope(twoRuns, low: r1, high: r2, cpu: true).map { $0 / r }
         }
         if let p = Measurement.bestSlope(pairs, low: r1, high: r2), let r = Measurement.bestSlope(runs, low: r1, high: r2), r > 0 {
             point.wallRatio = p / r
@@ -339,17 +346,19 @@ enum BoundaryExperiment {
 
     static func report(_ result: Result, skipped: [String]) -> ExperimentReport {
         var table = Table(["Binary", "Epoch length", "run: host instr. per epoch", "primary: extra host instr. per boundary",
-                           "backup: extra host instr. per boundary", "pair/run CPU", "pair/run wall"], numericColumns: Set(1...6))
+                           "backup: extra host instr. per boundary", "pair/run CPU", "two runs at once/run CPU", "pair/run wall"],
+                          numericColumns: Set(1...7))
         var csv = Table(["binary", "epoch_length", "run_instructions_per_epoch", "primary_instructions_per_boundary",
-                         "backup_instructions_per_boundary", "cpu_ratio", "wall_ratio"])
+                         "backup_instructions_per_boundary", "cpu_ratio", "two_runs_cpu_ratio", "wall_ratio"])
         func text(_ v: Double?) -> String { v.map { NumberFormat.compact($0) } ?? "-" }
         func ratio(_ v: Double?) -> String { v.map { NumberFormat.ratio($0) } ?? "-" }
         for p in result.points {
             table.append([p.binary, NumberFormat.binary(Double(p.epochLength)), text(p.runInstructionsPerEpoch),
-                          text(p.primaryInstructionsPerBoundary), text(p.backupInstructionsPerBoundary), ratio(p.cpuRatio), ratio(p.wallRatio)])
+                          text(p.primaryInstructionsPerBoundary), text(p.backupInstructionsPerBoundary), ratio(p.cpuRatio),
+                          ratio(p.twoRunsCPURatio), ratio(p.wallRatio)])
             csv.append([p.binary, "\(p.epochLength)", p.runInstructionsPerEpoch.map { "\($0)" } ?? "",
                         p.primaryInstructionsPerBoundary.map { "\($0)" } ?? "", p.backupInstructionsPerBoundary.map { "\($0)" } ?? "",
-                        p.cpuRatio.map { "\($0)" } ?? "", p.wallRatio.map { "\($0)" } ?? ""])
+                        p.cpuRatio.map { "\($0)" } ?? "", p.twoRunsCPURatio.map { "\($0)" } ?? "", p.wallRatio.map { "\($0)" } ?? ""])
         }
         var summary: [[String]] = []
         let mine = result.points.filter { $0.binary == "this build" }
@@ -370,6 +379,10 @@ enum BoundaryExperiment {
                                 NumberFormat.ratio(cpu), b?.cpuRatio.map { "\(NumberFormat.ratio($0)) (baseline)" } ?? "-",
                                 b?.cpuRatio.map { $0 > 0 ? NumberFormat.ratio(cpu / $0) : "-" } ?? "-"])
             }
+            if let two = p.twoRunsCPURatio, let cpu = p.cpuRatio {
+                summary.append(["boundary", "pair CPU time per round against two unreplicated runs at once (the host's floor: \(NumberFormat.ratio(two)) of one run), emulator at \(length)",
+                                NumberFormat.ratio(cpu), "\(NumberFormat.ratio(two)) (two runs)", two > 0 ? NumberFormat.ratio(cpu / two) : "-"])
+            }
             if let wall = p.wallRatio {
                 summary.append(["boundary", "pair / run wall time per round, emulator at \(length)",
                                 NumberFormat.ratio(wall), b?.wallRatio.map { "\(NumberFormat.ratio($0)) (baseline)" } ?? "-",
@@ -389,7 +402,9 @@ enum BoundaryExperiment {
                 digest, `lockstep run`'s difference is subtracted, and the rest is divided by the number of epochs between the two \
                 runs: what replication adds per epoch boundary on each side. The pair/run ratios are time per round (a slope over \
                 two round counts, fastest repetition) with `--max-lag 100000000`, CPU time of both replicas against `lockstep run`'s; \
-                an ideal pair on two cores is 2.0x CPU and 1.0x wall. "baseline" is the binary given with `--baseline`, measured \
+                an ideal pair on two cores is 2.0x CPU and 1.0x wall. "Two runs at once" starts two unreplicated runs together, \
+                as the pair's two replicas run on this host: its CPU time against one run's is what co-locating two guests costs \
+                here before any replication (shared caches, memory, the host's other tenants), the floor under the pair's ratio. "baseline" is the binary given with `--baseline`, measured \
                 the same way in the same run. The sealing figure encodes epoch records into 64 KiB batches and parses them, once \
                 plain and once sealed and opened with a session's keys, in this process.
 

@@ -65,6 +65,31 @@ struct LockstepDriver: Sendable {
                                marker: marker, timeout: timeout)
     }
 
+    /// Two unreplicated runs of the same guest at once, as the two replicas of a pair run on this
+    /// host: what the host's shared caches and memory cost two guests before any replication.
+    /// The outcome spans both, with both runs' CPU time; it fails if either run does.
+    func runTwoAtOnce(arch: String, guest: String, cmdline: String, options: [String] = []) throws -> ProcessOutcome {
+        let arguments = ["run"] + guestArguments(arch: arch, guest: guest, cmdline: cmdline, options: options)
+        let cpuBefore = BenchClock.childrenCPU()
+        let first = try RunningProcess(executable: executable, arguments: arguments)
+        let second: RunningProcess
+        do { second = try RunningProcess(executable: executable, arguments: arguments) } catch {
+            first.send(SIGKILL)
+            _ = first.wait(timeout: timeout)
+            throw error
+        }
+        let a = first.wait(timeout: timeout), b = second.wait(timeout: timeout)
+        let failed = a.exited(with: 0) ? b : a
+        var outcome = ProcessOutcome(
+            command: ["("] + [executable] + arguments + [")", "&", "("] + [executable] + arguments + [")"],
+            status: failed.status, signaled: failed.signaled, timedOut: a.timedOut || b.timedOut,
+            seconds: max(a.seconds, b.seconds + (second.startedAt - first.startedAt)),
+            firstOutputSeconds: a.firstOutputSeconds, markerSeconds: a.markerSeconds,
+            stdout: a.stdout + b.stdout, stderr: a.stderr + b.stderr)
+        outcome.cpuSeconds = BenchClock.childrenCPU() - cpuBefore
+        return outcome
+    }
+
     /// A replicated run as two processes, `lockstep primary` and `lockstep backup` on this host
     /// (what `lockstep pair` starts, without its console relay): the outcome spans from the
     /// primary's start to the last exit, with the guest's output, both replicas' CPU time and

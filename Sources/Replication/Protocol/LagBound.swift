@@ -78,3 +78,32 @@ public struct LagMeter: Sendable {
         return total &- cumulative[Int(executed & mask)]
     }
 }
+
+/// How long the primary holds epoch records before it sends them as one batch, and how long a
+/// backup that has caught up with the log waits for more before it reports how far it got.
+/// Each batch wakes both replicas' event loops and the backup's machine thread (about 150 µs of
+/// host CPU on each side on the bench host), so batches are as old as the lag bound allows: the
+/// primary counts epochs it has not sent as lag, and a quarter of the bound leaves room for
+/// the backup's reports (every quarter too) and their way back.
+public struct BatchTiming: Sendable, Equatable {
+    /// A batch is sent at a boundary once it is this old (ns) ...
+    public let age: UInt64
+    /// ... or holds this many bytes.
+    public static let bytes = 256 << 10
+    /// A backup that caught up reports after waiting this long (ns) with no more log: longer
+    /// than the primary's batch age, so a primary that runs never gets such a report, and
+    /// bounded, so a primary that waits for one (its lag bound) waits no longer than this.
+    public let reportDelay: UInt64
+
+    /// The longest a batch is held: a failover loses at most this much of the primary's run
+    /// that no output depended on, and the backup follows this closely.
+    public static let longestAge: UInt64 = 20_000_000
+
+    public init(_ bound: LagBound) {
+        age = switch bound {
+        case .epochs: Self.longestAge
+        case .duration(let ns): max(1, min(Self.longestAge, ns / 4))
+        }
+        reportDelay = age + age / 2
+    }
+}

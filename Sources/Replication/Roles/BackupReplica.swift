@@ -150,6 +150,9 @@ final class BackupReplica {
     private(set) var tookOver = false
     /// Who claims the arbiter at a failover: this thread, or the watcher while the guest runs.
     private let claim = TakeoverClaim()
+    /// What this thread last told `claim` (`setAtHead`): an unchanged value is not told again,
+    /// which spares two locks per epoch while the backup trails the log.
+    private var toldAtHead = false
     /// The message that ends the epoch being executed (its record, or the run's end), once taken.
     private var ending: BackupStateMachine.Action?
     /// Whether the message that ends the epoch being executed is taken: a look at the case, where
@@ -167,6 +170,8 @@ final class BackupReplica {
     private var failure: (any Error)?
     /// Executed epochs are reported at least this often (ns) under a duration `--max-lag`.
     private let reportEvery: UInt64?
+    /// How long to wait for more log, once caught up, before reporting (ns).
+    private let reportDelay: UInt64
     private var lastReport: UInt64 = 0
     /// The soft error still to inject into this replica.
     private var softError: SoftError?
@@ -201,6 +206,7 @@ final class BackupReplica {
             ? .joining(epochLength: context.setup.epochLength, maximumLag: lag)
             : BackupStateMachine(epochLength: context.setup.epochLength, maximumLag: lag)
         if case .duration(let ns) = context.settings.maximumLag { reportEvery = max(ns / 4, 1) } else { reportEvery = nil }
+        reportDelay = BatchTiming(context.settings.maximumLag).reportDelay
         timing = BoundaryTiming(mode: context.setup.options.clockMode)
         softError = context.softError.flatMap { $0.replica == .backup(context.backupNumber) ? $0 : nil }
         // A backup that lost the arbiter and re-joins the winner keeps its console, which has
@@ -337,9 +343,27 @@ final class BackupReplica {
     /// Waits for more of the log. Returns false if the connection ended in a way that calls
     /// for a takeover; throws if it ended in a way that forbids one.
     private func waitForLog() throws -> Bool {
-        // Caught up with the log: report how far it got (the primary may wait for that).
-        if let executed = rules.reportBeforeWaiting() { report(executed) }
-        guard let reason = receiveMore() else { return true }
+        // Caught up with the log. The primary may be waiting for this replica's executed count
+        // (its lag bound): report it if no more log comes within `BatchTiming.reportDelay`. A
+        // primary that runs sends more before then, and the periodic reports (`reportInterval`,
+        // `reportEvery`) keep its lag figure within its bound; a report and its receipt per
+        // batch would wake both event loops each time.
+        if rules.owesReport {
+            switch receiveMore(waitingAtMost: .nanoseconds(Int64(reportDelay))) {
+            case .data(let chunks) where !chunks.isEmpty: return true
+            case .data: break
+            case .closed(let reason): return try connectionEnded(reason)
+            }
+            if let executed = rules.reportBeforeWaiting() { report(executed) }
+        }
+        switch receiveMore(waitingAtMost: nil) {
+        case .data: return true
+        case .closed(let reason): return try connectionEnded(reason)
+        }
+    }
+
+    /// The connection ended while waiting for the log: false if that calls for a takeover.
+    private func connectionEnded(_ reason: CloseReason) throws -> Bool {
         rules.connectionEnded(reason)
         if case .takingOver = rules.phase { return false }
         // A frame that does not authenticate, or a message out of range: the log can no
@@ -360,8 +384,8 @@ final class BackupReplica {
     /// Runs the guest for one epoch. While it runs with every complete message taken, the
     /// watcher may claim the arbiter the moment the connection ends.
     private func runEpoch(budget: UInt64) throws -> MachineStop {
-        claim.setAtHead(!hasEnding)
-        defer { claim.setAtHead(false) }
+        setAtHead(!hasEnding)
+        defer { setAtHead(false) }
         softError = try context.injectSoftError(softError, into: machine, epoch: rules.epoch)
         do {
             watchdog.enter(.guest)
@@ -376,19 +400,25 @@ final class BackupReplica {
         }
     }
 
+    private func setAtHead(_ atHead: Bool) {
+        guard atHead != toldAtHead else { return }
+        toldAtHead = atHead
+        claim.setAtHead(atHead)
+    }
+
     /// The guest needs a value not received yet (called by the environment inside the run):
     /// takes the log until one is there. If the primary is gone, claims the arbiter at once (the
     /// backup has consumed the whole log: the rest of this epoch is the failover epoch) and lets
     /// the guest go on with its own values.
     private func refill() throws(EnvironmentError) {
-        claim.setAtHead(false)
+        setAtHead(false)
         watchdog.enter(.host)
         defer { watchdog.enter(.guest) }
         do {
             while true {
                 try takeReceived()
                 if environment.holdsValue {
-                    claim.setAtHead(!hasEnding)
+                    setAtHead(!hasEnding)
                     return
                 }
                 if hasEnding {
@@ -476,7 +506,7 @@ final class BackupReplica {
                 try rollBack(request)
                 return
             }
-            if receiveMore() != nil {
+            if case .closed = receiveMore(waitingAtMost: nil) {
                 rules.violated()
                 throw stop(diverged, refusal: diverged.description)
             }
@@ -485,17 +515,18 @@ final class BackupReplica {
 
     /// Waits for more of the primary's stream and hands it to the parser. Returns why the
     /// connection ended, if it did.
-    private func receiveMore() -> CloseReason? {
+    private func receiveMore(waitingAtMost limit: Duration?) -> Received {
         watchdog.enter(.waitingForPeer)
-        let received = connection.receive(holding: parser.bufferedBytes, wait: true)
-        watchdog.enter(.host)
-        switch received {
-        case .data(let chunks):
-            for chunk in chunks { parser.append(chunk) }
-            return nil
-        case .closed(let reason):
-            return reason
+        let received = if let limit {
+            connection.receive(holding: parser.bufferedBytes, waitingAtMost: limit)
+        } else {
+            connection.receive(holding: parser.bufferedBytes, wait: true)
         }
+        watchdog.enter(.host)
+        if case .data(let chunks) = received {
+            for chunk in chunks { parser.append(chunk) }
+        }
+        return received
     }
 
     /// The primary found the replicas disagree: back to the checkpoint, and tell it so.

@@ -228,6 +228,12 @@ public struct BackupStateMachine: Sendable, Equatable {
         return epoch
     }
 
+    /// Whether epochs were executed since the last report (while replaying).
+    public var owesReport: Bool {
+        guard case .replaying = phase else { return false }
+        return epoch > reportedExecuted
+    }
+
     /// The backup has caught up with the log and is about to wait: the executed count to report,
     /// if the primary has not heard it yet (it may be waiting for it).
     public mutating func reportBeforeWaiting() -> UInt64? {

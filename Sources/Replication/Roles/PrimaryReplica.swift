@@ -117,12 +117,15 @@ final class PrimaryReplica {
     private var listener: ReplicationListener?
     /// When the batch in the writer was first seen non-empty at a boundary.
     private var batchStartedAt: UInt64?
+    /// When a boundary last looked for backups waiting to join (ns, uptime).
+    private var listenerCheckedAt: UInt64 = 0
     private let timing: BoundaryTiming
     private var transferWriter = MessageWriter(capacity: 1 << 20)
     private let logger = Logger(label: "lockstep.primary")
     /// The backup's lag in guest time, and the bound on it (`--max-lag` as a duration).
     private var lagMeter = LagMeter()
     private let lagBound: UInt64?
+    private let batchTiming: BatchTiming
     /// The soft error still to inject into this replica.
     private var softError: SoftError?
     /// Output comparison (`--compare`): what was asked of the backup, and its verdicts.
@@ -152,10 +155,6 @@ final class PrimaryReplica {
     /// rollback delivers it again.
     private var inputSinceCheckpoint: [UInt8] = []
 
-    /// A batch is flushed at a boundary once it holds this much ...
-    static let batchBytes = 64 << 10
-    /// ... or is this old (nanoseconds), so the backup stays a few milliseconds behind at most.
-    static let batchAge: UInt64 = 5_000_000
     /// Pre-copy: at most this many messages of pages per boundary, sent only while the
     /// connection's queue holds less than `transferQueueBytes`, so the guest never waits for the
     /// link and heartbeats and the log go out between them.
@@ -182,6 +181,7 @@ final class PrimaryReplica {
                                     maximumLag: context.settings.maximumLag.epochLimit,
                                     peer: backups.isEmpty ? .alone(start.aloneReason) : .backup)
         if case .duration(let ns) = context.settings.maximumLag { lagBound = ns } else { lagBound = nil }
+        batchTiming = BatchTiming(context.settings.maximumLag)
         timing = BoundaryTiming(mode: context.setup.options.clockMode)
         epoch = start.epoch
         consoleBytesDelivered = start.consoleBytesDelivered
@@ -301,7 +301,8 @@ final class PrimaryReplica {
                             lagNanoseconds: rules.logs ? lagMeter.lag(count: epoch, executed: rules.backupExecuted) : 0)
             try flushIfDue(now: ended)
             if lagging { try throttle() }
-            try serveBackups()
+            // An idle boundary may have waited for input since `ended`.
+            try serveBackups(now: stop == .idle ? NIODeadline.now().uptimeNanoseconds : ended)
             return nil
         }
     }
@@ -477,7 +478,7 @@ final class PrimaryReplica {
         guard rules.logs, !environment.writer.isEmpty else { return }
         let started = batchStartedAt ?? now
         batchStartedAt = started
-        if environment.writer.count >= Self.batchBytes || now &- started >= Self.batchAge { try flush() }
+        if environment.writer.count >= BatchTiming.bytes || now &- started >= batchTiming.age { try flush() }
     }
 
     /// Sends the batch to every following backup now. Returns, for each backup still there, the
@@ -584,6 +585,8 @@ final class PrimaryReplica {
     /// Output commit (thesis protocol): log the output to the backups, wait until each holds it,
     /// check the primary is still entitled, perform it, log the completion notice.
     private func commit(_ outputs: [PendingOutput], stop: CompareStop, ending: MachineStop? = nil) throws {
+        // Most epochs have no output; without comparison there is nothing to do then.
+        guard !outputs.isEmpty || context.settings.compare else { return }
         let compared = try compare(outputs, stop: stop, ending: ending)
         for (index, output) in outputs.enumerated() {
             var step = rules.commit(output.record)
@@ -715,10 +718,24 @@ final class PrimaryReplica {
 
     /// At a boundary: takes the backups waiting to join, and sends each joining one the next
     /// part of the primary's state.
-    private func serveBackups() throws {
-        guard let listener, let intake = context.intake else { return }
-        // `hasPending` first: a lock and a look, where `accept` builds a deadline and waits on
-        // it (about 800 host instructions at every boundary, with nobody joining).
+    private func serveBackups(now: UInt64) throws {
+        guard let listener else { return }
+        // The listener is looked at once a millisecond (its lock, and the intake's copy, were a
+        // tenth of a boundary's cost); a joining backup's transfer goes on at every boundary.
+        if now &- listenerCheckedAt >= Self.listenerCheckInterval {
+            listenerCheckedAt = now
+            if listener.hasPending, let intake = context.intake { try admit(from: listener, intake) }
+        }
+        for peer in peers where !peer.rules.isFollowing {
+            try transfer(to: peer)
+        }
+    }
+
+    /// How often (ns) a boundary looks for backups waiting to join.
+    static let listenerCheckInterval: UInt64 = 1_000_000
+
+    /// Takes the backups waiting to join, up to the intake's number.
+    private func admit(from listener: ReplicationListener, _ intake: BackupIntake) throws {
         while listener.hasPending, let connection = listener.accept(until: .distantPast) {
             guard connection.purpose == .joinRunning else {
                 connection.close(refusal: ReplicationListener.alreadyReplicating)
@@ -742,9 +759,6 @@ final class PrimaryReplica {
             peer.transferStarted = NIODeadline.now().uptimeNanoseconds
             peers.append(peer)
             status.message("a backup joins from \(connection.remoteAddress): sending \(pages.count) pages while the guest runs")
-        }
-        for peer in peers where !peer.rules.isFollowing {
-            try transfer(to: peer)
         }
     }
 

@@ -186,6 +186,24 @@ public final class ReplicationConnection: @unchecked Sendable {
     /// has ended. `held` is what the caller still holds of earlier data (it counts against the
     /// inbox limit until the caller reports it consumed).
     public func receive(holding held: Int, wait: Bool) -> Received {
+        receive(holding: held, waiting: wait ? .untilData : .no)
+    }
+
+    /// Takes the data received so far, waiting at most `limit` for some: `.data([])` if none
+    /// came by then.
+    public func receive(holding held: Int, waitingAtMost limit: Duration) -> Received {
+        let seconds = Double(limit.components.seconds) + Double(limit.components.attoseconds) / 1e18
+        return receive(holding: held, waiting: .until(Date(timeIntervalSinceNow: seconds)))
+    }
+
+    /// How long `receive` waits for data (or the end) when there is none yet.
+    private enum Waiting {
+        case no
+        case untilData
+        case until(Date)
+    }
+
+    private func receive(holding held: Int, waiting: Waiting) -> Received {
         condition.lock()
         machineHeld = held
         if maybeResume() {
@@ -193,7 +211,11 @@ public final class ReplicationConnection: @unchecked Sendable {
             loop.resumeReading()
             condition.lock()
         }
-        while wait && inbox.isEmpty && closeReason == nil { condition.wait() }
+        switch waiting {
+        case .no: break
+        case .untilData: while inbox.isEmpty && closeReason == nil { condition.wait() }
+        case .until(let deadline): while inbox.isEmpty && closeReason == nil && condition.wait(until: deadline) {}
+        }
         if inbox.isEmpty, let reason = closeReason {
             condition.unlock()
             return .closed(reason)

@@ -163,7 +163,9 @@ final class SealedChannelHandler: ChannelDuplexHandler {
         let now = Self.now()
         liveness.bytesArrived(at: now, completedFrames: completed, partialFrame: reader.hasPartialFrame)
         if case .established(_, _, let connection) = phase {
-            if !chunks.isEmpty { receiptOwed = true }
+            // Only the primary waits for receipts (output commit); a backup acknowledges each
+            // read, and the primary's receipts are its heartbeats.
+            if !chunks.isEmpty && role != .primary { receiptOwed = true }
             if !connection.delivered(chunks, wireBytes: wireBytes, lastSign: liveness.lastSign) {
                 readingStopped = true
             }
