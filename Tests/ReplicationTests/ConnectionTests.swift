@@ -91,6 +91,45 @@ func receive(_ count: Int, on connection: ReplicationConnection, as receiver: Re
         #expect(frames >= UInt64(end) / UInt64(Frame.maximumPlaintext))
     }
 
+    @Test func aBoundedReceiveReturnsNothingAtItsDeadlineAndDataAsItComes() throws {
+        let pair = try LoopbackPair()
+        defer { pair.shutdown() }
+        let start = Date()
+        guard case .data(let none) = pair.backup.receive(holding: 0, waitingAtMost: .milliseconds(50)) else {
+            Issue.record("the connection ended"); return
+        }
+        #expect(none.isEmpty)
+        #expect(Date().timeIntervalSince(start) >= 0.045)
+        let record = Message.executed(7)
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.05) { send([record], on: pair.backup) }
+        var parser = MessageParser(receiver: .primary)
+        let deadline = Date(timeIntervalSinceNow: 10)
+        var got: Message?
+        while got == nil && Date() < deadline {
+            guard case .data(let chunks) = pair.primary.receive(holding: parser.bufferedBytes, waitingAtMost: .seconds(10)) else {
+                Issue.record("the connection ended"); return
+            }
+            for c in chunks { parser.append(c) }
+            got = try parser.next()
+        }
+        #expect(got == record)
+    }
+
+    @Test func onlyTheBackupAcknowledgesWhatItReads() throws {
+        let pair = try LoopbackPair(timeoutMilliseconds: 60_000)
+        defer { pair.shutdown() }
+        // The backup's reports are not acknowledged: nothing waits for that.
+        let reported = try #require(send([.executed(1)], on: pair.backup))
+        #expect(try receive(1, on: pair.primary, as: .primary) == [.executed(1)])
+        // The primary's log is: output commit waits for the receipt.
+        let logged = try #require(send([.outputDone(1)], on: pair.primary))
+        #expect(try receive(1, on: pair.backup, as: .backup) == [.outputDone(1)])
+        #expect(pair.primary.waitForReceipt(covering: logged) == nil)
+        // Heartbeats are a minute apart here: no receipt for the report can have come.
+        Thread.sleep(forTimeInterval: 0.2)
+        #expect(pair.backup.acknowledgedBytes < reported)
+    }
+
     @Test func peerDeathIsSeenAsClosed() throws {
         let pair = try LoopbackPair()
         defer { pair.shutdown() }

@@ -40,6 +40,16 @@ import Testing
         #expect(meter.lag(count: 3, executed: 4) == 0)
     }
 
+    @Test func batchesAreHeldForAQuarterOfADurationBoundAtMost() {
+        let byDefault = BatchTiming(LagBound.defaultBound)
+        #expect(byDefault.age == 12_500_000, "a quarter of 50 ms")
+        #expect(byDefault.reportDelay > byDefault.age, "a primary that runs sends more before a caught-up backup reports")
+        #expect(BatchTiming(.duration(nanoseconds: 10_000_000_000)).age == BatchTiming.longestAge)
+        #expect(BatchTiming(.epochs(100_000_000)).age == BatchTiming.longestAge)
+        let tiny = BatchTiming(.duration(nanoseconds: 1))
+        #expect(tiny.age == 1 && tiny.reportDelay == 1, "never zero: a batch is sent at the next boundary")
+    }
+
     @Test func aBackupFurtherBehindThanTheRingIsOverAnyBound() {
         var meter = LagMeter()
         let n = LagBound.durationEpochLimit + 5

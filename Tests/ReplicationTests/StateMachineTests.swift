@@ -151,10 +151,12 @@ let record1 = OutputRecord(sequence: 1, epoch: 0, kind: .console, digest: digest
             if let n = r.executed() { reports.append(n) }
         }
         #expect(reports == [64, 128])
+        #expect(r.owesReport, "epochs 129 and 130 are not reported yet")
         let v11 = r.reportBeforeWaiting()
         #expect(v11 == 130)
         let v12 = r.reportBeforeWaiting()
         #expect(v12 == nil)
+        #expect(!r.owesReport)
     }
 }
 

@@ -162,6 +162,9 @@ public final class ReplicationConnection: @unchecked Sendable {
         return peerHolds >= offset ? nil : closeReason
     }
 
+    /// Bytes of this side's message stream the peer has acknowledged so far.
+    var acknowledgedBytes: UInt64 { condition.withLock { peerHolds } }
+
     /// How a wait for a receipt ended.
     public enum ReceiptWait: Sendable, Equatable {
         /// The peer holds the stream up to the offset.
