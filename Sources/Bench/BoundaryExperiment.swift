@@ -404,8 +404,8 @@ enum BoundaryExperiment {
                 two round counts, fastest repetition) with `--max-lag 100000000`, CPU time of both replicas against `lockstep run`'s; \
                 an ideal pair on two cores is 2.0x CPU and 1.0x wall. "Two runs at once" starts two unreplicated runs together, \
                 as the pair's two replicas run on this host: its CPU time against one run's is what co-locating two guests costs \
-                here before any replication (shared caches, memory, the host's other tenants), the floor under the pair's ratio. "baseline" is the binary given with `--baseline`, measured \
-                the same way in the same run. The sealing figure encodes epoch records into 64 KiB batches and parses them, once \
+                here before any replication (shared caches, memory, the host's other tenants), the floor under the pair's \
+                ratio. "baseline" is the binary given with `--baseline`, measured the same way in the same run. The sealing figure encodes epoch records into 64 KiB batches and parses them, once \
                 plain and once sealed and opened with a session's keys, in this process.
 
 

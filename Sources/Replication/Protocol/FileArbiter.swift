@@ -52,7 +52,7 @@ final class FileArbiter: Sendable {
     func readAnnouncement() -> [UInt8]? {
         guard let handle = FileHandle(forReadingAtPath: leaderPath) else { return nil }
         defer { try? handle.close() }
-        return (try? handle.read(upToCount: Arbiter.maximumAnnouncementBytes + 1)).map { [UInt8]($0 ?? Data()) }
+        return (try? handle.read(upToCount: Arbiter.maximumAnnouncementBytes + 1)).map { [UInt8]($0) }
     }
 
     /// Writes `bytes` to a new file renamed over `target` (a reader sees the old or the new

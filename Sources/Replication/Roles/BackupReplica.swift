@@ -513,8 +513,8 @@ final class BackupReplica {
         }
     }
 
-    /// Waits for more of the primary's stream and hands it to the parser. Returns why the
-    /// connection ended, if it did.
+    /// Waits for more of the primary's stream (at most `limit`, if given) and hands it to the
+    /// parser. Returns what came: data (none if the limit passed first), or the connection's end.
     private func receiveMore(waitingAtMost limit: Duration?) -> Received {
         watchdog.enter(.waitingForPeer)
         let received = if let limit {
