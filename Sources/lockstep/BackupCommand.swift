@@ -246,23 +246,22 @@ struct BackupCommand: ParsableCommand {
                              status: ReplicationStatus) throws -> ReplicationConnection
     {
         let deadline = Date(timeIntervalSinceNow: Double(DurationParser.nanoseconds(wait)) / 1e9)
-        // The state stays "taking over" until the join starts: `lockstep pair` stops joiners
-        // that do not follow once their leader is gone.
         // Nobody holds it (this backup was dropped by a primary that runs on): no winner to join.
         guard arbiter.holder != nil else { throw CLIFailure(ReplicationError.lostArbiter(holder: holder)) }
-        var announced: HostPort?
+        var announced = try arbiter.readLeader()
         while announced == nil {
-            announced = try arbiter.readLeader()
-            if announced == nil {
-                guard Date() < deadline else {
-                    throw CLIFailure("\(ReplicationError.lostArbiter(holder: holder)): the winner announced no address for new backups within \(DurationParser.describe(wait))",
-                                     status: ExitStatus.lostArbiter)
-                }
-                Thread.sleep(forTimeInterval: 0.05)
+            guard Date() < deadline else {
+                throw CLIFailure("\(ReplicationError.lostArbiter(holder: holder)): the winner announced no address for new backups within \(DurationParser.describe(wait))",
+                                 status: ExitStatus.lostArbiter)
             }
+            Thread.sleep(forTimeInterval: 0.05)
+            announced = try arbiter.readLeader()
         }
+        // `parseAnnouncement` accepts only addresses with a host.
         guard let announced, let host = announced.host else { preconditionFailure("an announcement has a host") }
         let winner = Endpoint(host: host, port: announced.port)
+        // The state stays "taking over" until the join starts (`lockstep pair` stops joiners that
+        // do not follow once their leader is gone).
         status.rejoining()
         status.message("re-joining the winner at \(winner)", level: .notice)
         do {

@@ -94,15 +94,23 @@ public struct BatchTiming: Sendable, Equatable {
     /// than the primary's batch age, so a primary that runs never gets such a report, and
     /// bounded, so a primary that waits for one (its lag bound) waits no longer than this.
     public let reportDelay: UInt64
+    /// Under a duration bound, a backup reports its executed epochs at least this often (ns):
+    /// a quarter of the bound. (Under an epoch count it reports every quarter of the count:
+    /// `BackupStateMachine.reportInterval`.)
+    public let reportEvery: UInt64?
 
     /// The longest a batch is held: a failover loses at most this much of the primary's run
     /// that no output depended on, and the backup follows this closely.
     public static let longestAge: UInt64 = 20_000_000
 
     public init(_ bound: LagBound) {
-        age = switch bound {
-        case .epochs: Self.longestAge
-        case .duration(let ns): max(1, min(Self.longestAge, ns / 4))
+        switch bound {
+        case .epochs:
+            age = Self.longestAge
+            reportEvery = nil
+        case .duration(let ns):
+            age = max(1, min(Self.longestAge, ns / 4))
+            reportEvery = max(1, ns / 4)
         }
         reportDelay = age + age / 2
     }

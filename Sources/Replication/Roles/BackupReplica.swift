@@ -168,10 +168,9 @@ final class BackupReplica {
     private var epochStart: UInt64 = 0
     /// A failure found while the guest ran (taking the log for a value), thrown once it returns.
     private var failure: (any Error)?
-    /// Executed epochs are reported at least this often (ns) under a duration `--max-lag`.
-    private let reportEvery: UInt64?
-    /// How long to wait for more log, once caught up, before reporting (ns).
-    private let reportDelay: UInt64
+    /// When executed epochs are reported (the periodic reports, and how long to wait for more
+    /// log, once caught up, before reporting).
+    private let batchTiming: BatchTiming
     private var lastReport: UInt64 = 0
     /// The soft error still to inject into this replica.
     private var softError: SoftError?
@@ -205,8 +204,7 @@ final class BackupReplica {
         rules = connection.purpose == .joinRunning
             ? .joining(epochLength: context.setup.epochLength, maximumLag: lag)
             : BackupStateMachine(epochLength: context.setup.epochLength, maximumLag: lag)
-        if case .duration(let ns) = context.settings.maximumLag { reportEvery = max(ns / 4, 1) } else { reportEvery = nil }
-        reportDelay = BatchTiming(context.settings.maximumLag).reportDelay
+        batchTiming = BatchTiming(context.settings.maximumLag)
         timing = BoundaryTiming(mode: context.setup.options.clockMode)
         softError = context.softError.flatMap { $0.replica == .backup(context.backupNumber) ? $0 : nil }
         // A backup that lost the arbiter and re-joins the winner keeps its console, which has
@@ -345,11 +343,10 @@ final class BackupReplica {
     private func waitForLog() throws -> Bool {
         // Caught up with the log. The primary may be waiting for this replica's executed count
         // (its lag bound): report it if no more log comes within `BatchTiming.reportDelay`. A
-        // primary that runs sends more before then, and the periodic reports (`reportInterval`,
-        // `reportEvery`) keep its lag figure within its bound; a report and its receipt per
-        // batch would wake both event loops each time.
+        // primary that runs sends more before then, and the periodic reports keep its lag figure
+        // within its bound; a report and its receipt per batch would wake both event loops.
         if rules.owesReport {
-            switch receiveMore(waitingAtMost: .nanoseconds(Int64(reportDelay))) {
+            switch receiveMore(waitingAtMost: .nanoseconds(Int64(batchTiming.reportDelay))) {
             case .data(let chunks) where !chunks.isEmpty: return true
             case .data: break
             case .closed(let reason): return try connectionEnded(reason)
@@ -645,7 +642,7 @@ final class BackupReplica {
         let checkpointDue = context.settings.compare && !mine.isEmpty && rules.stage != .receiving
         if let executed = rules.executed() {
             report(executed)
-        } else if let reportEvery {
+        } else if let reportEvery = batchTiming.reportEvery {
             let now = NIODeadline.now().uptimeNanoseconds
             if now &- lastReport >= reportEvery, let executed = rules.reportBeforeWaiting() { report(executed) }
         }
@@ -699,7 +696,7 @@ final class BackupReplica {
 
     /// Tells the primary how many epochs this replica has executed.
     private func report(_ executed: UInt64) {
-        if reportEvery != nil { lastReport = NIODeadline.now().uptimeNanoseconds }
+        if batchTiming.reportEvery != nil { lastReport = NIODeadline.now().uptimeNanoseconds }
         writer.executed(executed)
         _ = connection.send(writer.take())
     }
